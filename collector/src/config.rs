@@ -1,0 +1,265 @@
+//! Collector configuration: targets from flags, environment or a TOML file, and sampling settings.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use clap::Args;
+use pgmon_common::nats_setup::NatsArgs;
+use pgmon_common::target::{TargetName, TargetNameError};
+use serde::Deserialize;
+
+/// Command-line and environment settings of the collector role.
+#[derive(Args, Clone, Debug)]
+pub struct CollectorArgs {
+    /// A PostgreSQL server to monitor, as NAME=DSN (a postgresql:// URL or "host=... user=...");
+    /// repeatable; in the environment, separate targets with ';'.
+    #[arg(long = "target", env = "PGMON_TARGETS", value_name = "NAME=DSN", value_delimiter = ';')]
+    pub targets: Vec<TargetSpec>,
+
+    /// A TOML file listing targets ([[targets]] with name and dsn), read in addition to --target.
+    #[arg(long, env = "PGMON_TARGETS_FILE", value_name = "FILE")]
+    pub targets_file: Option<PathBuf>,
+
+    /// How often pg_stat_activity is sampled.
+    #[arg(long, env = "PGMON_ACTIVITY_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub activity_interval: Duration,
+
+    /// Query texts longer than this many characters are cut.
+    #[arg(long, env = "PGMON_QUERY_TEXT_MAX_LENGTH", default_value_t = 1024)]
+    pub query_text_max_length: u32,
+
+    /// statement_timeout of the collector's sessions on the targets.
+    #[arg(long, env = "PGMON_STATEMENT_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
+    pub statement_timeout: Duration,
+
+    /// How many snapshots per target wait for NATS before the oldest new ones are dropped
+    /// (600 is ten minutes of 1-second samples).
+    #[arg(long, env = "PGMON_PUBLISH_QUEUE_CAPACITY", default_value_t = 600)]
+    pub publish_queue_capacity: usize,
+}
+
+/// A monitored server: its name and how to connect. Debug output never shows the password.
+#[derive(Clone)]
+pub struct TargetSpec {
+    pub name: TargetName,
+    pub connection: tokio_postgres::Config,
+}
+
+impl std::fmt::Debug for TargetSpec {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("TargetSpec")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("target {0:?} is not NAME=DSN")]
+    MissingName(String),
+    #[error("target name: {0}")]
+    BadName(#[from] TargetNameError),
+    // The DSN itself is never echoed: it may hold a password.
+    #[error("target {name}: the connection string is not valid: {reason}")]
+    BadConnectionString { name: String, reason: String },
+    #[error("cannot read targets file {path}: {source}")]
+    ReadFile { path: PathBuf, source: std::io::Error },
+    #[error("targets file {path} is not valid: {source}")]
+    ParseFile { path: PathBuf, source: toml::de::Error },
+    #[error("target {0} is given more than once")]
+    Duplicate(TargetName),
+    #[error("--activity-interval must be at least 100ms")]
+    IntervalTooShort,
+    #[error("--publish-queue-capacity must be at least 1")]
+    EmptyQueue,
+}
+
+impl FromStr for TargetSpec {
+    type Err = ConfigError;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let (name, dsn) = text
+            .split_once('=')
+            .ok_or_else(|| ConfigError::MissingName(redacted_prefix(text)))?;
+        TargetSpec::new(name.trim(), dsn.trim())
+    }
+}
+
+/// Enough of an unparseable target to recognise it, never enough to leak a password.
+fn redacted_prefix(text: &str) -> String {
+    text.split(['@', ' ', ':']).next().unwrap_or_default().to_owned()
+}
+
+impl TargetSpec {
+    pub fn new(name: &str, dsn: &str) -> Result<TargetSpec, ConfigError> {
+        let name: TargetName = name.parse()?;
+        let mut connection = tokio_postgres::Config::from_str(dsn).map_err(|e| ConfigError::BadConnectionString {
+            name: name.to_string(),
+            reason: e.to_string(),
+        })?;
+        if connection.get_user().is_none() {
+            // libpq's default: the operating-system user name.
+            if let Some(user) = std::env::var_os("USER").or_else(|| std::env::var_os("LOGNAME")) {
+                connection.user(user.to_string_lossy().as_ref());
+            }
+        }
+        if connection.get_hosts().is_empty() {
+            connection.host("/var/run/postgresql");
+        }
+        Ok(TargetSpec { name, connection })
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TargetsFile {
+    #[serde(default)]
+    targets: Vec<TargetsFileEntry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TargetsFileEntry {
+    name: String,
+    dsn: String,
+}
+
+fn read_targets_file(path: &Path) -> Result<Vec<TargetSpec>, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::ReadFile {
+        path: path.to_owned(),
+        source,
+    })?;
+    let file: TargetsFile = toml::from_str(&text).map_err(|source| ConfigError::ParseFile {
+        path: path.to_owned(),
+        source,
+    })?;
+    file.targets.iter().map(|entry| TargetSpec::new(&entry.name, &entry.dsn)).collect()
+}
+
+/// The collector's validated configuration.
+#[derive(Clone, Debug)]
+pub struct CollectorConfig {
+    pub nats: NatsArgs,
+    pub targets: Vec<TargetSpec>,
+    pub activity_interval: Duration,
+    pub query_text_max_length: u32,
+    pub statement_timeout: Duration,
+    pub publish_queue_capacity: usize,
+}
+
+/// What a sampler needs to know, beside its target.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct SamplingSettings {
+    pub activity_interval: Duration,
+    pub query_text_max_length: u32,
+    pub statement_timeout: Duration,
+}
+
+impl CollectorConfig {
+    /// Merges flags and the targets file, and checks the settings.
+    pub fn from_args(args: CollectorArgs, nats: NatsArgs) -> Result<CollectorConfig, ConfigError> {
+        let mut targets = args.targets;
+        if let Some(path) = &args.targets_file {
+            targets.extend(read_targets_file(path)?);
+        }
+        let mut names: Vec<&TargetName> = targets.iter().map(|target| &target.name).collect();
+        names.sort();
+        if let Some(pair) = names.windows(2).find(|pair| pair[0] == pair[1]) {
+            return Err(ConfigError::Duplicate(pair[0].clone()));
+        }
+        if args.activity_interval < Duration::from_millis(100) {
+            return Err(ConfigError::IntervalTooShort);
+        }
+        if args.publish_queue_capacity == 0 {
+            return Err(ConfigError::EmptyQueue);
+        }
+        Ok(CollectorConfig {
+            nats,
+            targets,
+            activity_interval: args.activity_interval,
+            query_text_max_length: args.query_text_max_length,
+            statement_timeout: args.statement_timeout,
+            publish_queue_capacity: args.publish_queue_capacity,
+        })
+    }
+
+    pub(crate) fn sampling(&self) -> SamplingSettings {
+        SamplingSettings {
+            activity_interval: self.activity_interval,
+            query_text_max_length: self.query_text_max_length,
+            statement_timeout: self.statement_timeout,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_url_and_key_value_targets() {
+        let url: TargetSpec = "db1=postgresql://monitor:s3cret@db.example:5433/app".parse().unwrap();
+        assert_eq!(url.name.as_str(), "db1");
+        assert_eq!(url.connection.get_user(), Some("monitor"));
+        assert_eq!(url.connection.get_ports(), &[5433]);
+        let key_value: TargetSpec = "db2=host=localhost user=postgres dbname=postgres".parse().unwrap();
+        assert_eq!(key_value.connection.get_dbname(), Some("postgres"));
+    }
+
+    #[test]
+    fn errors_never_echo_the_password() {
+        let error = "db1=postgresql://monitor:s3cret@db.example:notaport/app"
+            .parse::<TargetSpec>()
+            .unwrap_err();
+        assert!(matches!(error, ConfigError::BadConnectionString { .. }), "{error}");
+        assert!(!error.to_string().contains("s3cret"), "{error}");
+        let error = "postgresql://monitor:s3cret@db.example/app".parse::<TargetSpec>().unwrap_err();
+        assert!(!error.to_string().contains("s3cret"), "{error}");
+        let debug = format!("{:?}", "db1=postgresql://monitor:s3cret@h/app".parse::<TargetSpec>().unwrap());
+        assert!(!debug.contains("s3cret"), "{debug}");
+    }
+
+    #[test]
+    fn rejects_bad_names() {
+        assert!(matches!("Prod.DB=host=x".parse::<TargetSpec>(), Err(ConfigError::BadName(_))));
+    }
+
+    #[test]
+    fn reads_a_targets_file_and_rejects_duplicates() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("targets.toml");
+        std::fs::write(
+            &path,
+            "[[targets]]\nname = \"a\"\ndsn = \"host=h1 user=u\"\n[[targets]]\nname = \"b\"\ndsn = \"host=h2 user=u\"\n",
+        )
+        .unwrap();
+        let args = |targets: Vec<TargetSpec>| CollectorArgs {
+            targets,
+            targets_file: Some(path.clone()),
+            activity_interval: Duration::from_secs(1),
+            query_text_max_length: 100,
+            statement_timeout: Duration::from_secs(1),
+            publish_queue_capacity: 10,
+        };
+        let nats = NatsArgs {
+            url: "nats://x".into(),
+            stream_max_age: Duration::from_secs(60),
+        };
+        let config = CollectorConfig::from_args(args(vec![]), nats.clone()).unwrap();
+        assert_eq!(config.targets.len(), 2);
+        let duplicate = "a=host=h3 user=u".parse().unwrap();
+        let error = CollectorConfig::from_args(args(vec![duplicate]), nats).unwrap_err();
+        assert_eq!(error.to_string(), "target a is given more than once");
+    }
+
+    #[test]
+    fn reports_a_broken_targets_file() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("targets.toml");
+        std::fs::write(&path, "[[targets]]\nname = \"a\"\n").unwrap();
+        let error = read_targets_file(&path).err().unwrap();
+        assert!(error.to_string().contains("is not valid"), "{error}");
+    }
+}

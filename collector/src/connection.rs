@@ -1,0 +1,76 @@
+//! The collector's session on a target: connected with its own name and timeouts, so it can
+//! never hold locks or run long on the monitored server.
+
+use std::time::Duration;
+
+use pgmon_common::event::ServerIdentity;
+use tokio_postgres::{Client, NoTls};
+
+use crate::config::{SamplingSettings, TargetSpec};
+
+/// The `application_name` of every pgmon session, so DBAs can recognise (and exclude) it.
+pub(crate) const APPLICATION_NAME: &str = "pgmon";
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ConnectError {
+    #[error("cannot connect: {0}")]
+    Connect(tokio_postgres::Error),
+    #[error("cannot read the server version: {0}")]
+    Identify(tokio_postgres::Error),
+}
+
+/// Opens the long-lived monitoring session and reads who the server is.
+pub(crate) async fn connect(target: &TargetSpec, settings: SamplingSettings) -> Result<(Client, ServerIdentity), ConnectError> {
+    let mut config = target.connection.clone();
+    config.application_name(APPLICATION_NAME);
+    let milliseconds = |duration: Duration| duration.as_millis().max(1);
+    let session_settings = format!(
+        "-c statement_timeout={} -c lock_timeout={} -c idle_in_transaction_session_timeout={}",
+        milliseconds(settings.statement_timeout),
+        milliseconds(settings.statement_timeout / 2),
+        milliseconds(settings.statement_timeout * 5),
+    );
+    let options = match config.get_options() {
+        Some(existing) if !existing.is_empty() => format!("{existing} {session_settings}"),
+        _ => session_settings,
+    };
+    config.options(options);
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(5));
+    }
+    let (client, connection) = config.connect(NoTls).await.map_err(ConnectError::Connect)?;
+    let target_name = target.name.clone();
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::debug!(target = %target_name, %error, "monitoring connection ended");
+        }
+    });
+    let identity = server_identity(&client).await?;
+    Ok((client, identity))
+}
+
+async fn server_identity(client: &Client) -> Result<ServerIdentity, ConnectError> {
+    let row = client
+        .query_one(
+            "SELECT current_setting('server_version_num')::int4, current_setting('server_version')",
+            &[],
+        )
+        .await
+        .map_err(ConnectError::Identify)?;
+    // pg_control_system() may be denied to a monitoring role; the identifier is then left out.
+    let system_identifier = match client
+        .query_one("SELECT system_identifier::text FROM pg_control_system()", &[])
+        .await
+    {
+        Ok(row) => row.get::<_, Option<String>>(0),
+        Err(error) => {
+            tracing::debug!(%error, "system identifier not readable");
+            None
+        }
+    };
+    Ok(ServerIdentity {
+        system_identifier,
+        server_version_num: row.get(0),
+        server_version: row.get(1),
+    })
+}

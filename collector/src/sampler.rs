@@ -1,0 +1,158 @@
+//! One target's sampling loop: connect, sample on schedule, hand snapshots to the publisher,
+//! and reconnect with backoff when the target goes away.
+
+use std::time::{Duration, SystemTime};
+
+use pgmon_common::event::{encode_snapshot, ServerIdentity, Snapshot, SnapshotKind, CURRENT_SCHEMA_VERSION};
+use pgmon_common::subjects::{snapshot_message_id, snapshot_subject};
+use tokio::sync::mpsc::{error::TrySendError, Sender};
+use tokio::time::MissedTickBehavior;
+use tokio_postgres::Client;
+use tokio_util::sync::CancellationToken;
+
+use crate::activity;
+use crate::config::{SamplingSettings, TargetSpec};
+use crate::connection;
+use crate::publisher::OutgoingSnapshot;
+
+const FIRST_RETRY_DELAY: Duration = Duration::from_secs(1);
+const LONGEST_RETRY_DELAY: Duration = Duration::from_secs(30);
+
+/// Exponential backoff with jitter, so many collectors do not reconnect in lockstep.
+struct Backoff {
+    next_delay: Duration,
+}
+
+impl Backoff {
+    fn new() -> Backoff {
+        Backoff {
+            next_delay: FIRST_RETRY_DELAY,
+        }
+    }
+
+    fn next(&mut self) -> Duration {
+        let delay = self.next_delay.mul_f64(rand::random_range(0.8..1.2));
+        self.next_delay = (self.next_delay * 2).min(LONGEST_RETRY_DELAY);
+        delay
+    }
+}
+
+enum SessionEnd {
+    Shutdown,
+    Disconnected(tokio_postgres::Error),
+}
+
+/// Samples `target` until `shutdown` is cancelled; never returns early on target errors.
+pub(crate) async fn sample_target(
+    target: TargetSpec,
+    settings: SamplingSettings,
+    queue: Sender<OutgoingSnapshot>,
+    shutdown: CancellationToken,
+) {
+    let mut backoff = Backoff::new();
+    loop {
+        let connected = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            connected = connection::connect(&target, settings) => connected,
+        };
+        let failure = match connected {
+            Ok((client, identity)) => {
+                tracing::info!(target = %target.name, server_version = %identity.server_version, "connected to target");
+                match activity::prepare(&client, identity.server_version_num).await {
+                    Ok(statement) => {
+                        backoff = Backoff::new();
+                        let session = Session {
+                            target: &target,
+                            settings,
+                            client: &client,
+                            identity,
+                            statement,
+                            queue: &queue,
+                        };
+                        match session.sample_until_disconnected(&shutdown).await {
+                            SessionEnd::Shutdown => return,
+                            SessionEnd::Disconnected(error) => format!("connection lost: {error}"),
+                        }
+                    }
+                    Err(error) => format!("cannot prepare the activity query: {error}"),
+                }
+            }
+            Err(error) => error.to_string(),
+        };
+        let delay = backoff.next();
+        tracing::warn!(target = %target.name, error = %failure, retry_in = ?delay, "target unavailable");
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(delay) => {}
+        }
+    }
+}
+
+struct Session<'a> {
+    target: &'a TargetSpec,
+    settings: SamplingSettings,
+    client: &'a Client,
+    identity: ServerIdentity,
+    statement: tokio_postgres::Statement,
+    queue: &'a Sender<OutgoingSnapshot>,
+}
+
+impl Session<'_> {
+    async fn sample_until_disconnected(&self, shutdown: &CancellationToken) -> SessionEnd {
+        let mut ticks = tokio::time::interval(self.settings.activity_interval);
+        // A late sample is taken once, not in a burst: samples stay about one interval apart.
+        ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        let mut dropped_snapshots: u64 = 0;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return SessionEnd::Shutdown,
+                _ = ticks.tick() => {}
+            }
+            let collected_at_us = activity::unix_micros(SystemTime::now());
+            let rows = match activity::sample(self.client, &self.statement, self.settings.query_text_max_length).await {
+                Ok(rows) => rows,
+                Err(error) if self.client.is_closed() => return SessionEnd::Disconnected(error),
+                Err(error) => {
+                    tracing::warn!(target = %self.target.name, kind = "activity", %error, "snapshot failed");
+                    continue;
+                }
+            };
+            let snapshot = Snapshot {
+                schema_version: CURRENT_SCHEMA_VERSION,
+                kind: SnapshotKind::Activity,
+                target: self.target.name.clone(),
+                collected_at_us,
+                server: self.identity.clone(),
+                rows,
+            };
+            let outgoing = OutgoingSnapshot {
+                subject: snapshot_subject(&self.target.name, SnapshotKind::Activity),
+                message_id: snapshot_message_id(&self.target.name, SnapshotKind::Activity, collected_at_us),
+                payload: encode_snapshot(&snapshot).into(),
+            };
+            match self.queue.try_send(outgoing) {
+                Ok(()) => {}
+                Err(TrySendError::Full(_)) => {
+                    dropped_snapshots += 1;
+                    tracing::error!(target = %self.target.name, kind = "activity", dropped_snapshots, "publish queue full: NATS is not keeping up, snapshot dropped");
+                }
+                Err(TrySendError::Closed(_)) => return SessionEnd::Shutdown,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_to_a_ceiling_with_jitter() {
+        let mut backoff = Backoff::new();
+        let delays: Vec<Duration> = (0..8).map(|_| backoff.next()).collect();
+        assert!(delays[0] >= Duration::from_millis(800) && delays[0] <= Duration::from_millis(1200));
+        assert!(delays[1] >= Duration::from_millis(1600));
+        assert!(delays.iter().all(|delay| *delay <= LONGEST_RETRY_DELAY.mul_f64(1.2)));
+        assert!(delays[7] >= LONGEST_RETRY_DELAY.mul_f64(0.8));
+    }
+}

@@ -1,0 +1,279 @@
+//! The snapshot event contract (schema version 1): what collectors publish and ingesters decode.
+//!
+//! Rules (see ARCHITECTURE.md, "Event contract"): additive changes keep the version and use
+//! `#[serde(default)]`; any other change is a new version with its own golden fixtures under
+//! `common/fixtures/v<N>/`, which must keep decoding forever.
+
+use serde::{Deserialize, Serialize};
+
+use crate::target::TargetName;
+
+/// The schema version this build publishes.
+pub const CURRENT_SCHEMA_VERSION: u32 = 1;
+/// Every schema version this build can decode.
+pub const SUPPORTED_SCHEMA_VERSIONS: &[u32] = &[1];
+
+/// What a snapshot describes; the last token of its subject.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SnapshotKind {
+    /// One row per backend of `pg_stat_activity`.
+    Activity,
+}
+
+impl SnapshotKind {
+    pub const ALL: &'static [SnapshotKind] = &[SnapshotKind::Activity];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SnapshotKind::Activity => "activity",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<SnapshotKind> {
+        SnapshotKind::ALL.iter().copied().find(|kind| kind.as_str() == name)
+    }
+}
+
+/// Which PostgreSQL server a snapshot came from.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerIdentity {
+    /// `pg_control_system().system_identifier` as a decimal string (it does not fit a JSON
+    /// number safely); absent when the monitoring role may not read it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system_identifier: Option<String>,
+    /// `server_version_num`, e.g. 170002.
+    pub server_version_num: i32,
+    /// `server_version`, e.g. "17.2 (Debian 17.2-1)".
+    pub server_version: String,
+}
+
+/// The envelope every snapshot event shares, generic over its row type.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot<Row> {
+    pub schema_version: u32,
+    pub kind: SnapshotKind,
+    pub target: TargetName,
+    /// When the collector took the sample: microseconds since the Unix epoch, UTC.
+    pub collected_at_us: i64,
+    pub server: ServerIdentity,
+    pub rows: Vec<Row>,
+}
+
+/// One backend in one `pg_stat_activity` sample. Times are microseconds since the Unix epoch, UTC.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActivityRow {
+    pub pid: i32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub application: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_addr: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_event_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_event: Option<String>,
+    /// `pg_stat_activity.query_id` (PostgreSQL 14+ with `compute_query_id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query_id: Option<i64>,
+    /// The query text, truncated by the collector to its configured length.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backend_start_us: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xact_start_us: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query_start_us: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_change_us: Option<i64>,
+    /// `pg_blocking_pids(pid)`; filled only for backends waiting on a lock, empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blocking_pids: Vec<i32>,
+}
+
+/// A decoded snapshot of any kind.
+#[derive(Clone, Debug, PartialEq)]
+pub enum AnySnapshot {
+    Activity(Snapshot<ActivityRow>),
+}
+
+impl AnySnapshot {
+    pub fn target(&self) -> &TargetName {
+        match self {
+            AnySnapshot::Activity(snapshot) => &snapshot.target,
+        }
+    }
+
+    pub fn kind(&self) -> SnapshotKind {
+        match self {
+            AnySnapshot::Activity(_) => SnapshotKind::Activity,
+        }
+    }
+
+    pub fn row_count(&self) -> usize {
+        match self {
+            AnySnapshot::Activity(snapshot) => snapshot.rows.len(),
+        }
+    }
+}
+
+/// Why a message is not a usable snapshot; the text becomes the dead-letter reason.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error("payload is not a snapshot envelope: {0}")]
+    NotAnEnvelope(serde_json::Error),
+    #[error("schema version {found} is not supported (supported: {supported:?})")]
+    UnsupportedVersion { found: u32, supported: &'static [u32] },
+    #[error("unknown snapshot kind {0:?}")]
+    UnknownKind(String),
+    #[error("{kind} rows do not match schema version {version}: {source}")]
+    InvalidRows {
+        kind: &'static str,
+        version: u32,
+        source: serde_json::Error,
+    },
+    #[error("subject {subject:?} does not match the envelope's target {target:?} and kind {kind:?}")]
+    SubjectMismatch {
+        subject: String,
+        target: String,
+        kind: &'static str,
+    },
+}
+
+/// The fields read first, to pick the row type before decoding the rows.
+#[derive(Deserialize)]
+struct EnvelopeHead {
+    schema_version: u32,
+    kind: String,
+}
+
+/// Decodes a snapshot event payload of any supported version and kind.
+pub fn decode_snapshot(payload: &[u8]) -> Result<AnySnapshot, DecodeError> {
+    let head: EnvelopeHead = serde_json::from_slice(payload).map_err(DecodeError::NotAnEnvelope)?;
+    if !SUPPORTED_SCHEMA_VERSIONS.contains(&head.schema_version) {
+        return Err(DecodeError::UnsupportedVersion {
+            found: head.schema_version,
+            supported: SUPPORTED_SCHEMA_VERSIONS,
+        });
+    }
+    let kind = SnapshotKind::from_name(&head.kind).ok_or_else(|| DecodeError::UnknownKind(head.kind.clone()))?;
+    let invalid_rows = |source| DecodeError::InvalidRows {
+        kind: kind.as_str(),
+        version: head.schema_version,
+        source,
+    };
+    match kind {
+        SnapshotKind::Activity => serde_json::from_slice(payload).map(AnySnapshot::Activity).map_err(invalid_rows),
+    }
+}
+
+/// Decodes a snapshot received on `subject` and checks that the subject names its target and kind,
+/// so a snapshot can never be filed under another target.
+pub fn decode_snapshot_from_subject(subject: &str, payload: &[u8]) -> Result<AnySnapshot, DecodeError> {
+    let snapshot = decode_snapshot(payload)?;
+    let expected = crate::subjects::snapshot_subject(snapshot.target(), snapshot.kind());
+    if expected != subject {
+        return Err(DecodeError::SubjectMismatch {
+            subject: subject.to_owned(),
+            target: snapshot.target().to_string(),
+            kind: snapshot.kind().as_str(),
+        });
+    }
+    Ok(snapshot)
+}
+
+/// Encodes a snapshot as the JSON payload of its event.
+pub fn encode_snapshot<Row: Serialize>(snapshot: &Snapshot<Row>) -> Vec<u8> {
+    serde_json::to_vec(snapshot).expect("snapshot types always serialise to JSON")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Snapshot<ActivityRow> {
+        Snapshot {
+            schema_version: CURRENT_SCHEMA_VERSION,
+            kind: SnapshotKind::Activity,
+            target: "db1".parse().unwrap(),
+            collected_at_us: 1_764_000_000_123_456,
+            server: ServerIdentity {
+                system_identifier: Some("7312345678901234567".into()),
+                server_version_num: 170002,
+                server_version: "17.2".into(),
+            },
+            rows: vec![ActivityRow {
+                pid: 42,
+                state: Some("active".into()),
+                wait_event_type: Some("Timeout".into()),
+                wait_event: Some("PgSleep".into()),
+                blocking_pids: vec![7],
+                ..ActivityRow::default()
+            }],
+        }
+    }
+
+    #[test]
+    fn encoding_round_trips() {
+        let snapshot = sample();
+        let decoded = decode_snapshot(&encode_snapshot(&snapshot)).unwrap();
+        assert_eq!(decoded, AnySnapshot::Activity(snapshot));
+    }
+
+    #[test]
+    fn absent_optional_fields_are_left_out_of_the_payload() {
+        let text = String::from_utf8(encode_snapshot(&sample())).unwrap();
+        assert!(!text.contains("null"), "{text}");
+        assert!(!text.contains("query_id"), "{text}");
+    }
+
+    #[test]
+    fn rejects_unsupported_version_and_kind_with_specific_reasons() {
+        let mut value = serde_json::to_value(sample()).unwrap();
+        value["schema_version"] = 99.into();
+        let error = decode_snapshot(value.to_string().as_bytes()).unwrap_err();
+        assert!(matches!(error, DecodeError::UnsupportedVersion { found: 99, .. }), "{error}");
+
+        value["schema_version"] = 1.into();
+        value["kind"] = "bogus".into();
+        let error = decode_snapshot(value.to_string().as_bytes()).unwrap_err();
+        assert_eq!(error.to_string(), "unknown snapshot kind \"bogus\"");
+
+        let error = decode_snapshot(b"{\"schema_version\":1").unwrap_err();
+        assert!(matches!(error, DecodeError::NotAnEnvelope(_)), "{error}");
+    }
+
+    #[test]
+    fn rejects_rows_of_the_wrong_shape() {
+        let mut value = serde_json::to_value(sample()).unwrap();
+        value["rows"][0]["pid"] = "not a number".into();
+        let error = decode_snapshot(value.to_string().as_bytes()).unwrap_err();
+        assert!(
+            matches!(
+                error,
+                DecodeError::InvalidRows {
+                    kind: "activity",
+                    version: 1,
+                    ..
+                }
+            ),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn subject_must_match_the_envelope() {
+        let payload = encode_snapshot(&sample());
+        assert!(decode_snapshot_from_subject("pgmon.snap.db1.activity", &payload).is_ok());
+        let error = decode_snapshot_from_subject("pgmon.snap.db2.activity", &payload).unwrap_err();
+        assert!(matches!(error, DecodeError::SubjectMismatch { .. }), "{error}");
+    }
+}

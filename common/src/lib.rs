@@ -1,0 +1,10 @@
+//! Shared foundations of every pgmon role: the event contract, subjects, NATS setup, telemetry and health endpoints.
+
+pub mod event;
+pub mod health;
+pub mod nats_setup;
+pub mod query;
+pub mod shutdown;
+pub mod subjects;
+pub mod target;
+pub mod telemetry;

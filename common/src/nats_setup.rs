@@ -1,0 +1,194 @@
+//! Connecting to NATS and creating pgmon's JetStream stream, dead-letter stream and KV bucket.
+//!
+//! Every role runs [`connect_jetstream`] at start-up; creation is idempotent and an existing
+//! stream is left exactly as the operator configured it (replicas, limits), so a cluster's
+//! streams can be created beforehand from the JSON files in `nats/`.
+
+use std::time::Duration;
+
+use async_nats::jetstream::{self, kv, stream};
+use clap::Args;
+
+use crate::subjects::{DEAD_LETTER_STREAM, DEAD_LETTER_SUBJECTS, SNAPSHOT_STREAM, SNAPSHOT_SUBJECTS, TARGETS_BUCKET};
+
+/// The oldest nats-server pgmon works with: 2.10 brought stream compression, which the
+/// snapshot stream uses, and several filter subjects per consumer.
+pub const MINIMUM_NATS_SERVER_VERSION: semver::Version = semver::Version::new(2, 10, 0);
+
+/// How long the snapshot stream keeps events unless the operator says otherwise.
+pub const DEFAULT_STREAM_MAX_AGE: Duration = Duration::from_secs(14 * 24 * 3600);
+
+/// How to reach NATS; shared by every role.
+#[derive(Args, Clone, Debug)]
+pub struct NatsArgs {
+    /// NATS server URL (several may be given, comma separated).
+    #[arg(long = "nats-url", env = "PGMON_NATS_URL", default_value = "nats://127.0.0.1:4222")]
+    pub url: String,
+
+    /// How long the snapshot stream keeps events when pgmon creates it (e.g. "14d").
+    #[arg(long, env = "PGMON_STREAM_MAX_AGE", default_value = "14d", value_parser = humantime::parse_duration)]
+    pub stream_max_age: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NatsSetupError {
+    #[error("cannot connect to NATS at {url}: {source}")]
+    Connect { url: String, source: async_nats::ConnectError },
+    #[error("nats-server at {url} is version {found}; pgmon needs {MINIMUM_NATS_SERVER_VERSION} or newer (scripts/setup.sh installs a recent one)")]
+    ServerTooOld { url: String, found: String },
+    #[error("nats-server at {url} has JetStream disabled; start it with -js")]
+    JetStreamDisabled { url: String },
+    #[error("cannot create stream {stream}: {source}")]
+    CreateStream {
+        stream: &'static str,
+        source: jetstream::context::CreateStreamError,
+    },
+    #[error("cannot create key-value bucket {bucket}: {source}")]
+    CreateBucket {
+        bucket: &'static str,
+        source: jetstream::context::CreateKeyValueError,
+    },
+}
+
+/// The snapshot stream as pgmon creates it; `nats/stream-PGMON.json` holds the same definition.
+pub fn snapshot_stream_config(max_age: Duration) -> stream::Config {
+    stream::Config {
+        name: SNAPSHOT_STREAM.to_owned(),
+        description: Some("pgmon snapshot events: pgmon.snap.<target>.<kind>".to_owned()),
+        subjects: vec![SNAPSHOT_SUBJECTS.to_owned()],
+        storage: stream::StorageType::File,
+        retention: stream::RetentionPolicy::Limits,
+        discard: stream::DiscardPolicy::Old,
+        max_age,
+        // A retried publish (same Nats-Msg-Id) within this window is stored once; it covers the
+        // collector's publish retries, and its outage buffer replays with the same ids.
+        duplicate_window: Duration::from_secs(20 * 60),
+        compression: Some(stream::Compression::S2),
+        // "Now" views read the newest event per subject with direct get.
+        allow_direct: true,
+        num_replicas: 1,
+        ..Default::default()
+    }
+}
+
+/// The dead-letter stream; `nats/stream-PGMON_DEADLETTER.json` holds the same definition.
+pub fn dead_letter_stream_config() -> stream::Config {
+    stream::Config {
+        name: DEAD_LETTER_STREAM.to_owned(),
+        description: Some("pgmon events the ingester could not use, with the reason in a header".to_owned()),
+        subjects: vec![DEAD_LETTER_SUBJECTS.to_owned()],
+        storage: stream::StorageType::File,
+        retention: stream::RetentionPolicy::Limits,
+        discard: stream::DiscardPolicy::Old,
+        max_age: Duration::from_secs(30 * 24 * 3600),
+        compression: Some(stream::Compression::S2),
+        num_replicas: 1,
+        ..Default::default()
+    }
+}
+
+/// The monitored-targets bucket; `nats/kv-pgmon_targets.json` describes the same bucket.
+pub fn targets_bucket_config() -> kv::Config {
+    kv::Config {
+        bucket: TARGETS_BUCKET.to_owned(),
+        description: "pgmon monitored targets (connection list)".to_owned(),
+        history: 10,
+        storage: stream::StorageType::File,
+        num_replicas: 1,
+        ..Default::default()
+    }
+}
+
+/// Connects to NATS as `client_name`, checks the server version and JetStream, and makes sure
+/// pgmon's streams and bucket exist.
+pub async fn connect_jetstream(nats: &NatsArgs, client_name: &str) -> Result<jetstream::Context, NatsSetupError> {
+    let client = connect(&nats.url, client_name).await?;
+    let context = jetstream::new(client);
+    ensure_streams_and_bucket(&context, &nats.url, nats.stream_max_age).await?;
+    Ok(context)
+}
+
+/// Connects and checks the server version; does not touch JetStream.
+pub async fn connect(url: &str, client_name: &str) -> Result<async_nats::Client, NatsSetupError> {
+    let client = async_nats::ConnectOptions::new()
+        .name(client_name)
+        .connection_timeout(Duration::from_secs(3))
+        .connect(url)
+        .await
+        .map_err(|source| NatsSetupError::Connect {
+            url: url.to_owned(),
+            source,
+        })?;
+    check_server_version(url, &client.server_info().version)?;
+    Ok(client)
+}
+
+fn check_server_version(url: &str, version: &str) -> Result<(), NatsSetupError> {
+    let too_old = || NatsSetupError::ServerTooOld {
+        url: url.to_owned(),
+        found: version.to_owned(),
+    };
+    let parsed = semver::Version::parse(version.trim_start_matches('v')).map_err(|_| too_old())?;
+    let release = semver::Version::new(parsed.major, parsed.minor, parsed.patch);
+    if release < MINIMUM_NATS_SERVER_VERSION {
+        return Err(too_old());
+    }
+    Ok(())
+}
+
+async fn ensure_streams_and_bucket(context: &jetstream::Context, url: &str, max_age: Duration) -> Result<(), NatsSetupError> {
+    for (stream_name, config) in [
+        (SNAPSHOT_STREAM, snapshot_stream_config(max_age)),
+        (DEAD_LETTER_STREAM, dead_letter_stream_config()),
+    ] {
+        if let Err(source) = context.get_or_create_stream(config).await {
+            if source.to_string().to_lowercase().contains("jetstream not enabled") {
+                return Err(NatsSetupError::JetStreamDisabled { url: url.to_owned() });
+            }
+            return Err(NatsSetupError::CreateStream {
+                stream: stream_name,
+                source,
+            });
+        }
+    }
+    if context.get_key_value(TARGETS_BUCKET).await.is_err() {
+        context
+            .create_key_value(targets_bucket_config())
+            .await
+            .map_err(|source| NatsSetupError::CreateBucket {
+                bucket: TARGETS_BUCKET,
+                source,
+            })?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_check_accepts_2_10_and_newer_only() {
+        assert!(check_server_version("u", "2.10.0").is_ok());
+        assert!(check_server_version("u", "2.15.1").is_ok());
+        assert!(check_server_version("u", "2.11.0-RC.1").is_ok());
+        let error = check_server_version("nats://h:4222", "2.9.10").unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "nats-server at nats://h:4222 is version 2.9.10; pgmon needs 2.10.0 or newer (scripts/setup.sh installs a recent one)"
+        );
+        assert!(check_server_version("u", "garbage").is_err());
+    }
+
+    /// The JSON files an operator feeds to `nats stream add --config` define what pgmon creates.
+    #[test]
+    fn nats_directory_definitions_match_the_code() {
+        let directory = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../nats");
+        let read = |name: &str| -> stream::Config {
+            let text = std::fs::read_to_string(directory.join(name)).unwrap();
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: {e}"))
+        };
+        assert_eq!(read("stream-PGMON.json"), snapshot_stream_config(DEFAULT_STREAM_MAX_AGE));
+        assert_eq!(read("stream-PGMON_DEADLETTER.json"), dead_letter_stream_config());
+    }
+}

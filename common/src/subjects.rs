@@ -1,0 +1,91 @@
+//! NATS names: stream, subjects, message ids, KV bucket and the named-query subjects.
+
+use crate::event::SnapshotKind;
+use crate::target::TargetName;
+
+/// The JetStream stream holding every snapshot event.
+pub const SNAPSHOT_STREAM: &str = "PGMON";
+/// Subjects captured by [`SNAPSHOT_STREAM`].
+pub const SNAPSHOT_SUBJECTS: &str = "pgmon.snap.>";
+/// The stream holding events the ingester could not use, with the reason in a header.
+pub const DEAD_LETTER_STREAM: &str = "PGMON_DEADLETTER";
+/// Subjects captured by [`DEAD_LETTER_STREAM`].
+pub const DEAD_LETTER_SUBJECTS: &str = "pgmon.deadletter.>";
+/// The JetStream KV bucket holding the monitored targets.
+pub const TARGETS_BUCKET: &str = "pgmon_targets";
+/// The durable consumer through which ingesters read [`SNAPSHOT_STREAM`].
+pub const INGESTER_CONSUMER: &str = "pgmon-ingester";
+/// Queue group of the ingesters answering named queries, so each request gets one answer.
+pub const QUERY_QUEUE_GROUP: &str = "pgmon-ingesters";
+/// Header carrying why a message was dead-lettered.
+pub const DEAD_LETTER_REASON_HEADER: &str = "Pgmon-Dead-Letter-Reason";
+/// Header carrying the subject a dead-lettered message was published on.
+pub const DEAD_LETTER_SUBJECT_HEADER: &str = "Pgmon-Original-Subject";
+/// Header carrying the stream sequence a dead-lettered message had.
+pub const DEAD_LETTER_SEQUENCE_HEADER: &str = "Pgmon-Original-Sequence";
+
+/// `pgmon.snap.<target>.<kind>`: where one target's snapshots of one kind are published.
+pub fn snapshot_subject(target: &TargetName, kind: SnapshotKind) -> String {
+    format!("pgmon.snap.{target}.{}", kind.as_str())
+}
+
+/// Splits a snapshot subject into its target and kind tokens, without validating them.
+pub fn parse_snapshot_subject(subject: &str) -> Option<(&str, &str)> {
+    let rest = subject.strip_prefix("pgmon.snap.")?;
+    let (target, kind) = rest.split_once('.')?;
+    (!kind.contains('.')).then_some((target, kind))
+}
+
+/// The `Nats-Msg-Id` of a snapshot: a retried publish of the same snapshot carries the same
+/// id, so JetStream stores it once within the stream's duplicate window.
+pub fn snapshot_message_id(target: &TargetName, kind: SnapshotKind, collected_at_us: i64) -> String {
+    format!("{target}.{}.{collected_at_us}", kind.as_str())
+}
+
+/// Where the ingester republishes a snapshot it could not use.
+pub fn dead_letter_subject(original_subject: &str) -> String {
+    match parse_snapshot_subject(original_subject) {
+        Some((target, kind)) if is_subject_token(target) && is_subject_token(kind) => {
+            format!("pgmon.deadletter.{target}.{kind}")
+        }
+        _ => "pgmon.deadletter.unknown".to_owned(),
+    }
+}
+
+fn is_subject_token(token: &str) -> bool {
+    !token.is_empty() && !token.contains(['*', '>', ' '])
+}
+
+/// Subject of a named query served by the ingesters.
+pub fn query_subject(query_name: &str) -> String {
+    format!("pgmon.query.{query_name}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subject_and_message_id_name_target_kind_and_time() {
+        let target: TargetName = "prod-db1".parse().unwrap();
+        assert_eq!(snapshot_subject(&target, SnapshotKind::Activity), "pgmon.snap.prod-db1.activity");
+        assert_eq!(
+            snapshot_message_id(&target, SnapshotKind::Activity, 1_700_000_000_000_001),
+            "prod-db1.activity.1700000000000001"
+        );
+    }
+
+    #[test]
+    fn parses_snapshot_subjects() {
+        assert_eq!(parse_snapshot_subject("pgmon.snap.a.activity"), Some(("a", "activity")));
+        assert_eq!(parse_snapshot_subject("pgmon.snap.a"), None);
+        assert_eq!(parse_snapshot_subject("pgmon.snap.a.b.c"), None);
+        assert_eq!(parse_snapshot_subject("other.a.b"), None);
+    }
+
+    #[test]
+    fn dead_letter_subject_keeps_target_and_kind_when_it_can() {
+        assert_eq!(dead_letter_subject("pgmon.snap.a.activity"), "pgmon.deadletter.a.activity");
+        assert_eq!(dead_letter_subject("pgmon.snap.a.b.c"), "pgmon.deadletter.unknown");
+    }
+}

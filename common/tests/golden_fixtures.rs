@@ -1,0 +1,40 @@
+//! Every event payload pgmon has ever published (golden fixtures per schema version) still decodes.
+
+use std::fs;
+use std::path::Path;
+
+use pgmon_common::event::{decode_snapshot, AnySnapshot, SUPPORTED_SCHEMA_VERSIONS};
+
+#[test]
+fn every_fixture_of_every_supported_version_decodes() {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+    for version in SUPPORTED_SCHEMA_VERSIONS {
+        let directory = fixtures.join(format!("v{version}"));
+        let mut decoded = 0;
+        for entry in fs::read_dir(&directory).unwrap_or_else(|e| panic!("{}: {e}", directory.display())) {
+            let path = entry.unwrap().path();
+            let payload = fs::read(&path).unwrap();
+            let snapshot = decode_snapshot(&payload).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert!(snapshot.row_count() > 0, "{} has no rows", path.display());
+            decoded += 1;
+        }
+        assert!(decoded > 0, "no fixtures for schema version {version}");
+    }
+}
+
+#[test]
+fn version_1_activity_fixture_keeps_its_meaning() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/v1/activity.json");
+    let AnySnapshot::Activity(snapshot) = decode_snapshot(&fs::read(path).unwrap()).unwrap();
+    assert_eq!(snapshot.target.as_str(), "prod-db1");
+    assert_eq!(snapshot.collected_at_us, 1_764_000_000_000_000);
+    assert_eq!(snapshot.server.server_version_num, 170002);
+    let sleeper = snapshot.rows.iter().find(|row| row.pid == 4242).unwrap();
+    assert_eq!(sleeper.wait_event_type.as_deref(), Some("Timeout"));
+    assert_eq!(sleeper.wait_event.as_deref(), Some("PgSleep"));
+    assert_eq!(sleeper.query_id, Some(-3_172_049_182_744_215_713));
+    let waiter = snapshot.rows.iter().find(|row| row.pid == 4243).unwrap();
+    assert_eq!(waiter.blocking_pids, vec![4242]);
+    let background = snapshot.rows.iter().find(|row| row.pid == 61).unwrap();
+    assert_eq!(background.database, None);
+}

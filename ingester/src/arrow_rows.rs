@@ -1,0 +1,106 @@
+//! Turns decoded snapshots into Arrow record batches shaped like the DuckDB tables.
+
+use std::sync::Arc;
+
+use duckdb::arrow::array::{ArrayRef, Int32Builder, Int64Builder, ListBuilder, StringBuilder, TimestampMicrosecondBuilder, UInt64Builder};
+use duckdb::arrow::record_batch::RecordBatch;
+use pgmon_common::event::{ActivityRow, Snapshot};
+
+/// Rows of `activity_snapshots`: one per snapshot.
+pub(crate) fn activity_snapshots_batch(snapshots: &[(u64, &Snapshot<ActivityRow>)]) -> RecordBatch {
+    let mut target = StringBuilder::new();
+    let mut collected_at = TimestampMicrosecondBuilder::new();
+    let mut stream_sequence = UInt64Builder::new();
+    let mut server_version_num = Int32Builder::new();
+    let mut system_identifier = StringBuilder::new();
+    let mut row_count = Int32Builder::new();
+    for (sequence, snapshot) in snapshots {
+        target.append_value(snapshot.target.as_str());
+        collected_at.append_value(snapshot.collected_at_us);
+        stream_sequence.append_value(*sequence);
+        server_version_num.append_value(snapshot.server.server_version_num);
+        system_identifier.append_option(snapshot.server.system_identifier.as_deref());
+        row_count.append_value(i32::try_from(snapshot.rows.len()).unwrap_or(i32::MAX));
+    }
+    record_batch(vec![
+        ("target", Arc::new(target.finish())),
+        ("collected_at", Arc::new(collected_at.finish())),
+        ("stream_sequence", Arc::new(stream_sequence.finish())),
+        ("server_version_num", Arc::new(server_version_num.finish())),
+        ("system_identifier", Arc::new(system_identifier.finish())),
+        ("row_count", Arc::new(row_count.finish())),
+    ])
+}
+
+/// Rows of `activity_samples`: one per backend per snapshot.
+pub(crate) fn activity_rows_batch<'a>(snapshots: impl Iterator<Item = &'a Snapshot<ActivityRow>>) -> RecordBatch {
+    let mut target = StringBuilder::new();
+    let mut collected_at = TimestampMicrosecondBuilder::new();
+    let mut pid = Int32Builder::new();
+    let mut database = StringBuilder::new();
+    let mut user_name = StringBuilder::new();
+    let mut application = StringBuilder::new();
+    let mut client_addr = StringBuilder::new();
+    let mut backend_type = StringBuilder::new();
+    let mut state = StringBuilder::new();
+    let mut wait_event_type = StringBuilder::new();
+    let mut wait_event = StringBuilder::new();
+    let mut query_id = Int64Builder::new();
+    let mut query = StringBuilder::new();
+    let mut backend_start = TimestampMicrosecondBuilder::new();
+    let mut xact_start = TimestampMicrosecondBuilder::new();
+    let mut query_start = TimestampMicrosecondBuilder::new();
+    let mut state_change = TimestampMicrosecondBuilder::new();
+    let mut blocking_pids = ListBuilder::new(Int32Builder::new());
+    for snapshot in snapshots {
+        for row in &snapshot.rows {
+            target.append_value(snapshot.target.as_str());
+            collected_at.append_value(snapshot.collected_at_us);
+            pid.append_value(row.pid);
+            database.append_option(row.database.as_deref());
+            user_name.append_option(row.user.as_deref());
+            application.append_option(row.application.as_deref());
+            client_addr.append_option(row.client_addr.as_deref());
+            backend_type.append_option(row.backend_type.as_deref());
+            state.append_option(row.state.as_deref());
+            wait_event_type.append_option(row.wait_event_type.as_deref());
+            wait_event.append_option(row.wait_event.as_deref());
+            query_id.append_option(row.query_id);
+            query.append_option(row.query.as_deref());
+            backend_start.append_option(row.backend_start_us);
+            xact_start.append_option(row.xact_start_us);
+            query_start.append_option(row.query_start_us);
+            state_change.append_option(row.state_change_us);
+            if row.blocking_pids.is_empty() {
+                blocking_pids.append_null();
+            } else {
+                blocking_pids.values().append_slice(&row.blocking_pids);
+                blocking_pids.append(true);
+            }
+        }
+    }
+    record_batch(vec![
+        ("target", Arc::new(target.finish())),
+        ("collected_at", Arc::new(collected_at.finish())),
+        ("pid", Arc::new(pid.finish())),
+        ("database", Arc::new(database.finish())),
+        ("user_name", Arc::new(user_name.finish())),
+        ("application", Arc::new(application.finish())),
+        ("client_addr", Arc::new(client_addr.finish())),
+        ("backend_type", Arc::new(backend_type.finish())),
+        ("state", Arc::new(state.finish())),
+        ("wait_event_type", Arc::new(wait_event_type.finish())),
+        ("wait_event", Arc::new(wait_event.finish())),
+        ("query_id", Arc::new(query_id.finish())),
+        ("query", Arc::new(query.finish())),
+        ("backend_start", Arc::new(backend_start.finish())),
+        ("xact_start", Arc::new(xact_start.finish())),
+        ("query_start", Arc::new(query_start.finish())),
+        ("state_change", Arc::new(state_change.finish())),
+        ("blocking_pids", Arc::new(blocking_pids.finish())),
+    ])
+}
+
+fn record_batch(columns: Vec<(&str, ArrayRef)>) -> RecordBatch {
+    RecordBatch::try_from_iter(columns).expect("builders of one batch always have equal lengths")
+}

@@ -1,0 +1,312 @@
+//! The DuckDB file the ingester owns: schema migrations, exactly-once batch application, readers.
+//!
+//! Exactly-once effect: the last applied stream sequence is stored in the same transaction as
+//! the rows, and snapshots at or below it are skipped, so a batch redelivered after a crash
+//! (it was committed but not yet acknowledged) is not stored twice.
+
+use std::path::{Path, PathBuf};
+
+use duckdb::Connection;
+use pgmon_common::event::{ActivityRow, Snapshot};
+
+use crate::arrow_rows::{activity_rows_batch, activity_snapshots_batch};
+
+/// The file name of the database inside the data directory.
+pub const DATABASE_FILE_NAME: &str = "pgmon.duckdb";
+
+/// Ordered schema migrations; an entry is never edited once released, only new ones appended.
+///
+/// All TIMESTAMP columns hold UTC.
+const MIGRATIONS: &[(i32, &str)] = &[(
+    1,
+    "CREATE TABLE activity_snapshots (
+         target VARCHAR NOT NULL,
+         collected_at TIMESTAMP NOT NULL,
+         stream_sequence UBIGINT NOT NULL,
+         server_version_num INTEGER NOT NULL,
+         system_identifier VARCHAR,
+         row_count INTEGER NOT NULL
+     );
+     CREATE TABLE activity_samples (
+         target VARCHAR NOT NULL,
+         collected_at TIMESTAMP NOT NULL,
+         pid INTEGER NOT NULL,
+         database VARCHAR,
+         user_name VARCHAR,
+         application VARCHAR,
+         client_addr VARCHAR,
+         backend_type VARCHAR,
+         state VARCHAR,
+         wait_event_type VARCHAR,
+         wait_event VARCHAR,
+         query_id BIGINT,
+         query VARCHAR,
+         backend_start TIMESTAMP,
+         xact_start TIMESTAMP,
+         query_start TIMESTAMP,
+         state_change TIMESTAMP,
+         blocking_pids INTEGER[]
+     );
+     CREATE TABLE ingest_progress (
+         stream VARCHAR PRIMARY KEY,
+         last_sequence UBIGINT NOT NULL
+     );",
+)];
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create data directory {path}: {source}")]
+    CreateDirectory { path: PathBuf, source: std::io::Error },
+    #[error("cannot open {path}: {source}")]
+    Open { path: PathBuf, source: duckdb::Error },
+    #[error("schema migration {version} failed: {source}")]
+    Migrate { version: i32, source: duckdb::Error },
+    #[error("{path} was written by a newer pgmon (schema version {found}, this one knows up to {known})")]
+    NewerSchema { path: PathBuf, found: i32, known: i32 },
+    #[error("cannot read the ingest progress: {0}")]
+    ReadProgress(duckdb::Error),
+    #[error("cannot store a batch: {0}")]
+    Write(duckdb::Error),
+    #[error("cannot open a reader connection: {0}")]
+    Reader(duckdb::Error),
+}
+
+/// One decoded batch of the stream, in stream order.
+pub struct IngestBatch {
+    /// Usable snapshots with their stream sequence.
+    pub activity: Vec<(u64, Snapshot<ActivityRow>)>,
+    /// The highest stream sequence in the batch, dead-lettered messages included.
+    pub last_sequence: u64,
+}
+
+/// What applying a batch did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct AppliedBatch {
+    pub snapshots: usize,
+    pub rows: usize,
+    /// Snapshots skipped because an earlier run had already stored them.
+    pub already_stored: usize,
+}
+
+pub struct Store {
+    connection: Connection,
+    stream: String,
+}
+
+impl Store {
+    /// Opens (creating if needed) the database in `data_dir` and brings its schema up to date.
+    pub fn open(data_dir: &Path, stream: &str) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::CreateDirectory {
+            path: data_dir.to_owned(),
+            source,
+        })?;
+        let path = data_dir.join(DATABASE_FILE_NAME);
+        let connection = Connection::open(&path).map_err(|source| StoreError::Open {
+            path: path.clone(),
+            source,
+        })?;
+        migrate(&connection, &path)?;
+        Ok(Store {
+            connection,
+            stream: stream.to_owned(),
+        })
+    }
+
+    /// The highest stream sequence whose effect is stored (0 when nothing is).
+    pub fn last_applied_sequence(&self) -> Result<u64, StoreError> {
+        read_last_sequence(&self.connection, &self.stream).map_err(StoreError::ReadProgress)
+    }
+
+    /// Stores a batch in one transaction together with its last sequence.
+    pub fn apply(&mut self, batch: &IngestBatch) -> Result<AppliedBatch, StoreError> {
+        let transaction = self.connection.transaction().map_err(StoreError::Write)?;
+        let already_applied = read_last_sequence(&transaction, &self.stream).map_err(StoreError::Write)?;
+        let fresh: Vec<&(u64, Snapshot<ActivityRow>)> = batch.activity.iter().filter(|(sequence, _)| *sequence > already_applied).collect();
+        let mut applied = AppliedBatch {
+            already_stored: batch.activity.len() - fresh.len(),
+            ..AppliedBatch::default()
+        };
+        if !fresh.is_empty() {
+            let snapshots: Vec<(u64, &Snapshot<ActivityRow>)> = fresh.iter().map(|(sequence, snapshot)| (*sequence, snapshot)).collect();
+            let mut appender = transaction.appender("activity_snapshots").map_err(StoreError::Write)?;
+            appender
+                .append_record_batch(activity_snapshots_batch(&snapshots))
+                .map_err(StoreError::Write)?;
+            appender.flush().map_err(StoreError::Write)?;
+            drop(appender);
+            let rows = activity_rows_batch(snapshots.iter().map(|(_, snapshot)| *snapshot));
+            applied.rows = rows.num_rows();
+            applied.snapshots = snapshots.len();
+            let mut appender = transaction.appender("activity_samples").map_err(StoreError::Write)?;
+            appender.append_record_batch(rows).map_err(StoreError::Write)?;
+            appender.flush().map_err(StoreError::Write)?;
+        }
+        if batch.last_sequence > already_applied {
+            transaction
+                .execute(
+                    "INSERT INTO ingest_progress (stream, last_sequence) VALUES (?, ?)
+                     ON CONFLICT (stream) DO UPDATE SET last_sequence = excluded.last_sequence",
+                    duckdb::params![self.stream, batch.last_sequence],
+                )
+                .map_err(StoreError::Write)?;
+        }
+        transaction.commit().map_err(StoreError::Write)?;
+        Ok(applied)
+    }
+
+    /// A second connection to the same database for queries; it sees committed batches.
+    pub fn reader(&self) -> Result<Connection, StoreError> {
+        self.connection.try_clone().map_err(StoreError::Reader)
+    }
+}
+
+fn read_last_sequence(connection: &Connection, stream: &str) -> duckdb::Result<u64> {
+    let mut statement = connection.prepare_cached("SELECT last_sequence FROM ingest_progress WHERE stream = ?")?;
+    let mut rows = statement.query([stream])?;
+    match rows.next()? {
+        Some(row) => row.get(0),
+        None => Ok(0),
+    }
+}
+
+fn migrate(connection: &Connection, path: &Path) -> Result<(), StoreError> {
+    connection
+        .execute_batch("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMP NOT NULL)")
+        .map_err(|source| StoreError::Migrate { version: 0, source })?;
+    let current: i32 = connection
+        .query_row("SELECT coalesce(max(version), 0) FROM schema_migrations", [], |row| row.get(0))
+        .map_err(|source| StoreError::Migrate { version: 0, source })?;
+    let known = MIGRATIONS.last().map_or(0, |(version, _)| *version);
+    if current > known {
+        return Err(StoreError::NewerSchema {
+            path: path.to_owned(),
+            found: current,
+            known,
+        });
+    }
+    for (version, sql) in MIGRATIONS.iter().filter(|(version, _)| *version > current) {
+        let migrate_error = |source| StoreError::Migrate { version: *version, source };
+        connection
+            .execute_batch(&format!(
+                "BEGIN TRANSACTION; {sql}; INSERT INTO schema_migrations VALUES ({version}, now()::TIMESTAMP); COMMIT;"
+            ))
+            .map_err(migrate_error)?;
+        tracing::info!(version, path = %path.display(), "applied schema migration");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pgmon_common::event::{ServerIdentity, SnapshotKind, CURRENT_SCHEMA_VERSION};
+
+    fn snapshot(collected_at_us: i64, rows: usize) -> Snapshot<ActivityRow> {
+        Snapshot {
+            schema_version: CURRENT_SCHEMA_VERSION,
+            kind: SnapshotKind::Activity,
+            target: "db1".parse().unwrap(),
+            collected_at_us,
+            server: ServerIdentity {
+                system_identifier: None,
+                server_version_num: 170000,
+                server_version: "17.0".into(),
+            },
+            rows: (0..rows)
+                .map(|pid| ActivityRow {
+                    pid: pid as i32,
+                    state: Some("active".into()),
+                    blocking_pids: vec![1, 2],
+                    ..ActivityRow::default()
+                })
+                .collect(),
+        }
+    }
+
+    fn count(store: &Store, table: &str) -> i64 {
+        store
+            .connection
+            .query_row(&format!("SELECT count(*) FROM {table}"), [], |row| row.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn a_redelivered_batch_is_stored_once() {
+        let directory = tempfile::tempdir().unwrap();
+        let mut store = Store::open(directory.path(), "PGMON").unwrap();
+        let batch = IngestBatch {
+            activity: vec![(1, snapshot(1_000_000, 3)), (2, snapshot(2_000_000, 2))],
+            last_sequence: 3,
+        };
+        assert_eq!(
+            store.apply(&batch).unwrap(),
+            AppliedBatch {
+                snapshots: 2,
+                rows: 5,
+                already_stored: 0
+            }
+        );
+        assert_eq!(
+            store.apply(&batch).unwrap(),
+            AppliedBatch {
+                snapshots: 0,
+                rows: 0,
+                already_stored: 2
+            }
+        );
+        assert_eq!(count(&store, "activity_samples"), 5);
+        assert_eq!(store.last_applied_sequence().unwrap(), 3);
+    }
+
+    #[test]
+    fn progress_survives_reopening_and_migrations_run_once() {
+        let directory = tempfile::tempdir().unwrap();
+        {
+            let mut store = Store::open(directory.path(), "PGMON").unwrap();
+            store
+                .apply(&IngestBatch {
+                    activity: vec![(7, snapshot(1_000_000, 1))],
+                    last_sequence: 9,
+                })
+                .unwrap();
+        }
+        let store = Store::open(directory.path(), "PGMON").unwrap();
+        assert_eq!(store.last_applied_sequence().unwrap(), 9);
+        assert_eq!(count(&store, "schema_migrations"), MIGRATIONS.len() as i64);
+    }
+
+    /// Older duckdb-rs versions panicked above 2048 rows per appended record batch.
+    #[test]
+    fn large_batches_append_whole() {
+        let directory = tempfile::tempdir().unwrap();
+        let mut store = Store::open(directory.path(), "PGMON").unwrap();
+        let activity = (0..100).map(|i| (i + 1, snapshot(i as i64 * 1_000_000, 500))).collect();
+        let applied = store
+            .apply(&IngestBatch {
+                activity,
+                last_sequence: 100,
+            })
+            .unwrap();
+        assert_eq!(applied.rows, 50_000);
+        assert_eq!(count(&store, "activity_samples"), 50_000);
+        let pids: i64 = store
+            .connection
+            .query_row("SELECT sum(len(blocking_pids)) FROM activity_samples", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(pids, 100_000);
+    }
+
+    #[test]
+    fn a_file_from_a_newer_pgmon_is_refused() {
+        let directory = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(directory.path(), "PGMON").unwrap();
+            store
+                .connection
+                .execute_batch("INSERT INTO schema_migrations VALUES (999, now()::TIMESTAMP)")
+                .unwrap();
+        }
+        let error = Store::open(directory.path(), "PGMON").err().unwrap();
+        assert!(matches!(error, StoreError::NewerSchema { found: 999, .. }), "{error}");
+    }
+}

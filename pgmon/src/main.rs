@@ -1,0 +1,153 @@
+//! The `pgmon` binary: wires the command line to each role's `run` (collect, ingest, serve) or to all of them (up).
+
+mod embedded_nats;
+mod up;
+
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use pgmon_collector::{CollectorArgs, CollectorConfig};
+use pgmon_common::health::serve_health;
+use pgmon_common::nats_setup::NatsArgs;
+use pgmon_common::shutdown::cancel_on_signals;
+use pgmon_common::telemetry::{init_logging, LogArgs};
+use pgmon_ingester::{IngesterArgs, IngesterConfig};
+use pgmon_query_api::{ServeArgs, ServeConfig};
+use tokio_util::sync::CancellationToken;
+
+/// pgmon records what PostgreSQL servers are doing, second by second, and lets you look back at it.
+#[derive(Parser)]
+#[command(name = "pgmon", version, about)]
+struct Cli {
+    #[command(flatten)]
+    log: LogArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Poll PostgreSQL targets and publish snapshots to NATS JetStream.
+    Collect {
+        #[command(flatten)]
+        nats: NatsArgs,
+        #[command(flatten)]
+        collector: CollectorArgs,
+        /// Address of this role's /healthz.
+        #[arg(long, env = "PGMON_HEALTH_LISTEN", default_value = "127.0.0.1:9101")]
+        health_listen: SocketAddr,
+    },
+    /// Store snapshots from NATS JetStream in DuckDB files and answer history queries.
+    Ingest {
+        #[command(flatten)]
+        nats: NatsArgs,
+        #[command(flatten)]
+        ingester: IngesterArgs,
+        /// Address of this role's /healthz.
+        #[arg(long, env = "PGMON_HEALTH_LISTEN", default_value = "127.0.0.1:9102")]
+        health_listen: SocketAddr,
+    },
+    /// Serve the web UI and the JSON API.
+    Serve {
+        #[command(flatten)]
+        nats: NatsArgs,
+        #[command(flatten)]
+        serve: ServeArgs,
+    },
+    /// Run collector, ingester and web UI in one process; starts a nats-server when none answers.
+    Up {
+        #[command(flatten)]
+        nats: NatsArgs,
+        #[command(flatten)]
+        collector: CollectorArgs,
+        #[command(flatten)]
+        ingester: IngesterArgs,
+        #[command(flatten)]
+        serve: ServeArgs,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let matches = Cli::command().get_matches();
+    let nats_url_given = matches
+        .subcommand_matches("up")
+        .and_then(|up| up.value_source("url"))
+        .is_some_and(|source| source != clap::parser::ValueSource::DefaultValue);
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
+    if let Err(error) = init_logging(&cli.log) {
+        eprintln!("pgmon: {error}");
+        return std::process::ExitCode::from(2);
+    }
+    let runtime = tokio::runtime::Runtime::new().expect("start the tokio runtime");
+    match runtime.block_on(run(cli.command, nats_url_given)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(error = format!("{error:#}"), "pgmon stopped");
+            eprintln!("pgmon: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, nats_url_given: bool) -> anyhow::Result<()> {
+    let shutdown = cancel_on_signals().context("cannot install signal handlers")?;
+    match command {
+        Command::Collect {
+            nats,
+            collector,
+            health_listen,
+        } => {
+            let config = CollectorConfig::from_args(collector, nats)?;
+            with_health(health_listen, shutdown, |shutdown| pgmon_collector::run(config, shutdown)).await
+        }
+        Command::Ingest {
+            nats,
+            ingester,
+            health_listen,
+        } => {
+            let config = IngesterConfig::from_args(ingester, nats);
+            with_health(health_listen, shutdown, |shutdown| pgmon_ingester::run(config, shutdown)).await
+        }
+        Command::Serve { nats, serve } => {
+            let server = pgmon_query_api::bind(&ServeConfig::from_args(serve, nats)).await?;
+            println!("pgmon web UI: http://{}/", server.local_addr());
+            Ok(server.serve(shutdown).await?)
+        }
+        Command::Up {
+            nats,
+            collector,
+            ingester,
+            serve,
+        } => {
+            up::run(
+                up::UpArgs {
+                    nats,
+                    nats_url_given,
+                    collector,
+                    ingester,
+                    serve,
+                },
+                shutdown,
+            )
+            .await
+        }
+    }
+}
+
+/// Runs a role beside its /healthz server; either failing stops both.
+async fn with_health<Role, RoleError>(
+    address: SocketAddr,
+    shutdown: CancellationToken,
+    role: impl FnOnce(CancellationToken) -> Role,
+) -> anyhow::Result<()>
+where
+    Role: std::future::Future<Output = Result<(), RoleError>>,
+    RoleError: std::error::Error + Send + Sync + 'static,
+{
+    let health = tokio::spawn(serve_health(address, shutdown.clone()));
+    let result = role(shutdown.clone()).await;
+    shutdown.cancel();
+    health.await.context("health server task")??;
+    Ok(result?)
+}

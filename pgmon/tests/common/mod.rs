@@ -1,0 +1,131 @@
+//! Helpers shared by pgmon's end-to-end tests: role configurations against test servers,
+//! waiting for conditions, and reading back what the stream holds.
+
+#![allow(dead_code)] // Each test binary uses its own subset.
+
+use std::future::Future;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream;
+use futures::StreamExt;
+use pgmon_collector::{CollectorConfig, TargetSpec};
+use pgmon_common::event::{decode_snapshot, AnySnapshot};
+use pgmon_common::nats_setup::NatsArgs;
+use pgmon_common::subjects::SNAPSHOT_STREAM;
+use pgmon_ingester::IngesterConfig;
+
+pub fn nats_args(url: &str) -> NatsArgs {
+    NatsArgs {
+        url: url.to_owned(),
+        stream_max_age: Duration::from_secs(3600),
+    }
+}
+
+pub fn collector_config(nats_url: &str, targets: &[(&str, String)], interval: Duration) -> CollectorConfig {
+    CollectorConfig {
+        nats: nats_args(nats_url),
+        targets: targets.iter().map(|(name, dsn)| TargetSpec::new(name, dsn).unwrap()).collect(),
+        activity_interval: interval,
+        query_text_max_length: 200,
+        statement_timeout: Duration::from_secs(2),
+        publish_queue_capacity: 600,
+    }
+}
+
+pub fn ingester_config(nats_url: &str, data_dir: &Path) -> IngesterConfig {
+    IngesterConfig {
+        nats: nats_args(nats_url),
+        data_dir: data_dir.to_owned(),
+        batch_max_messages: 500,
+        batch_wait: Duration::from_millis(100),
+        consumer_name: "pgmon-ingester".to_owned(),
+        stats: Arc::default(),
+    }
+}
+
+/// Polls `condition` every 100 ms until it holds, panicking with `what` after `limit`.
+pub async fn wait_until<F, Fut>(limit: Duration, what: &str, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + limit;
+    while !condition().await {
+        assert!(Instant::now() < deadline, "timed out after {limit:?} waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Every snapshot in the stream, decoded, with its stream sequence.
+pub async fn stream_snapshots(nats_url: &str) -> Vec<(u64, AnySnapshot)> {
+    let client = async_nats::connect(nats_url).await.unwrap();
+    let jetstream = jetstream::new(client);
+    let mut stream = jetstream.get_stream(SNAPSHOT_STREAM).await.unwrap();
+    let last_sequence = stream.info().await.unwrap().state.last_sequence;
+    if last_sequence == 0 {
+        return Vec::new();
+    }
+    let consumer = stream
+        .create_consumer(jetstream::consumer::pull::OrderedConfig {
+            deliver_policy: jetstream::consumer::DeliverPolicy::All,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let mut messages = consumer.messages().await.unwrap();
+    let mut snapshots = Vec::new();
+    while let Some(message) = messages.next().await {
+        let message = message.unwrap();
+        let sequence = message.info().unwrap().stream_sequence;
+        if let Ok(snapshot) = decode_snapshot(&message.payload) {
+            snapshots.push((sequence, snapshot));
+        }
+        if sequence >= last_sequence {
+            break;
+        }
+    }
+    snapshots
+}
+
+/// How many messages the stream holds for each subject matching `filter`.
+pub async fn subject_counts(nats_url: &str, filter: &str) -> std::collections::HashMap<String, usize> {
+    let client = async_nats::connect(nats_url).await.unwrap();
+    let stream = jetstream::new(client).get_stream(SNAPSHOT_STREAM).await.unwrap();
+    let subjects = stream.info_with_subjects(filter).await.unwrap();
+    subjects.map(|entry| entry.unwrap()).collect().await
+}
+
+/// A tracing writer that keeps what was logged, so tests can check what operators would read.
+#[derive(Clone, Default)]
+pub struct CapturedLogs(Arc<Mutex<Vec<u8>>>);
+
+impl CapturedLogs {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+
+    /// Installs a subscriber writing here for the current thread (tests use the current-thread runtime).
+    pub fn install(&self) -> tracing::subscriber::DefaultGuard {
+        let writer = self.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_env_filter("info,async_nats=warn")
+            .with_writer(move || writer.clone())
+            .finish();
+        tracing::subscriber::set_default(subscriber)
+    }
+}
+
+impl std::io::Write for CapturedLogs {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        std::io::stderr().write_all(bytes)?;
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}

