@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use pgmon_common::event::ServerIdentity;
+use pgmon_common::telemetry::error_chain;
 use tokio_postgres::{Client, NoTls};
 
 use crate::config::{SamplingSettings, TargetSpec};
@@ -13,9 +14,9 @@ pub(crate) const APPLICATION_NAME: &str = "pgmon";
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ConnectError {
-    #[error("cannot connect: {0}")]
+    #[error("cannot connect: {}", error_chain(.0))]
     Connect(tokio_postgres::Error),
-    #[error("cannot read the server version: {0}")]
+    #[error("cannot read the server version: {}", error_chain(.0))]
     Identify(tokio_postgres::Error),
 }
 

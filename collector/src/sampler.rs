@@ -5,6 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use pgmon_common::event::{encode_snapshot, ServerIdentity, Snapshot, SnapshotKind, CURRENT_SCHEMA_VERSION};
 use pgmon_common::subjects::{snapshot_message_id, snapshot_subject};
+use pgmon_common::telemetry::error_chain;
 use tokio::sync::mpsc::{error::TrySendError, Sender};
 use tokio::time::MissedTickBehavior;
 use tokio_postgres::Client;
@@ -71,10 +72,10 @@ pub(crate) async fn sample_target(
                         };
                         match session.sample_until_disconnected(&shutdown).await {
                             SessionEnd::Shutdown => return,
-                            SessionEnd::Disconnected(error) => format!("connection lost: {error}"),
+                            SessionEnd::Disconnected(error) => format!("connection lost: {}", error_chain(&error)),
                         }
                     }
-                    Err(error) => format!("cannot prepare the activity query: {error}"),
+                    Err(error) => format!("cannot prepare the activity query: {}", error_chain(&error)),
                 }
             }
             Err(error) => error.to_string(),
@@ -113,7 +114,7 @@ impl Session<'_> {
                 Ok(rows) => rows,
                 Err(error) if self.client.is_closed() => return SessionEnd::Disconnected(error),
                 Err(error) => {
-                    tracing::warn!(target = %self.target.name, kind = "activity", %error, "snapshot failed");
+                    tracing::warn!(target = %self.target.name, kind = "activity", error = %error_chain(&error), "snapshot failed");
                     continue;
                 }
             };

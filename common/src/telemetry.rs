@@ -14,7 +14,7 @@ pub enum LogFormat {
 #[derive(Args, Clone, Debug)]
 pub struct LogArgs {
     /// Log filter in `tracing` syntax, e.g. "info" or "info,pgmon_collector=debug".
-    #[arg(long = "log", env = "PGMON_LOG", default_value = "info", global = true)]
+    #[arg(long = "log", env = "PGMON_LOG", default_value = "info,async_nats=warn", global = true)]
     pub filter: String,
 
     /// Log line format.
@@ -41,4 +41,35 @@ pub fn init_logging(args: &LogArgs) -> Result<(), LogFilterError> {
         LogFormat::Json => builder.json().flatten_event(true).init(),
     }
     Ok(())
+}
+
+/// An error and its causes on one line ("error connecting to server: Connection refused"),
+/// for libraries whose top-level message hides the cause; a cause already in the text is skipped.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(inner) = cause {
+        let inner_text = inner.to_string();
+        if !text.contains(&inner_text) {
+            text.push_str(": ");
+            text.push_str(&inner_text);
+        }
+        cause = inner.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("error connecting to server")]
+    struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn error_chain_names_the_cause_once() {
+        let error = Outer(std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "Connection refused"));
+        assert_eq!(error_chain(&error), "error connecting to server: Connection refused");
+    }
 }

@@ -1,5 +1,6 @@
 //! `pgmon up`: every role in one process for a single machine, with a local nats-server when needed.
 
+use std::future::Future;
 use std::net::TcpListener;
 
 use anyhow::Context;
@@ -11,12 +12,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::embedded_nats::EmbeddedNats;
 
-/// The port a local nats-server gets when the default one is free.
-const DEFAULT_NATS_PORT: u16 = 4222;
-
 pub struct UpArgs {
     pub nats: NatsArgs,
-    /// Whether --nats-url was given: then that server must be used, never replaced.
+    /// Whether --nats-url was given: an unusable server there is then an error, not replaced.
     pub nats_url_given: bool,
     pub collector: CollectorArgs,
     pub ingester: IngesterArgs,
@@ -31,14 +29,14 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()
             tracing::info!(url = %nats.url, "using the running NATS server");
             None
         }
-        Err(error) if args.nats_url_given => {
-            return Err(error).context("--nats-url was given, so pgmon up will not start its own nats-server")
+        Err(error @ NatsSetupError::ServerTooOld { .. }) if args.nats_url_given => {
+            return Err(error).context("--nats-url names a server pgmon cannot use");
         }
         Err(error) => {
-            let port = if matches!(error, NatsSetupError::ServerTooOld { .. }) || !port_is_free(DEFAULT_NATS_PORT) {
-                free_port()?
-            } else {
-                DEFAULT_NATS_PORT
+            let port = match error {
+                // Something old answers there: leave it alone and run our own elsewhere.
+                NatsSetupError::ServerTooOld { .. } => free_port()?,
+                _ => local_port_of(&nats.url)?,
             };
             tracing::info!(reason = %error, port, "starting a local nats-server");
             let embedded = EmbeddedNats::start(&args.ingester.data_dir.join("nats"), port).await?;
@@ -54,27 +52,36 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()
     let server = pgmon_query_api::bind(&ServeConfig::from_args(args.serve, nats.clone())).await?;
     println!("pgmon is up: open http://{}/ (NATS at {})", server.local_addr(), nats.url);
 
+    // One role failing stops the others.
     let roles = shutdown.child_token();
-    let stop_all = |roles: &CancellationToken| {
-        let roles = roles.clone();
-        move |result: anyhow::Result<()>| {
-            roles.cancel();
-            result
-        }
-    };
-    let results = tokio::join!(
-        async { stop_all(&roles)(pgmon_ingester::run(ingester, roles.clone()).await.context("ingester")) },
-        async { stop_all(&roles)(pgmon_collector::run(collector, roles.clone()).await.context("collector")) },
-        async { stop_all(&roles)(server.serve(roles.clone()).await.context("web server")) },
+    let (ingested, collected, served) = tokio::join!(
+        stop_others_on_exit(&roles, async {
+            pgmon_ingester::run(ingester, roles.clone()).await.context("ingester")
+        }),
+        stop_others_on_exit(&roles, async {
+            pgmon_collector::run(collector, roles.clone()).await.context("collector")
+        }),
+        stop_others_on_exit(&roles, async { server.serve(roles.clone()).await.context("web server") }),
     );
     if let Some(embedded) = embedded {
         embedded.stop().await;
     }
-    results.0.and(results.1).and(results.2)
+    ingested.and(collected).and(served)
 }
 
-fn port_is_free(port: u16) -> bool {
-    TcpListener::bind(("127.0.0.1", port)).is_ok()
+async fn stop_others_on_exit(roles: &CancellationToken, role: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {
+    let result = role.await;
+    roles.cancel();
+    result
+}
+
+/// The port of a NATS URL on this machine, where a local nats-server may be started.
+fn local_port_of(url: &str) -> anyhow::Result<u16> {
+    let address: async_nats::ServerAddr = url.parse().with_context(|| format!("{url} is not a NATS URL"))?;
+    if !matches!(address.host(), "127.0.0.1" | "localhost" | "::1" | "[::1]") {
+        anyhow::bail!("no NATS answers at {url}, and pgmon up starts a local nats-server only for a 127.0.0.1 or localhost URL");
+    }
+    Ok(address.port())
 }
 
 fn free_port() -> anyhow::Result<u16> {

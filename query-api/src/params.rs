@@ -161,7 +161,7 @@ mod tests {
         let request = activity_series_request(
             "t".parse().unwrap(),
             &params(&[
-                ("from", "2026-11-27T10:00:00Z"),
+                ("from", "2025-11-27T10:00:00Z"),
                 ("to", "1764241200"),
                 ("step", "1s"),
                 ("by", "wait_event"),

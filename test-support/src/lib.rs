@@ -9,6 +9,6 @@ mod nats;
 mod postgres;
 mod process;
 
-pub use nats::TestNats;
+pub use nats::{find_nats_server, TestNats};
 pub use postgres::TestPostgres;
 pub use process::free_local_port;

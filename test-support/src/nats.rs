@@ -65,7 +65,8 @@ impl Drop for TestNats {
     }
 }
 
-fn find_nats_server() -> PathBuf {
+/// The nats-server binary the tests use, checked to be 2.10 or newer.
+pub fn find_nats_server() -> PathBuf {
     let binary = std::env::var_os("PGMON_TEST_NATS_SERVER")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("nats-server"));

@@ -1,0 +1,135 @@
+//! Exactly-once effect: while the collector publishes, the ingester process is killed with
+//! SIGKILL again and again and restarted; in the end every published row is stored once.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use async_nats::jetstream;
+use common::{collector_config, stream_snapshots, wait_until};
+use pgmon_common::subjects::{INGESTER_CONSUMER, SNAPSHOT_STREAM};
+use pgmon_test_support::{TestNats, TestPostgres};
+use tokio_util::sync::CancellationToken;
+
+const KILLS: usize = 6;
+
+fn start_ingester(nats_url: &str, data_dir: &Path, log: &Path) -> Child {
+    let log_file = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_pgmon"))
+        .args([
+            "ingest",
+            "--nats-url",
+            nats_url,
+            "--health-listen",
+            "127.0.0.1:0",
+            "--batch-max-messages",
+            "20",
+            "--batch-wait",
+            "50ms",
+        ])
+        .arg("--data-dir")
+        .arg(data_dir)
+        .stdin(Stdio::null())
+        .stdout(log_file.try_clone().unwrap())
+        .stderr(log_file)
+        .spawn()
+        .unwrap()
+}
+
+fn kill_9(child: &mut Child) {
+    child.kill().unwrap(); // SIGKILL on Unix
+    child.wait().unwrap();
+}
+
+fn stop_gracefully(child: &mut Child) {
+    // SAFETY: kill(2) on our own, not yet reaped child.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+    }
+    let status = child.wait().unwrap();
+    assert!(status.success(), "ingester exited with {status}");
+}
+
+async fn consumer_caught_up(nats_url: &str) -> bool {
+    let client = async_nats::connect(nats_url).await.unwrap();
+    let jetstream = jetstream::new(client);
+    let mut stream = jetstream.get_stream(SNAPSHOT_STREAM).await.unwrap();
+    let last_sequence = stream.info().await.unwrap().state.last_sequence;
+    let Ok(mut consumer) = stream.get_consumer::<jetstream::consumer::pull::Config>(INGESTER_CONSUMER).await else {
+        return false;
+    };
+    let info = consumer.info().await.unwrap();
+    info.num_pending == 0 && info.num_ack_pending == 0 && info.ack_floor.stream_sequence == last_sequence
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killing_the_ingester_neither_loses_nor_duplicates_rows() {
+    let postgres = TestPostgres::start();
+    let nats = TestNats::start();
+    let data_dir = tempfile::tempdir().unwrap();
+    let log = data_dir.path().join("ingester.log");
+    let shutdown = CancellationToken::new();
+
+    // A few idle sessions so every snapshot has several rows.
+    let mut sessions = Vec::new();
+    for _ in 0..3 {
+        sessions.push(postgres.connect().await);
+    }
+    let collector = collector_config(
+        &nats.url(),
+        &[("db", postgres.connection_string("postgres"))],
+        Duration::from_millis(100),
+    );
+    let collector = tokio::spawn(pgmon_collector::run(collector, shutdown.clone()));
+
+    let mut ingester = start_ingester(&nats.url(), data_dir.path(), &log);
+    for round in 0..KILLS {
+        // Vary the moment of the kill so it lands in different phases of a batch.
+        tokio::time::sleep(Duration::from_millis(700 + 173 * round as u64)).await;
+        kill_9(&mut ingester);
+        ingester = start_ingester(&nats.url(), data_dir.path(), &log);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    shutdown.cancel();
+    collector.await.unwrap().unwrap();
+
+    let nats_url = nats.url();
+    wait_until(Duration::from_secs(60), "the ingester to consume the whole stream", || {
+        consumer_caught_up(&nats_url)
+    })
+    .await;
+    stop_gracefully(&mut ingester);
+
+    let published = stream_snapshots(&nats.url()).await;
+    let published_rows: usize = published.iter().map(|(_, snapshot)| snapshot.row_count()).sum();
+    assert!(
+        published.len() > 50,
+        "too few snapshots published to prove anything: {}",
+        published.len()
+    );
+
+    let database = duckdb::Connection::open_with_flags(
+        data_dir.path().join(pgmon_ingester::DATABASE_FILE_NAME),
+        duckdb::Config::default().access_mode(duckdb::AccessMode::ReadOnly).unwrap(),
+    )
+    .unwrap();
+    let count = |sql: &str| -> i64 { database.query_row(sql, [], |row| row.get(0)).unwrap() };
+    assert_eq!(count("SELECT count(*) FROM activity_snapshots"), published.len() as i64);
+    assert_eq!(count("SELECT count(*) FROM activity_samples"), published_rows as i64);
+    assert_eq!(
+        count("SELECT count(*) FROM (SELECT stream_sequence FROM activity_snapshots GROUP BY ALL HAVING count(*) > 1)"),
+        0
+    );
+    assert_eq!(
+        count("SELECT count(*) FROM (SELECT target, collected_at, pid FROM activity_samples GROUP BY ALL HAVING count(*) > 1)"),
+        0
+    );
+    let log_text = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(
+        log_text.matches("consuming snapshots").count(),
+        KILLS + 1,
+        "every restart resumed consuming:\n{log_text}"
+    );
+}
