@@ -27,6 +27,12 @@ pub(crate) async fn publish_in_order(
 ) {
     let mut consecutive_failures: u64 = 0;
     while let Some(snapshot) = outgoing.recv().await {
+        let max_payload = jetstream.client().server_info().max_payload;
+        if snapshot.payload.len() > max_payload {
+            // Retrying cannot help; it would only hold up every later snapshot of this target.
+            tracing::error!(%target, subject = %snapshot.subject, bytes = snapshot.payload.len(), max_payload, "snapshot dropped: larger than the NATS server's max_payload");
+            continue;
+        }
         loop {
             match publish(&jetstream, &snapshot).await {
                 Ok(()) => {
