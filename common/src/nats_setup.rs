@@ -182,5 +182,4 @@ mod tests {
         );
         assert!(check_server_version("u", "garbage").is_err());
     }
-
 }

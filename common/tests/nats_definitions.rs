@@ -32,7 +32,15 @@ fn essentials(config: &stream::Config) -> serde_json::Value {
 #[tokio::test]
 async fn nats_directory_streams_match_the_server_after_start_up() {
     let nats = TestNats::start();
-    let jetstream = connect_jetstream(&NatsArgs { url: nats.url(), stream_max_age: DEFAULT_STREAM_MAX_AGE }, "test").await.unwrap();
+    let jetstream = connect_jetstream(
+        &NatsArgs {
+            url: nats.url(),
+            stream_max_age: DEFAULT_STREAM_MAX_AGE,
+        },
+        "test",
+    )
+    .await
+    .unwrap();
     let directory = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../nats");
     for name in ["PGMON", "PGMON_DEADLETTER", "KV_pgmon_targets"] {
         let path = directory.join(format!("stream-{name}.json"));
