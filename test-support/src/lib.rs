@@ -2,7 +2,8 @@
 //!
 //! Binaries are found through environment variables first, then the usual places:
 //! - PostgreSQL: `PGMON_TEST_PG_BIN` (a `bin` directory), else `pg_config --bindir`, else the
-//!   newest `/usr/lib/postgresql/<major>/bin`;
+//!   newest `/usr/lib/postgresql/<major>/bin`; a given major version (13 to 18) from
+//!   `PGMON_TEST_PG_VERSIONS` (default `/opt/pgmon/postgresql`, installed by `scripts/setup.sh`);
 //! - nats-server: `PGMON_TEST_NATS_SERVER`, else `nats-server` on `PATH` (2.10 or newer).
 
 mod nats;

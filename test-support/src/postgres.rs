@@ -12,6 +12,9 @@ use tempfile::TempDir;
 
 use crate::process::{free_local_port, read_log, stop_child, wait_for_port};
 
+/// Where `scripts/setup.sh` installs PostgreSQL 13 to 18, one directory per major version.
+const VERSIONS_DIR: &str = "/opt/pgmon/postgresql";
+
 pub struct TestPostgres {
     directory: TempDir,
     bin_dir: PathBuf,
@@ -21,9 +24,28 @@ pub struct TestPostgres {
 }
 
 impl TestPostgres {
-    /// Creates and starts a cluster with superuser `postgres` (trust authentication on 127.0.0.1).
+    /// Creates and starts a cluster with superuser `postgres` (trust authentication on 127.0.0.1)
+    /// from the default PostgreSQL installation.
     pub fn start() -> TestPostgres {
-        let bin_dir = find_bin_dir();
+        TestPostgres::start_from(find_bin_dir())
+    }
+
+    /// The same with PostgreSQL `major` (13 to 18) from the version matrix that
+    /// `scripts/setup.sh` installs under `PGMON_TEST_PG_VERSIONS` (default `/opt/pgmon/postgresql`).
+    pub fn start_version(major: u32) -> TestPostgres {
+        let root = std::env::var_os("PGMON_TEST_PG_VERSIONS")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(VERSIONS_DIR));
+        let bin_dir = root.join(major.to_string()).join("bin");
+        assert!(
+            bin_dir.join("postgres").exists(),
+            "PostgreSQL {major} is not installed in {}: run scripts/setup.sh",
+            bin_dir.display()
+        );
+        TestPostgres::start_from(bin_dir)
+    }
+
+    fn start_from(bin_dir: PathBuf) -> TestPostgres {
         let run_as = unprivileged_user_when_root();
         let directory = tempfile::Builder::new().prefix("pgmon-test-pg-").tempdir().unwrap();
         if let Some((uid, gid)) = run_as {

@@ -58,11 +58,13 @@ where
     }
 }
 
-/// Every snapshot in the stream, decoded, with its stream sequence.
+/// Every snapshot in the stream, decoded, with its stream sequence (none before it exists).
 pub async fn stream_snapshots(nats_url: &str) -> Vec<(u64, AnySnapshot)> {
     let client = async_nats::connect(nats_url).await.unwrap();
     let jetstream = jetstream::new(client);
-    let mut stream = jetstream.get_stream(SNAPSHOT_STREAM).await.unwrap();
+    let Ok(mut stream) = jetstream.get_stream(SNAPSHOT_STREAM).await else {
+        return Vec::new();
+    };
     let last_sequence = stream.info().await.unwrap().state.last_sequence;
     if last_sequence == 0 {
         return Vec::new();

@@ -1,0 +1,87 @@
+//! The collector against every supported PostgreSQL major version (13 to 18): snapshots decode
+//! into the v1 types, with what each version has (query_id from 14 on).
+
+mod common;
+
+use std::time::Duration;
+
+use common::{collector_config, stream_snapshots, wait_until};
+use pgmon_common::event::AnySnapshot;
+use pgmon_test_support::{TestNats, TestPostgres};
+use tokio_util::sync::CancellationToken;
+
+const MAJORS: &[u32] = &[13, 14, 15, 16, 17, 18];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn activity_snapshots_from_postgresql_13_to_18() {
+    let nats = TestNats::start();
+    let servers: Vec<(u32, TestPostgres)> = MAJORS.iter().map(|major| (*major, TestPostgres::start_version(*major))).collect();
+    let targets: Vec<(String, String)> = servers
+        .iter()
+        .map(|(major, server)| (format!("pg{major}"), server.connection_string("postgres")))
+        .collect();
+    let target_refs: Vec<(&str, String)> = targets.iter().map(|(name, dsn)| (name.as_str(), dsn.clone())).collect();
+
+    // A session per server with a recognisable statement in flight.
+    let mut sleepers = Vec::new();
+    for (_, server) in &servers {
+        let client = server.connect().await;
+        sleepers.push(tokio::spawn(async move {
+            client.execute("SELECT pg_sleep(8) /* matrix */", &[]).await.unwrap()
+        }));
+    }
+
+    let shutdown = CancellationToken::new();
+    let collector = tokio::spawn(pgmon_collector::run(
+        collector_config(&nats.url(), &target_refs, Duration::from_millis(250)),
+        shutdown.clone(),
+    ));
+    let url = nats.url();
+    wait_until(
+        Duration::from_secs(30),
+        "a snapshot showing the sleeper from every server",
+        || async {
+            let snapshots = stream_snapshots(&url).await;
+            MAJORS.iter().all(|major| {
+                snapshots.iter().any(|(_, AnySnapshot::Activity(snapshot))| {
+                    snapshot.target.as_str() == format!("pg{major}")
+                        && snapshot.rows.iter().any(|row| row.wait_event.as_deref() == Some("PgSleep"))
+                })
+            })
+        },
+    )
+    .await;
+    shutdown.cancel();
+    collector.await.unwrap().unwrap();
+
+    for (_, AnySnapshot::Activity(snapshot)) in stream_snapshots(&url).await {
+        let major: u32 = snapshot.target.as_str().trim_start_matches("pg").parse().unwrap();
+        assert_eq!(snapshot.server.server_version_num / 10_000, major as i32, "{:?}", snapshot.server);
+        assert!(
+            snapshot.server.system_identifier.is_some(),
+            "the superuser may read pg_control_system()"
+        );
+        assert!(
+            snapshot.rows.iter().all(|row| row.application.as_deref() != Some("pgmon")),
+            "the collector sampled itself"
+        );
+        let Some(sleeper) = snapshot.rows.iter().find(|row| row.wait_event.as_deref() == Some("PgSleep")) else {
+            continue;
+        };
+        assert_eq!(sleeper.wait_event_type.as_deref(), Some("Timeout"));
+        assert_eq!(sleeper.state.as_deref(), Some("active"));
+        assert_eq!(sleeper.backend_type.as_deref(), Some("client backend"));
+        assert!(sleeper.query.as_deref().is_some_and(|text| text.contains("/* matrix */")));
+        assert!(sleeper.backend_start_us.is_some() && sleeper.query_start_us.is_some());
+        // pg_stat_statements turns query ids on from PostgreSQL 14 (compute_query_id = auto).
+        assert_eq!(
+            sleeper.query_id.is_some(),
+            major >= 14,
+            "PostgreSQL {major}: query_id {:?}",
+            sleeper.query_id
+        );
+    }
+    for sleeper in sleepers {
+        sleeper.await.unwrap();
+    }
+}
