@@ -25,6 +25,10 @@ pub struct CollectorArgs {
     #[arg(long, env = "PGMON_ACTIVITY_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
     pub activity_interval: Duration,
 
+    /// How often pg_locks is sampled (only read while some session waits on a lock).
+    #[arg(long, env = "PGMON_LOCKS_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
+    pub locks_interval: Duration,
+
     /// Query texts longer than this many characters are cut.
     #[arg(long, env = "PGMON_QUERY_TEXT_MAX_LENGTH", default_value_t = 1024)]
     pub query_text_max_length: u32,
@@ -70,7 +74,7 @@ pub enum ConfigError {
     ParseFile { path: PathBuf, source: toml::de::Error },
     #[error("target {0} is given more than once")]
     Duplicate(TargetName),
-    #[error("--activity-interval must be at least 100ms")]
+    #[error("sampling intervals must be at least 100ms")]
     IntervalTooShort,
     #[error("--publish-queue-capacity must be at least 1")]
     EmptyQueue,
@@ -144,6 +148,7 @@ pub struct CollectorConfig {
     pub nats: NatsArgs,
     pub targets: Vec<TargetSpec>,
     pub activity_interval: Duration,
+    pub locks_interval: Duration,
     pub query_text_max_length: u32,
     pub statement_timeout: Duration,
     pub publish_queue_capacity: usize,
@@ -153,6 +158,7 @@ pub struct CollectorConfig {
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct SamplingSettings {
     pub activity_interval: Duration,
+    pub locks_interval: Duration,
     pub query_text_max_length: u32,
     pub statement_timeout: Duration,
 }
@@ -169,7 +175,7 @@ impl CollectorConfig {
         if let Some(pair) = names.windows(2).find(|pair| pair[0] == pair[1]) {
             return Err(ConfigError::Duplicate(pair[0].clone()));
         }
-        if args.activity_interval < Duration::from_millis(100) {
+        if args.activity_interval.min(args.locks_interval) < Duration::from_millis(100) {
             return Err(ConfigError::IntervalTooShort);
         }
         if args.publish_queue_capacity == 0 {
@@ -179,6 +185,7 @@ impl CollectorConfig {
             nats,
             targets,
             activity_interval: args.activity_interval,
+            locks_interval: args.locks_interval,
             query_text_max_length: args.query_text_max_length,
             statement_timeout: args.statement_timeout,
             publish_queue_capacity: args.publish_queue_capacity,
@@ -188,6 +195,7 @@ impl CollectorConfig {
     pub(crate) fn sampling(&self) -> SamplingSettings {
         SamplingSettings {
             activity_interval: self.activity_interval,
+            locks_interval: self.locks_interval,
             query_text_max_length: self.query_text_max_length,
             statement_timeout: self.statement_timeout,
         }
@@ -239,6 +247,7 @@ mod tests {
             targets,
             targets_file: Some(path.clone()),
             activity_interval: Duration::from_secs(1),
+            locks_interval: Duration::from_secs(1),
             query_text_max_length: 100,
             statement_timeout: Duration::from_secs(1),
             publish_queue_capacity: 10,

@@ -1,5 +1,5 @@
-//! One target's sampling loop: connect, sample on schedule, hand snapshots to the publisher,
-//! and reconnect with backoff when the target goes away.
+//! One target's sampling loop: connect, sample each kind on its own schedule, hand snapshots to
+//! the publisher, and reconnect with backoff when the target goes away.
 
 use std::time::{Duration, SystemTime};
 
@@ -7,13 +7,14 @@ use pgmon_common::event::{encode_snapshot, ServerIdentity, Snapshot, SnapshotKin
 use pgmon_common::subjects::{snapshot_message_id, snapshot_subject};
 use pgmon_common::telemetry::error_chain;
 use tokio::sync::mpsc::{error::TrySendError, Sender};
-use tokio::time::MissedTickBehavior;
+use tokio::time::Instant;
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 
 use crate::activity;
 use crate::config::{SamplingSettings, TargetSpec};
 use crate::connection;
+use crate::locks;
 use crate::publisher::OutgoingSnapshot;
 
 const FIRST_RETRY_DELAY: Duration = Duration::from_secs(1);
@@ -59,15 +60,15 @@ pub(crate) async fn sample_target(
         let failure = match connected {
             Ok((client, identity)) => {
                 tracing::info!(target = %target.name, server_version = %identity.server_version, "connected to target");
-                match activity::prepare(&client, identity.server_version_num).await {
-                    Ok(statement) => {
+                match Statements::prepare(&client, identity.server_version_num).await {
+                    Ok(statements) => {
                         backoff = Backoff::new();
                         let session = Session {
                             target: &target,
                             settings,
                             client: &client,
                             identity,
-                            statement,
+                            statements,
                             queue: &queue,
                         };
                         match session.sample_until_disconnected(&shutdown).await {
@@ -75,7 +76,7 @@ pub(crate) async fn sample_target(
                             SessionEnd::Disconnected(error) => format!("connection lost: {}", error_chain(&error)),
                         }
                     }
-                    Err(error) => format!("cannot prepare the activity query: {}", error_chain(&error)),
+                    Err(error) => format!("cannot prepare the sample queries: {}", error_chain(&error)),
                 }
             }
             Err(error) => error.to_string(),
@@ -89,56 +90,121 @@ pub(crate) async fn sample_target(
     }
 }
 
+/// The sample queries, prepared once per connection for the server's version.
+struct Statements {
+    activity: tokio_postgres::Statement,
+    locks: tokio_postgres::Statement,
+}
+
+impl Statements {
+    async fn prepare(client: &Client, server_version_num: i32) -> Result<Statements, tokio_postgres::Error> {
+        Ok(Statements {
+            activity: activity::prepare(client, server_version_num).await?,
+            locks: locks::prepare(client, server_version_num).await?,
+        })
+    }
+}
+
+/// When a kind is next due.
+struct Schedule {
+    kind: SnapshotKind,
+    interval: Duration,
+    next_due: Instant,
+}
+
 struct Session<'a> {
     target: &'a TargetSpec,
     settings: SamplingSettings,
     client: &'a Client,
     identity: ServerIdentity,
-    statement: tokio_postgres::Statement,
+    statements: Statements,
     queue: &'a Sender<OutgoingSnapshot>,
 }
 
 impl Session<'_> {
     async fn sample_until_disconnected(&self, shutdown: &CancellationToken) -> SessionEnd {
-        let mut ticks = tokio::time::interval(self.settings.activity_interval);
-        // A late sample is taken once, not in a burst: samples stay about one interval apart.
-        ticks.set_missed_tick_behavior(MissedTickBehavior::Skip);
+        let start = Instant::now();
+        let mut schedules = [
+            Schedule {
+                kind: SnapshotKind::Activity,
+                interval: self.settings.activity_interval,
+                next_due: start,
+            },
+            Schedule {
+                kind: SnapshotKind::Locks,
+                interval: self.settings.locks_interval,
+                next_due: start,
+            },
+        ];
         let mut dropped_snapshots: u64 = 0;
         loop {
+            let next_due = schedules
+                .iter()
+                .map(|schedule| schedule.next_due)
+                .min()
+                .expect("there are schedules");
             tokio::select! {
                 _ = shutdown.cancelled() => return SessionEnd::Shutdown,
-                _ = ticks.tick() => {}
+                _ = tokio::time::sleep_until(next_due) => {}
             }
-            let collected_at_us = activity::unix_micros(SystemTime::now());
-            let rows = match activity::sample(self.client, &self.statement, self.settings.query_text_max_length).await {
-                Ok(rows) => rows,
-                Err(error) if self.client.is_closed() => return SessionEnd::Disconnected(error),
-                Err(error) => {
-                    tracing::warn!(target = %self.target.name, kind = "activity", error = %error_chain(&error), "snapshot failed");
-                    continue;
+            let now = Instant::now();
+            for schedule in schedules.iter_mut().filter(|schedule| schedule.next_due <= now) {
+                // A late sample is taken once, not in a burst: samples stay about one interval apart.
+                while schedule.next_due <= now {
+                    schedule.next_due += schedule.interval;
                 }
-            };
-            let snapshot = Snapshot {
-                schema_version: CURRENT_SCHEMA_VERSION,
-                kind: SnapshotKind::Activity,
-                target: self.target.name.clone(),
-                collected_at_us,
-                server: self.identity.clone(),
-                rows,
-            };
-            let outgoing = OutgoingSnapshot {
-                subject: snapshot_subject(&self.target.name, SnapshotKind::Activity),
-                message_id: snapshot_message_id(&self.target.name, SnapshotKind::Activity, collected_at_us),
-                payload: encode_snapshot(&snapshot).into(),
-            };
-            match self.queue.try_send(outgoing) {
-                Ok(()) => {}
-                Err(TrySendError::Full(_)) => {
-                    dropped_snapshots += 1;
-                    tracing::error!(target = %self.target.name, kind = "activity", dropped_snapshots, "publish queue full: NATS is not keeping up, snapshot dropped");
+                let outgoing = match self.take(schedule.kind).await {
+                    Ok(Some(outgoing)) => outgoing,
+                    Ok(None) => continue,
+                    Err(error) if self.client.is_closed() => return SessionEnd::Disconnected(error),
+                    Err(error) => {
+                        tracing::warn!(target = %self.target.name, kind = schedule.kind.as_str(), error = %error_chain(&error), "snapshot failed");
+                        continue;
+                    }
+                };
+                match self.queue.try_send(outgoing) {
+                    Ok(()) => {}
+                    Err(TrySendError::Full(_)) => {
+                        dropped_snapshots += 1;
+                        tracing::error!(target = %self.target.name, kind = schedule.kind.as_str(), dropped_snapshots, "publish queue full: NATS is not keeping up, snapshot dropped");
+                    }
+                    Err(TrySendError::Closed(_)) => return SessionEnd::Shutdown,
                 }
-                Err(TrySendError::Closed(_)) => return SessionEnd::Shutdown,
             }
+        }
+    }
+
+    /// Takes a snapshot of `kind`; `None` when there is nothing to publish (no lock waits).
+    async fn take(&self, kind: SnapshotKind) -> Result<Option<OutgoingSnapshot>, tokio_postgres::Error> {
+        let collected_at_us = activity::unix_micros(SystemTime::now());
+        let payload = match kind {
+            SnapshotKind::Activity => {
+                let rows = activity::sample(self.client, &self.statements.activity, self.settings.query_text_max_length).await?;
+                encode_snapshot(&self.snapshot(kind, collected_at_us, rows))
+            }
+            SnapshotKind::Locks => {
+                let rows = locks::sample(self.client, &self.statements.locks).await?;
+                if rows.is_empty() {
+                    return Ok(None);
+                }
+                encode_snapshot(&self.snapshot(kind, collected_at_us, rows))
+            }
+        };
+        Ok(Some(OutgoingSnapshot {
+            subject: snapshot_subject(&self.target.name, kind),
+            message_id: snapshot_message_id(&self.target.name, kind, collected_at_us),
+            payload: payload.into(),
+        }))
+    }
+
+    fn snapshot<Row>(&self, kind: SnapshotKind, collected_at_us: i64, rows: Vec<Row>) -> Snapshot<Row> {
+        Snapshot {
+            schema_version: CURRENT_SCHEMA_VERSION,
+            kind,
+            target: self.target.name.clone(),
+            collected_at_us,
+            server: self.identity.clone(),
+            rows,
         }
     }
 }

@@ -19,14 +19,18 @@ pub const SUPPORTED_SCHEMA_VERSIONS: &[u32] = &[1];
 pub enum SnapshotKind {
     /// One row per backend of `pg_stat_activity`.
     Activity,
+    /// The `pg_locks` rows of sessions in a lock wait and of the sessions blocking them;
+    /// published only when some session waits on a lock.
+    Locks,
 }
 
 impl SnapshotKind {
-    pub const ALL: &'static [SnapshotKind] = &[SnapshotKind::Activity];
+    pub const ALL: &'static [SnapshotKind] = &[SnapshotKind::Activity, SnapshotKind::Locks];
 
     pub fn as_str(self) -> &'static str {
         match self {
             SnapshotKind::Activity => "activity",
+            SnapshotKind::Locks => "locks",
         }
     }
 
@@ -99,28 +103,99 @@ pub struct ActivityRow {
     pub blocking_pids: Vec<i32>,
 }
 
+/// One `pg_locks` row of a session that waits on a lock or blocks one. Times are microseconds
+/// since the Unix epoch, UTC.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockRow {
+    pub pid: i32,
+    /// `locktype`: relation, tuple, transactionid, virtualxid, advisory, …
+    pub lock_type: String,
+    /// e.g. `RowExclusiveLock`, `ShareLock`.
+    pub mode: String,
+    pub granted: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
+    /// The relation's name when it lives in the database the collector is connected to,
+    /// otherwise its OID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relation: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tuple: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub virtual_xid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transaction_id: Option<String>,
+    /// `waitstart` (PostgreSQL 14+): since when an ungranted lock is awaited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting_since_us: Option<i64>,
+    /// `pg_blocking_pids(pid)` on the ungranted row of a waiting session; empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub blocked_by: Vec<i32>,
+}
+
+/// Who blocks whom in one locks snapshot.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BlockingTree {
+    /// Sessions that block others and wait for no one: where a DBA starts.
+    pub root_blockers: Vec<i32>,
+    /// (blocker, waiter) pairs, sorted.
+    pub edges: Vec<(i32, i32)>,
+}
+
+/// Derives the blocking tree from the `blocked_by` lists of a snapshot's rows.
+pub fn blocking_tree(rows: &[LockRow]) -> BlockingTree {
+    let mut edges: Vec<(i32, i32)> = rows
+        .iter()
+        .flat_map(|row| row.blocked_by.iter().map(move |blocker| (*blocker, row.pid)))
+        .collect();
+    edges.sort_unstable();
+    edges.dedup();
+    let waiters: std::collections::BTreeSet<i32> = edges.iter().map(|(_, waiter)| *waiter).collect();
+    let mut root_blockers: Vec<i32> = edges
+        .iter()
+        .map(|(blocker, _)| *blocker)
+        .filter(|blocker| !waiters.contains(blocker))
+        .collect();
+    root_blockers.dedup();
+    BlockingTree { root_blockers, edges }
+}
+
 /// A decoded snapshot of any kind.
 #[derive(Clone, Debug, PartialEq)]
 pub enum AnySnapshot {
     Activity(Snapshot<ActivityRow>),
+    Locks(Snapshot<LockRow>),
 }
 
 impl AnySnapshot {
     pub fn target(&self) -> &TargetName {
         match self {
             AnySnapshot::Activity(snapshot) => &snapshot.target,
+            AnySnapshot::Locks(snapshot) => &snapshot.target,
         }
     }
 
     pub fn kind(&self) -> SnapshotKind {
         match self {
             AnySnapshot::Activity(_) => SnapshotKind::Activity,
+            AnySnapshot::Locks(_) => SnapshotKind::Locks,
         }
     }
 
     pub fn row_count(&self) -> usize {
         match self {
             AnySnapshot::Activity(snapshot) => snapshot.rows.len(),
+            AnySnapshot::Locks(snapshot) => snapshot.rows.len(),
+        }
+    }
+
+    /// When the snapshot was taken, microseconds since the Unix epoch.
+    pub fn collected_at_us(&self) -> i64 {
+        match self {
+            AnySnapshot::Activity(snapshot) => snapshot.collected_at_us,
+            AnySnapshot::Locks(snapshot) => snapshot.collected_at_us,
         }
     }
 }
@@ -172,6 +247,7 @@ pub fn decode_snapshot(payload: &[u8]) -> Result<AnySnapshot, DecodeError> {
     };
     match kind {
         SnapshotKind::Activity => serde_json::from_slice(payload).map(AnySnapshot::Activity).map_err(invalid_rows),
+        SnapshotKind::Locks => serde_json::from_slice(payload).map(AnySnapshot::Locks).map_err(invalid_rows),
     }
 }
 
@@ -267,6 +343,39 @@ mod tests {
             ),
             "{error}"
         );
+    }
+
+    fn lock_row(pid: i32, granted: bool, blocked_by: Vec<i32>) -> LockRow {
+        LockRow {
+            pid,
+            lock_type: "transactionid".into(),
+            mode: "ShareLock".into(),
+            granted,
+            blocked_by,
+            ..LockRow::default()
+        }
+    }
+
+    #[test]
+    fn blocking_tree_finds_the_root_of_a_chain() {
+        // A (1) holds a row lock, B (2) waits on A, C (3) waits on B; D (4) waits on A too.
+        let rows = vec![
+            lock_row(1, true, vec![]),
+            lock_row(2, true, vec![]),
+            lock_row(2, false, vec![1]),
+            lock_row(3, false, vec![2]),
+            lock_row(4, false, vec![1]),
+        ];
+        let tree = blocking_tree(&rows);
+        assert_eq!(tree.root_blockers, vec![1]);
+        assert_eq!(tree.edges, vec![(1, 2), (1, 4), (2, 3)]);
+    }
+
+    #[test]
+    fn a_deadlock_cycle_has_no_root_blocker() {
+        let tree = blocking_tree(&[lock_row(1, false, vec![2]), lock_row(2, false, vec![1])]);
+        assert!(tree.root_blockers.is_empty());
+        assert_eq!(tree.edges, vec![(1, 2), (2, 1)]);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use std::fs;
 use std::path::Path;
 
-use pgmon_common::event::{decode_snapshot, AnySnapshot, SUPPORTED_SCHEMA_VERSIONS};
+use pgmon_common::event::{blocking_tree, decode_snapshot, AnySnapshot, SUPPORTED_SCHEMA_VERSIONS};
 
 #[test]
 fn every_fixture_of_every_supported_version_decodes() {
@@ -25,7 +25,9 @@ fn every_fixture_of_every_supported_version_decodes() {
 #[test]
 fn version_1_activity_fixture_keeps_its_meaning() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/v1/activity.json");
-    let AnySnapshot::Activity(snapshot) = decode_snapshot(&fs::read(path).unwrap()).unwrap();
+    let Ok(AnySnapshot::Activity(snapshot)) = decode_snapshot(&fs::read(path).unwrap()) else {
+        panic!("not an activity snapshot")
+    };
     assert_eq!(snapshot.target.as_str(), "prod-db1");
     assert_eq!(snapshot.collected_at_us, 1_764_000_000_000_000);
     assert_eq!(snapshot.server.server_version_num, 170002);
@@ -37,4 +39,19 @@ fn version_1_activity_fixture_keeps_its_meaning() {
     assert_eq!(waiter.blocking_pids, vec![4242]);
     let background = snapshot.rows.iter().find(|row| row.pid == 61).unwrap();
     assert_eq!(background.database, None);
+}
+
+#[test]
+fn version_1_locks_fixture_keeps_its_meaning() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/v1/locks.json");
+    let Ok(AnySnapshot::Locks(snapshot)) = decode_snapshot(&fs::read(path).unwrap()) else {
+        panic!("not a locks snapshot")
+    };
+    let waiting = snapshot.rows.iter().find(|row| row.pid == 4243 && !row.granted).unwrap();
+    assert_eq!(waiting.mode, "ShareLock");
+    assert_eq!(waiting.transaction_id.as_deref(), Some("7781"));
+    assert_eq!(waiting.waiting_since_us, Some(1_763_999_995_000_000));
+    let tree = blocking_tree(&snapshot.rows);
+    assert_eq!(tree.root_blockers, vec![4242]);
+    assert_eq!(tree.edges, vec![(4242, 4243), (4243, 4244)]);
 }

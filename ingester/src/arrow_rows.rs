@@ -2,9 +2,11 @@
 
 use std::sync::Arc;
 
-use duckdb::arrow::array::{ArrayRef, Int32Builder, Int64Builder, ListBuilder, StringBuilder, TimestampMicrosecondBuilder, UInt64Builder};
+use duckdb::arrow::array::{
+    ArrayRef, BooleanBuilder, Int32Builder, Int64Builder, ListBuilder, StringBuilder, TimestampMicrosecondBuilder, UInt64Builder,
+};
 use duckdb::arrow::record_batch::RecordBatch;
-use pgmon_common::event::{ActivityRow, Snapshot};
+use pgmon_common::event::{ActivityRow, LockRow, Snapshot};
 
 /// Rows of `activity_snapshots`: one per snapshot.
 pub(crate) fn activity_snapshots_batch(snapshots: &[(u64, &Snapshot<ActivityRow>)]) -> RecordBatch {
@@ -71,12 +73,7 @@ pub(crate) fn activity_rows_batch<'a>(snapshots: impl Iterator<Item = &'a Snapsh
             xact_start.append_option(row.xact_start_us);
             query_start.append_option(row.query_start_us);
             state_change.append_option(row.state_change_us);
-            if row.blocking_pids.is_empty() {
-                blocking_pids.append_null();
-            } else {
-                blocking_pids.values().append_slice(&row.blocking_pids);
-                blocking_pids.append(true);
-            }
+            append_pids(&mut blocking_pids, &row.blocking_pids);
         }
     }
     record_batch(vec![
@@ -99,6 +96,68 @@ pub(crate) fn activity_rows_batch<'a>(snapshots: impl Iterator<Item = &'a Snapsh
         ("state_change", Arc::new(state_change.finish())),
         ("blocking_pids", Arc::new(blocking_pids.finish())),
     ])
+}
+
+/// Rows of `lock_samples`: one per lock row per snapshot.
+pub(crate) fn lock_rows_batch<'a>(snapshots: impl Iterator<Item = &'a Snapshot<LockRow>>) -> RecordBatch {
+    let mut target = StringBuilder::new();
+    let mut collected_at = TimestampMicrosecondBuilder::new();
+    let mut pid = Int32Builder::new();
+    let mut lock_type = StringBuilder::new();
+    let mut mode = StringBuilder::new();
+    let mut granted = BooleanBuilder::new();
+    let mut database = StringBuilder::new();
+    let mut relation = StringBuilder::new();
+    let mut page = Int32Builder::new();
+    let mut tuple = Int32Builder::new();
+    let mut virtual_xid = StringBuilder::new();
+    let mut transaction_id = StringBuilder::new();
+    let mut waiting_since = TimestampMicrosecondBuilder::new();
+    let mut blocked_by = ListBuilder::new(Int32Builder::new());
+    for snapshot in snapshots {
+        for row in &snapshot.rows {
+            target.append_value(snapshot.target.as_str());
+            collected_at.append_value(snapshot.collected_at_us);
+            pid.append_value(row.pid);
+            lock_type.append_value(&row.lock_type);
+            mode.append_value(&row.mode);
+            granted.append_value(row.granted);
+            database.append_option(row.database.as_deref());
+            relation.append_option(row.relation.as_deref());
+            page.append_option(row.page);
+            tuple.append_option(row.tuple);
+            virtual_xid.append_option(row.virtual_xid.as_deref());
+            transaction_id.append_option(row.transaction_id.as_deref());
+            waiting_since.append_option(row.waiting_since_us);
+            append_pids(&mut blocked_by, &row.blocked_by);
+        }
+    }
+    record_batch(vec![
+        ("target", Arc::new(target.finish())),
+        ("collected_at", Arc::new(collected_at.finish())),
+        ("pid", Arc::new(pid.finish())),
+        ("lock_type", Arc::new(lock_type.finish())),
+        ("mode", Arc::new(mode.finish())),
+        ("granted", Arc::new(granted.finish())),
+        ("database", Arc::new(database.finish())),
+        ("relation", Arc::new(relation.finish())),
+        ("page", Arc::new(page.finish())),
+        ("tuple", Arc::new(tuple.finish())),
+        ("virtual_xid", Arc::new(virtual_xid.finish())),
+        ("transaction_id", Arc::new(transaction_id.finish())),
+        ("waiting_since", Arc::new(waiting_since.finish())),
+        ("blocked_by", Arc::new(blocked_by.finish())),
+    ])
+}
+
+/// A list of pids, NULL when empty (most rows block no one and wait for no one).
+fn append_pids(list: &mut ListBuilder<Int32Builder>, pids: &[i32]) {
+    if pids.is_empty() {
+        list.append_null();
+    } else {
+        list.values().append_slice(pids);
+        list.append(true);
+    }
 }
 
 fn record_batch(columns: Vec<(&str, ArrayRef)>) -> RecordBatch {

@@ -109,7 +109,7 @@ async fn fetch_batch(consumer: &PullConsumer, config: &IngesterConfig) -> Vec<Me
 async fn decode_batch(jetstream: &jetstream::Context, messages: &[Message], stats: &IngestStats) -> Result<IngestBatch, IngesterError> {
     let mut batch = IngestBatch {
         activity: Vec::with_capacity(messages.len()),
-        last_sequence: 0,
+        ..IngestBatch::default()
     };
     for message in messages {
         let sequence = message
@@ -119,6 +119,7 @@ async fn decode_batch(jetstream: &jetstream::Context, messages: &[Message], stat
         batch.last_sequence = batch.last_sequence.max(sequence);
         match decode_snapshot_from_subject(message.subject.as_str(), &message.payload) {
             Ok(AnySnapshot::Activity(snapshot)) => batch.activity.push((sequence, snapshot)),
+            Ok(AnySnapshot::Locks(snapshot)) => batch.locks.push((sequence, snapshot)),
             Err(reason) => dead_letter(jetstream, message, sequence, &reason.to_string(), stats).await?,
         }
     }

@@ -7,9 +7,9 @@
 use std::path::{Path, PathBuf};
 
 use duckdb::Connection;
-use pgmon_common::event::{ActivityRow, Snapshot};
+use pgmon_common::event::{ActivityRow, LockRow, Snapshot};
 
-use crate::arrow_rows::{activity_rows_batch, activity_snapshots_batch};
+use crate::arrow_rows::{activity_rows_batch, activity_snapshots_batch, lock_rows_batch};
 
 /// The file name of the database inside the data directory.
 pub const DATABASE_FILE_NAME: &str = "pgmon.duckdb";
@@ -17,9 +17,10 @@ pub const DATABASE_FILE_NAME: &str = "pgmon.duckdb";
 /// Ordered schema migrations; an entry is never edited once released, only new ones appended.
 ///
 /// All TIMESTAMP columns hold UTC.
-const MIGRATIONS: &[(i32, &str)] = &[(
-    1,
-    "CREATE TABLE activity_snapshots (
+const MIGRATIONS: &[(i32, &str)] = &[
+    (
+        1,
+        "CREATE TABLE activity_snapshots (
          target VARCHAR NOT NULL,
          collected_at TIMESTAMP NOT NULL,
          stream_sequence UBIGINT NOT NULL,
@@ -51,7 +52,27 @@ const MIGRATIONS: &[(i32, &str)] = &[(
          stream VARCHAR PRIMARY KEY,
          last_sequence UBIGINT NOT NULL
      );",
-)];
+    ),
+    (
+        2,
+        "CREATE TABLE lock_samples (
+         target VARCHAR NOT NULL,
+         collected_at TIMESTAMP NOT NULL,
+         pid INTEGER NOT NULL,
+         lock_type VARCHAR NOT NULL,
+         mode VARCHAR NOT NULL,
+         granted BOOLEAN NOT NULL,
+         database VARCHAR,
+         relation VARCHAR,
+         page INTEGER,
+         tuple INTEGER,
+         virtual_xid VARCHAR,
+         transaction_id VARCHAR,
+         waiting_since TIMESTAMP,
+         blocked_by INTEGER[]
+     );",
+    ),
+];
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -72,9 +93,11 @@ pub enum StoreError {
 }
 
 /// One decoded batch of the stream, in stream order.
+#[derive(Default)]
 pub struct IngestBatch {
-    /// Usable snapshots with their stream sequence.
+    /// Usable snapshots with their stream sequence, by kind.
     pub activity: Vec<(u64, Snapshot<ActivityRow>)>,
+    pub locks: Vec<(u64, Snapshot<LockRow>)>,
     /// The highest stream sequence in the batch, dead-lettered messages included.
     pub last_sequence: u64,
 }
@@ -121,25 +144,23 @@ impl Store {
     pub fn apply(&mut self, batch: &IngestBatch) -> Result<AppliedBatch, StoreError> {
         let transaction = self.connection.transaction().map_err(StoreError::Write)?;
         let already_applied = read_last_sequence(&transaction, &self.stream).map_err(StoreError::Write)?;
-        let fresh: Vec<&(u64, Snapshot<ActivityRow>)> = batch.activity.iter().filter(|(sequence, _)| *sequence > already_applied).collect();
+        let activity = fresh(&batch.activity, already_applied);
+        let locks = fresh(&batch.locks, already_applied);
         let mut applied = AppliedBatch {
-            already_stored: batch.activity.len() - fresh.len(),
+            snapshots: activity.len() + locks.len(),
+            already_stored: batch.activity.len() + batch.locks.len() - activity.len() - locks.len(),
             ..AppliedBatch::default()
         };
-        if !fresh.is_empty() {
-            let snapshots: Vec<(u64, &Snapshot<ActivityRow>)> = fresh.iter().map(|(sequence, snapshot)| (*sequence, snapshot)).collect();
-            let mut appender = transaction.appender("activity_snapshots").map_err(StoreError::Write)?;
-            appender
-                .append_record_batch(activity_snapshots_batch(&snapshots))
-                .map_err(StoreError::Write)?;
-            appender.flush().map_err(StoreError::Write)?;
-            drop(appender);
-            let rows = activity_rows_batch(snapshots.iter().map(|(_, snapshot)| *snapshot));
-            applied.rows = rows.num_rows();
-            applied.snapshots = snapshots.len();
-            let mut appender = transaction.appender("activity_samples").map_err(StoreError::Write)?;
-            appender.append_record_batch(rows).map_err(StoreError::Write)?;
-            appender.flush().map_err(StoreError::Write)?;
+        if !activity.is_empty() {
+            append(&transaction, "activity_snapshots", activity_snapshots_batch(&activity))?;
+            let rows = activity_rows_batch(activity.iter().map(|(_, snapshot)| *snapshot));
+            applied.rows += rows.num_rows();
+            append(&transaction, "activity_samples", rows)?;
+        }
+        if !locks.is_empty() {
+            let rows = lock_rows_batch(locks.iter().map(|(_, snapshot)| *snapshot));
+            applied.rows += rows.num_rows();
+            append(&transaction, "lock_samples", rows)?;
         }
         if batch.last_sequence > already_applied {
             transaction
@@ -158,6 +179,21 @@ impl Store {
     pub fn reader(&self) -> Result<Connection, StoreError> {
         self.connection.try_clone().map_err(StoreError::Reader)
     }
+}
+
+/// The snapshots an earlier run has not stored yet.
+fn fresh<Row>(snapshots: &[(u64, Snapshot<Row>)], already_applied: u64) -> Vec<(u64, &Snapshot<Row>)> {
+    snapshots
+        .iter()
+        .filter(|(sequence, _)| *sequence > already_applied)
+        .map(|(sequence, snapshot)| (*sequence, snapshot))
+        .collect()
+}
+
+fn append(connection: &Connection, table: &str, rows: duckdb::arrow::record_batch::RecordBatch) -> Result<(), StoreError> {
+    let mut appender = connection.appender(table).map_err(StoreError::Write)?;
+    appender.append_record_batch(rows).map_err(StoreError::Write)?;
+    appender.flush().map_err(StoreError::Write)
 }
 
 fn read_last_sequence(connection: &Connection, stream: &str) -> duckdb::Result<u64> {
@@ -237,6 +273,7 @@ mod tests {
         let batch = IngestBatch {
             activity: vec![(1, snapshot(1_000_000, 3)), (2, snapshot(2_000_000, 2))],
             last_sequence: 3,
+            ..IngestBatch::default()
         };
         assert_eq!(
             store.apply(&batch).unwrap(),
@@ -267,12 +304,71 @@ mod tests {
                 .apply(&IngestBatch {
                     activity: vec![(7, snapshot(1_000_000, 1))],
                     last_sequence: 9,
+                    ..IngestBatch::default()
                 })
                 .unwrap();
         }
         let store = Store::open(directory.path(), "PGMON").unwrap();
         assert_eq!(store.last_applied_sequence().unwrap(), 9);
         assert_eq!(count(&store, "schema_migrations"), MIGRATIONS.len() as i64);
+    }
+
+    #[test]
+    fn lock_snapshots_are_stored_with_their_blocking_pids() {
+        let directory = tempfile::tempdir().unwrap();
+        let mut store = Store::open(directory.path(), "PGMON").unwrap();
+        let locks = Snapshot {
+            schema_version: CURRENT_SCHEMA_VERSION,
+            kind: SnapshotKind::Locks,
+            target: "db1".parse().unwrap(),
+            collected_at_us: 5_000_000,
+            server: ServerIdentity {
+                system_identifier: None,
+                server_version_num: 170000,
+                server_version: "17.0".into(),
+            },
+            rows: vec![
+                LockRow {
+                    pid: 1,
+                    lock_type: "transactionid".into(),
+                    mode: "ExclusiveLock".into(),
+                    granted: true,
+                    ..LockRow::default()
+                },
+                LockRow {
+                    pid: 2,
+                    lock_type: "transactionid".into(),
+                    mode: "ShareLock".into(),
+                    granted: false,
+                    blocked_by: vec![1],
+                    ..LockRow::default()
+                },
+            ],
+        };
+        let applied = store
+            .apply(&IngestBatch {
+                locks: vec![(4, locks)],
+                last_sequence: 4,
+                ..IngestBatch::default()
+            })
+            .unwrap();
+        assert_eq!(
+            applied,
+            AppliedBatch {
+                snapshots: 1,
+                rows: 2,
+                already_stored: 0
+            }
+        );
+        let blocked: (i32, String) = store
+            .connection
+            .query_row(
+                "SELECT pid, array_to_string(blocked_by, ',') FROM lock_samples WHERE NOT granted",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!(blocked, (2, "1".to_owned()));
     }
 
     /// Older duckdb-rs versions panicked above 2048 rows per appended record batch.
@@ -285,6 +381,7 @@ mod tests {
             .apply(&IngestBatch {
                 activity,
                 last_sequence: 100,
+                ..IngestBatch::default()
             })
             .unwrap();
         assert_eq!(applied.rows, 50_000);

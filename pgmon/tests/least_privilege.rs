@@ -5,8 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{collector_config, stream_snapshots, wait_until};
-use pgmon_common::event::AnySnapshot;
+use common::{collector_config, stream_activity, wait_until};
 use pgmon_test_support::{TestNats, TestPostgres};
 use tokio_util::sync::CancellationToken;
 
@@ -36,7 +35,7 @@ async fn a_pg_monitor_role_sees_other_sessions_and_their_queries() {
     let collector = tokio::spawn(pgmon_collector::run(config, shutdown.clone()));
     let url = nats.url();
     wait_until(Duration::from_secs(20), "the app session in a snapshot", || async {
-        stream_snapshots(&url).await.iter().any(|(_, AnySnapshot::Activity(snapshot))| {
+        stream_activity(&url).await.iter().any(|snapshot| {
             snapshot
                 .rows
                 .iter()
@@ -48,8 +47,8 @@ async fn a_pg_monitor_role_sees_other_sessions_and_their_queries() {
     collector.await.unwrap().unwrap();
     sleeper.await.unwrap();
 
-    let snapshots = stream_snapshots(&url).await;
-    let AnySnapshot::Activity(snapshot) = &snapshots.last().unwrap().1;
+    let snapshots = stream_activity(&url).await;
+    let snapshot = snapshots.last().unwrap();
     assert!(snapshot.server.server_version_num > 0);
     assert!(
         snapshot.server.system_identifier.is_some(),
@@ -57,7 +56,7 @@ async fn a_pg_monitor_role_sees_other_sessions_and_their_queries() {
     );
     let app_row = snapshots
         .iter()
-        .flat_map(|(_, AnySnapshot::Activity(snapshot))| snapshot.rows.iter())
+        .flat_map(|snapshot| snapshot.rows.iter())
         .find(|row| row.application.as_deref() == Some("shop"))
         .unwrap();
     assert_eq!(app_row.user.as_deref(), Some("app"));

@@ -5,8 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{collector_config, stream_snapshots, wait_until, CapturedLogs};
-use pgmon_common::event::AnySnapshot;
+use common::{collector_config, stream_activity, wait_until, CapturedLogs};
 use pgmon_test_support::{TestNats, TestPostgres};
 use tokio_util::sync::CancellationToken;
 
@@ -27,7 +26,7 @@ async fn snapshots_taken_while_nats_is_down_arrive_once_and_in_order() {
     ));
 
     wait_until(Duration::from_secs(20), "snapshots before the outage", || async {
-        stream_snapshots(&url).await.len() >= 5
+        stream_activity(&url).await.len() >= 5
     })
     .await;
     nats.stop();
@@ -35,16 +34,16 @@ async fn snapshots_taken_while_nats_is_down_arrive_once_and_in_order() {
     nats.start_again();
     let expected_at_least = (OUTAGE.as_millis() / INTERVAL.as_millis()) as usize;
     wait_until(Duration::from_secs(60), "the backlog to be published", || async {
-        stream_snapshots(&url).await.len() >= expected_at_least + 10
+        stream_activity(&url).await.len() >= expected_at_least + 10
     })
     .await;
     shutdown.cancel();
     collector.await.unwrap().unwrap();
 
-    let times: Vec<i64> = stream_snapshots(&url)
+    let times: Vec<i64> = stream_activity(&url)
         .await
         .iter()
-        .map(|(_, AnySnapshot::Activity(snapshot))| snapshot.collected_at_us)
+        .map(|snapshot| snapshot.collected_at_us)
         .collect();
     assert!(
         times.windows(2).all(|pair| pair[0] < pair[1]),

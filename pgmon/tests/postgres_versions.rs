@@ -5,8 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{collector_config, stream_snapshots, wait_until};
-use pgmon_common::event::AnySnapshot;
+use common::{collector_config, stream_activity, wait_until};
 use pgmon_test_support::{TestNats, TestPostgres};
 use tokio_util::sync::CancellationToken;
 
@@ -41,9 +40,9 @@ async fn activity_snapshots_from_postgresql_13_to_18() {
         Duration::from_secs(30),
         "a snapshot showing the sleeper from every server",
         || async {
-            let snapshots = stream_snapshots(&url).await;
+            let snapshots = stream_activity(&url).await;
             MAJORS.iter().all(|major| {
-                snapshots.iter().any(|(_, AnySnapshot::Activity(snapshot))| {
+                snapshots.iter().any(|snapshot| {
                     snapshot.target.as_str() == format!("pg{major}")
                         && snapshot.rows.iter().any(|row| row.wait_event.as_deref() == Some("PgSleep"))
                 })
@@ -54,7 +53,7 @@ async fn activity_snapshots_from_postgresql_13_to_18() {
     shutdown.cancel();
     collector.await.unwrap().unwrap();
 
-    for (_, AnySnapshot::Activity(snapshot)) in stream_snapshots(&url).await {
+    for snapshot in stream_activity(&url).await {
         let major: u32 = snapshot.target.as_str().trim_start_matches("pg").parse().unwrap();
         assert_eq!(snapshot.server.server_version_num / 10_000, major as i32, "{:?}", snapshot.server);
         assert!(

@@ -47,7 +47,9 @@ async fn newest_activity(stream: &jetstream::stream::Stream, target: &TargetName
         .direct_get_last_for_subject(snapshot_subject(target, SnapshotKind::Activity))
         .await
         .ok()?;
-    let AnySnapshot::Activity(snapshot) = decode_snapshot(&message.payload).ok()?;
+    let Ok(AnySnapshot::Activity(snapshot)) = decode_snapshot(&message.payload) else {
+        return None;
+    };
     let active = snapshot
         .rows
         .iter()

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream;
 use futures::StreamExt;
 use pgmon_collector::{CollectorConfig, TargetSpec};
-use pgmon_common::event::{decode_snapshot, AnySnapshot};
+use pgmon_common::event::{decode_snapshot, ActivityRow, AnySnapshot, Snapshot};
 use pgmon_common::nats_setup::NatsArgs;
 use pgmon_common::subjects::SNAPSHOT_STREAM;
 use pgmon_ingester::IngesterConfig;
@@ -28,6 +28,7 @@ pub fn collector_config(nats_url: &str, targets: &[(&str, String)], interval: Du
         nats: nats_args(nats_url),
         targets: targets.iter().map(|(name, dsn)| TargetSpec::new(name, dsn).unwrap()).collect(),
         activity_interval: interval,
+        locks_interval: interval,
         query_text_max_length: 200,
         statement_timeout: Duration::from_secs(2),
         publish_queue_capacity: 600,
@@ -89,6 +90,18 @@ pub async fn stream_snapshots(nats_url: &str) -> Vec<(u64, AnySnapshot)> {
         }
     }
     snapshots
+}
+
+/// The activity snapshots in the stream, in stream order.
+pub async fn stream_activity(nats_url: &str) -> Vec<Snapshot<ActivityRow>> {
+    stream_snapshots(nats_url)
+        .await
+        .into_iter()
+        .filter_map(|(_, snapshot)| match snapshot {
+            AnySnapshot::Activity(snapshot) => Some(snapshot),
+            _ => None,
+        })
+        .collect()
 }
 
 /// How many messages the stream holds for each subject matching `filter` (none before it exists).
