@@ -29,6 +29,10 @@ pub struct CollectorArgs {
     #[arg(long, env = "PGMON_LOCKS_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
     pub locks_interval: Duration,
 
+    /// How often pg_stat_database and the instance facts are sampled.
+    #[arg(long, env = "PGMON_DATABASE_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub database_interval: Duration,
+
     /// Query texts longer than this many characters are cut.
     #[arg(long, env = "PGMON_QUERY_TEXT_MAX_LENGTH", default_value_t = 1024)]
     pub query_text_max_length: u32,
@@ -149,6 +153,7 @@ pub struct CollectorConfig {
     pub targets: Vec<TargetSpec>,
     pub activity_interval: Duration,
     pub locks_interval: Duration,
+    pub database_interval: Duration,
     pub query_text_max_length: u32,
     pub statement_timeout: Duration,
     pub publish_queue_capacity: usize,
@@ -159,6 +164,7 @@ pub struct CollectorConfig {
 pub(crate) struct SamplingSettings {
     pub activity_interval: Duration,
     pub locks_interval: Duration,
+    pub database_interval: Duration,
     pub query_text_max_length: u32,
     pub statement_timeout: Duration,
 }
@@ -175,7 +181,7 @@ impl CollectorConfig {
         if let Some(pair) = names.windows(2).find(|pair| pair[0] == pair[1]) {
             return Err(ConfigError::Duplicate(pair[0].clone()));
         }
-        if args.activity_interval.min(args.locks_interval) < Duration::from_millis(100) {
+        if args.activity_interval.min(args.locks_interval).min(args.database_interval) < Duration::from_millis(100) {
             return Err(ConfigError::IntervalTooShort);
         }
         if args.publish_queue_capacity == 0 {
@@ -186,6 +192,7 @@ impl CollectorConfig {
             targets,
             activity_interval: args.activity_interval,
             locks_interval: args.locks_interval,
+            database_interval: args.database_interval,
             query_text_max_length: args.query_text_max_length,
             statement_timeout: args.statement_timeout,
             publish_queue_capacity: args.publish_queue_capacity,
@@ -196,6 +203,7 @@ impl CollectorConfig {
         SamplingSettings {
             activity_interval: self.activity_interval,
             locks_interval: self.locks_interval,
+            database_interval: self.database_interval,
             query_text_max_length: self.query_text_max_length,
             statement_timeout: self.statement_timeout,
         }
@@ -248,6 +256,7 @@ mod tests {
             targets_file: Some(path.clone()),
             activity_interval: Duration::from_secs(1),
             locks_interval: Duration::from_secs(1),
+            database_interval: Duration::from_secs(10),
             query_text_max_length: 100,
             statement_timeout: Duration::from_secs(1),
             publish_queue_capacity: 10,

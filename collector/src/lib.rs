@@ -7,6 +7,7 @@
 mod activity;
 mod config;
 mod connection;
+mod database;
 mod locks;
 mod publisher;
 mod sampler;

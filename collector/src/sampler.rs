@@ -3,7 +3,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use pgmon_common::event::{encode_snapshot, ServerIdentity, Snapshot, SnapshotKind, CURRENT_SCHEMA_VERSION};
+use pgmon_common::event::{encode_snapshot, InstanceFacts, ServerIdentity, Snapshot, SnapshotKind, CURRENT_SCHEMA_VERSION};
 use pgmon_common::subjects::{snapshot_message_id, snapshot_subject};
 use pgmon_common::telemetry::error_chain;
 use tokio::sync::mpsc::{error::TrySendError, Sender};
@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::activity;
 use crate::config::{SamplingSettings, TargetSpec};
 use crate::connection;
+use crate::database;
 use crate::locks;
 use crate::publisher::OutgoingSnapshot;
 
@@ -94,6 +95,7 @@ pub(crate) async fn sample_target(
 struct Statements {
     activity: tokio_postgres::Statement,
     locks: tokio_postgres::Statement,
+    database: database::DatabaseStatements,
 }
 
 impl Statements {
@@ -101,6 +103,7 @@ impl Statements {
         Ok(Statements {
             activity: activity::prepare(client, server_version_num).await?,
             locks: locks::prepare(client, server_version_num).await?,
+            database: database::prepare(client, server_version_num).await?,
         })
     }
 }
@@ -133,6 +136,11 @@ impl Session<'_> {
             Schedule {
                 kind: SnapshotKind::Locks,
                 interval: self.settings.locks_interval,
+                next_due: start,
+            },
+            Schedule {
+                kind: SnapshotKind::Database,
+                interval: self.settings.database_interval,
                 next_due: start,
             },
         ];
@@ -180,14 +188,18 @@ impl Session<'_> {
         let payload = match kind {
             SnapshotKind::Activity => {
                 let rows = activity::sample(self.client, &self.statements.activity, self.settings.query_text_max_length).await?;
-                encode_snapshot(&self.snapshot(kind, collected_at_us, rows))
+                encode_snapshot(&self.snapshot(kind, collected_at_us, None, rows))
+            }
+            SnapshotKind::Database => {
+                let (instance, rows) = database::sample(self.client, &self.statements.database).await?;
+                encode_snapshot(&self.snapshot(kind, collected_at_us, Some(instance), rows))
             }
             SnapshotKind::Locks => {
                 let rows = locks::sample(self.client, &self.statements.locks).await?;
                 if rows.is_empty() {
                     return Ok(None);
                 }
-                encode_snapshot(&self.snapshot(kind, collected_at_us, rows))
+                encode_snapshot(&self.snapshot(kind, collected_at_us, None, rows))
             }
         };
         Ok(Some(OutgoingSnapshot {
@@ -197,13 +209,14 @@ impl Session<'_> {
         }))
     }
 
-    fn snapshot<Row>(&self, kind: SnapshotKind, collected_at_us: i64, rows: Vec<Row>) -> Snapshot<Row> {
+    fn snapshot<Row>(&self, kind: SnapshotKind, collected_at_us: i64, instance: Option<InstanceFacts>, rows: Vec<Row>) -> Snapshot<Row> {
         Snapshot {
             schema_version: CURRENT_SCHEMA_VERSION,
             kind,
             target: self.target.name.clone(),
             collected_at_us,
             server: self.identity.clone(),
+            instance,
             rows,
         }
     }

@@ -22,15 +22,18 @@ pub enum SnapshotKind {
     /// The `pg_locks` rows of sessions in a lock wait and of the sessions blocking them;
     /// published only when some session waits on a lock.
     Locks,
+    /// One row per database of `pg_stat_database`, with the instance's facts in the envelope.
+    Database,
 }
 
 impl SnapshotKind {
-    pub const ALL: &'static [SnapshotKind] = &[SnapshotKind::Activity, SnapshotKind::Locks];
+    pub const ALL: &'static [SnapshotKind] = &[SnapshotKind::Activity, SnapshotKind::Locks, SnapshotKind::Database];
 
     pub fn as_str(self) -> &'static str {
         match self {
             SnapshotKind::Activity => "activity",
             SnapshotKind::Locks => "locks",
+            SnapshotKind::Database => "database",
         }
     }
 
@@ -61,7 +64,62 @@ pub struct Snapshot<Row> {
     /// When the collector took the sample: microseconds since the Unix epoch, UTC.
     pub collected_at_us: i64,
     pub server: ServerIdentity,
+    /// Facts about the whole instance; sent with `database` snapshots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instance: Option<InstanceFacts>,
     pub rows: Vec<Row>,
+}
+
+/// What a DBA wants to know about an instance beside its counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceFacts {
+    /// `pg_postmaster_start_time()`, microseconds since the Unix epoch.
+    pub started_at_us: i64,
+    pub max_connections: i32,
+    /// A short list of settings that explain load (shared_buffers, work_mem, …), with units.
+    #[serde(default)]
+    pub settings: std::collections::BTreeMap<String, String>,
+}
+
+/// One database of `pg_stat_database`: cumulative counters since `stats_reset`. Times of
+/// `*_time_ms` are milliseconds; session counters exist from PostgreSQL 14.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DatabaseRow {
+    pub database: String,
+    pub backends: i32,
+    pub xact_commit: i64,
+    pub xact_rollback: i64,
+    pub blks_read: i64,
+    pub blks_hit: i64,
+    pub tup_returned: i64,
+    pub tup_fetched: i64,
+    pub tup_inserted: i64,
+    pub tup_updated: i64,
+    pub tup_deleted: i64,
+    pub conflicts: i64,
+    pub temp_files: i64,
+    pub temp_bytes: i64,
+    pub deadlocks: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum_failures: Option<i64>,
+    pub blk_read_time_ms: f64,
+    pub blk_write_time_ms: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_time_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_time_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idle_in_transaction_time_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sessions: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sessions_abandoned: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sessions_fatal: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sessions_killed: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stats_reset_us: Option<i64>,
 }
 
 /// One backend in one `pg_stat_activity` sample. Times are microseconds since the Unix epoch, UTC.
@@ -167,6 +225,7 @@ pub fn blocking_tree(rows: &[LockRow]) -> BlockingTree {
 pub enum AnySnapshot {
     Activity(Snapshot<ActivityRow>),
     Locks(Snapshot<LockRow>),
+    Database(Snapshot<DatabaseRow>),
 }
 
 impl AnySnapshot {
@@ -174,6 +233,7 @@ impl AnySnapshot {
         match self {
             AnySnapshot::Activity(snapshot) => &snapshot.target,
             AnySnapshot::Locks(snapshot) => &snapshot.target,
+            AnySnapshot::Database(snapshot) => &snapshot.target,
         }
     }
 
@@ -181,6 +241,7 @@ impl AnySnapshot {
         match self {
             AnySnapshot::Activity(_) => SnapshotKind::Activity,
             AnySnapshot::Locks(_) => SnapshotKind::Locks,
+            AnySnapshot::Database(_) => SnapshotKind::Database,
         }
     }
 
@@ -188,6 +249,7 @@ impl AnySnapshot {
         match self {
             AnySnapshot::Activity(snapshot) => snapshot.rows.len(),
             AnySnapshot::Locks(snapshot) => snapshot.rows.len(),
+            AnySnapshot::Database(snapshot) => snapshot.rows.len(),
         }
     }
 
@@ -196,6 +258,7 @@ impl AnySnapshot {
         match self {
             AnySnapshot::Activity(snapshot) => snapshot.collected_at_us,
             AnySnapshot::Locks(snapshot) => snapshot.collected_at_us,
+            AnySnapshot::Database(snapshot) => snapshot.collected_at_us,
         }
     }
 }
@@ -248,6 +311,7 @@ pub fn decode_snapshot(payload: &[u8]) -> Result<AnySnapshot, DecodeError> {
     match kind {
         SnapshotKind::Activity => serde_json::from_slice(payload).map(AnySnapshot::Activity).map_err(invalid_rows),
         SnapshotKind::Locks => serde_json::from_slice(payload).map(AnySnapshot::Locks).map_err(invalid_rows),
+        SnapshotKind::Database => serde_json::from_slice(payload).map(AnySnapshot::Database).map_err(invalid_rows),
     }
 }
 
@@ -286,6 +350,7 @@ mod tests {
                 server_version_num: 170002,
                 server_version: "17.2".into(),
             },
+            instance: None,
             rows: vec![ActivityRow {
                 pid: 42,
                 state: Some("active".into()),

@@ -55,3 +55,21 @@ fn version_1_locks_fixture_keeps_its_meaning() {
     assert_eq!(tree.root_blockers, vec![4242]);
     assert_eq!(tree.edges, vec![(4242, 4243), (4243, 4244)]);
 }
+
+#[test]
+fn version_1_database_fixture_keeps_its_meaning() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/v1/database.json");
+    let Ok(AnySnapshot::Database(snapshot)) = decode_snapshot(&fs::read(path).unwrap()) else {
+        panic!("not a database snapshot")
+    };
+    let instance = snapshot.instance.as_ref().unwrap();
+    assert_eq!(instance.max_connections, 200);
+    assert_eq!(instance.settings["work_mem"], "4096kB");
+    let shop = snapshot.rows.iter().find(|row| row.database == "shop").unwrap();
+    assert_eq!(shop.xact_commit, 9_812_345);
+    assert_eq!(shop.temp_bytes, 734_003_200);
+    assert_eq!(shop.sessions_killed, Some(1));
+    let postgres = snapshot.rows.iter().find(|row| row.database == "postgres").unwrap();
+    assert_eq!(postgres.checksum_failures, None);
+    assert_eq!(postgres.stats_reset_us, None);
+}

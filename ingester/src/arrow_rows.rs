@@ -3,10 +3,11 @@
 use std::sync::Arc;
 
 use duckdb::arrow::array::{
-    ArrayRef, BooleanBuilder, Int32Builder, Int64Builder, ListBuilder, StringBuilder, TimestampMicrosecondBuilder, UInt64Builder,
+    ArrayRef, BooleanBuilder, Float64Builder, Int32Builder, Int64Builder, ListBuilder, StringBuilder, TimestampMicrosecondBuilder,
+    UInt64Builder,
 };
 use duckdb::arrow::record_batch::RecordBatch;
-use pgmon_common::event::{ActivityRow, LockRow, Snapshot};
+use pgmon_common::event::{ActivityRow, DatabaseRow, LockRow, Snapshot};
 
 /// Rows of `activity_snapshots`: one per snapshot.
 pub(crate) fn activity_snapshots_batch(snapshots: &[(u64, &Snapshot<ActivityRow>)]) -> RecordBatch {
@@ -148,6 +149,138 @@ pub(crate) fn lock_rows_batch<'a>(snapshots: impl Iterator<Item = &'a Snapshot<L
         ("waiting_since", Arc::new(waiting_since.finish())),
         ("blocked_by", Arc::new(blocked_by.finish())),
     ])
+}
+
+/// Rows of `instance_samples`: one per database snapshot that carries instance facts.
+pub(crate) fn instance_rows_batch(snapshots: &[(u64, &Snapshot<DatabaseRow>)]) -> RecordBatch {
+    let mut target = StringBuilder::new();
+    let mut collected_at = TimestampMicrosecondBuilder::new();
+    let mut server_version_num = Int32Builder::new();
+    let mut started_at = TimestampMicrosecondBuilder::new();
+    let mut max_connections = Int32Builder::new();
+    let mut settings_json = StringBuilder::new();
+    for (_, snapshot) in snapshots {
+        let Some(instance) = &snapshot.instance else { continue };
+        target.append_value(snapshot.target.as_str());
+        collected_at.append_value(snapshot.collected_at_us);
+        server_version_num.append_value(snapshot.server.server_version_num);
+        started_at.append_value(instance.started_at_us);
+        max_connections.append_value(instance.max_connections);
+        settings_json.append_value(serde_json::to_string(&instance.settings).expect("a string map always serialises"));
+    }
+    record_batch(vec![
+        ("target", Arc::new(target.finish())),
+        ("collected_at", Arc::new(collected_at.finish())),
+        ("server_version_num", Arc::new(server_version_num.finish())),
+        ("started_at", Arc::new(started_at.finish())),
+        ("max_connections", Arc::new(max_connections.finish())),
+        ("settings_json", Arc::new(settings_json.finish())),
+    ])
+}
+
+/// Rows of `database_samples`: one per database per snapshot.
+pub(crate) fn database_rows_batch<'a>(snapshots: impl Iterator<Item = &'a Snapshot<DatabaseRow>>) -> RecordBatch {
+    let mut target = StringBuilder::new();
+    let mut collected_at = TimestampMicrosecondBuilder::new();
+    let mut database = StringBuilder::new();
+    let mut backends = Int32Builder::new();
+    // The cumulative counters, in table order.
+    let mut counters: Vec<Int64Builder> = (0..13).map(|_| Int64Builder::new()).collect();
+    let mut checksum_failures = Int64Builder::new();
+    let mut blk_read_time_ms = Float64Builder::new();
+    let mut blk_write_time_ms = Float64Builder::new();
+    let mut session_times: Vec<Float64Builder> = (0..3).map(|_| Float64Builder::new()).collect();
+    let mut session_counts: Vec<Int64Builder> = (0..4).map(|_| Int64Builder::new()).collect();
+    let mut stats_reset = TimestampMicrosecondBuilder::new();
+    for snapshot in snapshots {
+        for row in &snapshot.rows {
+            target.append_value(snapshot.target.as_str());
+            collected_at.append_value(snapshot.collected_at_us);
+            database.append_value(&row.database);
+            backends.append_value(row.backends);
+            let values = [
+                row.xact_commit,
+                row.xact_rollback,
+                row.blks_read,
+                row.blks_hit,
+                row.tup_returned,
+                row.tup_fetched,
+                row.tup_inserted,
+                row.tup_updated,
+                row.tup_deleted,
+                row.conflicts,
+                row.temp_files,
+                row.temp_bytes,
+                row.deadlocks,
+            ];
+            for (builder, value) in counters.iter_mut().zip(values) {
+                builder.append_value(value);
+            }
+            checksum_failures.append_option(row.checksum_failures);
+            blk_read_time_ms.append_value(row.blk_read_time_ms);
+            blk_write_time_ms.append_value(row.blk_write_time_ms);
+            for (builder, value) in session_times
+                .iter_mut()
+                .zip([row.session_time_ms, row.active_time_ms, row.idle_in_transaction_time_ms])
+            {
+                builder.append_option(value);
+            }
+            for (builder, value) in
+                session_counts
+                    .iter_mut()
+                    .zip([row.sessions, row.sessions_abandoned, row.sessions_fatal, row.sessions_killed])
+            {
+                builder.append_option(value);
+            }
+            stats_reset.append_option(row.stats_reset_us);
+        }
+    }
+    let counter_names = [
+        "xact_commit",
+        "xact_rollback",
+        "blks_read",
+        "blks_hit",
+        "tup_returned",
+        "tup_fetched",
+        "tup_inserted",
+        "tup_updated",
+        "tup_deleted",
+        "conflicts",
+        "temp_files",
+        "temp_bytes",
+        "deadlocks",
+    ];
+    let mut columns: Vec<(&str, ArrayRef)> = vec![
+        ("target", Arc::new(target.finish())),
+        ("collected_at", Arc::new(collected_at.finish())),
+        ("database", Arc::new(database.finish())),
+        ("backends", Arc::new(backends.finish())),
+    ];
+    columns.extend(
+        counter_names
+            .into_iter()
+            .zip(counters.iter_mut())
+            .map(|(name, builder)| (name, Arc::new(builder.finish()) as ArrayRef)),
+    );
+    columns.push(("checksum_failures", Arc::new(checksum_failures.finish())));
+    columns.push(("blk_read_time_ms", Arc::new(blk_read_time_ms.finish())));
+    columns.push(("blk_write_time_ms", Arc::new(blk_write_time_ms.finish())));
+    let session_time_names = ["session_time_ms", "active_time_ms", "idle_in_transaction_time_ms"];
+    columns.extend(
+        session_time_names
+            .into_iter()
+            .zip(session_times.iter_mut())
+            .map(|(name, builder)| (name, Arc::new(builder.finish()) as ArrayRef)),
+    );
+    let session_count_names = ["sessions", "sessions_abandoned", "sessions_fatal", "sessions_killed"];
+    columns.extend(
+        session_count_names
+            .into_iter()
+            .zip(session_counts.iter_mut())
+            .map(|(name, builder)| (name, Arc::new(builder.finish()) as ArrayRef)),
+    );
+    columns.push(("stats_reset", Arc::new(stats_reset.finish())));
+    record_batch(columns)
 }
 
 /// A list of pids, NULL when empty (most rows block no one and wait for no one).

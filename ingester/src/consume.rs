@@ -120,6 +120,7 @@ async fn decode_batch(jetstream: &jetstream::Context, messages: &[Message], stat
         match decode_snapshot_from_subject(message.subject.as_str(), &message.payload) {
             Ok(AnySnapshot::Activity(snapshot)) => batch.activity.push((sequence, snapshot)),
             Ok(AnySnapshot::Locks(snapshot)) => batch.locks.push((sequence, snapshot)),
+            Ok(AnySnapshot::Database(snapshot)) => batch.database.push((sequence, snapshot)),
             Err(reason) => dead_letter(jetstream, message, sequence, &reason.to_string(), stats).await?,
         }
     }

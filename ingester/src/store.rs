@@ -7,9 +7,9 @@
 use std::path::{Path, PathBuf};
 
 use duckdb::Connection;
-use pgmon_common::event::{ActivityRow, LockRow, Snapshot};
+use pgmon_common::event::{ActivityRow, DatabaseRow, LockRow, Snapshot};
 
-use crate::arrow_rows::{activity_rows_batch, activity_snapshots_batch, lock_rows_batch};
+use crate::arrow_rows::{activity_rows_batch, activity_snapshots_batch, database_rows_batch, instance_rows_batch, lock_rows_batch};
 
 /// The file name of the database inside the data directory.
 pub const DATABASE_FILE_NAME: &str = "pgmon.duckdb";
@@ -72,6 +72,47 @@ const MIGRATIONS: &[(i32, &str)] = &[
          blocked_by INTEGER[]
      );",
     ),
+    (
+        3,
+        "CREATE TABLE database_samples (
+         target VARCHAR NOT NULL,
+         collected_at TIMESTAMP NOT NULL,
+         database VARCHAR NOT NULL,
+         backends INTEGER NOT NULL,
+         xact_commit BIGINT NOT NULL,
+         xact_rollback BIGINT NOT NULL,
+         blks_read BIGINT NOT NULL,
+         blks_hit BIGINT NOT NULL,
+         tup_returned BIGINT NOT NULL,
+         tup_fetched BIGINT NOT NULL,
+         tup_inserted BIGINT NOT NULL,
+         tup_updated BIGINT NOT NULL,
+         tup_deleted BIGINT NOT NULL,
+         conflicts BIGINT NOT NULL,
+         temp_files BIGINT NOT NULL,
+         temp_bytes BIGINT NOT NULL,
+         deadlocks BIGINT NOT NULL,
+         checksum_failures BIGINT,
+         blk_read_time_ms DOUBLE NOT NULL,
+         blk_write_time_ms DOUBLE NOT NULL,
+         session_time_ms DOUBLE,
+         active_time_ms DOUBLE,
+         idle_in_transaction_time_ms DOUBLE,
+         sessions BIGINT,
+         sessions_abandoned BIGINT,
+         sessions_fatal BIGINT,
+         sessions_killed BIGINT,
+         stats_reset TIMESTAMP
+     );
+     CREATE TABLE instance_samples (
+         target VARCHAR NOT NULL,
+         collected_at TIMESTAMP NOT NULL,
+         server_version_num INTEGER NOT NULL,
+         started_at TIMESTAMP NOT NULL,
+         max_connections INTEGER NOT NULL,
+         settings_json VARCHAR NOT NULL
+     );",
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -98,8 +139,16 @@ pub struct IngestBatch {
     /// Usable snapshots with their stream sequence, by kind.
     pub activity: Vec<(u64, Snapshot<ActivityRow>)>,
     pub locks: Vec<(u64, Snapshot<LockRow>)>,
+    pub database: Vec<(u64, Snapshot<DatabaseRow>)>,
     /// The highest stream sequence in the batch, dead-lettered messages included.
     pub last_sequence: u64,
+}
+
+impl IngestBatch {
+    /// How many usable snapshots the batch holds, of every kind.
+    pub fn snapshot_count(&self) -> usize {
+        self.activity.len() + self.locks.len() + self.database.len()
+    }
 }
 
 /// What applying a batch did.
@@ -146,9 +195,11 @@ impl Store {
         let already_applied = read_last_sequence(&transaction, &self.stream).map_err(StoreError::Write)?;
         let activity = fresh(&batch.activity, already_applied);
         let locks = fresh(&batch.locks, already_applied);
+        let database = fresh(&batch.database, already_applied);
+        let fresh_snapshots = activity.len() + locks.len() + database.len();
         let mut applied = AppliedBatch {
-            snapshots: activity.len() + locks.len(),
-            already_stored: batch.activity.len() + batch.locks.len() - activity.len() - locks.len(),
+            snapshots: fresh_snapshots,
+            already_stored: batch.snapshot_count() - fresh_snapshots,
             ..AppliedBatch::default()
         };
         if !activity.is_empty() {
@@ -161,6 +212,12 @@ impl Store {
             let rows = lock_rows_batch(locks.iter().map(|(_, snapshot)| *snapshot));
             applied.rows += rows.num_rows();
             append(&transaction, "lock_samples", rows)?;
+        }
+        if !database.is_empty() {
+            append(&transaction, "instance_samples", instance_rows_batch(&database))?;
+            let rows = database_rows_batch(database.iter().map(|(_, snapshot)| *snapshot));
+            applied.rows += rows.num_rows();
+            append(&transaction, "database_samples", rows)?;
         }
         if batch.last_sequence > already_applied {
             transaction
@@ -248,6 +305,7 @@ mod tests {
                 server_version_num: 170000,
                 server_version: "17.0".into(),
             },
+            instance: None,
             rows: (0..rows)
                 .map(|pid| ActivityRow {
                     pid: pid as i32,
@@ -327,6 +385,7 @@ mod tests {
                 server_version_num: 170000,
                 server_version: "17.0".into(),
             },
+            instance: None,
             rows: vec![
                 LockRow {
                     pid: 1,
@@ -369,6 +428,41 @@ mod tests {
             )
             .unwrap();
         assert_eq!(blocked, (2, "1".to_owned()));
+    }
+
+    #[test]
+    fn database_fixture_is_stored_with_its_instance_facts() {
+        let directory = tempfile::tempdir().unwrap();
+        let mut store = Store::open(directory.path(), "PGMON").unwrap();
+        let fixture = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../common/fixtures/v1/database.json")).unwrap();
+        let Ok(pgmon_common::event::AnySnapshot::Database(snapshot)) = pgmon_common::event::decode_snapshot(&fixture) else {
+            panic!("not a database fixture")
+        };
+        let applied = store
+            .apply(&IngestBatch {
+                database: vec![(1, snapshot)],
+                last_sequence: 1,
+                ..IngestBatch::default()
+            })
+            .unwrap();
+        assert_eq!(applied.rows, 2);
+        let (commits, killed): (i64, Option<i64>) = store
+            .connection
+            .query_row(
+                "SELECT xact_commit, sessions_killed FROM database_samples WHERE database = 'shop'",
+                [],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((commits, killed), (9_812_345, Some(1)));
+        let (max_connections, settings): (i32, String) = store
+            .connection
+            .query_row("SELECT max_connections, settings_json FROM instance_samples", [], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
+            .unwrap();
+        assert_eq!(max_connections, 200);
+        assert!(settings.contains("\"work_mem\":\"4096kB\""), "{settings}");
     }
 
     /// Older duckdb-rs versions panicked above 2048 rows per appended record batch.

@@ -5,7 +5,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{collector_config, stream_activity, wait_until};
+use common::{collector_config, stream_activity, stream_snapshots, wait_until};
+use pgmon_common::event::AnySnapshot;
 use pgmon_test_support::{TestNats, TestPostgres};
 use tokio_util::sync::CancellationToken;
 
@@ -79,6 +80,33 @@ async fn activity_snapshots_from_postgresql_13_to_18() {
             "PostgreSQL {major}: query_id {:?}",
             sleeper.query_id
         );
+    }
+    // Database snapshots (taken at connect, then every interval) from every version.
+    let snapshots = stream_snapshots(&url).await;
+    for major in MAJORS {
+        let snapshot = snapshots
+            .iter()
+            .find_map(|(_, snapshot)| match snapshot {
+                AnySnapshot::Database(snapshot) if snapshot.target.as_str() == format!("pg{major}") => Some(snapshot),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("no database snapshot from PostgreSQL {major}"));
+        let instance = snapshot.instance.as_ref().expect("instance facts");
+        assert_eq!(instance.max_connections, 100, "PostgreSQL {major}");
+        assert!(
+            instance.started_at_us > 0 && instance.settings.contains_key("shared_buffers"),
+            "PostgreSQL {major}: {instance:?}"
+        );
+        let postgres = snapshot
+            .rows
+            .iter()
+            .find(|row| row.database == "postgres")
+            .expect("the postgres database");
+        assert!(
+            postgres.xact_commit > 0 && postgres.backends >= 1,
+            "PostgreSQL {major}: {postgres:?}"
+        );
+        assert_eq!(postgres.sessions.is_some(), *major >= 14, "PostgreSQL {major}: session counters");
     }
     for sleeper in sleepers {
         sleeper.await.unwrap();

@@ -29,6 +29,7 @@ pub fn collector_config(nats_url: &str, targets: &[(&str, String)], interval: Du
         targets: targets.iter().map(|(name, dsn)| TargetSpec::new(name, dsn).unwrap()).collect(),
         activity_interval: interval,
         locks_interval: interval,
+        database_interval: Duration::from_secs(1),
         query_text_max_length: 200,
         statement_timeout: Duration::from_secs(2),
         publish_queue_capacity: 600,
