@@ -20,6 +20,14 @@ pub(crate) enum ConnectError {
     Identify(tokio_postgres::Error),
 }
 
+impl ConnectError {
+    pub(crate) fn down_reason(&self) -> pgmon_common::event::DownReason {
+        match self {
+            ConnectError::Connect(error) | ConnectError::Identify(error) => crate::sampler::down_reason(error),
+        }
+    }
+}
+
 /// Opens the long-lived monitoring session and reads who the server is.
 pub(crate) async fn connect(target: &TargetSpec, settings: SamplingSettings) -> Result<(Client, ServerIdentity), ConnectError> {
     let mut config = target.connection.clone();

@@ -3,8 +3,11 @@
 
 use std::time::{Duration, SystemTime};
 
-use pgmon_common::event::{encode_snapshot, InstanceFacts, ServerIdentity, Snapshot, SnapshotKind, CURRENT_SCHEMA_VERSION};
+use pgmon_common::event::{
+    encode_snapshot, DownReason, InstanceFacts, ServerIdentity, Snapshot, SnapshotKind, StatusRow, TargetState, CURRENT_SCHEMA_VERSION,
+};
 use pgmon_common::subjects::{snapshot_message_id, snapshot_subject};
+use pgmon_common::target::TargetName;
 use pgmon_common::telemetry::error_chain;
 use tokio::sync::mpsc::{error::TrySendError, Sender};
 use tokio::time::Instant;
@@ -45,6 +48,9 @@ enum SessionEnd {
     Disconnected(tokio_postgres::Error),
 }
 
+/// How often a target that is up says so (down targets report at every failed attempt).
+const STATUS_HEARTBEAT: Duration = Duration::from_secs(60);
+
 /// Samples `target` until `shutdown` is cancelled; never returns early on target errors.
 pub(crate) async fn sample_target(
     target: TargetSpec,
@@ -53,17 +59,27 @@ pub(crate) async fn sample_target(
     shutdown: CancellationToken,
 ) {
     let mut backoff = Backoff::new();
+    let mut last_identity = ServerIdentity {
+        system_identifier: None,
+        server_version_num: 0,
+        server_version: String::new(),
+    };
+    let mut down_since_us: Option<i64> = None;
+    let mut dropped_snapshots: u64 = 0;
     loop {
         let connected = tokio::select! {
             _ = shutdown.cancelled() => return,
             connected = connection::connect(&target, settings) => connected,
         };
-        let failure = match connected {
+        let (reason, failure) = match connected {
             Ok((client, identity)) => {
                 tracing::info!(target = %target.name, server_version = %identity.server_version, "connected to target");
+                last_identity = identity.clone();
                 match Statements::prepare(&client, identity.server_version_num).await {
                     Ok(statements) => {
                         backoff = Backoff::new();
+                        down_since_us = None;
+                        let connected_at_us = activity::unix_micros(SystemTime::now());
                         let session = Session {
                             target: &target,
                             settings,
@@ -71,23 +87,93 @@ pub(crate) async fn sample_target(
                             identity,
                             statements,
                             queue: &queue,
+                            connected_at_us,
                         };
-                        match session.sample_until_disconnected(&shutdown).await {
+                        match session.sample_until_disconnected(&shutdown, &mut dropped_snapshots).await {
                             SessionEnd::Shutdown => return,
-                            SessionEnd::Disconnected(error) => format!("connection lost: {}", error_chain(&error)),
+                            SessionEnd::Disconnected(error) => (down_reason(&error), format!("connection lost: {}", error_chain(&error))),
                         }
                     }
-                    Err(error) => format!("cannot prepare the sample queries: {}", error_chain(&error)),
+                    Err(error) => (
+                        down_reason(&error),
+                        format!("cannot prepare the sample queries: {}", error_chain(&error)),
+                    ),
                 }
             }
-            Err(error) => error.to_string(),
+            Err(error) => (error.down_reason(), error.to_string()),
         };
+        let now_us = activity::unix_micros(SystemTime::now());
+        let status = StatusRow {
+            state: TargetState::Down,
+            reason: Some(reason),
+            message: Some(failure.clone()),
+            since_us: *down_since_us.get_or_insert(now_us),
+        };
+        let snapshot = status_snapshot(&target, &last_identity, now_us, status);
+        if !enqueue(&queue, snapshot, &target, SnapshotKind::Status, &mut dropped_snapshots) {
+            return;
+        }
         let delay = backoff.next();
-        tracing::warn!(target = %target.name, error = %failure, retry_in = ?delay, "target unavailable");
+        tracing::warn!(target = %target.name, error = %failure, reason = ?reason, retry_in = ?delay, "target unavailable");
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(delay) => {}
         }
+    }
+}
+
+/// Sorts a failure into the reasons operators act on; anything without a server error code
+/// (refused, timed out, TLS, closed) is unreachable.
+pub(crate) fn down_reason(error: &tokio_postgres::Error) -> DownReason {
+    let Some(code) = error.code() else { return DownReason::Unreachable };
+    match code.code() {
+        "28P01" | "28000" => DownReason::AuthenticationFailed,
+        "3D000" => DownReason::DatabaseMissing,
+        "42501" => DownReason::InsufficientPrivilege,
+        "57P01" | "57P02" | "57P03" => DownReason::ServerNotReady,
+        "53300" => DownReason::TooManyConnections,
+        _ => DownReason::QueryFailed,
+    }
+}
+
+fn status_snapshot(target: &TargetSpec, identity: &ServerIdentity, collected_at_us: i64, status: StatusRow) -> OutgoingSnapshot {
+    let snapshot = Snapshot {
+        schema_version: CURRENT_SCHEMA_VERSION,
+        kind: SnapshotKind::Status,
+        target: target.name.clone(),
+        collected_at_us,
+        server: identity.clone(),
+        instance: None,
+        rows: vec![status],
+    };
+    outgoing(&target.name, SnapshotKind::Status, collected_at_us, encode_snapshot(&snapshot))
+}
+
+fn outgoing(target: &TargetName, kind: SnapshotKind, collected_at_us: i64, payload: Vec<u8>) -> OutgoingSnapshot {
+    OutgoingSnapshot {
+        subject: snapshot_subject(target, kind),
+        message_id: snapshot_message_id(target, kind, collected_at_us),
+        payload: payload.into(),
+    }
+}
+
+/// Queues a snapshot for the publisher; a full queue drops it (counted, at ERROR: data loss).
+/// Returns false once the publisher is gone (shutdown).
+fn enqueue(
+    queue: &Sender<OutgoingSnapshot>,
+    snapshot: OutgoingSnapshot,
+    target: &TargetSpec,
+    kind: SnapshotKind,
+    dropped_snapshots: &mut u64,
+) -> bool {
+    match queue.try_send(snapshot) {
+        Ok(()) => true,
+        Err(TrySendError::Full(_)) => {
+            *dropped_snapshots += 1;
+            tracing::error!(target = %target.name, kind = kind.as_str(), dropped_snapshots = *dropped_snapshots, "publish queue full: NATS is not keeping up, snapshot dropped");
+            true
+        }
+        Err(TrySendError::Closed(_)) => false,
     }
 }
 
@@ -122,10 +208,11 @@ struct Session<'a> {
     identity: ServerIdentity,
     statements: Statements,
     queue: &'a Sender<OutgoingSnapshot>,
+    connected_at_us: i64,
 }
 
 impl Session<'_> {
-    async fn sample_until_disconnected(&self, shutdown: &CancellationToken) -> SessionEnd {
+    async fn sample_until_disconnected(&self, shutdown: &CancellationToken, dropped_snapshots: &mut u64) -> SessionEnd {
         let start = Instant::now();
         let mut schedules = [
             Schedule {
@@ -143,8 +230,12 @@ impl Session<'_> {
                 interval: self.settings.database_interval,
                 next_due: start,
             },
+            Schedule {
+                kind: SnapshotKind::Status,
+                interval: STATUS_HEARTBEAT,
+                next_due: start,
+            },
         ];
-        let mut dropped_snapshots: u64 = 0;
         loop {
             let next_due = schedules
                 .iter()
@@ -170,13 +261,8 @@ impl Session<'_> {
                         continue;
                     }
                 };
-                match self.queue.try_send(outgoing) {
-                    Ok(()) => {}
-                    Err(TrySendError::Full(_)) => {
-                        dropped_snapshots += 1;
-                        tracing::error!(target = %self.target.name, kind = schedule.kind.as_str(), dropped_snapshots, "publish queue full: NATS is not keeping up, snapshot dropped");
-                    }
-                    Err(TrySendError::Closed(_)) => return SessionEnd::Shutdown,
+                if !enqueue(self.queue, outgoing, self.target, schedule.kind, dropped_snapshots) {
+                    return SessionEnd::Shutdown;
                 }
             }
         }
@@ -194,6 +280,15 @@ impl Session<'_> {
                 let (instance, rows) = database::sample(self.client, &self.statements.database).await?;
                 encode_snapshot(&self.snapshot(kind, collected_at_us, Some(instance), rows))
             }
+            SnapshotKind::Status => {
+                let status = StatusRow {
+                    state: TargetState::Up,
+                    reason: None,
+                    message: None,
+                    since_us: self.connected_at_us,
+                };
+                encode_snapshot(&self.snapshot(kind, collected_at_us, None, vec![status]))
+            }
             SnapshotKind::Locks => {
                 let rows = locks::sample(self.client, &self.statements.locks).await?;
                 if rows.is_empty() {
@@ -202,11 +297,7 @@ impl Session<'_> {
                 encode_snapshot(&self.snapshot(kind, collected_at_us, None, rows))
             }
         };
-        Ok(Some(OutgoingSnapshot {
-            subject: snapshot_subject(&self.target.name, kind),
-            message_id: snapshot_message_id(&self.target.name, kind, collected_at_us),
-            payload: payload.into(),
-        }))
+        Ok(Some(outgoing(&self.target.name, kind, collected_at_us, payload)))
     }
 
     fn snapshot<Row>(&self, kind: SnapshotKind, collected_at_us: i64, instance: Option<InstanceFacts>, rows: Vec<Row>) -> Snapshot<Row> {

@@ -24,16 +24,25 @@ pub enum SnapshotKind {
     Locks,
     /// One row per database of `pg_stat_database`, with the instance's facts in the envelope.
     Database,
+    /// The collector's view of the target: up, or down with a reason. Published at every
+    /// connection attempt that fails, when a connection succeeds, and every minute while up.
+    Status,
 }
 
 impl SnapshotKind {
-    pub const ALL: &'static [SnapshotKind] = &[SnapshotKind::Activity, SnapshotKind::Locks, SnapshotKind::Database];
+    pub const ALL: &'static [SnapshotKind] = &[
+        SnapshotKind::Activity,
+        SnapshotKind::Locks,
+        SnapshotKind::Database,
+        SnapshotKind::Status,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             SnapshotKind::Activity => "activity",
             SnapshotKind::Locks => "locks",
             SnapshotKind::Database => "database",
+            SnapshotKind::Status => "status",
         }
     }
 
@@ -220,12 +229,78 @@ pub fn blocking_tree(rows: &[LockRow]) -> BlockingTree {
     BlockingTree { root_blockers, edges }
 }
 
+/// Whether the collector can sample a target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetState {
+    Up,
+    Down,
+}
+
+impl TargetState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetState::Up => "up",
+            TargetState::Down => "down",
+        }
+    }
+}
+
+/// Why a target is down, for people and for alerting rules.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DownReason {
+    /// No answer: DNS, refused, timed out, TLS, or the connection broke.
+    Unreachable,
+    /// Wrong password, unknown role, or pg_hba.conf refuses the connection.
+    AuthenticationFailed,
+    /// The database in the connection string does not exist.
+    DatabaseMissing,
+    /// The role may not connect to the database or read what pgmon samples.
+    InsufficientPrivilege,
+    /// The server is starting up, shutting down or in recovery without hot standby.
+    ServerNotReady,
+    TooManyConnections,
+    /// Connected, but a sample query fails.
+    QueryFailed,
+}
+
+impl DownReason {
+    /// The wire name, as serialised.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DownReason::Unreachable => "unreachable",
+            DownReason::AuthenticationFailed => "authentication_failed",
+            DownReason::DatabaseMissing => "database_missing",
+            DownReason::InsufficientPrivilege => "insufficient_privilege",
+            DownReason::ServerNotReady => "server_not_ready",
+            DownReason::TooManyConnections => "too_many_connections",
+            DownReason::QueryFailed => "query_failed",
+        }
+    }
+}
+
+/// The one row of a status snapshot. While down, the envelope's `server` is the last one
+/// seen, or `server_version_num` 0 when the target was never reached.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatusRow {
+    pub state: TargetState,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<DownReason>,
+    /// What failed, as the server or the network said it; never contains a password.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Since when the target has been in this state, microseconds since the Unix epoch.
+    pub since_us: i64,
+}
+
 /// A decoded snapshot of any kind.
 #[derive(Clone, Debug, PartialEq)]
 pub enum AnySnapshot {
     Activity(Snapshot<ActivityRow>),
     Locks(Snapshot<LockRow>),
     Database(Snapshot<DatabaseRow>),
+    Status(Snapshot<StatusRow>),
 }
 
 impl AnySnapshot {
@@ -234,6 +309,7 @@ impl AnySnapshot {
             AnySnapshot::Activity(snapshot) => &snapshot.target,
             AnySnapshot::Locks(snapshot) => &snapshot.target,
             AnySnapshot::Database(snapshot) => &snapshot.target,
+            AnySnapshot::Status(snapshot) => &snapshot.target,
         }
     }
 
@@ -242,6 +318,7 @@ impl AnySnapshot {
             AnySnapshot::Activity(_) => SnapshotKind::Activity,
             AnySnapshot::Locks(_) => SnapshotKind::Locks,
             AnySnapshot::Database(_) => SnapshotKind::Database,
+            AnySnapshot::Status(_) => SnapshotKind::Status,
         }
     }
 
@@ -250,6 +327,7 @@ impl AnySnapshot {
             AnySnapshot::Activity(snapshot) => snapshot.rows.len(),
             AnySnapshot::Locks(snapshot) => snapshot.rows.len(),
             AnySnapshot::Database(snapshot) => snapshot.rows.len(),
+            AnySnapshot::Status(snapshot) => snapshot.rows.len(),
         }
     }
 
@@ -259,6 +337,7 @@ impl AnySnapshot {
             AnySnapshot::Activity(snapshot) => snapshot.collected_at_us,
             AnySnapshot::Locks(snapshot) => snapshot.collected_at_us,
             AnySnapshot::Database(snapshot) => snapshot.collected_at_us,
+            AnySnapshot::Status(snapshot) => snapshot.collected_at_us,
         }
     }
 }
@@ -312,6 +391,7 @@ pub fn decode_snapshot(payload: &[u8]) -> Result<AnySnapshot, DecodeError> {
         SnapshotKind::Activity => serde_json::from_slice(payload).map(AnySnapshot::Activity).map_err(invalid_rows),
         SnapshotKind::Locks => serde_json::from_slice(payload).map(AnySnapshot::Locks).map_err(invalid_rows),
         SnapshotKind::Database => serde_json::from_slice(payload).map(AnySnapshot::Database).map_err(invalid_rows),
+        SnapshotKind::Status => serde_json::from_slice(payload).map(AnySnapshot::Status).map_err(invalid_rows),
     }
 }
 
@@ -441,6 +521,25 @@ mod tests {
         let tree = blocking_tree(&[lock_row(1, false, vec![2]), lock_row(2, false, vec![1])]);
         assert!(tree.root_blockers.is_empty());
         assert_eq!(tree.edges, vec![(1, 2), (2, 1)]);
+    }
+
+    #[test]
+    fn status_names_match_their_serialisation() {
+        let reasons = [
+            DownReason::Unreachable,
+            DownReason::AuthenticationFailed,
+            DownReason::DatabaseMissing,
+            DownReason::InsufficientPrivilege,
+            DownReason::ServerNotReady,
+            DownReason::TooManyConnections,
+            DownReason::QueryFailed,
+        ];
+        for reason in reasons {
+            assert_eq!(serde_json::to_value(reason).unwrap(), reason.as_str());
+        }
+        for state in [TargetState::Up, TargetState::Down] {
+            assert_eq!(serde_json::to_value(state).unwrap(), state.as_str());
+        }
     }
 
     #[test]

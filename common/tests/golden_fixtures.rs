@@ -73,3 +73,16 @@ fn version_1_database_fixture_keeps_its_meaning() {
     assert_eq!(postgres.checksum_failures, None);
     assert_eq!(postgres.stats_reset_us, None);
 }
+
+#[test]
+fn version_1_status_fixture_keeps_its_meaning() {
+    use pgmon_common::event::{DownReason, TargetState};
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/v1/status.json");
+    let Ok(AnySnapshot::Status(snapshot)) = decode_snapshot(&fs::read(path).unwrap()) else {
+        panic!("not a status snapshot")
+    };
+    let status = &snapshot.rows[0];
+    assert_eq!(status.state, TargetState::Down);
+    assert_eq!(status.reason, Some(DownReason::AuthenticationFailed));
+    assert_eq!(status.since_us, 1_764_000_001_000_000);
+}

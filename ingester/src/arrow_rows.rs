@@ -7,7 +7,7 @@ use duckdb::arrow::array::{
     UInt64Builder,
 };
 use duckdb::arrow::record_batch::RecordBatch;
-use pgmon_common::event::{ActivityRow, DatabaseRow, LockRow, Snapshot};
+use pgmon_common::event::{ActivityRow, DatabaseRow, DownReason, LockRow, Snapshot, StatusRow};
 
 /// Rows of `activity_snapshots`: one per snapshot.
 pub(crate) fn activity_snapshots_batch(snapshots: &[(u64, &Snapshot<ActivityRow>)]) -> RecordBatch {
@@ -281,6 +281,34 @@ pub(crate) fn database_rows_batch<'a>(snapshots: impl Iterator<Item = &'a Snapsh
     );
     columns.push(("stats_reset", Arc::new(stats_reset.finish())));
     record_batch(columns)
+}
+
+/// Rows of `target_status`: the collector's view of each target over time.
+pub(crate) fn status_rows_batch<'a>(snapshots: impl Iterator<Item = &'a Snapshot<StatusRow>>) -> RecordBatch {
+    let mut target = StringBuilder::new();
+    let mut collected_at = TimestampMicrosecondBuilder::new();
+    let mut state = StringBuilder::new();
+    let mut reason = StringBuilder::new();
+    let mut message = StringBuilder::new();
+    let mut since = TimestampMicrosecondBuilder::new();
+    for snapshot in snapshots {
+        for row in &snapshot.rows {
+            target.append_value(snapshot.target.as_str());
+            collected_at.append_value(snapshot.collected_at_us);
+            state.append_value(row.state.as_str());
+            reason.append_option(row.reason.map(DownReason::as_str));
+            message.append_option(row.message.as_deref());
+            since.append_value(row.since_us);
+        }
+    }
+    record_batch(vec![
+        ("target", Arc::new(target.finish())),
+        ("collected_at", Arc::new(collected_at.finish())),
+        ("state", Arc::new(state.finish())),
+        ("reason", Arc::new(reason.finish())),
+        ("message", Arc::new(message.finish())),
+        ("since", Arc::new(since.finish())),
+    ])
 }
 
 /// A list of pids, NULL when empty (most rows block no one and wait for no one).

@@ -7,9 +7,11 @@
 use std::path::{Path, PathBuf};
 
 use duckdb::Connection;
-use pgmon_common::event::{ActivityRow, DatabaseRow, LockRow, Snapshot};
+use pgmon_common::event::{ActivityRow, DatabaseRow, LockRow, Snapshot, StatusRow};
 
-use crate::arrow_rows::{activity_rows_batch, activity_snapshots_batch, database_rows_batch, instance_rows_batch, lock_rows_batch};
+use crate::arrow_rows::{
+    activity_rows_batch, activity_snapshots_batch, database_rows_batch, instance_rows_batch, lock_rows_batch, status_rows_batch,
+};
 
 /// The file name of the database inside the data directory.
 pub const DATABASE_FILE_NAME: &str = "pgmon.duckdb";
@@ -113,6 +115,17 @@ const MIGRATIONS: &[(i32, &str)] = &[
          settings_json VARCHAR NOT NULL
      );",
     ),
+    (
+        4,
+        "CREATE TABLE target_status (
+         target VARCHAR NOT NULL,
+         collected_at TIMESTAMP NOT NULL,
+         state VARCHAR NOT NULL,
+         reason VARCHAR,
+         message VARCHAR,
+         since TIMESTAMP NOT NULL
+     );",
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -140,6 +153,7 @@ pub struct IngestBatch {
     pub activity: Vec<(u64, Snapshot<ActivityRow>)>,
     pub locks: Vec<(u64, Snapshot<LockRow>)>,
     pub database: Vec<(u64, Snapshot<DatabaseRow>)>,
+    pub status: Vec<(u64, Snapshot<StatusRow>)>,
     /// The highest stream sequence in the batch, dead-lettered messages included.
     pub last_sequence: u64,
 }
@@ -147,7 +161,7 @@ pub struct IngestBatch {
 impl IngestBatch {
     /// How many usable snapshots the batch holds, of every kind.
     pub fn snapshot_count(&self) -> usize {
-        self.activity.len() + self.locks.len() + self.database.len()
+        self.activity.len() + self.locks.len() + self.database.len() + self.status.len()
     }
 }
 
@@ -196,7 +210,8 @@ impl Store {
         let activity = fresh(&batch.activity, already_applied);
         let locks = fresh(&batch.locks, already_applied);
         let database = fresh(&batch.database, already_applied);
-        let fresh_snapshots = activity.len() + locks.len() + database.len();
+        let status = fresh(&batch.status, already_applied);
+        let fresh_snapshots = activity.len() + locks.len() + database.len() + status.len();
         let mut applied = AppliedBatch {
             snapshots: fresh_snapshots,
             already_stored: batch.snapshot_count() - fresh_snapshots,
@@ -218,6 +233,11 @@ impl Store {
             let rows = database_rows_batch(database.iter().map(|(_, snapshot)| *snapshot));
             applied.rows += rows.num_rows();
             append(&transaction, "database_samples", rows)?;
+        }
+        if !status.is_empty() {
+            let rows = status_rows_batch(status.iter().map(|(_, snapshot)| *snapshot));
+            applied.rows += rows.num_rows();
+            append(&transaction, "target_status", rows)?;
         }
         if batch.last_sequence > already_applied {
             transaction
