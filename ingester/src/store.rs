@@ -219,25 +219,17 @@ impl Store {
         };
         if !activity.is_empty() {
             append(&transaction, "activity_snapshots", activity_snapshots_batch(&activity))?;
-            let rows = activity_rows_batch(activity.iter().map(|(_, snapshot)| *snapshot));
-            applied.rows += rows.num_rows();
-            append(&transaction, "activity_samples", rows)?;
+            applied.rows += append(&transaction, "activity_samples", activity_rows_batch(snapshots_of(&activity)))?;
         }
         if !locks.is_empty() {
-            let rows = lock_rows_batch(locks.iter().map(|(_, snapshot)| *snapshot));
-            applied.rows += rows.num_rows();
-            append(&transaction, "lock_samples", rows)?;
+            applied.rows += append(&transaction, "lock_samples", lock_rows_batch(snapshots_of(&locks)))?;
         }
         if !database.is_empty() {
             append(&transaction, "instance_samples", instance_rows_batch(&database))?;
-            let rows = database_rows_batch(database.iter().map(|(_, snapshot)| *snapshot));
-            applied.rows += rows.num_rows();
-            append(&transaction, "database_samples", rows)?;
+            applied.rows += append(&transaction, "database_samples", database_rows_batch(snapshots_of(&database)))?;
         }
         if !status.is_empty() {
-            let rows = status_rows_batch(status.iter().map(|(_, snapshot)| *snapshot));
-            applied.rows += rows.num_rows();
-            append(&transaction, "target_status", rows)?;
+            applied.rows += append(&transaction, "target_status", status_rows_batch(snapshots_of(&status)))?;
         }
         if batch.last_sequence > already_applied {
             transaction
@@ -267,10 +259,17 @@ fn fresh<Row>(snapshots: &[(u64, Snapshot<Row>)], already_applied: u64) -> Vec<(
         .collect()
 }
 
-fn append(connection: &Connection, table: &str, rows: duckdb::arrow::record_batch::RecordBatch) -> Result<(), StoreError> {
+fn snapshots_of<'a, Row>(fresh: &'a [(u64, &'a Snapshot<Row>)]) -> impl Iterator<Item = &'a Snapshot<Row>> {
+    fresh.iter().map(|(_, snapshot)| *snapshot)
+}
+
+/// Appends a record batch to `table`; returns how many rows it held.
+fn append(connection: &Connection, table: &str, rows: duckdb::arrow::record_batch::RecordBatch) -> Result<usize, StoreError> {
+    let row_count = rows.num_rows();
     let mut appender = connection.appender(table).map_err(StoreError::Write)?;
     appender.append_record_batch(rows).map_err(StoreError::Write)?;
-    appender.flush().map_err(StoreError::Write)
+    appender.flush().map_err(StoreError::Write)?;
+    Ok(row_count)
 }
 
 fn read_last_sequence(connection: &Connection, stream: &str) -> duckdb::Result<u64> {

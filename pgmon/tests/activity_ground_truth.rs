@@ -5,7 +5,7 @@ mod common;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{collector_config, ingester_config, nats_args, wait_until};
+use common::{nats_args, spawn_pipeline, wait_until};
 use pgmon_query_api::ServeConfig;
 use pgmon_test_support::{TestNats, TestPostgres};
 use serde_json::Value;
@@ -53,13 +53,7 @@ async fn sleeping_sessions_show_as_average_active_sessions_on_pg_sleep() {
     let data_dir = tempfile::tempdir().unwrap();
     let shutdown = CancellationToken::new();
 
-    let collector = collector_config(
-        &nats.url(),
-        &[("db", postgres.connection_string("postgres"))],
-        Duration::from_millis(250),
-    );
-    let collector = tokio::spawn(pgmon_collector::run(collector, shutdown.clone()));
-    let ingester = tokio::spawn(pgmon_ingester::run(ingester_config(&nats.url(), data_dir.path()), shutdown.clone()));
+    let pipeline = spawn_pipeline(&nats.url(), postgres.connection_string("postgres"), data_dir.path(), &shutdown);
     let server = pgmon_query_api::bind(&ServeConfig {
         nats: nats_args(&nats.url()),
         listen: "127.0.0.1:0".parse().unwrap(),
@@ -135,7 +129,6 @@ async fn sleeping_sessions_show_as_average_active_sessions_on_pg_sleep() {
     }
 
     shutdown.cancel();
-    collector.await.unwrap().unwrap();
-    ingester.await.unwrap().unwrap();
+    pipeline.join().await;
     web.await.unwrap().unwrap();
 }

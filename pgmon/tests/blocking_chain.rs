@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{collector_config, ingester_config, stream_snapshots, wait_until};
+use common::{spawn_pipeline, stream_snapshots, wait_until};
 use pgmon_common::event::{blocking_tree, AnySnapshot, BlockingTree};
 use pgmon_test_support::{TestNats, TestPostgres};
 use tokio_util::sync::CancellationToken;
@@ -57,13 +57,7 @@ async fn the_root_blocker_of_a_chain_is_named() {
     wait_until(Duration::from_secs(10), "C to wait on B", || waits_on_lock(pid_c)).await;
 
     let shutdown = CancellationToken::new();
-    let collector = collector_config(
-        &nats.url(),
-        &[("db", postgres.connection_string("postgres"))],
-        Duration::from_millis(250),
-    );
-    let collector = tokio::spawn(pgmon_collector::run(collector, shutdown.clone()));
-    let ingester = tokio::spawn(pgmon_ingester::run(ingester_config(&nats.url(), data_dir.path()), shutdown.clone()));
+    let pipeline = spawn_pipeline(&nats.url(), postgres.connection_string("postgres"), data_dir.path(), &shutdown);
     let url = nats.url();
     wait_until(Duration::from_secs(20), "a locks snapshot of the chain", || async {
         newest_locks_tree(&url).await.is_some_and(|tree| tree.edges.len() >= 2)
@@ -85,8 +79,7 @@ async fn the_root_blocker_of_a_chain_is_named() {
     waiter_c.await.unwrap().unwrap();
     tokio::time::sleep(Duration::from_secs(1)).await;
     shutdown.cancel();
-    collector.await.unwrap().unwrap();
-    ingester.await.unwrap().unwrap();
+    pipeline.join().await;
 
     let database = duckdb::Connection::open(data_dir.path().join(pgmon_ingester::DATABASE_FILE_NAME)).unwrap();
     let stored_waits: i64 = database

@@ -47,6 +47,29 @@ pub fn ingester_config(nats_url: &str, data_dir: &Path) -> IngesterConfig {
     }
 }
 
+/// The running collector and ingester of [`spawn_pipeline`].
+pub struct Pipeline {
+    pub collector: tokio::task::JoinHandle<Result<(), pgmon_collector::CollectorError>>,
+    pub ingester: tokio::task::JoinHandle<Result<(), pgmon_ingester::IngesterError>>,
+}
+
+impl Pipeline {
+    /// Waits for both roles to stop (cancel their token first) and checks they ended cleanly.
+    pub async fn join(self) {
+        self.collector.await.unwrap().unwrap();
+        self.ingester.await.unwrap().unwrap();
+    }
+}
+
+/// Starts a collector sampling `dsn` as target `db` every 250 ms, and an ingester into `data_dir`.
+pub fn spawn_pipeline(nats_url: &str, dsn: String, data_dir: &Path, shutdown: &tokio_util::sync::CancellationToken) -> Pipeline {
+    let collector = collector_config(nats_url, &[("db", dsn)], Duration::from_millis(250));
+    Pipeline {
+        collector: tokio::spawn(pgmon_collector::run(collector, shutdown.clone())),
+        ingester: tokio::spawn(pgmon_ingester::run(ingester_config(nats_url, data_dir), shutdown.clone())),
+    }
+}
+
 /// Polls `condition` every 100 ms until it holds, panicking with `what` after `limit`.
 pub async fn wait_until<F, Fut>(limit: Duration, what: &str, mut condition: F)
 where
