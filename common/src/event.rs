@@ -303,16 +303,24 @@ pub enum AnySnapshot {
     Status(Snapshot<StatusRow>),
 }
 
+/// Evaluates `$body` with `$snapshot` bound to the snapshot inside any variant.
+macro_rules! with_any_snapshot {
+    ($any:expr, $snapshot:ident => $body:expr) => {
+        match $any {
+            AnySnapshot::Activity($snapshot) => $body,
+            AnySnapshot::Locks($snapshot) => $body,
+            AnySnapshot::Database($snapshot) => $body,
+            AnySnapshot::Status($snapshot) => $body,
+        }
+    };
+}
+
 impl AnySnapshot {
     pub fn target(&self) -> &TargetName {
-        match self {
-            AnySnapshot::Activity(snapshot) => &snapshot.target,
-            AnySnapshot::Locks(snapshot) => &snapshot.target,
-            AnySnapshot::Database(snapshot) => &snapshot.target,
-            AnySnapshot::Status(snapshot) => &snapshot.target,
-        }
+        with_any_snapshot!(self, snapshot => &snapshot.target)
     }
 
+    /// The kind the variant holds (authoritative: the rows were decoded as this kind).
     pub fn kind(&self) -> SnapshotKind {
         match self {
             AnySnapshot::Activity(_) => SnapshotKind::Activity,
@@ -323,22 +331,7 @@ impl AnySnapshot {
     }
 
     pub fn row_count(&self) -> usize {
-        match self {
-            AnySnapshot::Activity(snapshot) => snapshot.rows.len(),
-            AnySnapshot::Locks(snapshot) => snapshot.rows.len(),
-            AnySnapshot::Database(snapshot) => snapshot.rows.len(),
-            AnySnapshot::Status(snapshot) => snapshot.rows.len(),
-        }
-    }
-
-    /// When the snapshot was taken, microseconds since the Unix epoch.
-    pub fn collected_at_us(&self) -> i64 {
-        match self {
-            AnySnapshot::Activity(snapshot) => snapshot.collected_at_us,
-            AnySnapshot::Locks(snapshot) => snapshot.collected_at_us,
-            AnySnapshot::Database(snapshot) => snapshot.collected_at_us,
-            AnySnapshot::Status(snapshot) => snapshot.collected_at_us,
-        }
+        with_any_snapshot!(self, snapshot => snapshot.rows.len())
     }
 }
 
