@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use pgmon_common::event::ServerIdentity;
+use pgmon_common::event::{DownReason, ServerIdentity};
 use pgmon_common::telemetry::error_chain;
 use tokio_postgres::{Client, NoTls};
 
@@ -21,10 +21,24 @@ pub(crate) enum ConnectError {
 }
 
 impl ConnectError {
-    pub(crate) fn down_reason(&self) -> pgmon_common::event::DownReason {
+    pub(crate) fn down_reason(&self) -> DownReason {
         match self {
-            ConnectError::Connect(error) | ConnectError::Identify(error) => crate::sampler::down_reason(error),
+            ConnectError::Connect(error) | ConnectError::Identify(error) => down_reason(error),
         }
+    }
+}
+
+/// Sorts a failure into the reasons operators act on; anything without a server error code
+/// (refused, timed out, TLS, closed) is unreachable.
+pub(crate) fn down_reason(error: &tokio_postgres::Error) -> DownReason {
+    let Some(code) = error.code() else { return DownReason::Unreachable };
+    match code.code() {
+        "28P01" | "28000" => DownReason::AuthenticationFailed,
+        "3D000" => DownReason::DatabaseMissing,
+        "42501" => DownReason::InsufficientPrivilege,
+        "57P01" | "57P02" | "57P03" => DownReason::ServerNotReady,
+        "53300" => DownReason::TooManyConnections,
+        _ => DownReason::QueryFailed,
     }
 }
 

@@ -4,7 +4,7 @@
 use std::time::{Duration, SystemTime};
 
 use pgmon_common::event::{
-    encode_snapshot, DownReason, InstanceFacts, ServerIdentity, Snapshot, SnapshotKind, StatusRow, TargetState, CURRENT_SCHEMA_VERSION,
+    encode_snapshot, InstanceFacts, ServerIdentity, Snapshot, SnapshotKind, StatusRow, TargetState, CURRENT_SCHEMA_VERSION,
 };
 use pgmon_common::subjects::{snapshot_message_id, snapshot_subject};
 use pgmon_common::target::TargetName;
@@ -91,11 +91,13 @@ pub(crate) async fn sample_target(
                         };
                         match session.sample_until_disconnected(&shutdown, &mut dropped_snapshots).await {
                             SessionEnd::Shutdown => return,
-                            SessionEnd::Disconnected(error) => (down_reason(&error), format!("connection lost: {}", error_chain(&error))),
+                            SessionEnd::Disconnected(error) => {
+                                (connection::down_reason(&error), format!("connection lost: {}", error_chain(&error)))
+                            }
                         }
                     }
                     Err(error) => (
-                        down_reason(&error),
+                        connection::down_reason(&error),
                         format!("cannot prepare the sample queries: {}", error_chain(&error)),
                     ),
                 }
@@ -122,31 +124,28 @@ pub(crate) async fn sample_target(
     }
 }
 
-/// Sorts a failure into the reasons operators act on; anything without a server error code
-/// (refused, timed out, TLS, closed) is unreachable.
-pub(crate) fn down_reason(error: &tokio_postgres::Error) -> DownReason {
-    let Some(code) = error.code() else { return DownReason::Unreachable };
-    match code.code() {
-        "28P01" | "28000" => DownReason::AuthenticationFailed,
-        "3D000" => DownReason::DatabaseMissing,
-        "42501" => DownReason::InsufficientPrivilege,
-        "57P01" | "57P02" | "57P03" => DownReason::ServerNotReady,
-        "53300" => DownReason::TooManyConnections,
-        _ => DownReason::QueryFailed,
-    }
+fn status_snapshot(target: &TargetSpec, identity: &ServerIdentity, collected_at_us: i64, status: StatusRow) -> OutgoingSnapshot {
+    let snapshot = build_snapshot(&target.name, identity, SnapshotKind::Status, collected_at_us, None, vec![status]);
+    outgoing(&target.name, SnapshotKind::Status, collected_at_us, encode_snapshot(&snapshot))
 }
 
-fn status_snapshot(target: &TargetSpec, identity: &ServerIdentity, collected_at_us: i64, status: StatusRow) -> OutgoingSnapshot {
-    let snapshot = Snapshot {
+fn build_snapshot<Row>(
+    target: &TargetName,
+    server: &ServerIdentity,
+    kind: SnapshotKind,
+    collected_at_us: i64,
+    instance: Option<InstanceFacts>,
+    rows: Vec<Row>,
+) -> Snapshot<Row> {
+    Snapshot {
         schema_version: CURRENT_SCHEMA_VERSION,
-        kind: SnapshotKind::Status,
-        target: target.name.clone(),
+        kind,
+        target: target.clone(),
         collected_at_us,
-        server: identity.clone(),
-        instance: None,
-        rows: vec![status],
-    };
-    outgoing(&target.name, SnapshotKind::Status, collected_at_us, encode_snapshot(&snapshot))
+        server: server.clone(),
+        instance,
+        rows,
+    }
 }
 
 fn outgoing(target: &TargetName, kind: SnapshotKind, collected_at_us: i64, payload: Vec<u8>) -> OutgoingSnapshot {
@@ -301,15 +300,7 @@ impl Session<'_> {
     }
 
     fn snapshot<Row>(&self, kind: SnapshotKind, collected_at_us: i64, instance: Option<InstanceFacts>, rows: Vec<Row>) -> Snapshot<Row> {
-        Snapshot {
-            schema_version: CURRENT_SCHEMA_VERSION,
-            kind,
-            target: self.target.name.clone(),
-            collected_at_us,
-            server: self.identity.clone(),
-            instance,
-            rows,
-        }
+        build_snapshot(&self.target.name, &self.identity, kind, collected_at_us, instance, rows)
     }
 }
 
