@@ -33,7 +33,19 @@ pub struct CollectorArgs {
     #[arg(long, env = "PGMON_DATABASE_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
     pub database_interval: Duration,
 
-    /// Query texts longer than this many characters are cut.
+    /// How often pg_stat_statements is sampled.
+    #[arg(long, env = "PGMON_STATEMENTS_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub statements_interval: Duration,
+
+    /// How often every database's objects and their sizes are sampled.
+    #[arg(long, env = "PGMON_OBJECTS_INTERVAL", default_value = "5m", value_parser = humantime::parse_duration)]
+    pub objects_interval: Duration,
+
+    /// statement_timeout of the short sessions that read one database's objects.
+    #[arg(long, env = "PGMON_OBJECTS_STATEMENT_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub objects_statement_timeout: Duration,
+
+    /// Query texts of pg_stat_activity longer than this many characters are cut.
     #[arg(long, env = "PGMON_QUERY_TEXT_MAX_LENGTH", default_value_t = 1024)]
     pub query_text_max_length: u32,
 
@@ -41,10 +53,10 @@ pub struct CollectorArgs {
     #[arg(long, env = "PGMON_STATEMENT_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
     pub statement_timeout: Duration,
 
-    /// How many snapshots per target wait for NATS before the oldest new ones are dropped
-    /// (600 is ten minutes of 1-second samples).
-    #[arg(long, env = "PGMON_PUBLISH_QUEUE_CAPACITY", default_value_t = 600)]
-    pub publish_queue_capacity: usize,
+    /// How many MiB of snapshots per target may wait for NATS (while it is unreachable) before
+    /// new snapshots are dropped; the default holds well over ten minutes of a busy target.
+    #[arg(long, env = "PGMON_PUBLISH_BUFFER_MIB", default_value_t = 256)]
+    pub publish_buffer_mib: u32,
 }
 
 /// A monitored server: its name and how to connect. Debug output never shows the password.
@@ -80,8 +92,8 @@ pub enum ConfigError {
     Duplicate(TargetName),
     #[error("sampling intervals must be at least 100ms")]
     IntervalTooShort,
-    #[error("--publish-queue-capacity must be at least 1")]
-    EmptyQueue,
+    #[error("--publish-buffer-mib must be at least 1")]
+    EmptyBuffer,
 }
 
 impl FromStr for TargetSpec {
@@ -154,9 +166,12 @@ pub struct CollectorConfig {
     pub activity_interval: Duration,
     pub locks_interval: Duration,
     pub database_interval: Duration,
+    pub statements_interval: Duration,
+    pub objects_interval: Duration,
+    pub objects_statement_timeout: Duration,
     pub query_text_max_length: u32,
     pub statement_timeout: Duration,
-    pub publish_queue_capacity: usize,
+    pub publish_buffer_mib: u32,
 }
 
 /// What a sampler needs to know, beside its target.
@@ -165,8 +180,13 @@ pub(crate) struct SamplingSettings {
     pub activity_interval: Duration,
     pub locks_interval: Duration,
     pub database_interval: Duration,
+    pub statements_interval: Duration,
+    pub objects_interval: Duration,
+    pub objects_statement_timeout: Duration,
     pub query_text_max_length: u32,
     pub statement_timeout: Duration,
+    /// The largest payload NATS accepts; larger snapshots are split into parts.
+    pub max_message_bytes: usize,
 }
 
 impl CollectorConfig {
@@ -181,11 +201,21 @@ impl CollectorConfig {
         if let Some(pair) = names.windows(2).find(|pair| pair[0] == pair[1]) {
             return Err(ConfigError::Duplicate(pair[0].clone()));
         }
-        if args.activity_interval.min(args.locks_interval).min(args.database_interval) < Duration::from_millis(100) {
+        let shortest_interval = [
+            args.activity_interval,
+            args.locks_interval,
+            args.database_interval,
+            args.statements_interval,
+            args.objects_interval,
+        ]
+        .into_iter()
+        .min()
+        .expect("there are intervals");
+        if shortest_interval < Duration::from_millis(100) {
             return Err(ConfigError::IntervalTooShort);
         }
-        if args.publish_queue_capacity == 0 {
-            return Err(ConfigError::EmptyQueue);
+        if args.publish_buffer_mib == 0 {
+            return Err(ConfigError::EmptyBuffer);
         }
         Ok(CollectorConfig {
             nats,
@@ -193,19 +223,26 @@ impl CollectorConfig {
             activity_interval: args.activity_interval,
             locks_interval: args.locks_interval,
             database_interval: args.database_interval,
+            statements_interval: args.statements_interval,
+            objects_interval: args.objects_interval,
+            objects_statement_timeout: args.objects_statement_timeout,
             query_text_max_length: args.query_text_max_length,
             statement_timeout: args.statement_timeout,
-            publish_queue_capacity: args.publish_queue_capacity,
+            publish_buffer_mib: args.publish_buffer_mib,
         })
     }
 
-    pub(crate) fn sampling(&self) -> SamplingSettings {
+    pub(crate) fn sampling(&self, max_message_bytes: usize) -> SamplingSettings {
         SamplingSettings {
             activity_interval: self.activity_interval,
             locks_interval: self.locks_interval,
             database_interval: self.database_interval,
+            statements_interval: self.statements_interval,
+            objects_interval: self.objects_interval,
+            objects_statement_timeout: self.objects_statement_timeout,
             query_text_max_length: self.query_text_max_length,
             statement_timeout: self.statement_timeout,
+            max_message_bytes,
         }
     }
 }
@@ -257,9 +294,12 @@ mod tests {
             activity_interval: Duration::from_secs(1),
             locks_interval: Duration::from_secs(1),
             database_interval: Duration::from_secs(10),
+            statements_interval: Duration::from_secs(10),
+            objects_interval: Duration::from_secs(300),
+            objects_statement_timeout: Duration::from_secs(30),
             query_text_max_length: 100,
             statement_timeout: Duration::from_secs(1),
-            publish_queue_capacity: 10,
+            publish_buffer_mib: 10,
         };
         let nats = NatsArgs {
             url: "nats://x".into(),

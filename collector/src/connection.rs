@@ -7,7 +7,7 @@ use pgmon_common::event::{DownReason, ServerIdentity};
 use pgmon_common::telemetry::error_chain;
 use tokio_postgres::{Client, NoTls};
 
-use crate::config::{SamplingSettings, TargetSpec};
+use crate::config::TargetSpec;
 
 /// The `application_name` of every pgmon session, so DBAs can recognise (and exclude) it.
 pub(crate) const APPLICATION_NAME: &str = "pgmon";
@@ -42,16 +42,28 @@ pub(crate) fn down_reason(error: &tokio_postgres::Error) -> DownReason {
     }
 }
 
-/// Opens the long-lived monitoring session and reads who the server is.
-pub(crate) async fn connect(target: &TargetSpec, settings: SamplingSettings) -> Result<(Client, ServerIdentity), ConnectError> {
+/// The longest a pgmon query waits for a lock: it must never queue behind DDL for long, since
+/// everything that queues behind pgmon then waits too.
+const LONGEST_LOCK_WAIT: Duration = Duration::from_secs(1);
+
+/// Opens a monitoring session (to `database`, or the target's own database) and reads who the
+/// server is. Its queries are cancelled after `statement_timeout`.
+pub(crate) async fn connect(
+    target: &TargetSpec,
+    statement_timeout: Duration,
+    database: Option<&str>,
+) -> Result<(Client, ServerIdentity), ConnectError> {
     let mut config = target.connection.clone();
     config.application_name(APPLICATION_NAME);
+    if let Some(database) = database {
+        config.dbname(database);
+    }
     let milliseconds = |duration: Duration| duration.as_millis().max(1);
     let session_settings = format!(
         "-c statement_timeout={} -c lock_timeout={} -c idle_in_transaction_session_timeout={}",
-        milliseconds(settings.statement_timeout),
-        milliseconds(settings.statement_timeout / 2),
-        milliseconds(settings.statement_timeout * 5),
+        milliseconds(statement_timeout),
+        milliseconds((statement_timeout / 2).min(LONGEST_LOCK_WAIT)),
+        milliseconds(statement_timeout * 5),
     );
     let options = match config.get_options() {
         Some(existing) if !existing.is_empty() => format!("{existing} {session_settings}"),

@@ -1,18 +1,82 @@
-//! Publishes one target's snapshots to JetStream in order, retrying each until it is acknowledged.
+//! Publishes one target's snapshots to JetStream in order, retrying each until it is acknowledged,
+//! behind a buffer bounded in bytes that keeps sampling going while NATS is away.
 
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream;
 use async_nats::HeaderMap;
+use pgmon_common::event::SnapshotKind;
 use pgmon_common::target::TargetName;
-use tokio::sync::mpsc::Receiver;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-/// A snapshot ready to publish; its message id makes retries idempotent.
+/// A snapshot (or one part of one) ready to publish; its message id makes retries idempotent.
 pub(crate) struct OutgoingSnapshot {
     pub subject: String,
     pub message_id: String,
     pub payload: bytes::Bytes,
+}
+
+/// A queued snapshot holds its share of the buffer until it is published.
+pub(crate) struct QueuedSnapshot {
+    snapshot: OutgoingSnapshot,
+    _buffer_share: OwnedSemaphorePermit,
+}
+
+/// The sampling side of one target's publish buffer.
+#[derive(Clone)]
+pub(crate) struct PublishQueue {
+    target: TargetName,
+    sender: UnboundedSender<QueuedSnapshot>,
+    /// Free buffer space in KiB.
+    free_kib: Arc<Semaphore>,
+    dropped_snapshots: Arc<AtomicU64>,
+}
+
+/// Creates a target's buffer of `capacity_mib`: the queue the samplers fill and the receiver
+/// [`publish_in_order`] drains.
+pub(crate) fn publish_buffer(target: TargetName, capacity_mib: u32) -> (PublishQueue, UnboundedReceiver<QueuedSnapshot>) {
+    let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+    let queue = PublishQueue {
+        target,
+        sender,
+        free_kib: Arc::new(Semaphore::new(capacity_mib as usize * 1024)),
+        dropped_snapshots: Arc::new(AtomicU64::new(0)),
+    };
+    (queue, receiver)
+}
+
+/// What became of a snapshot handed to the queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Enqueued {
+    Queued,
+    /// The buffer was full: the snapshot is lost (counted and logged at ERROR).
+    Dropped,
+    /// The publisher is gone: the collector is shutting down.
+    Closed,
+}
+
+impl PublishQueue {
+    /// Queues a snapshot unless the buffer is full.
+    pub(crate) fn enqueue(&self, snapshot: OutgoingSnapshot, kind: SnapshotKind) -> Enqueued {
+        let kib = u32::try_from(snapshot.payload.len().div_ceil(1024)).unwrap_or(u32::MAX);
+        let Ok(buffer_share) = self.free_kib.clone().try_acquire_many_owned(kib) else {
+            let dropped_snapshots = self.dropped_snapshots.fetch_add(1, Ordering::Relaxed) + 1;
+            tracing::error!(target = %self.target, kind = kind.as_str(), dropped_snapshots, "publish buffer full: NATS is not keeping up, snapshot dropped");
+            return Enqueued::Dropped;
+        };
+        let queued = QueuedSnapshot {
+            snapshot,
+            _buffer_share: buffer_share,
+        };
+        match self.sender.send(queued) {
+            Ok(()) => Enqueued::Queued,
+            Err(_) => Enqueued::Closed,
+        }
+    }
 }
 
 const RETRY_DELAY: Duration = Duration::from_secs(1);
@@ -22,11 +86,12 @@ const RETRY_DELAY: Duration = Duration::from_secs(1);
 pub(crate) async fn publish_in_order(
     jetstream: jetstream::Context,
     target: TargetName,
-    mut outgoing: Receiver<OutgoingSnapshot>,
+    mut outgoing: UnboundedReceiver<QueuedSnapshot>,
     shutdown: CancellationToken,
 ) {
     let mut consecutive_failures: u64 = 0;
-    while let Some(snapshot) = outgoing.recv().await {
+    while let Some(queued) = outgoing.recv().await {
+        let snapshot = &queued.snapshot;
         let max_payload = jetstream.client().server_info().max_payload;
         if snapshot.payload.len() > max_payload {
             // Retrying cannot help; it would only hold up every later snapshot of this target.
@@ -34,7 +99,7 @@ pub(crate) async fn publish_in_order(
             continue;
         }
         loop {
-            match publish(&jetstream, &snapshot).await {
+            match publish(&jetstream, snapshot).await {
                 Ok(()) => {
                     if consecutive_failures > 0 {
                         tracing::info!(%target, failed_attempts = consecutive_failures, "publishing resumed");

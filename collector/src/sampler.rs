@@ -4,22 +4,24 @@
 use std::time::{Duration, SystemTime};
 
 use pgmon_common::event::{
-    encode_snapshot, InstanceFacts, ServerIdentity, Snapshot, SnapshotKind, StatusRow, TargetState, CURRENT_SCHEMA_VERSION,
+    encode_snapshot_parts, InstanceFacts, Limitation, ServerIdentity, Snapshot, SnapshotKind, StatementsInfo, StatusRow, TargetState,
+    CURRENT_SCHEMA_VERSION,
 };
 use pgmon_common::subjects::{snapshot_message_id, snapshot_subject};
-use pgmon_common::target::TargetName;
 use pgmon_common::telemetry::error_chain;
-use tokio::sync::mpsc::{error::TrySendError, Sender};
+use serde::Serialize;
 use tokio::time::Instant;
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 
 use crate::activity;
 use crate::config::{SamplingSettings, TargetSpec};
-use crate::connection;
+use crate::connection::{self, ConnectError};
 use crate::database;
 use crate::locks;
-use crate::publisher::OutgoingSnapshot;
+use crate::objects;
+use crate::publisher::{Enqueued, OutgoingSnapshot, PublishQueue};
+use crate::statements::{self, SentTexts, StatementsReader};
 
 const FIRST_RETRY_DELAY: Duration = Duration::from_secs(1);
 const LONGEST_RETRY_DELAY: Duration = Duration::from_secs(30);
@@ -52,12 +54,7 @@ enum SessionEnd {
 const STATUS_HEARTBEAT: Duration = Duration::from_secs(60);
 
 /// Samples `target` until `shutdown` is cancelled; never returns early on target errors.
-pub(crate) async fn sample_target(
-    target: TargetSpec,
-    settings: SamplingSettings,
-    queue: Sender<OutgoingSnapshot>,
-    shutdown: CancellationToken,
-) {
+pub(crate) async fn sample_target(target: TargetSpec, settings: SamplingSettings, queue: PublishQueue, shutdown: CancellationToken) {
     let mut backoff = Backoff::new();
     let mut last_identity = ServerIdentity {
         system_identifier: None,
@@ -65,31 +62,39 @@ pub(crate) async fn sample_target(
         server_version: String::new(),
     };
     let mut down_since_us: Option<i64> = None;
-    let mut dropped_snapshots: u64 = 0;
+    let mut sent_texts = SentTexts::default();
     loop {
         let connected = tokio::select! {
             _ = shutdown.cancelled() => return,
-            connected = connection::connect(&target, settings) => connected,
+            connected = connection::connect(&target, settings.statement_timeout, None) => connected,
         };
         let (reason, failure) = match connected {
             Ok((client, identity)) => {
                 tracing::info!(target = %target.name, server_version = %identity.server_version, "connected to target");
+                if identity.system_identifier != last_identity.system_identifier {
+                    // Another server answers under this name: it has not seen our texts.
+                    sent_texts.forget();
+                }
                 last_identity = identity.clone();
-                match Statements::prepare(&client, identity.server_version_num).await {
-                    Ok(statements) => {
+                match Queries::prepare(&client, identity.server_version_num).await {
+                    Ok(queries) => {
                         backoff = Backoff::new();
                         down_since_us = None;
+                        if let Err(limitation) = &queries.statements {
+                            tracing::warn!(target = %target.name, reason = ?limitation.reason, "{}", limitation.message);
+                        }
                         let connected_at_us = activity::unix_micros(SystemTime::now());
-                        let session = Session {
+                        let mut session = Session {
                             target: &target,
                             settings,
                             client: &client,
                             identity,
-                            statements,
+                            queries,
                             queue: &queue,
                             connected_at_us,
+                            sent_texts: &mut sent_texts,
                         };
-                        match session.sample_until_disconnected(&shutdown, &mut dropped_snapshots).await {
+                        match session.sample_until_disconnected(&shutdown).await {
                             SessionEnd::Shutdown => return,
                             SessionEnd::Disconnected(error) => {
                                 (connection::down_reason(&error), format!("connection lost: {}", error_chain(&error)))
@@ -110,9 +115,16 @@ pub(crate) async fn sample_target(
             reason: Some(reason),
             message: Some(failure.clone()),
             since_us: *down_since_us.get_or_insert(now_us),
+            limitations: Vec::new(),
         };
-        let snapshot = status_snapshot(&target, &last_identity, now_us, status);
-        if !enqueue(&queue, snapshot, &target, SnapshotKind::Status, &mut dropped_snapshots) {
+        let snapshot = Encoded {
+            target: &target,
+            server: &last_identity,
+            kind: SnapshotKind::Status,
+            collected_at_us: now_us,
+            max_message_bytes: settings.max_message_bytes,
+        };
+        if snapshot.enqueue(&queue, None, None, vec![status]) == Enqueued::Closed {
             return;
         }
         let delay = backoff.next();
@@ -124,71 +136,75 @@ pub(crate) async fn sample_target(
     }
 }
 
-fn status_snapshot(target: &TargetSpec, identity: &ServerIdentity, collected_at_us: i64, status: StatusRow) -> OutgoingSnapshot {
-    let snapshot = build_snapshot(&target.name, identity, SnapshotKind::Status, collected_at_us, None, vec![status]);
-    outgoing(&target.name, SnapshotKind::Status, collected_at_us, encode_snapshot(&snapshot))
-}
-
-fn build_snapshot<Row>(
-    target: &TargetName,
-    server: &ServerIdentity,
+/// The envelope of one snapshot about to be encoded and queued.
+struct Encoded<'a> {
+    target: &'a TargetSpec,
+    server: &'a ServerIdentity,
     kind: SnapshotKind,
     collected_at_us: i64,
-    instance: Option<InstanceFacts>,
-    rows: Vec<Row>,
-) -> Snapshot<Row> {
-    Snapshot {
-        schema_version: CURRENT_SCHEMA_VERSION,
-        kind,
-        target: target.clone(),
-        collected_at_us,
-        server: server.clone(),
-        instance,
-        rows,
-    }
+    max_message_bytes: usize,
 }
 
-fn outgoing(target: &TargetName, kind: SnapshotKind, collected_at_us: i64, payload: Vec<u8>) -> OutgoingSnapshot {
-    OutgoingSnapshot {
-        subject: snapshot_subject(target, kind),
-        message_id: snapshot_message_id(target, kind, collected_at_us),
-        payload: payload.into(),
-    }
-}
-
-/// Queues a snapshot for the publisher; a full queue drops it (counted, at ERROR: data loss).
-/// Returns false once the publisher is gone (shutdown).
-fn enqueue(
-    queue: &Sender<OutgoingSnapshot>,
-    snapshot: OutgoingSnapshot,
-    target: &TargetSpec,
-    kind: SnapshotKind,
-    dropped_snapshots: &mut u64,
-) -> bool {
-    match queue.try_send(snapshot) {
-        Ok(()) => true,
-        Err(TrySendError::Full(_)) => {
-            *dropped_snapshots += 1;
-            tracing::error!(target = %target.name, kind = kind.as_str(), dropped_snapshots = *dropped_snapshots, "publish queue full: NATS is not keeping up, snapshot dropped");
-            true
+impl Encoded<'_> {
+    /// Encodes the snapshot (in parts when it is larger than a NATS message) and queues it.
+    fn enqueue<Row: Serialize>(
+        &self,
+        queue: &PublishQueue,
+        instance: Option<InstanceFacts>,
+        statements_info: Option<StatementsInfo>,
+        rows: Vec<Row>,
+    ) -> Enqueued {
+        let snapshot = Snapshot {
+            schema_version: CURRENT_SCHEMA_VERSION,
+            kind: self.kind,
+            target: self.target.name.clone(),
+            collected_at_us: self.collected_at_us,
+            server: self.server.clone(),
+            instance,
+            statements_info,
+            part: None,
+            rows,
+        };
+        let parts = match encode_snapshot_parts(&snapshot, self.max_message_bytes) {
+            Ok(parts) => parts,
+            Err(error) => {
+                tracing::error!(target = %self.target.name, kind = self.kind.as_str(), error = %error, "snapshot dropped");
+                return Enqueued::Dropped;
+            }
+        };
+        let mut outcome = Enqueued::Queued;
+        for (part, payload) in parts {
+            let outgoing = OutgoingSnapshot {
+                subject: snapshot_subject(&self.target.name, self.kind),
+                message_id: snapshot_message_id(&self.target.name, self.kind, self.collected_at_us, part),
+                payload: payload.into(),
+            };
+            match queue.enqueue(outgoing, self.kind) {
+                Enqueued::Queued => {}
+                Enqueued::Dropped => outcome = Enqueued::Dropped,
+                Enqueued::Closed => return Enqueued::Closed,
+            }
         }
-        Err(TrySendError::Closed(_)) => false,
+        outcome
     }
 }
 
 /// The sample queries, prepared once per connection for the server's version.
-struct Statements {
+struct Queries {
     activity: tokio_postgres::Statement,
     locks: tokio_postgres::Statement,
     database: database::DatabaseStatements,
+    /// Why statements cannot be sampled, when they cannot.
+    statements: Result<StatementsReader, Limitation>,
 }
 
-impl Statements {
-    async fn prepare(client: &Client, server_version_num: i32) -> Result<Statements, tokio_postgres::Error> {
-        Ok(Statements {
+impl Queries {
+    async fn prepare(client: &Client, server_version_num: i32) -> Result<Queries, tokio_postgres::Error> {
+        Ok(Queries {
             activity: activity::prepare(client, server_version_num).await?,
             locks: locks::prepare(client, server_version_num).await?,
             database: database::prepare(client, server_version_num).await?,
+            statements: statements::prepare(client).await?,
         })
     }
 }
@@ -205,13 +221,14 @@ struct Session<'a> {
     settings: SamplingSettings,
     client: &'a Client,
     identity: ServerIdentity,
-    statements: Statements,
-    queue: &'a Sender<OutgoingSnapshot>,
+    queries: Queries,
+    queue: &'a PublishQueue,
     connected_at_us: i64,
+    sent_texts: &'a mut SentTexts,
 }
 
 impl Session<'_> {
-    async fn sample_until_disconnected(&self, shutdown: &CancellationToken, dropped_snapshots: &mut u64) -> SessionEnd {
+    async fn sample_until_disconnected(&mut self, shutdown: &CancellationToken) -> SessionEnd {
         let start = Instant::now();
         let mut schedules = [
             Schedule {
@@ -227,6 +244,11 @@ impl Session<'_> {
             Schedule {
                 kind: SnapshotKind::Database,
                 interval: self.settings.database_interval,
+                next_due: start,
+            },
+            Schedule {
+                kind: SnapshotKind::Statements,
+                interval: self.settings.statements_interval,
                 next_due: start,
             },
             Schedule {
@@ -251,33 +273,36 @@ impl Session<'_> {
                 while schedule.next_due <= now {
                     schedule.next_due += schedule.interval;
                 }
-                let outgoing = match self.take(schedule.kind).await {
-                    Ok(Some(outgoing)) => outgoing,
-                    Ok(None) => continue,
+                match self.take(schedule.kind).await {
+                    Ok(Enqueued::Closed) => return SessionEnd::Shutdown,
+                    Ok(_) => {}
                     Err(error) if self.client.is_closed() => return SessionEnd::Disconnected(error),
                     Err(error) => {
                         tracing::warn!(target = %self.target.name, kind = schedule.kind.as_str(), error = %error_chain(&error), "snapshot failed");
-                        continue;
                     }
-                };
-                if !enqueue(self.queue, outgoing, self.target, schedule.kind, dropped_snapshots) {
-                    return SessionEnd::Shutdown;
                 }
             }
         }
     }
 
-    /// Takes a snapshot of `kind`; `None` when there is nothing to publish (no lock waits).
-    async fn take(&self, kind: SnapshotKind) -> Result<Option<OutgoingSnapshot>, tokio_postgres::Error> {
-        let collected_at_us = activity::unix_micros(SystemTime::now());
-        let payload = match kind {
+    /// Takes a snapshot of `kind` and queues it; nothing is queued for locks while no one
+    /// waits, nor for statements where they cannot be read.
+    async fn take(&mut self, kind: SnapshotKind) -> Result<Enqueued, tokio_postgres::Error> {
+        let snapshot = Encoded {
+            target: self.target,
+            server: &self.identity,
+            kind,
+            collected_at_us: activity::unix_micros(SystemTime::now()),
+            max_message_bytes: self.settings.max_message_bytes,
+        };
+        let queued = match kind {
             SnapshotKind::Activity => {
-                let rows = activity::sample(self.client, &self.statements.activity, self.settings.query_text_max_length).await?;
-                encode_snapshot(&self.snapshot(kind, collected_at_us, None, rows))
+                let rows = activity::sample(self.client, &self.queries.activity, self.settings.query_text_max_length).await?;
+                snapshot.enqueue(self.queue, None, None, rows)
             }
             SnapshotKind::Database => {
-                let (instance, rows) = database::sample(self.client, &self.statements.database).await?;
-                encode_snapshot(&self.snapshot(kind, collected_at_us, Some(instance), rows))
+                let (instance, rows) = database::sample(self.client, &self.queries.database).await?;
+                snapshot.enqueue(self.queue, Some(instance), None, rows)
             }
             SnapshotKind::Status => {
                 let status = StatusRow {
@@ -285,23 +310,106 @@ impl Session<'_> {
                     reason: None,
                     message: None,
                     since_us: self.connected_at_us,
+                    limitations: self.queries.statements.as_ref().err().cloned().into_iter().collect(),
                 };
-                encode_snapshot(&self.snapshot(kind, collected_at_us, None, vec![status]))
+                snapshot.enqueue(self.queue, None, None, vec![status])
             }
             SnapshotKind::Locks => {
-                let rows = locks::sample(self.client, &self.statements.locks).await?;
+                let rows = locks::sample(self.client, &self.queries.locks).await?;
                 if rows.is_empty() {
-                    return Ok(None);
+                    return Ok(Enqueued::Queued);
                 }
-                encode_snapshot(&self.snapshot(kind, collected_at_us, None, rows))
+                snapshot.enqueue(self.queue, None, None, rows)
             }
+            SnapshotKind::Statements => {
+                let Ok(reader) = &self.queries.statements else {
+                    return Ok(Enqueued::Queued);
+                };
+                let (info, rows) = statements::sample(self.client, reader, self.sent_texts).await?;
+                let queued = snapshot.enqueue(self.queue, None, info, rows);
+                if queued == Enqueued::Dropped {
+                    // Texts it carried would be missing forever; send them all again instead.
+                    self.sent_texts.forget();
+                }
+                queued
+            }
+            SnapshotKind::Objects => unreachable!("objects are sampled by their own task"),
         };
-        Ok(Some(outgoing(&self.target.name, kind, collected_at_us, payload)))
+        Ok(queued)
     }
+}
 
-    fn snapshot<Row>(&self, kind: SnapshotKind, collected_at_us: i64, instance: Option<InstanceFacts>, rows: Vec<Row>) -> Snapshot<Row> {
-        build_snapshot(&self.target.name, &self.identity, kind, collected_at_us, instance, rows)
+#[derive(Debug, thiserror::Error)]
+enum ObjectsError {
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
+    #[error("cannot list the databases: {}", error_chain(.0))]
+    ListDatabases(tokio_postgres::Error),
+}
+
+/// Samples the objects of every database of `target` on their own schedule, apart from the
+/// main session, so a slow round over many databases never delays activity samples.
+pub(crate) async fn sample_objects(target: TargetSpec, settings: SamplingSettings, queue: PublishQueue, shutdown: CancellationToken) {
+    let mut next_due = Instant::now();
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep_until(next_due) => {}
+        }
+        let now = Instant::now();
+        while next_due <= now {
+            next_due += settings.objects_interval;
+        }
+        let collected_at_us = activity::unix_micros(SystemTime::now());
+        let round = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            round = objects_round(&target, &settings) => round,
+        };
+        match round {
+            Ok((identity, rows)) => {
+                let snapshot = Encoded {
+                    target: &target,
+                    server: &identity,
+                    kind: SnapshotKind::Objects,
+                    collected_at_us,
+                    max_message_bytes: settings.max_message_bytes,
+                };
+                if snapshot.enqueue(&queue, None, None, rows) == Enqueued::Closed {
+                    return;
+                }
+            }
+            // The main session reports the target down; this only says what was not sampled.
+            Err(error) => tracing::warn!(target = %target.name, error = %error, "objects snapshot failed"),
+        }
     }
+}
+
+/// Visits each database in turn; a database that cannot be read is skipped with a warning.
+async fn objects_round(
+    target: &TargetSpec,
+    settings: &SamplingSettings,
+) -> Result<(ServerIdentity, Vec<pgmon_common::event::ObjectRow>), ObjectsError> {
+    let (client, identity) = connection::connect(target, settings.objects_statement_timeout, None).await?;
+    let databases: Vec<String> = client
+        .query(objects::DATABASES_QUERY, &[])
+        .await
+        .map_err(ObjectsError::ListDatabases)?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    drop(client);
+    let mut rows = Vec::new();
+    for database in databases {
+        let read = match connection::connect(target, settings.objects_statement_timeout, Some(&database)).await {
+            Ok((client, _)) => objects::sample_database(&client).await.map_err(|error| error_chain(&error)),
+            Err(error) => Err(error.to_string()),
+        };
+        match read {
+            Ok(database_rows) => rows.extend(database_rows),
+            Err(error) => tracing::warn!(target = %target.name, %database, %error, "objects of a database skipped"),
+        }
+    }
+    Ok((identity, rows))
 }
 
 #[cfg(test)]

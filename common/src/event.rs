@@ -27,6 +27,12 @@ pub enum SnapshotKind {
     /// The collector's view of the target: up, or down with a reason. Published at every
     /// connection attempt that fails, when a connection succeeds, and every minute while up.
     Status,
+    /// One row per entry of `pg_stat_statements`; cumulative counters, texts only for query ids
+    /// the collector has not sent before.
+    Statements,
+    /// One row per table, partition, index, TOAST table and materialized view of every
+    /// database the collector may connect to, with sizes and maintenance times.
+    Objects,
 }
 
 impl SnapshotKind {
@@ -35,6 +41,8 @@ impl SnapshotKind {
         SnapshotKind::Locks,
         SnapshotKind::Database,
         SnapshotKind::Status,
+        SnapshotKind::Statements,
+        SnapshotKind::Objects,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -43,6 +51,8 @@ impl SnapshotKind {
             SnapshotKind::Locks => "locks",
             SnapshotKind::Database => "database",
             SnapshotKind::Status => "status",
+            SnapshotKind::Statements => "statements",
+            SnapshotKind::Objects => "objects",
         }
     }
 
@@ -76,7 +86,32 @@ pub struct Snapshot<Row> {
     /// Facts about the whole instance; sent with `database` snapshots.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance: Option<InstanceFacts>,
+    /// `pg_stat_statements_info`; sent with `statements` snapshots when the extension has it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statements_info: Option<StatementsInfo>,
+    /// Which part of a snapshot this message holds, when the snapshot was too large for one
+    /// NATS message; absent for a snapshot sent whole.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub part: Option<SnapshotPart>,
     pub rows: Vec<Row>,
+}
+
+/// One part of a snapshot split across messages: every part carries the same envelope and a
+/// disjoint share of the rows; together the `count` parts hold every row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotPart {
+    /// From 0 to `count - 1`.
+    pub index: u32,
+    pub count: u32,
+}
+
+/// `pg_stat_statements_info` (extension 1.9+, PostgreSQL 14+): how often entries were evicted
+/// and when all statistics were last reset, so deltas across both stay correct.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatementsInfo {
+    pub dealloc: i64,
+    /// Microseconds since the Unix epoch.
+    pub stats_reset_us: i64,
 }
 
 /// What a DBA wants to know about an instance beside its counters.
@@ -129,6 +164,130 @@ pub struct DatabaseRow {
     pub sessions_killed: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stats_reset_us: Option<i64>,
+}
+
+/// One entry of `pg_stat_statements` (a query id per database, user and nesting level), with
+/// its cumulative counters. Times are milliseconds; counters a server's extension version lacks
+/// are absent.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StatementRow {
+    pub database: String,
+    pub user: String,
+    pub query_id: i64,
+    /// Whether the statement ran at top level, not inside a function (extension 1.9+).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub toplevel: Option<bool>,
+    /// The normalised text; sent only the first time the collector sees the query id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
+    pub calls: i64,
+    pub total_exec_time_ms: f64,
+    pub min_exec_time_ms: f64,
+    pub max_exec_time_ms: f64,
+    pub mean_exec_time_ms: f64,
+    pub stddev_exec_time_ms: f64,
+    pub plans: i64,
+    pub total_plan_time_ms: f64,
+    pub rows: i64,
+    pub shared_blks_hit: i64,
+    pub shared_blks_read: i64,
+    pub shared_blks_dirtied: i64,
+    pub shared_blks_written: i64,
+    pub local_blks_hit: i64,
+    pub local_blks_read: i64,
+    pub local_blks_dirtied: i64,
+    pub local_blks_written: i64,
+    pub temp_blks_read: i64,
+    pub temp_blks_written: i64,
+    /// `shared_blk_read_time` (PostgreSQL 17+), `blk_read_time` before.
+    pub shared_blk_read_time_ms: f64,
+    pub shared_blk_write_time_ms: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_blk_read_time_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_blk_write_time_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temp_blk_read_time_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temp_blk_write_time_ms: Option<f64>,
+    pub wal_records: i64,
+    pub wal_fpi: i64,
+    pub wal_bytes: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wal_buffers_full: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jit_functions: Option<i64>,
+    /// Generation, inlining, optimisation, emission (and deform) time together.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jit_time_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallel_workers_to_launch: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallel_workers_launched: Option<i64>,
+    /// Since when this entry has counted (PostgreSQL 17+): a newer value means it was evicted
+    /// or reset and counts from zero again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stats_since_us: Option<i64>,
+}
+
+/// One relation of one database: a table, partition, index, TOAST table or materialized view.
+/// Sizes are bytes; times are microseconds since the Unix epoch.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectRow {
+    pub database: String,
+    pub schema: String,
+    pub name: String,
+    pub kind: ObjectKind,
+    /// The table of an index or TOAST table, the parent of a partition, as `schema.name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
+    /// `pg_total_relation_size`: the relation with its indexes and TOAST.
+    pub total_bytes: i64,
+    /// `pg_relation_size`: the main fork alone (for an index, the index itself).
+    pub table_bytes: i64,
+    /// `pg_indexes_size` of a table or materialized view; 0 for indexes and TOAST tables.
+    pub index_bytes: i64,
+    /// The TOAST table and its index of a table or materialized view.
+    pub toast_bytes: i64,
+    /// `reltuples`; absent when the relation was never vacuumed or analysed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row_estimate: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_vacuum_us: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_autovacuum_us: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_analyze_us: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_autoanalyze_us: Option<i64>,
+}
+
+/// What a relation is (`pg_class.relkind`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ObjectKind {
+    #[default]
+    Table,
+    PartitionedTable,
+    Index,
+    PartitionedIndex,
+    Toast,
+    MaterializedView,
+}
+
+impl ObjectKind {
+    /// The kind of a `pg_class.relkind` code pgmon reports.
+    pub fn from_relkind(relkind: i8) -> Option<ObjectKind> {
+        match relkind as u8 {
+            b'r' => Some(ObjectKind::Table),
+            b'p' => Some(ObjectKind::PartitionedTable),
+            b'i' => Some(ObjectKind::Index),
+            b'I' => Some(ObjectKind::PartitionedIndex),
+            b't' => Some(ObjectKind::Toast),
+            b'm' => Some(ObjectKind::MaterializedView),
+            _ => None,
+        }
+    }
 }
 
 /// One backend in one `pg_stat_activity` sample. Times are microseconds since the Unix epoch, UTC.
@@ -292,6 +451,29 @@ pub struct StatusRow {
     pub message: Option<String>,
     /// Since when the target has been in this state, microseconds since the Unix epoch.
     pub since_us: i64,
+    /// What the collector cannot sample on a target that is up, and why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub limitations: Vec<Limitation>,
+}
+
+/// A kind the collector cannot sample on a target that is up.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limitation {
+    pub kind: SnapshotKind,
+    pub reason: LimitationReason,
+    /// What to do about it, for the DBA.
+    pub message: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LimitationReason {
+    /// `CREATE EXTENSION pg_stat_statements` was not run in the database pgmon connects to.
+    ExtensionMissing,
+    /// The extension exists but is not in `shared_preload_libraries`.
+    ExtensionNotLoaded,
+    /// The monitoring role lacks a privilege (pg_monitor, or CONNECT on a database).
+    InsufficientPrivilege,
 }
 
 /// A decoded snapshot of any kind.
@@ -301,6 +483,8 @@ pub enum AnySnapshot {
     Locks(Snapshot<LockRow>),
     Database(Snapshot<DatabaseRow>),
     Status(Snapshot<StatusRow>),
+    Statements(Snapshot<StatementRow>),
+    Objects(Snapshot<ObjectRow>),
 }
 
 /// Evaluates `$body` with `$snapshot` bound to the snapshot inside any variant.
@@ -311,6 +495,8 @@ macro_rules! with_any_snapshot {
             AnySnapshot::Locks($snapshot) => $body,
             AnySnapshot::Database($snapshot) => $body,
             AnySnapshot::Status($snapshot) => $body,
+            AnySnapshot::Statements($snapshot) => $body,
+            AnySnapshot::Objects($snapshot) => $body,
         }
     };
 }
@@ -327,6 +513,8 @@ impl AnySnapshot {
             AnySnapshot::Locks(_) => SnapshotKind::Locks,
             AnySnapshot::Database(_) => SnapshotKind::Database,
             AnySnapshot::Status(_) => SnapshotKind::Status,
+            AnySnapshot::Statements(_) => SnapshotKind::Statements,
+            AnySnapshot::Objects(_) => SnapshotKind::Objects,
         }
     }
 
@@ -385,6 +573,8 @@ pub fn decode_snapshot(payload: &[u8]) -> Result<AnySnapshot, DecodeError> {
         SnapshotKind::Locks => serde_json::from_slice(payload).map(AnySnapshot::Locks).map_err(invalid_rows),
         SnapshotKind::Database => serde_json::from_slice(payload).map(AnySnapshot::Database).map_err(invalid_rows),
         SnapshotKind::Status => serde_json::from_slice(payload).map(AnySnapshot::Status).map_err(invalid_rows),
+        SnapshotKind::Statements => serde_json::from_slice(payload).map(AnySnapshot::Statements).map_err(invalid_rows),
+        SnapshotKind::Objects => serde_json::from_slice(payload).map(AnySnapshot::Objects).map_err(invalid_rows),
     }
 }
 
@@ -408,6 +598,69 @@ pub fn encode_snapshot<Row: Serialize>(snapshot: &Snapshot<Row>) -> Vec<u8> {
     serde_json::to_vec(snapshot).expect("snapshot types always serialise to JSON")
 }
 
+/// A snapshot too large for one message even when each part holds a single row.
+#[derive(Debug, thiserror::Error)]
+#[error("{kind} snapshot cannot be split below {max_bytes} bytes: one row alone is {row_bytes} bytes")]
+pub struct RowTooLarge {
+    pub kind: &'static str,
+    pub max_bytes: usize,
+    pub row_bytes: usize,
+}
+
+/// One message's payload of a snapshot, with which part it is (`None`: the whole snapshot).
+pub type EncodedPart = (Option<SnapshotPart>, Vec<u8>);
+
+/// Encodes a snapshot as one payload when it fits in `max_bytes`, otherwise as the fewest
+/// parts that each fit, every part with the whole envelope and its share of the rows in order.
+pub fn encode_snapshot_parts<Row: Serialize>(snapshot: &Snapshot<Row>, max_bytes: usize) -> Result<Vec<EncodedPart>, RowTooLarge> {
+    let whole = encode_snapshot(snapshot);
+    if whole.len() <= max_bytes {
+        return Ok(vec![(None, whole)]);
+    }
+    let row_count = snapshot.rows.len();
+    // Aim a little below the limit so that uneven rows rarely need a second round.
+    let mut part_count = whole.len().div_ceil(max_bytes * 9 / 10).clamp(2, row_count.max(2));
+    loop {
+        let rows_per_part = row_count.div_ceil(part_count);
+        let chunks: Vec<&[Row]> = snapshot.rows.chunks(rows_per_part.max(1)).collect();
+        let count = u32::try_from(chunks.len()).unwrap_or(u32::MAX);
+        let parts: Vec<EncodedPart> = chunks
+            .iter()
+            .zip(0..)
+            .map(|(chunk, index)| {
+                let part = SnapshotPart { index, count };
+                let envelope = Snapshot {
+                    schema_version: snapshot.schema_version,
+                    kind: snapshot.kind,
+                    target: snapshot.target.clone(),
+                    collected_at_us: snapshot.collected_at_us,
+                    server: snapshot.server.clone(),
+                    instance: snapshot.instance.clone(),
+                    statements_info: snapshot.statements_info,
+                    part: Some(part),
+                    rows: chunk.iter().collect::<Vec<&Row>>(),
+                };
+                (
+                    Some(part),
+                    serde_json::to_vec(&envelope).expect("snapshot types always serialise to JSON"),
+                )
+            })
+            .collect();
+        let largest = parts.iter().map(|(_, payload)| payload.len()).max().unwrap_or(0);
+        if largest <= max_bytes {
+            return Ok(parts);
+        }
+        if rows_per_part <= 1 {
+            return Err(RowTooLarge {
+                kind: snapshot.kind.as_str(),
+                max_bytes,
+                row_bytes: largest,
+            });
+        }
+        part_count = (part_count * 2).min(row_count);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -424,6 +677,8 @@ mod tests {
                 server_version: "17.2".into(),
             },
             instance: None,
+            statements_info: None,
+            part: None,
             rows: vec![ActivityRow {
                 pid: 42,
                 state: Some("active".into()),
@@ -533,6 +788,49 @@ mod tests {
         for state in [TargetState::Up, TargetState::Down] {
             assert_eq!(serde_json::to_value(state).unwrap(), state.as_str());
         }
+    }
+
+    #[test]
+    fn a_large_snapshot_is_split_into_parts_that_hold_every_row_once() {
+        let mut snapshot = sample();
+        snapshot.rows = (0..1000)
+            .map(|pid| ActivityRow {
+                pid,
+                query: Some("x".repeat(200)),
+                ..ActivityRow::default()
+            })
+            .collect();
+        let parts = encode_snapshot_parts(&snapshot, 20_000).unwrap();
+        assert!(parts.len() > 10, "{} parts", parts.len());
+        let mut pids = Vec::new();
+        for (index, (part, payload)) in parts.iter().enumerate() {
+            assert!(payload.len() <= 20_000);
+            let AnySnapshot::Activity(decoded) = decode_snapshot(payload).unwrap() else {
+                panic!()
+            };
+            assert_eq!(decoded.part, *part);
+            assert_eq!(decoded.part.unwrap().index as usize, index);
+            assert_eq!(decoded.part.unwrap().count as usize, parts.len());
+            pids.extend(decoded.rows.iter().map(|row| row.pid));
+        }
+        assert_eq!(pids, (0..1000).collect::<Vec<i32>>());
+    }
+
+    #[test]
+    fn a_snapshot_that_fits_is_sent_whole_and_a_giant_row_is_an_error() {
+        let parts = encode_snapshot_parts(&sample(), 1 << 20).unwrap();
+        assert_eq!(parts.len(), 1);
+        assert_eq!(parts[0].0, None);
+        let mut snapshot = sample();
+        snapshot.rows.push(ActivityRow {
+            query: Some("y".repeat(5000)),
+            ..ActivityRow::default()
+        });
+        let error = encode_snapshot_parts(&snapshot, 2000).unwrap_err();
+        assert!(
+            error.to_string().starts_with("activity snapshot cannot be split below 2000 bytes"),
+            "{error}"
+        );
     }
 
     #[test]

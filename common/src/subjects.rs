@@ -1,6 +1,6 @@
 //! NATS names: stream, subjects, message ids, KV bucket and the named-query subjects.
 
-use crate::event::SnapshotKind;
+use crate::event::{SnapshotKind, SnapshotPart};
 use crate::target::TargetName;
 
 /// The JetStream stream holding every snapshot event.
@@ -36,10 +36,14 @@ pub fn parse_snapshot_subject(subject: &str) -> Option<(&str, &str)> {
     (!kind.contains('.')).then_some((target, kind))
 }
 
-/// The `Nats-Msg-Id` of a snapshot: a retried publish of the same snapshot carries the same
-/// id, so JetStream stores it once within the stream's duplicate window.
-pub fn snapshot_message_id(target: &TargetName, kind: SnapshotKind, collected_at_us: i64) -> String {
-    format!("{target}.{}.{collected_at_us}", kind.as_str())
+/// The `Nats-Msg-Id` of a snapshot (or of one part of a split snapshot): a retried publish of
+/// the same snapshot carries the same id, so JetStream stores it once within the stream's
+/// duplicate window.
+pub fn snapshot_message_id(target: &TargetName, kind: SnapshotKind, collected_at_us: i64, part: Option<SnapshotPart>) -> String {
+    match part {
+        None => format!("{target}.{}.{collected_at_us}", kind.as_str()),
+        Some(part) => format!("{target}.{}.{collected_at_us}.{}of{}", kind.as_str(), part.index + 1, part.count),
+    }
 }
 
 /// Where the ingester republishes a snapshot it could not use.
@@ -70,7 +74,7 @@ mod tests {
         let target: TargetName = "prod-db1".parse().unwrap();
         assert_eq!(snapshot_subject(&target, SnapshotKind::Activity), "pgmon.snap.prod-db1.activity");
         assert_eq!(
-            snapshot_message_id(&target, SnapshotKind::Activity, 1_700_000_000_000_001),
+            snapshot_message_id(&target, SnapshotKind::Activity, 1_700_000_000_000_001, None),
             "prod-db1.activity.1700000000000001"
         );
     }

@@ -86,3 +86,60 @@ fn version_1_status_fixture_keeps_its_meaning() {
     assert_eq!(status.reason, Some(DownReason::AuthenticationFailed));
     assert_eq!(status.since_us, 1_764_000_001_000_000);
 }
+
+#[test]
+fn version_1_statements_fixture_keeps_its_meaning() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/v1/statements.json");
+    let Ok(AnySnapshot::Statements(snapshot)) = decode_snapshot(&fs::read(path).unwrap()) else {
+        panic!("not a statements snapshot")
+    };
+    let info = snapshot.statements_info.unwrap();
+    assert_eq!((info.dealloc, info.stats_reset_us), (3, 1_763_900_000_000_000));
+    let part = snapshot.part.unwrap();
+    assert_eq!((part.index, part.count), (0, 2));
+    let first = &snapshot.rows[0];
+    assert_eq!(first.query.as_deref(), Some("SELECT * FROM orders WHERE customer_id = $1"));
+    assert_eq!(first.calls, 120_345);
+    assert_eq!(first.stats_since_us, Some(1_763_900_000_000_000));
+    let second = &snapshot.rows[1];
+    assert_eq!(second.query, None);
+    assert_eq!(second.local_blk_read_time_ms, None);
+    assert_eq!(second.wal_bytes, 91_234_567);
+}
+
+#[test]
+fn version_1_objects_fixture_keeps_its_meaning() {
+    use pgmon_common::event::ObjectKind;
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/v1/objects.json");
+    let Ok(AnySnapshot::Objects(snapshot)) = decode_snapshot(&fs::read(path).unwrap()) else {
+        panic!("not an objects snapshot")
+    };
+    let kinds: Vec<ObjectKind> = snapshot.rows.iter().map(|row| row.kind).collect();
+    assert_eq!(
+        kinds,
+        [
+            ObjectKind::PartitionedTable,
+            ObjectKind::Table,
+            ObjectKind::Index,
+            ObjectKind::Toast,
+            ObjectKind::MaterializedView
+        ]
+    );
+    let partition = &snapshot.rows[1];
+    assert_eq!(partition.parent.as_deref(), Some("public.orders"));
+    assert_eq!(partition.total_bytes, 1_207_959_552);
+    assert_eq!(partition.last_vacuum_us, None);
+    assert_eq!(partition.last_autovacuum_us, Some(1_763_990_000_000_000));
+}
+
+#[test]
+fn version_1_status_with_limitations_keeps_its_meaning() {
+    use pgmon_common::event::{LimitationReason, SnapshotKind};
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/v1/status-with-limitations.json");
+    let Ok(AnySnapshot::Status(snapshot)) = decode_snapshot(&fs::read(path).unwrap()) else {
+        panic!("not a status snapshot")
+    };
+    let limitation = &snapshot.rows[0].limitations[0];
+    assert_eq!(limitation.kind, SnapshotKind::Statements);
+    assert_eq!(limitation.reason, LimitationReason::ExtensionMissing);
+}

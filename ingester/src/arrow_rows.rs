@@ -2,12 +2,12 @@
 
 use std::sync::Arc;
 
-use duckdb::arrow::array::{
-    ArrayRef, BooleanBuilder, Float64Builder, Int32Builder, Int64Builder, ListBuilder, StringBuilder, TimestampMicrosecondBuilder,
-    UInt64Builder,
-};
+use duckdb::arrow::array::{ArrayRef, Int32Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder, UInt64Builder};
+use duckdb::arrow::datatypes::{DataType, Field, FieldRef, TimeUnit};
 use duckdb::arrow::record_batch::RecordBatch;
-use pgmon_common::event::{ActivityRow, DatabaseRow, DownReason, LockRow, Snapshot, StatusRow};
+use pgmon_common::event::{ActivityRow, DatabaseRow, Snapshot, SnapshotPart};
+use serde::{Deserialize, Serialize};
+use serde_arrow::schema::{SchemaLike, TracingOptions};
 
 /// Rows of `activity_snapshots`: one per snapshot.
 pub(crate) fn activity_snapshots_batch(snapshots: &[(u64, &Snapshot<ActivityRow>)]) -> RecordBatch {
@@ -35,119 +35,40 @@ pub(crate) fn activity_snapshots_batch(snapshots: &[(u64, &Snapshot<ActivityRow>
     ])
 }
 
-/// Rows of `activity_samples`: one per backend per snapshot.
-pub(crate) fn activity_rows_batch<'a>(snapshots: impl Iterator<Item = &'a Snapshot<ActivityRow>>) -> RecordBatch {
+/// Rows of `snapshot_parts`: one per message of a kind whose snapshots may be split, so a
+/// reader can tell a complete snapshot (all `part_count` parts stored) from a partial one.
+pub(crate) fn snapshot_parts_batch<Row>(snapshots: &[(u64, &Snapshot<Row>)]) -> RecordBatch {
     let mut target = StringBuilder::new();
+    let mut kind = StringBuilder::new();
     let mut collected_at = TimestampMicrosecondBuilder::new();
-    let mut pid = Int32Builder::new();
-    let mut database = StringBuilder::new();
-    let mut user_name = StringBuilder::new();
-    let mut application = StringBuilder::new();
-    let mut client_addr = StringBuilder::new();
-    let mut backend_type = StringBuilder::new();
-    let mut state = StringBuilder::new();
-    let mut wait_event_type = StringBuilder::new();
-    let mut wait_event = StringBuilder::new();
-    let mut query_id = Int64Builder::new();
-    let mut query = StringBuilder::new();
-    let mut backend_start = TimestampMicrosecondBuilder::new();
-    let mut xact_start = TimestampMicrosecondBuilder::new();
-    let mut query_start = TimestampMicrosecondBuilder::new();
-    let mut state_change = TimestampMicrosecondBuilder::new();
-    let mut blocking_pids = ListBuilder::new(Int32Builder::new());
-    for snapshot in snapshots {
-        for row in &snapshot.rows {
-            target.append_value(snapshot.target.as_str());
-            collected_at.append_value(snapshot.collected_at_us);
-            pid.append_value(row.pid);
-            database.append_option(row.database.as_deref());
-            user_name.append_option(row.user.as_deref());
-            application.append_option(row.application.as_deref());
-            client_addr.append_option(row.client_addr.as_deref());
-            backend_type.append_option(row.backend_type.as_deref());
-            state.append_option(row.state.as_deref());
-            wait_event_type.append_option(row.wait_event_type.as_deref());
-            wait_event.append_option(row.wait_event.as_deref());
-            query_id.append_option(row.query_id);
-            query.append_option(row.query.as_deref());
-            backend_start.append_option(row.backend_start_us);
-            xact_start.append_option(row.xact_start_us);
-            query_start.append_option(row.query_start_us);
-            state_change.append_option(row.state_change_us);
-            append_pids(&mut blocking_pids, &row.blocking_pids);
-        }
+    let mut stream_sequence = UInt64Builder::new();
+    let mut part_index = Int32Builder::new();
+    let mut part_count = Int32Builder::new();
+    let mut row_count = Int32Builder::new();
+    let mut dealloc = Int64Builder::new();
+    let mut stats_reset = TimestampMicrosecondBuilder::new();
+    for (sequence, snapshot) in snapshots {
+        let part = snapshot.part.unwrap_or(SnapshotPart { index: 0, count: 1 });
+        target.append_value(snapshot.target.as_str());
+        kind.append_value(snapshot.kind.as_str());
+        collected_at.append_value(snapshot.collected_at_us);
+        stream_sequence.append_value(*sequence);
+        part_index.append_value(i32::try_from(part.index).unwrap_or(i32::MAX));
+        part_count.append_value(i32::try_from(part.count).unwrap_or(i32::MAX));
+        row_count.append_value(i32::try_from(snapshot.rows.len()).unwrap_or(i32::MAX));
+        dealloc.append_option(snapshot.statements_info.map(|info| info.dealloc));
+        stats_reset.append_option(snapshot.statements_info.map(|info| info.stats_reset_us));
     }
     record_batch(vec![
         ("target", Arc::new(target.finish())),
+        ("kind", Arc::new(kind.finish())),
         ("collected_at", Arc::new(collected_at.finish())),
-        ("pid", Arc::new(pid.finish())),
-        ("database", Arc::new(database.finish())),
-        ("user_name", Arc::new(user_name.finish())),
-        ("application", Arc::new(application.finish())),
-        ("client_addr", Arc::new(client_addr.finish())),
-        ("backend_type", Arc::new(backend_type.finish())),
-        ("state", Arc::new(state.finish())),
-        ("wait_event_type", Arc::new(wait_event_type.finish())),
-        ("wait_event", Arc::new(wait_event.finish())),
-        ("query_id", Arc::new(query_id.finish())),
-        ("query", Arc::new(query.finish())),
-        ("backend_start", Arc::new(backend_start.finish())),
-        ("xact_start", Arc::new(xact_start.finish())),
-        ("query_start", Arc::new(query_start.finish())),
-        ("state_change", Arc::new(state_change.finish())),
-        ("blocking_pids", Arc::new(blocking_pids.finish())),
-    ])
-}
-
-/// Rows of `lock_samples`: one per lock row per snapshot.
-pub(crate) fn lock_rows_batch<'a>(snapshots: impl Iterator<Item = &'a Snapshot<LockRow>>) -> RecordBatch {
-    let mut target = StringBuilder::new();
-    let mut collected_at = TimestampMicrosecondBuilder::new();
-    let mut pid = Int32Builder::new();
-    let mut lock_type = StringBuilder::new();
-    let mut mode = StringBuilder::new();
-    let mut granted = BooleanBuilder::new();
-    let mut database = StringBuilder::new();
-    let mut relation = StringBuilder::new();
-    let mut page = Int32Builder::new();
-    let mut tuple = Int32Builder::new();
-    let mut virtual_xid = StringBuilder::new();
-    let mut transaction_id = StringBuilder::new();
-    let mut waiting_since = TimestampMicrosecondBuilder::new();
-    let mut blocked_by = ListBuilder::new(Int32Builder::new());
-    for snapshot in snapshots {
-        for row in &snapshot.rows {
-            target.append_value(snapshot.target.as_str());
-            collected_at.append_value(snapshot.collected_at_us);
-            pid.append_value(row.pid);
-            lock_type.append_value(&row.lock_type);
-            mode.append_value(&row.mode);
-            granted.append_value(row.granted);
-            database.append_option(row.database.as_deref());
-            relation.append_option(row.relation.as_deref());
-            page.append_option(row.page);
-            tuple.append_option(row.tuple);
-            virtual_xid.append_option(row.virtual_xid.as_deref());
-            transaction_id.append_option(row.transaction_id.as_deref());
-            waiting_since.append_option(row.waiting_since_us);
-            append_pids(&mut blocked_by, &row.blocked_by);
-        }
-    }
-    record_batch(vec![
-        ("target", Arc::new(target.finish())),
-        ("collected_at", Arc::new(collected_at.finish())),
-        ("pid", Arc::new(pid.finish())),
-        ("lock_type", Arc::new(lock_type.finish())),
-        ("mode", Arc::new(mode.finish())),
-        ("granted", Arc::new(granted.finish())),
-        ("database", Arc::new(database.finish())),
-        ("relation", Arc::new(relation.finish())),
-        ("page", Arc::new(page.finish())),
-        ("tuple", Arc::new(tuple.finish())),
-        ("virtual_xid", Arc::new(virtual_xid.finish())),
-        ("transaction_id", Arc::new(transaction_id.finish())),
-        ("waiting_since", Arc::new(waiting_since.finish())),
-        ("blocked_by", Arc::new(blocked_by.finish())),
+        ("stream_sequence", Arc::new(stream_sequence.finish())),
+        ("part_index", Arc::new(part_index.finish())),
+        ("part_count", Arc::new(part_count.finish())),
+        ("row_count", Arc::new(row_count.finish())),
+        ("statements_dealloc", Arc::new(dealloc.finish())),
+        ("statements_stats_reset", Arc::new(stats_reset.finish())),
     ])
 }
 
@@ -178,146 +99,63 @@ pub(crate) fn instance_rows_batch(snapshots: &[(u64, &Snapshot<DatabaseRow>)]) -
     ])
 }
 
-/// Rows of `database_samples`: one per database per snapshot.
-pub(crate) fn database_rows_batch<'a>(snapshots: impl Iterator<Item = &'a Snapshot<DatabaseRow>>) -> RecordBatch {
-    let mut target = StringBuilder::new();
-    let mut collected_at = TimestampMicrosecondBuilder::new();
-    let mut database = StringBuilder::new();
-    let mut backends = Int32Builder::new();
-    // The cumulative counters, in table order.
-    let mut counters: Vec<Int64Builder> = (0..13).map(|_| Int64Builder::new()).collect();
-    let mut checksum_failures = Int64Builder::new();
-    let mut blk_read_time_ms = Float64Builder::new();
-    let mut blk_write_time_ms = Float64Builder::new();
-    let mut session_times: Vec<Float64Builder> = (0..3).map(|_| Float64Builder::new()).collect();
-    let mut session_counts: Vec<Int64Builder> = (0..4).map(|_| Int64Builder::new()).collect();
-    let mut stats_reset = TimestampMicrosecondBuilder::new();
-    for snapshot in snapshots {
+/// Rows of a samples table: `target` and `collected_at`, then one column per field of `Row`, in
+/// declaration order (the Appender matches columns by position). Fields named `*_us` become
+/// timestamps; fields left out of the payload (absent options, empty lists) become NULL.
+pub(crate) fn sample_rows_batch<'a, Row: Serialize + Deserialize<'a> + 'a>(snapshots: &[(u64, &'a Snapshot<Row>)]) -> RecordBatch {
+    let row_count = snapshots.iter().map(|(_, snapshot)| snapshot.rows.len()).sum();
+    let mut target = StringBuilder::with_capacity(row_count, row_count * 8);
+    let mut collected_at = TimestampMicrosecondBuilder::with_capacity(row_count);
+    let mut rows: Vec<&Row> = Vec::with_capacity(row_count);
+    for (_, snapshot) in snapshots {
         for row in &snapshot.rows {
             target.append_value(snapshot.target.as_str());
             collected_at.append_value(snapshot.collected_at_us);
-            database.append_value(&row.database);
-            backends.append_value(row.backends);
-            let values = [
-                row.xact_commit,
-                row.xact_rollback,
-                row.blks_read,
-                row.blks_hit,
-                row.tup_returned,
-                row.tup_fetched,
-                row.tup_inserted,
-                row.tup_updated,
-                row.tup_deleted,
-                row.conflicts,
-                row.temp_files,
-                row.temp_bytes,
-                row.deadlocks,
-            ];
-            for (builder, value) in counters.iter_mut().zip(values) {
-                builder.append_value(value);
-            }
-            checksum_failures.append_option(row.checksum_failures);
-            blk_read_time_ms.append_value(row.blk_read_time_ms);
-            blk_write_time_ms.append_value(row.blk_write_time_ms);
-            for (builder, value) in session_times
-                .iter_mut()
-                .zip([row.session_time_ms, row.active_time_ms, row.idle_in_transaction_time_ms])
-            {
-                builder.append_option(value);
-            }
-            for (builder, value) in
-                session_counts
-                    .iter_mut()
-                    .zip([row.sessions, row.sessions_abandoned, row.sessions_fatal, row.sessions_killed])
-            {
-                builder.append_option(value);
-            }
-            stats_reset.append_option(row.stats_reset_us);
+            rows.push(row);
         }
     }
-    let counter_names = [
-        "xact_commit",
-        "xact_rollback",
-        "blks_read",
-        "blks_hit",
-        "tup_returned",
-        "tup_fetched",
-        "tup_inserted",
-        "tup_updated",
-        "tup_deleted",
-        "conflicts",
-        "temp_files",
-        "temp_bytes",
-        "deadlocks",
-    ];
+    let fields = row_fields::<Row>();
+    let row_columns = serde_arrow::to_record_batch(&fields, &rows).expect("row fields are traced from the row type");
     let mut columns: Vec<(&str, ArrayRef)> = vec![
         ("target", Arc::new(target.finish())),
         ("collected_at", Arc::new(collected_at.finish())),
-        ("database", Arc::new(database.finish())),
-        ("backends", Arc::new(backends.finish())),
     ];
     columns.extend(
-        counter_names
-            .into_iter()
-            .zip(counters.iter_mut())
-            .map(|(name, builder)| (name, Arc::new(builder.finish()) as ArrayRef)),
+        fields
+            .iter()
+            .map(|field| field.name().as_str())
+            .zip(row_columns.columns().iter().cloned()),
     );
-    columns.push(("checksum_failures", Arc::new(checksum_failures.finish())));
-    columns.push(("blk_read_time_ms", Arc::new(blk_read_time_ms.finish())));
-    columns.push(("blk_write_time_ms", Arc::new(blk_write_time_ms.finish())));
-    let session_time_names = ["session_time_ms", "active_time_ms", "idle_in_transaction_time_ms"];
-    columns.extend(
-        session_time_names
-            .into_iter()
-            .zip(session_times.iter_mut())
-            .map(|(name, builder)| (name, Arc::new(builder.finish()) as ArrayRef)),
-    );
-    let session_count_names = ["sessions", "sessions_abandoned", "sessions_fatal", "sessions_killed"];
-    columns.extend(
-        session_count_names
-            .into_iter()
-            .zip(session_counts.iter_mut())
-            .map(|(name, builder)| (name, Arc::new(builder.finish()) as ArrayRef)),
-    );
-    columns.push(("stats_reset", Arc::new(stats_reset.finish())));
     record_batch(columns)
 }
 
-/// Rows of `target_status`: the collector's view of each target over time.
-pub(crate) fn status_rows_batch<'a>(snapshots: impl Iterator<Item = &'a Snapshot<StatusRow>>) -> RecordBatch {
-    let mut target = StringBuilder::new();
-    let mut collected_at = TimestampMicrosecondBuilder::new();
-    let mut state = StringBuilder::new();
-    let mut reason = StringBuilder::new();
-    let mut message = StringBuilder::new();
-    let mut since = TimestampMicrosecondBuilder::new();
-    for snapshot in snapshots {
-        for row in &snapshot.rows {
-            target.append_value(snapshot.target.as_str());
-            collected_at.append_value(snapshot.collected_at_us);
-            state.append_value(row.state.as_str());
-            reason.append_option(row.reason.map(DownReason::as_str));
-            message.append_option(row.message.as_deref());
-            since.append_value(row.since_us);
-        }
-    }
-    record_batch(vec![
-        ("target", Arc::new(target.finish())),
-        ("collected_at", Arc::new(collected_at.finish())),
-        ("state", Arc::new(state.finish())),
-        ("reason", Arc::new(reason.finish())),
-        ("message", Arc::new(message.finish())),
-        ("since", Arc::new(since.finish())),
-    ])
+/// The Arrow fields of a row type, typed as its DuckDB columns.
+fn row_fields<'a, Row: Deserialize<'a>>() -> Vec<FieldRef> {
+    let options = TracingOptions::default()
+        .enums_without_data_as_strings(true)
+        .strings_as_large_utf8(false)
+        .sequence_as_large_list(false);
+    let traced = Vec::<FieldRef>::from_type::<Row>(options).expect("event row types are plain structs");
+    traced
+        .into_iter()
+        .map(|field| {
+            let data_type = match field.data_type() {
+                DataType::Int64 if field.name().ends_with("_us") => DataType::Timestamp(TimeUnit::Microsecond, None),
+                other => without_dictionaries(other),
+            };
+            Arc::new(Field::new(field.name(), data_type, true))
+        })
+        .collect()
 }
 
-/// A list of pids, NULL when empty (most rows block no one and wait for no one).
-fn append_pids(list: &mut ListBuilder<Int32Builder>, pids: &[i32]) {
-    if pids.is_empty() {
-        list.append_null();
-    } else {
-        list.values().append_slice(pids);
-        list.append(true);
+/// Enums are traced as dictionaries, which the Appender does not take: they are stored as text.
+fn without_dictionaries(data_type: &DataType) -> DataType {
+    let plain_field = |field: &FieldRef| Arc::new(Field::new(field.name(), without_dictionaries(field.data_type()), true));
+    match data_type {
+        DataType::Dictionary(_, _) => DataType::Utf8,
+        DataType::List(item) => DataType::List(plain_field(item)),
+        DataType::Struct(fields) => DataType::Struct(fields.iter().map(plain_field).collect()),
+        other => other.clone(),
     }
 }
 

@@ -122,6 +122,8 @@ async fn decode_batch(jetstream: &jetstream::Context, messages: &[Message], stat
             Ok(AnySnapshot::Locks(snapshot)) => batch.locks.push((sequence, snapshot)),
             Ok(AnySnapshot::Database(snapshot)) => batch.database.push((sequence, snapshot)),
             Ok(AnySnapshot::Status(snapshot)) => batch.status.push((sequence, snapshot)),
+            Ok(AnySnapshot::Statements(snapshot)) => batch.statements.push((sequence, snapshot)),
+            Ok(AnySnapshot::Objects(snapshot)) => batch.objects.push((sequence, snapshot)),
             Err(reason) => dead_letter(jetstream, message, sequence, &reason.to_string(), stats).await?,
         }
     }

@@ -7,11 +7,9 @@
 use std::path::{Path, PathBuf};
 
 use duckdb::Connection;
-use pgmon_common::event::{ActivityRow, DatabaseRow, LockRow, Snapshot, StatusRow};
+use pgmon_common::event::{ActivityRow, DatabaseRow, LockRow, ObjectRow, Snapshot, StatementRow, StatusRow};
 
-use crate::arrow_rows::{
-    activity_rows_batch, activity_snapshots_batch, database_rows_batch, instance_rows_batch, lock_rows_batch, status_rows_batch,
-};
+use crate::arrow_rows::{activity_snapshots_batch, instance_rows_batch, sample_rows_batch, snapshot_parts_batch};
 
 /// The file name of the database inside the data directory.
 pub const DATABASE_FILE_NAME: &str = "pgmon.duckdb";
@@ -126,6 +124,143 @@ const MIGRATIONS: &[(i32, &str)] = &[
          since TIMESTAMP NOT NULL
      );",
     ),
+    (
+        5,
+        "ALTER TABLE target_status ADD COLUMN limitations STRUCT(kind VARCHAR, reason VARCHAR, message VARCHAR)[];
+     CREATE TABLE snapshot_parts (
+         target VARCHAR NOT NULL,
+         kind VARCHAR NOT NULL,
+         collected_at TIMESTAMP NOT NULL,
+         stream_sequence UBIGINT NOT NULL,
+         part_index INTEGER NOT NULL,
+         part_count INTEGER NOT NULL,
+         row_count INTEGER NOT NULL,
+         statements_dealloc BIGINT,
+         statements_stats_reset TIMESTAMP
+     );
+     CREATE TABLE statement_samples (
+         target VARCHAR NOT NULL,
+         collected_at TIMESTAMP NOT NULL,
+         database VARCHAR NOT NULL,
+         user_name VARCHAR NOT NULL,
+         query_id BIGINT NOT NULL,
+         toplevel BOOLEAN,
+         query VARCHAR,
+         calls BIGINT NOT NULL,
+         total_exec_time_ms DOUBLE NOT NULL,
+         min_exec_time_ms DOUBLE NOT NULL,
+         max_exec_time_ms DOUBLE NOT NULL,
+         mean_exec_time_ms DOUBLE NOT NULL,
+         stddev_exec_time_ms DOUBLE NOT NULL,
+         plans BIGINT NOT NULL,
+         total_plan_time_ms DOUBLE NOT NULL,
+         rows BIGINT NOT NULL,
+         shared_blks_hit BIGINT NOT NULL,
+         shared_blks_read BIGINT NOT NULL,
+         shared_blks_dirtied BIGINT NOT NULL,
+         shared_blks_written BIGINT NOT NULL,
+         local_blks_hit BIGINT NOT NULL,
+         local_blks_read BIGINT NOT NULL,
+         local_blks_dirtied BIGINT NOT NULL,
+         local_blks_written BIGINT NOT NULL,
+         temp_blks_read BIGINT NOT NULL,
+         temp_blks_written BIGINT NOT NULL,
+         shared_blk_read_time_ms DOUBLE NOT NULL,
+         shared_blk_write_time_ms DOUBLE NOT NULL,
+         local_blk_read_time_ms DOUBLE,
+         local_blk_write_time_ms DOUBLE,
+         temp_blk_read_time_ms DOUBLE,
+         temp_blk_write_time_ms DOUBLE,
+         wal_records BIGINT NOT NULL,
+         wal_fpi BIGINT NOT NULL,
+         wal_bytes BIGINT NOT NULL,
+         wal_buffers_full BIGINT,
+         jit_functions BIGINT,
+         jit_time_ms DOUBLE,
+         parallel_workers_to_launch BIGINT,
+         parallel_workers_launched BIGINT,
+         stats_since TIMESTAMP
+     );
+     -- The text of each query id, sent once per collector run.
+     CREATE VIEW statement_texts AS
+         SELECT target, query_id, arg_max(query, collected_at) AS query, min(collected_at) AS first_seen
+         FROM statement_samples WHERE query IS NOT NULL GROUP BY target, query_id;
+     -- What each entry did between two samples. An entry counts from zero again after a reset of
+     -- all statistics (stats_reset moved), after its own reset or eviction (stats_since moved, or
+     -- a counter went down), so deltas are never negative. An entry first seen after the
+     -- target's first sample counted from zero since then; in the first sample it has no delta.
+     CREATE VIEW statement_deltas AS
+         WITH info AS (
+             SELECT target, collected_at, any_value(statements_stats_reset) AS stats_reset
+             FROM snapshot_parts WHERE kind = 'statements' GROUP BY target, collected_at
+         ),
+         firsts AS (
+             SELECT target, min(collected_at) AS first_collected_at FROM info GROUP BY target
+         ),
+         paired AS (
+             SELECT s.*, i.stats_reset, f.first_collected_at,
+                    lag(s.collected_at) OVER entry AS previous_collected_at,
+                    lag(i.stats_reset) OVER entry AS previous_stats_reset,
+                    lag(s.stats_since) OVER entry AS previous_stats_since,
+                    lag(s.calls) OVER entry AS previous_calls,
+                    lag(s.total_exec_time_ms) OVER entry AS previous_total_exec_time_ms,
+                    lag(s.total_plan_time_ms) OVER entry AS previous_total_plan_time_ms,
+                    lag(s.rows) OVER entry AS previous_rows,
+                    lag(s.shared_blks_hit) OVER entry AS previous_shared_blks_hit,
+                    lag(s.shared_blks_read) OVER entry AS previous_shared_blks_read,
+                    lag(s.shared_blks_written) OVER entry AS previous_shared_blks_written,
+                    lag(s.temp_blks_read) OVER entry AS previous_temp_blks_read,
+                    lag(s.temp_blks_written) OVER entry AS previous_temp_blks_written,
+                    lag(s.shared_blk_read_time_ms) OVER entry AS previous_shared_blk_read_time_ms,
+                    lag(s.wal_bytes) OVER entry AS previous_wal_bytes
+             FROM statement_samples s
+             LEFT JOIN info i USING (target, collected_at)
+             LEFT JOIN firsts f USING (target)
+             WINDOW entry AS (PARTITION BY s.target, s.database, s.user_name, s.query_id, s.toplevel ORDER BY s.collected_at)
+         ),
+         classified AS (
+             SELECT *,
+                    CASE
+                        WHEN previous_calls IS NULL THEN collected_at > first_collected_at
+                        ELSE stats_reset IS DISTINCT FROM previous_stats_reset
+                          OR stats_since IS DISTINCT FROM previous_stats_since
+                          OR calls < previous_calls
+                          OR total_exec_time_ms < previous_total_exec_time_ms
+                    END AS counts_from_zero
+             FROM paired
+         )
+         SELECT target, collected_at, previous_collected_at, database, user_name, query_id, toplevel, counts_from_zero,
+                CASE WHEN counts_from_zero THEN calls WHEN previous_calls IS NOT NULL THEN calls - previous_calls END AS calls,
+                CASE WHEN counts_from_zero THEN total_exec_time_ms WHEN previous_calls IS NOT NULL THEN total_exec_time_ms - previous_total_exec_time_ms END AS total_exec_time_ms,
+                CASE WHEN counts_from_zero THEN total_plan_time_ms WHEN previous_calls IS NOT NULL THEN total_plan_time_ms - previous_total_plan_time_ms END AS total_plan_time_ms,
+                CASE WHEN counts_from_zero THEN rows WHEN previous_calls IS NOT NULL THEN rows - previous_rows END AS rows,
+                CASE WHEN counts_from_zero THEN shared_blks_hit WHEN previous_calls IS NOT NULL THEN shared_blks_hit - previous_shared_blks_hit END AS shared_blks_hit,
+                CASE WHEN counts_from_zero THEN shared_blks_read WHEN previous_calls IS NOT NULL THEN shared_blks_read - previous_shared_blks_read END AS shared_blks_read,
+                CASE WHEN counts_from_zero THEN shared_blks_written WHEN previous_calls IS NOT NULL THEN shared_blks_written - previous_shared_blks_written END AS shared_blks_written,
+                CASE WHEN counts_from_zero THEN temp_blks_read WHEN previous_calls IS NOT NULL THEN temp_blks_read - previous_temp_blks_read END AS temp_blks_read,
+                CASE WHEN counts_from_zero THEN temp_blks_written WHEN previous_calls IS NOT NULL THEN temp_blks_written - previous_temp_blks_written END AS temp_blks_written,
+                CASE WHEN counts_from_zero THEN shared_blk_read_time_ms WHEN previous_calls IS NOT NULL THEN shared_blk_read_time_ms - previous_shared_blk_read_time_ms END AS shared_blk_read_time_ms,
+                CASE WHEN counts_from_zero THEN wal_bytes WHEN previous_calls IS NOT NULL THEN wal_bytes - previous_wal_bytes END AS wal_bytes
+         FROM classified;
+     CREATE TABLE object_samples (
+         target VARCHAR NOT NULL,
+         collected_at TIMESTAMP NOT NULL,
+         database VARCHAR NOT NULL,
+         schema_name VARCHAR NOT NULL,
+         name VARCHAR NOT NULL,
+         kind VARCHAR NOT NULL,
+         parent VARCHAR,
+         total_bytes BIGINT NOT NULL,
+         table_bytes BIGINT NOT NULL,
+         index_bytes BIGINT NOT NULL,
+         toast_bytes BIGINT NOT NULL,
+         row_estimate BIGINT,
+         last_vacuum TIMESTAMP,
+         last_autovacuum TIMESTAMP,
+         last_analyze TIMESTAMP,
+         last_autoanalyze TIMESTAMP
+     );",
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]
@@ -154,6 +289,8 @@ pub struct IngestBatch {
     pub locks: Vec<(u64, Snapshot<LockRow>)>,
     pub database: Vec<(u64, Snapshot<DatabaseRow>)>,
     pub status: Vec<(u64, Snapshot<StatusRow>)>,
+    pub statements: Vec<(u64, Snapshot<StatementRow>)>,
+    pub objects: Vec<(u64, Snapshot<ObjectRow>)>,
     /// The highest stream sequence in the batch, dead-lettered messages included.
     pub last_sequence: u64,
 }
@@ -161,7 +298,7 @@ pub struct IngestBatch {
 impl IngestBatch {
     /// How many usable snapshots the batch holds, of every kind.
     pub fn snapshot_count(&self) -> usize {
-        self.activity.len() + self.locks.len() + self.database.len() + self.status.len()
+        self.activity.len() + self.locks.len() + self.database.len() + self.status.len() + self.statements.len() + self.objects.len()
     }
 }
 
@@ -211,7 +348,9 @@ impl Store {
         let locks = fresh(&batch.locks, already_applied);
         let database = fresh(&batch.database, already_applied);
         let status = fresh(&batch.status, already_applied);
-        let fresh_snapshots = activity.len() + locks.len() + database.len() + status.len();
+        let statements = fresh(&batch.statements, already_applied);
+        let objects = fresh(&batch.objects, already_applied);
+        let fresh_snapshots = activity.len() + locks.len() + database.len() + status.len() + statements.len() + objects.len();
         let mut applied = AppliedBatch {
             snapshots: fresh_snapshots,
             already_stored: batch.snapshot_count() - fresh_snapshots,
@@ -219,17 +358,25 @@ impl Store {
         };
         if !activity.is_empty() {
             append(&transaction, "activity_snapshots", activity_snapshots_batch(&activity))?;
-            applied.rows += append(&transaction, "activity_samples", activity_rows_batch(snapshots_of(&activity)))?;
+            applied.rows += append(&transaction, "activity_samples", sample_rows_batch(&activity))?;
         }
         if !locks.is_empty() {
-            applied.rows += append(&transaction, "lock_samples", lock_rows_batch(snapshots_of(&locks)))?;
+            applied.rows += append(&transaction, "lock_samples", sample_rows_batch(&locks))?;
         }
         if !database.is_empty() {
             append(&transaction, "instance_samples", instance_rows_batch(&database))?;
-            applied.rows += append(&transaction, "database_samples", database_rows_batch(snapshots_of(&database)))?;
+            applied.rows += append(&transaction, "database_samples", sample_rows_batch(&database))?;
         }
         if !status.is_empty() {
-            applied.rows += append(&transaction, "target_status", status_rows_batch(snapshots_of(&status)))?;
+            applied.rows += append(&transaction, "target_status", sample_rows_batch(&status))?;
+        }
+        if !statements.is_empty() {
+            append(&transaction, "snapshot_parts", snapshot_parts_batch(&statements))?;
+            applied.rows += append(&transaction, "statement_samples", sample_rows_batch(&statements))?;
+        }
+        if !objects.is_empty() {
+            append(&transaction, "snapshot_parts", snapshot_parts_batch(&objects))?;
+            applied.rows += append(&transaction, "object_samples", sample_rows_batch(&objects))?;
         }
         if batch.last_sequence > already_applied {
             transaction
@@ -257,10 +404,6 @@ fn fresh<Row>(snapshots: &[(u64, Snapshot<Row>)], already_applied: u64) -> Vec<(
         .filter(|(sequence, _)| *sequence > already_applied)
         .map(|(sequence, snapshot)| (*sequence, snapshot))
         .collect()
-}
-
-fn snapshots_of<'a, Row>(fresh: &'a [(u64, &'a Snapshot<Row>)]) -> impl Iterator<Item = &'a Snapshot<Row>> {
-    fresh.iter().map(|(_, snapshot)| *snapshot)
 }
 
 /// Appends a record batch to `table`; returns how many rows it held.
@@ -311,7 +454,7 @@ fn migrate(connection: &Connection, path: &Path) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pgmon_common::event::{ServerIdentity, SnapshotKind, CURRENT_SCHEMA_VERSION};
+    use pgmon_common::event::{AnySnapshot, ServerIdentity, SnapshotKind, CURRENT_SCHEMA_VERSION};
 
     fn snapshot(collected_at_us: i64, rows: usize) -> Snapshot<ActivityRow> {
         Snapshot {
@@ -325,6 +468,8 @@ mod tests {
                 server_version: "17.0".into(),
             },
             instance: None,
+            statements_info: None,
+            part: None,
             rows: (0..rows)
                 .map(|pid| ActivityRow {
                     pid: pid as i32,
@@ -405,6 +550,8 @@ mod tests {
                 server_version: "17.0".into(),
             },
             instance: None,
+            statements_info: None,
+            part: None,
             rows: vec![
                 LockRow {
                     pid: 1,
@@ -482,6 +629,53 @@ mod tests {
             .unwrap();
         assert_eq!(max_connections, 200);
         assert!(settings.contains("\"work_mem\":\"4096kB\""), "{settings}");
+    }
+
+    /// Every fixture of every kind stores, with each row in its table and its columns in place.
+    #[test]
+    fn every_version_1_fixture_is_stored() {
+        let directory = tempfile::tempdir().unwrap();
+        let mut store = Store::open(directory.path(), "PGMON").unwrap();
+        let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../common/fixtures/v1");
+        let mut batch = IngestBatch::default();
+        let mut expected_rows = 0;
+        for (sequence, entry) in std::fs::read_dir(fixtures).unwrap().enumerate() {
+            let sequence = sequence as u64 + 1;
+            let snapshot = pgmon_common::event::decode_snapshot(&std::fs::read(entry.unwrap().path()).unwrap()).unwrap();
+            expected_rows += snapshot.row_count();
+            match snapshot {
+                AnySnapshot::Activity(snapshot) => batch.activity.push((sequence, snapshot)),
+                AnySnapshot::Locks(snapshot) => batch.locks.push((sequence, snapshot)),
+                AnySnapshot::Database(snapshot) => batch.database.push((sequence, snapshot)),
+                AnySnapshot::Status(snapshot) => batch.status.push((sequence, snapshot)),
+                AnySnapshot::Statements(snapshot) => batch.statements.push((sequence, snapshot)),
+                AnySnapshot::Objects(snapshot) => batch.objects.push((sequence, snapshot)),
+            }
+            batch.last_sequence = sequence;
+        }
+        assert_eq!(store.apply(&batch).unwrap().rows, expected_rows);
+        let query = |sql: &str| -> String { store.connection.query_row(sql, [], |row| row.get(0)).unwrap() };
+        assert_eq!(
+            query("SELECT query FROM statement_texts WHERE query_id = -3172049182744215713"),
+            "SELECT * FROM orders WHERE customer_id = $1"
+        );
+        assert_eq!(
+            query("SELECT format('{}/{}/{}', calls, wal_bytes, local_blk_read_time_ms IS NULL) FROM statement_samples WHERE user_name = 'batch'"),
+            "14/91234567/true"
+        );
+        assert_eq!(
+            query("SELECT format('{}/{}/{}', kind, parent, last_autovacuum) FROM object_samples WHERE name = 'orders_2025'"),
+            "table/public.orders/2025-11-24 13:13:20"
+        );
+        assert_eq!(
+            query("SELECT format('{}/{}', part_count, statements_dealloc) FROM snapshot_parts WHERE kind = 'statements'"),
+            "2/3"
+        );
+        assert_eq!(
+            query("SELECT limitations[1].reason FROM target_status WHERE target = 'prod-db3'"),
+            "extension_missing"
+        );
+        assert_eq!(query("SELECT state FROM target_status WHERE target = 'prod-db2'"), "down");
     }
 
     /// Older duckdb-rs versions panicked above 2048 rows per appended record batch.

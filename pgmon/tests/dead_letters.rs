@@ -27,6 +27,8 @@ fn good_snapshot(collected_at_us: i64) -> Vec<u8> {
             server_version: "17.0".into(),
         },
         instance: None,
+        statements_info: None,
+        part: None,
         rows: vec![ActivityRow {
             pid: 7,
             backend_type: Some("client backend".into()),

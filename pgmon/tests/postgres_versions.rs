@@ -1,12 +1,12 @@
-//! The collector against every supported PostgreSQL major version (13 to 18): snapshots decode
-//! into the v1 types, with what each version has (query_id from 14 on).
+//! The collector against every supported PostgreSQL major version (13 to 18): snapshots of every
+//! kind decode into the v1 types, with what each version has (query_id from 14 on, …).
 
 mod common;
 
 use std::time::Duration;
 
 use common::{collector_config, stream_activity, stream_snapshots, wait_until};
-use pgmon_common::event::AnySnapshot;
+use pgmon_common::event::{AnySnapshot, ObjectKind, SnapshotKind};
 use pgmon_test_support::{TestNats, TestPostgres};
 use tokio_util::sync::CancellationToken;
 
@@ -26,6 +26,10 @@ async fn activity_snapshots_from_postgresql_13_to_18() {
     let mut sleepers = Vec::new();
     for (_, server) in &servers {
         let client = server.connect().await;
+        client
+            .batch_execute("CREATE EXTENSION pg_stat_statements; CREATE TABLE matrix_probe (id int PRIMARY KEY)")
+            .await
+            .unwrap();
         sleepers.push(tokio::spawn(async move {
             client.execute("SELECT pg_sleep(8) /* matrix */", &[]).await.unwrap()
         }));
@@ -39,14 +43,23 @@ async fn activity_snapshots_from_postgresql_13_to_18() {
     let url = nats.url();
     wait_until(
         Duration::from_secs(30),
-        "a snapshot showing the sleeper from every server",
+        "a snapshot showing the sleeper, statements and objects from every server",
         || async {
-            let snapshots = stream_activity(&url).await;
+            let snapshots = stream_snapshots(&url).await;
             MAJORS.iter().all(|major| {
-                snapshots.iter().any(|snapshot| {
-                    snapshot.target.as_str() == format!("pg{major}")
-                        && snapshot.rows.iter().any(|row| row.wait_event.as_deref() == Some("PgSleep"))
-                })
+                let of_server = |kind: SnapshotKind| {
+                    snapshots
+                        .iter()
+                        .any(|(_, snapshot)| snapshot.target().as_str() == format!("pg{major}") && snapshot.kind() == kind)
+                };
+                let sleeper_seen = snapshots.iter().any(|(_, snapshot)| match snapshot {
+                    AnySnapshot::Activity(snapshot) => {
+                        snapshot.target.as_str() == format!("pg{major}")
+                            && snapshot.rows.iter().any(|row| row.wait_event.as_deref() == Some("PgSleep"))
+                    }
+                    _ => false,
+                });
+                sleeper_seen && of_server(SnapshotKind::Statements) && of_server(SnapshotKind::Objects)
             })
         },
     )
@@ -61,9 +74,13 @@ async fn activity_snapshots_from_postgresql_13_to_18() {
             snapshot.server.system_identifier.is_some(),
             "the superuser may read pg_control_system()"
         );
+        // Its short object-size sessions are load like any other and stay visible.
         assert!(
-            snapshot.rows.iter().all(|row| row.application.as_deref() != Some("pgmon")),
-            "the collector sampled itself"
+            snapshot
+                .rows
+                .iter()
+                .all(|row| !row.query.as_deref().is_some_and(|query| query.contains("FROM pg_stat_activity a"))),
+            "the activity session sampled itself"
         );
         let Some(sleeper) = snapshot.rows.iter().find(|row| row.wait_event.as_deref() == Some("PgSleep")) else {
             continue;
@@ -107,6 +124,63 @@ async fn activity_snapshots_from_postgresql_13_to_18() {
             "PostgreSQL {major}: {postgres:?}"
         );
         assert_eq!(postgres.sessions.is_some(), *major >= 14, "PostgreSQL {major}: session counters");
+    }
+    for major in MAJORS {
+        let target = format!("pg{major}");
+        let statements = snapshots
+            .iter()
+            .find_map(|(_, snapshot)| match snapshot {
+                AnySnapshot::Statements(snapshot) if snapshot.target.as_str() == target => Some(snapshot),
+                _ => None,
+            })
+            .unwrap();
+        // pg_stat_statements_info exists from extension 1.9 (PostgreSQL 14).
+        assert_eq!(statements.statements_info.is_some(), *major >= 14, "PostgreSQL {major}");
+        let create = statements
+            .rows
+            .iter()
+            .find(|row| row.query.as_deref().is_some_and(|text| text.contains("CREATE TABLE matrix_probe")))
+            .unwrap_or_else(|| panic!("PostgreSQL {major}: the probe's statement and text"));
+        assert!(create.calls >= 1 && create.database == "postgres" && create.user == "postgres");
+        assert_eq!(create.toplevel.is_some(), *major >= 14, "PostgreSQL {major}: toplevel");
+        assert_eq!(
+            create.temp_blk_read_time_ms.is_some(),
+            *major >= 15,
+            "PostgreSQL {major}: temp block times"
+        );
+        assert_eq!(create.jit_functions.is_some(), *major >= 15, "PostgreSQL {major}: JIT counters");
+        assert_eq!(create.stats_since_us.is_some(), *major >= 17, "PostgreSQL {major}: stats_since");
+        assert_eq!(
+            create.local_blk_read_time_ms.is_some(),
+            *major >= 17,
+            "PostgreSQL {major}: local block times"
+        );
+        assert_eq!(
+            create.parallel_workers_launched.is_some(),
+            *major >= 18,
+            "PostgreSQL {major}: parallel workers"
+        );
+
+        let objects = snapshots
+            .iter()
+            .find_map(|(_, snapshot)| match snapshot {
+                AnySnapshot::Objects(snapshot) if snapshot.target.as_str() == target => Some(snapshot),
+                _ => None,
+            })
+            .unwrap();
+        let probe = objects
+            .rows
+            .iter()
+            .find(|row| row.database == "postgres" && row.name == "matrix_probe")
+            .unwrap_or_else(|| panic!("PostgreSQL {major}: the probe table among the objects"));
+        assert_eq!(probe.kind, ObjectKind::Table);
+        assert!(
+            objects
+                .rows
+                .iter()
+                .any(|row| row.name == "matrix_probe_pkey" && row.parent.as_deref() == Some("public.matrix_probe")),
+            "PostgreSQL {major}: the probe's index"
+        );
     }
     for sleeper in sleepers {
         sleeper.await.unwrap();

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::{collector_config, ingester_config, stream_activity, stream_snapshots, wait_until};
-use pgmon_common::event::{AnySnapshot, DownReason, StatusRow, TargetState};
+use pgmon_common::event::{AnySnapshot, DownReason, LimitationReason, SnapshotKind, StatusRow, TargetState};
 use pgmon_test_support::{free_local_port, TestNats, TestPostgres};
 use tokio_util::sync::CancellationToken;
 
@@ -77,6 +77,15 @@ async fn every_failure_has_its_reason_and_healthy_targets_go_on() {
     }
     let healthy = newest_status(&url, "healthy").await.expect("a status of the healthy target");
     assert_eq!(healthy.state, TargetState::Up);
+    // Up, but without pg_stat_statements (never created here): that kind says why it is missing.
+    let [limitation] = healthy.limitations.as_slice() else {
+        panic!("one limitation expected: {healthy:?}")
+    };
+    assert_eq!(
+        (limitation.kind, limitation.reason),
+        (SnapshotKind::Statements, LimitationReason::ExtensionMissing)
+    );
+    assert!(limitation.message.contains("CREATE EXTENSION pg_stat_statements"), "{limitation:?}");
     wait_until(Duration::from_secs(20), "activity of the healthy target", || async {
         stream_activity(&url)
             .await
@@ -100,4 +109,12 @@ async fn every_failure_has_its_reason_and_healthy_targets_go_on() {
         )
         .unwrap();
     assert_eq!(stored, "database_missing");
+    let stored: String = database
+        .query_row(
+            "SELECT limitations[1].reason FROM target_status WHERE target = 'healthy' ORDER BY collected_at DESC LIMIT 1",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(stored, "extension_missing");
 }

@@ -30,9 +30,12 @@ pub fn collector_config(nats_url: &str, targets: &[(&str, String)], interval: Du
         activity_interval: interval,
         locks_interval: interval,
         database_interval: Duration::from_secs(1),
+        statements_interval: Duration::from_secs(1),
+        objects_interval: Duration::from_secs(2),
+        objects_statement_timeout: Duration::from_secs(10),
         query_text_max_length: 200,
         statement_timeout: Duration::from_secs(2),
-        publish_queue_capacity: 600,
+        publish_buffer_mib: 64,
     }
 }
 
@@ -118,13 +121,19 @@ pub async fn stream_snapshots(nats_url: &str) -> Vec<(u64, AnySnapshot)> {
 
 /// The activity snapshots in the stream, in stream order.
 pub async fn stream_activity(nats_url: &str) -> Vec<Snapshot<ActivityRow>> {
+    stream_of_kind(nats_url, |snapshot| match snapshot {
+        AnySnapshot::Activity(snapshot) => Some(snapshot),
+        _ => None,
+    })
+    .await
+}
+
+/// The snapshots (or parts) of one kind in the stream, in stream order.
+pub async fn stream_of_kind<Row>(nats_url: &str, of_kind: impl Fn(AnySnapshot) -> Option<Snapshot<Row>>) -> Vec<Snapshot<Row>> {
     stream_snapshots(nats_url)
         .await
         .into_iter()
-        .filter_map(|(_, snapshot)| match snapshot {
-            AnySnapshot::Activity(snapshot) => Some(snapshot),
-            _ => None,
-        })
+        .filter_map(|(_, snapshot)| of_kind(snapshot))
         .collect()
 }
 

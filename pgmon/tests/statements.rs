@@ -1,0 +1,245 @@
+//! pg_stat_statements end to end: calls deltas between snapshots, resets that never make a delta
+//! negative, texts sent once, and snapshots larger than a NATS message arriving whole in parts.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use common::{spawn_pipeline, stream_of_kind, wait_until};
+use pgmon_common::event::{AnySnapshot, Snapshot, StatementRow};
+use pgmon_test_support::{TestNats, TestPostgres};
+use tokio_util::sync::CancellationToken;
+
+async fn stream_statements(nats_url: &str) -> Vec<Snapshot<StatementRow>> {
+    stream_of_kind(nats_url, |snapshot| match snapshot {
+        AnySnapshot::Statements(snapshot) => Some(snapshot),
+        _ => None,
+    })
+    .await
+}
+
+/// The calls of the probe statement in the latest statements snapshot, if it is there.
+async fn latest_probe_calls(nats_url: &str, query_id: i64) -> Option<(i64, i64)> {
+    stream_statements(nats_url).await.iter().rev().find_map(|snapshot| {
+        snapshot
+            .rows
+            .iter()
+            .find(|row| row.query_id == query_id)
+            .map(|row| (snapshot.collected_at_us, row.calls))
+    })
+}
+
+const PROBE: &str = "SELECT $1::int4 + 4242 AS delta_probe";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_deltas_match_the_work_done_and_never_go_negative_after_a_reset() {
+    let nats = TestNats::start();
+    let postgres = TestPostgres::start();
+    let client = postgres.connect().await;
+    client.batch_execute("CREATE EXTENSION pg_stat_statements").await.unwrap();
+    let data_dir = tempfile::tempdir().unwrap();
+    let shutdown = CancellationToken::new();
+    let pipeline = spawn_pipeline(&nats.url(), postgres.connection_string("postgres"), data_dir.path(), &shutdown);
+    let url = nats.url();
+
+    client.query(PROBE, &[&1]).await.unwrap();
+    let query_id: i64 = client
+        .query_one(
+            "SELECT queryid FROM pg_stat_statements WHERE query LIKE '%delta_probe%' AND toplevel",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    wait_until(Duration::from_secs(20), "the probe in a statements snapshot", || async {
+        latest_probe_calls(&url, query_id).await.is_some_and(|(_, calls)| calls == 1)
+    })
+    .await;
+    let (before_us, _) = latest_probe_calls(&url, query_id).await.unwrap();
+
+    const K: i64 = 37;
+    for i in 0..K {
+        client.query(PROBE, &[&(i as i32)]).await.unwrap();
+    }
+    wait_until(Duration::from_secs(20), "the K calls in a statements snapshot", || async {
+        latest_probe_calls(&url, query_id).await.is_some_and(|(_, calls)| calls == K + 1)
+    })
+    .await;
+    let (after_us, _) = latest_probe_calls(&url, query_id).await.unwrap();
+
+    client.query_one("SELECT pg_stat_statements_reset()", &[]).await.unwrap();
+    const AFTER_RESET: i64 = 5;
+    for i in 0..AFTER_RESET {
+        client.query(PROBE, &[&(i as i32)]).await.unwrap();
+    }
+    wait_until(Duration::from_secs(20), "the calls after the reset in a snapshot", || async {
+        latest_probe_calls(&url, query_id)
+            .await
+            .is_some_and(|(at, calls)| at > after_us && calls == AFTER_RESET)
+    })
+    .await;
+    let (reset_seen_us, _) = latest_probe_calls(&url, query_id).await.unwrap();
+    // One more snapshot, so the view has a sample after the one that saw the reset.
+    wait_until(Duration::from_secs(20), "a later statements snapshot", || async {
+        stream_statements(&url)
+            .await
+            .last()
+            .is_some_and(|snapshot| snapshot.collected_at_us > reset_seen_us)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    shutdown.cancel();
+    pipeline.join().await;
+
+    // Texts went out once for the probe, in the first snapshot that held it.
+    let texts: Vec<String> = stream_statements(&url)
+        .await
+        .iter()
+        .flat_map(|snapshot| snapshot.rows.iter())
+        .filter(|row| row.query_id == query_id)
+        .filter_map(|row| row.query.clone())
+        .collect();
+    assert_eq!(texts.len(), 1, "{texts:?}");
+    assert!(texts[0].contains("delta_probe"), "{texts:?}");
+
+    let database = duckdb::Connection::open(data_dir.path().join(pgmon_ingester::DATABASE_FILE_NAME)).unwrap();
+    let delta_sum = |from_us: i64, to_us: i64| -> i64 {
+        database
+            .query_row(
+                "SELECT coalesce(sum(calls), 0)::BIGINT FROM statement_deltas
+                 WHERE query_id = ? AND toplevel AND collected_at > make_timestamp(?) AND collected_at <= make_timestamp(?)",
+                duckdb::params![query_id, from_us, to_us],
+                |row| row.get(0),
+            )
+            .unwrap()
+    };
+    assert_eq!(delta_sum(before_us, after_us), K, "calls delta between the two snapshots");
+    assert_eq!(
+        delta_sum(after_us, reset_seen_us),
+        AFTER_RESET,
+        "calls counted from zero after the reset"
+    );
+    let negative: i64 = database
+        .query_row(
+            "SELECT count(*) FROM statement_deltas
+             WHERE calls < 0 OR total_exec_time_ms < 0 OR rows < 0 OR shared_blks_hit < 0 OR shared_blks_read < 0
+                OR temp_blks_written < 0 OR shared_blk_read_time_ms < 0 OR wal_bytes < 0",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(negative, 0, "negative deltas after pg_stat_statements_reset()");
+    let resets_seen: i64 = database
+        .query_row(
+            "SELECT count(DISTINCT statements_stats_reset) FROM snapshot_parts WHERE kind = 'statements'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(resets_seen, 2, "pg_stat_statements_info.stats_reset before and after the reset");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousands_of_statements_arrive_whole_in_parts() {
+    let nats = TestNats::start();
+    let postgres = TestPostgres::start();
+    let client = postgres.connect().await;
+    client.batch_execute("CREATE EXTENSION pg_stat_statements").await.unwrap();
+    // 300 tables × 10 statement shapes: 3,000 distinct query ids, about 3 MB of JSON.
+    let mut setup = String::new();
+    for table in 0..300 {
+        setup.push_str(&format!("CREATE TABLE t{table} (id int PRIMARY KEY, note text);"));
+    }
+    client.batch_execute(&setup).await.unwrap();
+    let shapes = [
+        "SELECT count(*) FROM t{}",
+        "SELECT * FROM t{} WHERE id = 1",
+        "SELECT note FROM t{} ORDER BY id LIMIT 1",
+        "SELECT max(id) FROM t{}",
+        "SELECT min(id), max(id) FROM t{} WHERE note IS NOT NULL",
+        "INSERT INTO t{} VALUES (1, 'x') ON CONFLICT DO NOTHING",
+        "UPDATE t{} SET note = 'y' WHERE id = 2",
+        "DELETE FROM t{} WHERE id = 3",
+        "SELECT id FROM t{} WHERE note LIKE 'a%'",
+        "SELECT count(DISTINCT note) FROM t{}",
+    ];
+    let mut workload = String::new();
+    for table in 0..300 {
+        for shape in shapes {
+            workload.push_str(&shape.replace("{}", &table.to_string()));
+            workload.push(';');
+        }
+    }
+    // Each statement of a simple-query batch is tracked on its own.
+    client.simple_query(&workload).await.unwrap();
+    let entries: i64 = client
+        .query_one("SELECT count(*) FROM pg_stat_statements", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(entries > 3000, "{entries} entries");
+
+    let data_dir = tempfile::tempdir().unwrap();
+    let shutdown = CancellationToken::new();
+    let pipeline = spawn_pipeline(&nats.url(), postgres.connection_string("postgres"), data_dir.path(), &shutdown);
+    let url = nats.url();
+    wait_until(Duration::from_secs(30), "two complete split statements snapshots", || async {
+        let parts = stream_statements(&url).await;
+        let mut complete = 0;
+        let mut by_time: BTreeMap<i64, BTreeSet<u32>> = BTreeMap::new();
+        for snapshot in &parts {
+            if let Some(part) = snapshot.part {
+                let seen = by_time.entry(snapshot.collected_at_us).or_default();
+                seen.insert(part.index);
+                if seen.len() == part.count as usize {
+                    complete += 1;
+                }
+            }
+        }
+        complete >= 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    shutdown.cancel();
+    pipeline.join().await;
+
+    let snapshots = stream_statements(&url).await;
+    let first_time = snapshots[0].collected_at_us;
+    let first: Vec<&Snapshot<StatementRow>> = snapshots.iter().filter(|snapshot| snapshot.collected_at_us == first_time).collect();
+    let count = first[0].part.expect("a snapshot of 3,000 statements is split").count;
+    assert!(count >= 2);
+    assert_eq!(first.len(), count as usize, "every part of the first snapshot arrived");
+    let query_ids: BTreeSet<(String, i64, Option<bool>)> = first
+        .iter()
+        .flat_map(|snapshot| snapshot.rows.iter())
+        .map(|row| (row.user.clone(), row.query_id, row.toplevel))
+        .collect();
+    let rows: usize = first.iter().map(|snapshot| snapshot.rows.len()).sum();
+    assert_eq!(query_ids.len(), rows, "no entry is in two parts");
+    assert!(rows as i64 >= entries, "{rows} rows for {entries} entries");
+    let texts = first
+        .iter()
+        .flat_map(|snapshot| snapshot.rows.iter())
+        .filter(|row| row.query.is_some())
+        .count();
+    assert_eq!(texts, rows, "the first snapshot carries every text");
+
+    let database = duckdb::Connection::open(data_dir.path().join(pgmon_ingester::DATABASE_FILE_NAME)).unwrap();
+    let (stored_parts, stored_rows): (i64, i64) = database
+        .query_row(
+            "SELECT count(*), sum(row_count)::BIGINT FROM snapshot_parts WHERE kind = 'statements' AND collected_at = make_timestamp(?)",
+            [first_time],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((stored_parts, stored_rows), (count as i64, rows as i64));
+    let sampled: i64 = database
+        .query_row(
+            "SELECT count(*) FROM statement_samples WHERE collected_at = make_timestamp(?)",
+            [first_time],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(sampled, rows as i64);
+}
