@@ -3,6 +3,8 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use pgmon_common::event::ActivityRow;
+
+use crate::redact::redact_passwords;
 use tokio_postgres::{Client, Statement};
 
 /// PostgreSQL 14 added `pg_stat_activity.query_id`.
@@ -54,7 +56,10 @@ pub(crate) async fn sample(
             wait_event_type: row.get(7),
             wait_event: row.get(8),
             query_id: row.get::<_, Option<i64>>(9).filter(|id| *id != 0),
-            query: row.get::<_, Option<String>>(10).filter(|text| !text.is_empty()),
+            query: row
+                .get::<_, Option<&str>>(10)
+                .filter(|text| !text.is_empty())
+                .map(|text| redact_passwords(text).into_owned()),
             backend_start_us: row.get::<_, Option<SystemTime>>(11).map(unix_micros),
             xact_start_us: row.get::<_, Option<SystemTime>>(12).map(unix_micros),
             query_start_us: row.get::<_, Option<SystemTime>>(13).map(unix_micros),

@@ -4,8 +4,12 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
+use std::collections::BTreeMap;
+
 use clap::Args;
 use pgmon_common::nats_setup::NatsArgs;
+use pgmon_common::registry::TargetRecord;
+use pgmon_common::secret::{OpenError, SecretKey, SecretKeyArgs, SecretKeyError};
 use pgmon_common::target::{TargetName, TargetNameError};
 use serde::Deserialize;
 
@@ -53,6 +57,19 @@ pub struct CollectorArgs {
     #[arg(long, env = "PGMON_STATEMENT_TIMEOUT", default_value = "2s", value_parser = humantime::parse_duration)]
     pub statement_timeout: Duration,
 
+    /// This collector's name among collectors sharing the registry's targets (default: the host
+    /// name and process id).
+    #[arg(long, env = "PGMON_COLLECTOR_ID")]
+    pub collector_id: Option<String>,
+
+    /// Take only registry targets carrying all these labels (KEY=VALUE, comma-separated), to
+    /// split targets between groups of collectors, for example by region.
+    #[arg(long, env = "PGMON_ONLY_LABELS", value_name = "KEY=VALUE", value_delimiter = ',', value_parser = parse_label)]
+    pub only_labels: Vec<(String, String)>,
+
+    #[command(flatten)]
+    pub secret_key: SecretKeyArgs,
+
     /// How many MiB of snapshots per target may wait for NATS (while it is unreachable) before
     /// new snapshots are dropped; the default holds well over ten minutes of a busy target.
     #[arg(long, env = "PGMON_PUBLISH_BUFFER_MIB", default_value_t = 256)]
@@ -94,6 +111,14 @@ pub enum ConfigError {
     IntervalTooShort,
     #[error("--publish-buffer-mib must be at least 1")]
     EmptyBuffer,
+    #[error(transparent)]
+    SecretKey(#[from] SecretKeyError),
+    #[error("target {0} has a stored password but no secret key is configured: set PGMON_SECRET_KEY or --secret-key-file")]
+    MissingSecretKey(TargetName),
+    #[error("target {name}: {source} (is PGMON_SECRET_KEY the key the password was stored with?)")]
+    PasswordNotOpened { name: TargetName, source: OpenError },
+    #[error("collector id {0:?} may only contain letters, digits, '_' and '-'")]
+    BadCollectorId(String),
 }
 
 impl FromStr for TargetSpec {
@@ -112,7 +137,31 @@ fn redacted_prefix(text: &str) -> String {
     text.split(['@', ' ', ':']).next().unwrap_or_default().to_owned()
 }
 
+/// Parses a `KEY=VALUE` label.
+pub fn parse_label(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => Ok((key.trim().to_owned(), value.trim().to_owned())),
+        _ => Err(format!("label {text:?} is not KEY=VALUE")),
+    }
+}
+
 impl TargetSpec {
+    /// A registry target, its password opened with `key`.
+    pub fn from_record(record: &TargetRecord, key: Option<&SecretKey>) -> Result<TargetSpec, ConfigError> {
+        let mut spec = TargetSpec::new(record.name.as_str(), &record.dsn)?;
+        if let Some(sealed) = &record.sealed_password {
+            let key = key.ok_or_else(|| ConfigError::MissingSecretKey(record.name.clone()))?;
+            let password = key
+                .open(sealed, record.name.as_str())
+                .map_err(|source| ConfigError::PasswordNotOpened {
+                    name: record.name.clone(),
+                    source,
+                })?;
+            spec.connection.password(password);
+        }
+        Ok(spec)
+    }
+
     pub fn new(name: &str, dsn: &str) -> Result<TargetSpec, ConfigError> {
         let name: TargetName = name.parse()?;
         let mut connection = tokio_postgres::Config::from_str(dsn).map_err(|e| ConfigError::BadConnectionString {
@@ -172,10 +221,27 @@ pub struct CollectorConfig {
     pub query_text_max_length: u32,
     pub statement_timeout: Duration,
     pub publish_buffer_mib: u32,
+    pub collector_id: String,
+    pub only_labels: BTreeMap<String, String>,
+    pub secret_key: Option<SecretKey>,
+}
+
+/// The host name (a pod's name in Kubernetes) and process id, made a KV-key-safe token.
+fn default_collector_id() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .unwrap_or_else(|| "collector".to_owned());
+    let host: String = host
+        .trim()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+        .collect();
+    format!("{host}-{}", std::process::id())
 }
 
 /// What a sampler needs to know, beside its target.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct SamplingSettings {
     pub activity_interval: Duration,
     pub locks_interval: Duration,
@@ -187,6 +253,7 @@ pub(crate) struct SamplingSettings {
     pub statement_timeout: Duration,
     /// The largest payload NATS accepts; larger snapshots are split into parts.
     pub max_message_bytes: usize,
+    pub collector_id: std::sync::Arc<str>,
 }
 
 impl CollectorConfig {
@@ -217,6 +284,10 @@ impl CollectorConfig {
         if args.publish_buffer_mib == 0 {
             return Err(ConfigError::EmptyBuffer);
         }
+        let collector_id = args.collector_id.unwrap_or_else(default_collector_id);
+        if collector_id.is_empty() || !collector_id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') {
+            return Err(ConfigError::BadCollectorId(collector_id));
+        }
         Ok(CollectorConfig {
             nats,
             targets,
@@ -229,6 +300,9 @@ impl CollectorConfig {
             query_text_max_length: args.query_text_max_length,
             statement_timeout: args.statement_timeout,
             publish_buffer_mib: args.publish_buffer_mib,
+            collector_id,
+            only_labels: args.only_labels.into_iter().collect(),
+            secret_key: args.secret_key.load()?,
         })
     }
 
@@ -243,6 +317,7 @@ impl CollectorConfig {
             query_text_max_length: self.query_text_max_length,
             statement_timeout: self.statement_timeout,
             max_message_bytes,
+            collector_id: self.collector_id.as_str().into(),
         }
     }
 }
@@ -300,6 +375,9 @@ mod tests {
             query_text_max_length: 100,
             statement_timeout: Duration::from_secs(1),
             publish_buffer_mib: 10,
+            collector_id: None,
+            only_labels: Vec::new(),
+            secret_key: SecretKeyArgs::default(),
         };
         let nats = NatsArgs {
             url: "nats://x".into(),

@@ -1,8 +1,11 @@
 //! The collector role: samples each monitored PostgreSQL on its own schedule and publishes snapshot events.
 //!
-//! Each target gets two tasks: a sampler owning one long-lived connection, and a publisher that
-//! sends the sampler's snapshots to JetStream in order. A bounded queue between them keeps a
-//! slow or absent NATS from delaying sampling, and a down target from touching other targets.
+//! Targets come from the command line or a file (always sampled by this collector) and from
+//! the registry in NATS KV, watched live and split between the collectors alive (`sharding`).
+//! Each target gets a sampler owning one long-lived connection, an objects sampler visiting its
+//! databases, and a publisher that sends their snapshots to JetStream in order. A buffer
+//! bounded in bytes between them keeps a slow or absent NATS from delaying sampling, and a
+//! down target from touching other targets.
 
 mod activity;
 mod config;
@@ -11,50 +14,243 @@ mod database;
 mod locks;
 mod objects;
 mod publisher;
+mod redact;
 mod sampler;
+mod sharding;
 mod statements;
 
-use tokio::task::JoinSet;
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use futures::StreamExt;
+use pgmon_common::registry::{Registry, RegistryChange, RegistryError, TargetRecord};
+use pgmon_common::target::TargetName;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use config::{CollectorArgs, CollectorConfig, ConfigError, TargetSpec};
+pub use config::{parse_label, CollectorArgs, CollectorConfig, ConfigError, TargetSpec};
+pub use sharding::ShardError;
 
 use pgmon_common::nats_setup::{connect_jetstream, NatsSetupError};
+
+use crate::config::SamplingSettings;
+use crate::sharding::Shard;
 
 /// Room left in a NATS message for headers beside the snapshot payload.
 const MESSAGE_OVERHEAD_BYTES: usize = 4096;
 
+/// How often membership and leases are refreshed (well within the lease lifetime).
+const SHARD_REFRESH: Duration = Duration::from_secs(3);
+
 #[derive(Debug, thiserror::Error)]
 pub enum CollectorError {
-    #[error("no targets to monitor: give --target NAME=DSN or --targets-file")]
-    NoTargets,
     #[error(transparent)]
     Nats(#[from] NatsSetupError),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Shard(#[from] ShardError),
+    #[error(transparent)]
+    Target(#[from] ConfigError),
 }
 
 /// Runs the collector until `shutdown` is cancelled, then drains what is queued for NATS.
 pub async fn run(config: CollectorConfig, shutdown: CancellationToken) -> Result<(), CollectorError> {
-    if config.targets.is_empty() {
-        return Err(CollectorError::NoTargets);
-    }
     let jetstream = connect_jetstream(&config.nats, "pgmon-collector").await?;
     // Headers and the publish protocol share the server's limit with the payload.
     let max_message_bytes = jetstream.client().server_info().max_payload.saturating_sub(MESSAGE_OVERHEAD_BYTES);
-    let settings = config.sampling(max_message_bytes);
-    tracing::info!(targets = config.targets.len(), interval = ?config.activity_interval, max_message_bytes, "collector started");
-    let mut tasks = JoinSet::new();
+    let registry = Registry::open(&jetstream).await?;
+    check_stored_passwords(&registry, &config).await?;
+    let mut shard = Shard::join(&jetstream, &config.collector_id, &config.only_labels).await?;
+    let mut running = RunningTargets {
+        jetstream: jetstream.clone(),
+        settings: config.sampling(max_message_bytes),
+        publish_buffer_mib: config.publish_buffer_mib,
+        shutdown: shutdown.clone(),
+        targets: HashMap::new(),
+    };
     for target in &config.targets {
-        let (queue, outgoing) = publisher::publish_buffer(target.name.clone(), config.publish_buffer_mib);
-        tasks.spawn(publisher::publish_in_order(
-            jetstream.clone(),
-            target.name.clone(),
-            outgoing,
-            shutdown.clone(),
-        ));
-        tasks.spawn(sampler::sample_objects(target.clone(), settings, queue.clone(), shutdown.clone()));
-        tasks.spawn(sampler::sample_target(target.clone(), settings, queue, shutdown.clone()));
+        running.start(target.clone(), String::new());
     }
-    while tasks.join_next().await.is_some() {}
+    tracing::info!(
+        collector = %config.collector_id,
+        static_targets = config.targets.len(),
+        max_message_bytes,
+        "collector started; registry targets follow the pgmon_targets bucket"
+    );
+
+    let mut registered: BTreeMap<TargetName, TargetRecord> = BTreeMap::new();
+    let mut changes = Box::pin(registry.watch().await?);
+    let mut refresh = tokio::time::interval(SHARD_REFRESH);
+    loop {
+        let mut membership_due = false;
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            change = changes.next() => match change {
+                Some(RegistryChange::Put(record)) => {
+                    registered.insert(record.name.clone(), record);
+                }
+                Some(RegistryChange::Removed(name)) => {
+                    registered.remove(&name);
+                }
+                Some(RegistryChange::Invalid(error)) => tracing::warn!(%error, "registry entry ignored"),
+                None => {
+                    tracing::warn!("registry watch ended; watching again");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    changes = Box::pin(registry.watch().await?);
+                }
+            },
+            _ = refresh.tick() => membership_due = true,
+        }
+        if membership_due {
+            shard.refresh_members().await;
+        }
+        reconcile(&config, &registered, &mut shard, &mut running, membership_due).await;
+    }
+    running.stop_all().await;
+    shard.leave().await;
     tracing::info!("collector stopped");
     Ok(())
+}
+
+/// A stored password that cannot be opened is an error at start, never a silent skip.
+async fn check_stored_passwords(registry: &Registry, config: &CollectorConfig) -> Result<(), CollectorError> {
+    let (records, invalid) = registry.list().await?;
+    for error in invalid {
+        tracing::warn!(%error, "registry entry ignored");
+    }
+    for record in records.iter().filter(|record| record.sealed_password.is_some()) {
+        TargetSpec::from_record(record, config.secret_key.as_ref())?;
+    }
+    Ok(())
+}
+
+/// Starts what this collector should sample and stops what it should not: enabled registry
+/// targets it owns and holds the lease of. Leases are renewed when `renew` is set.
+async fn reconcile(
+    config: &CollectorConfig,
+    registered: &BTreeMap<TargetName, TargetRecord>,
+    shard: &mut Shard,
+    running: &mut RunningTargets,
+    renew: bool,
+) {
+    let is_static = |name: &TargetName| config.targets.iter().any(|target| &target.name == name);
+    let mut wanted: HashMap<TargetName, &TargetRecord> = HashMap::new();
+    for record in registered.values() {
+        if is_static(&record.name) {
+            tracing::debug!(target = %record.name, "registry target ignored: given on the command line");
+            continue;
+        }
+        if !record.enabled || !shard.owns(record) {
+            continue;
+        }
+        // A lease already held is renewed on the refresh tick only; a new one is taken now.
+        let held = if shard.holds(&record.name) && !renew {
+            true
+        } else {
+            shard.hold(&record.name).await
+        };
+        if held {
+            wanted.insert(record.name.clone(), record);
+        }
+    }
+    let unwanted: Vec<TargetName> = running
+        .targets
+        .keys()
+        .filter(|name| !is_static(name) && !wanted.contains_key(*name))
+        .cloned()
+        .collect();
+    for name in unwanted {
+        running.stop(&name).await;
+        shard.release(&name).await;
+        tracing::info!(target = %name, "target handed over or removed");
+    }
+    for (name, record) in wanted {
+        let fingerprint = serde_json::to_string(record).expect("target records always serialise");
+        if running.targets.get(&name).is_some_and(|target| target.fingerprint == fingerprint) {
+            continue;
+        }
+        if running.targets.contains_key(&name) {
+            running.stop(&name).await;
+            tracing::info!(target = %name, "target edited; restarting its sampling");
+        }
+        match TargetSpec::from_record(record, config.secret_key.as_ref()) {
+            Ok(spec) => running.start(spec, fingerprint),
+            Err(error) => {
+                // An operator must act: this target is not sampled.
+                tracing::error!(target = %name, %error, "registry target cannot be sampled");
+                shard.release(&name).await;
+            }
+        }
+    }
+}
+
+/// One target being sampled.
+struct RunningTarget {
+    /// The registry record it was started from (empty for command-line targets).
+    fingerprint: String,
+    stop: CancellationToken,
+    samplers: Vec<JoinHandle<()>>,
+    publisher: JoinHandle<()>,
+}
+
+struct RunningTargets {
+    jetstream: async_nats::jetstream::Context,
+    settings: SamplingSettings,
+    publish_buffer_mib: u32,
+    shutdown: CancellationToken,
+    targets: HashMap<TargetName, RunningTarget>,
+}
+
+impl RunningTargets {
+    fn start(&mut self, target: TargetSpec, fingerprint: String) {
+        tracing::info!(target = %target.name, "sampling target");
+        let stop = self.shutdown.child_token();
+        let (queue, outgoing) = publisher::publish_buffer(target.name.clone(), self.publish_buffer_mib);
+        let publisher = tokio::spawn(publisher::publish_in_order(
+            self.jetstream.clone(),
+            target.name.clone(),
+            outgoing,
+            stop.clone(),
+        ));
+        let samplers = vec![
+            tokio::spawn(sampler::sample_objects(
+                target.clone(),
+                self.settings.clone(),
+                queue.clone(),
+                stop.clone(),
+            )),
+            tokio::spawn(sampler::sample_target(target.clone(), self.settings.clone(), queue, stop.clone())),
+        ];
+        self.targets.insert(
+            target.name,
+            RunningTarget {
+                fingerprint,
+                stop,
+                samplers,
+                publisher,
+            },
+        );
+    }
+
+    /// Stops sampling `name`; what it already sampled is still published in the background.
+    async fn stop(&mut self, name: &TargetName) {
+        if let Some(target) = self.targets.remove(name) {
+            target.stop.cancel();
+            for sampler in target.samplers {
+                let _ = sampler.await;
+            }
+        }
+    }
+
+    /// At shutdown: stops every sampler and waits until each publisher has drained its queue.
+    async fn stop_all(&mut self) {
+        for (_, target) in self.targets.drain() {
+            target.stop.cancel();
+            for sampler in target.samplers {
+                let _ = sampler.await;
+            }
+            let _ = target.publisher.await;
+        }
+    }
 }

@@ -86,7 +86,7 @@ pub(crate) async fn sample_target(target: TargetSpec, settings: SamplingSettings
                         let connected_at_us = activity::unix_micros(SystemTime::now());
                         let mut session = Session {
                             target: &target,
-                            settings,
+                            settings: &settings,
                             client: &client,
                             identity,
                             queries,
@@ -122,7 +122,7 @@ pub(crate) async fn sample_target(target: TargetSpec, settings: SamplingSettings
             server: &last_identity,
             kind: SnapshotKind::Status,
             collected_at_us: now_us,
-            max_message_bytes: settings.max_message_bytes,
+            settings: &settings,
         };
         if snapshot.enqueue(&queue, None, None, vec![status]) == Enqueued::Closed {
             return;
@@ -142,7 +142,7 @@ struct Encoded<'a> {
     server: &'a ServerIdentity,
     kind: SnapshotKind,
     collected_at_us: i64,
-    max_message_bytes: usize,
+    settings: &'a SamplingSettings,
 }
 
 impl Encoded<'_> {
@@ -160,12 +160,13 @@ impl Encoded<'_> {
             target: self.target.name.clone(),
             collected_at_us: self.collected_at_us,
             server: self.server.clone(),
+            collector: Some(self.settings.collector_id.to_string()),
             instance,
             statements_info,
             part: None,
             rows,
         };
-        let parts = match encode_snapshot_parts(&snapshot, self.max_message_bytes) {
+        let parts = match encode_snapshot_parts(&snapshot, self.settings.max_message_bytes) {
             Ok(parts) => parts,
             Err(error) => {
                 tracing::error!(target = %self.target.name, kind = self.kind.as_str(), error = %error, "snapshot dropped");
@@ -218,7 +219,7 @@ struct Schedule {
 
 struct Session<'a> {
     target: &'a TargetSpec,
-    settings: SamplingSettings,
+    settings: &'a SamplingSettings,
     client: &'a Client,
     identity: ServerIdentity,
     queries: Queries,
@@ -293,7 +294,7 @@ impl Session<'_> {
             server: &self.identity,
             kind,
             collected_at_us: activity::unix_micros(SystemTime::now()),
-            max_message_bytes: self.settings.max_message_bytes,
+            settings: self.settings,
         };
         let queued = match kind {
             SnapshotKind::Activity => {
@@ -372,7 +373,7 @@ pub(crate) async fn sample_objects(target: TargetSpec, settings: SamplingSetting
                     server: &identity,
                     kind: SnapshotKind::Objects,
                     collected_at_us,
-                    max_message_bytes: settings.max_message_bytes,
+                    settings: &settings,
                 };
                 if snapshot.enqueue(&queue, None, None, rows) == Enqueued::Closed {
                     return;

@@ -11,6 +11,7 @@ use pgmon_common::event::{Limitation, LimitationReason, SnapshotKind, StatementR
 use tokio_postgres::{Client, Row, Statement};
 
 use crate::activity::unix_micros;
+use crate::redact::redact_passwords;
 
 /// Statement texts longer than this many characters are cut (generated SQL can be megabytes).
 const STATEMENT_TEXT_MAX_LENGTH: i32 = 16_384;
@@ -235,7 +236,12 @@ pub(crate) async fn sample(
             .query(&reader.texts, &[&unsent, &STATEMENT_TEXT_MAX_LENGTH])
             .await?
             .iter()
-            .map(|row| (row.get(0), row.get::<_, Option<String>>(1).unwrap_or_default()))
+            .map(|row| {
+                (
+                    row.get(0),
+                    redact_passwords(row.get::<_, Option<&str>>(1).unwrap_or_default()).into_owned(),
+                )
+            })
             .collect();
         // One row per query id carries the text; the same id under other users shares it.
         for row in &mut rows {

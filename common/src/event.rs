@@ -83,6 +83,9 @@ pub struct Snapshot<Row> {
     /// When the collector took the sample: microseconds since the Unix epoch, UTC.
     pub collected_at_us: i64,
     pub server: ServerIdentity,
+    /// The id of the collector that took the sample (`--collector-id`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collector: Option<String>,
     /// Facts about the whole instance; sent with `database` snapshots.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub instance: Option<InstanceFacts>,
@@ -635,6 +638,7 @@ pub fn encode_snapshot_parts<Row: Serialize>(snapshot: &Snapshot<Row>, max_bytes
                     target: snapshot.target.clone(),
                     collected_at_us: snapshot.collected_at_us,
                     server: snapshot.server.clone(),
+                    collector: snapshot.collector.clone(),
                     instance: snapshot.instance.clone(),
                     statements_info: snapshot.statements_info,
                     part: Some(part),
@@ -676,6 +680,7 @@ mod tests {
                 server_version_num: 170002,
                 server_version: "17.2".into(),
             },
+            collector: None,
             instance: None,
             statements_info: None,
             part: None,

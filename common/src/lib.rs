@@ -4,6 +4,8 @@ pub mod event;
 pub mod health;
 pub mod nats_setup;
 pub mod query;
+pub mod registry;
+pub mod secret;
 pub mod shutdown;
 pub mod subjects;
 pub mod target;

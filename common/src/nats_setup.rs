@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, kv, stream};
 use clap::Args;
 
-use crate::subjects::{DEAD_LETTER_STREAM, DEAD_LETTER_SUBJECTS, SNAPSHOT_STREAM, SNAPSHOT_SUBJECTS, TARGETS_BUCKET};
+use crate::subjects::{COLLECTORS_BUCKET, DEAD_LETTER_STREAM, DEAD_LETTER_SUBJECTS, SNAPSHOT_STREAM, SNAPSHOT_SUBJECTS, TARGETS_BUCKET};
 
 /// The oldest nats-server pgmon works with: 2.10 brought stream compression, which the
 /// snapshot stream uses, and several filter subjects per consumer.
@@ -102,6 +102,24 @@ pub fn targets_bucket_config() -> kv::Config {
     }
 }
 
+/// How long a collector's announcement and leases live without renewal: a collector that dies
+/// hands its targets over after at most this long.
+pub const COLLECTOR_LEASE_TIME: Duration = Duration::from_secs(15);
+
+/// The collectors' membership and lease bucket; `nats/stream-KV_pgmon_collectors.json` is its
+/// backing stream.
+pub fn collectors_bucket_config() -> kv::Config {
+    kv::Config {
+        bucket: COLLECTORS_BUCKET.to_owned(),
+        description: "pgmon collectors alive and the targets each holds (entries expire unless renewed)".to_owned(),
+        history: 1,
+        max_age: COLLECTOR_LEASE_TIME,
+        storage: stream::StorageType::File,
+        num_replicas: 1,
+        ..Default::default()
+    }
+}
+
 /// Connects to NATS as `client_name`, checks the server version and JetStream, and makes sure
 /// pgmon's streams and bucket exist.
 pub async fn connect_jetstream(nats: &NatsArgs, client_name: &str) -> Result<jetstream::Context, NatsSetupError> {
@@ -154,14 +172,16 @@ async fn ensure_streams_and_bucket(context: &jetstream::Context, url: &str, max_
             });
         }
     }
-    if context.get_key_value(TARGETS_BUCKET).await.is_err() {
-        context
-            .create_key_value(targets_bucket_config())
-            .await
-            .map_err(|source| NatsSetupError::CreateBucket {
-                bucket: TARGETS_BUCKET,
-                source,
-            })?;
+    for (bucket, config) in [
+        (TARGETS_BUCKET, targets_bucket_config()),
+        (COLLECTORS_BUCKET, collectors_bucket_config()),
+    ] {
+        if context.get_key_value(bucket).await.is_err() {
+            context
+                .create_key_value(config)
+                .await
+                .map_err(|source| NatsSetupError::CreateBucket { bucket, source })?;
+        }
     }
     Ok(())
 }

@@ -13,6 +13,9 @@ pub const DEAD_LETTER_STREAM: &str = "PGMON_DEADLETTER";
 pub const DEAD_LETTER_SUBJECTS: &str = "pgmon.deadletter.>";
 /// The JetStream KV bucket holding the monitored targets.
 pub const TARGETS_BUCKET: &str = "pgmon_targets";
+/// The JetStream KV bucket where collectors announce themselves (`member.<id>`) and hold the
+/// targets they sample (`lease.<target>`); entries expire unless renewed.
+pub const COLLECTORS_BUCKET: &str = "pgmon_collectors";
 /// The durable consumer through which ingesters read [`SNAPSHOT_STREAM`].
 pub const INGESTER_CONSUMER: &str = "pgmon-ingester";
 /// Queue group of the ingesters answering named queries, so each request gets one answer.

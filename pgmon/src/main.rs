@@ -1,6 +1,7 @@
 //! The `pgmon` binary: wires the command line to each role's `run` (collect, ingest, serve) or to all of them (up).
 
 mod embedded_nats;
+mod targets_cli;
 mod up;
 
 use std::net::SocketAddr;
@@ -10,6 +11,7 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use pgmon_collector::{CollectorArgs, CollectorConfig};
 use pgmon_common::health::serve_health;
 use pgmon_common::nats_setup::NatsArgs;
+use pgmon_common::secret::SecretKeyArgs;
 use pgmon_common::shutdown::cancel_on_signals;
 use pgmon_common::telemetry::{init_logging, LogArgs};
 use pgmon_ingester::{IngesterArgs, IngesterConfig};
@@ -54,6 +56,15 @@ enum Command {
         nats: NatsArgs,
         #[command(flatten)]
         serve: ServeArgs,
+    },
+    /// Manage the monitored targets in the registry (NATS KV) while collectors run.
+    Targets {
+        #[command(flatten)]
+        nats: NatsArgs,
+        #[command(flatten)]
+        secret_key: SecretKeyArgs,
+        #[command(subcommand)]
+        command: targets_cli::TargetsCommand,
     },
     /// Run collector, ingester and web UI in one process; starts a nats-server when none answers.
     Up {
@@ -114,6 +125,7 @@ async fn run(command: Command, nats_url_given: bool) -> anyhow::Result<()> {
             println!("pgmon web UI: http://{}/", server.local_addr());
             Ok(server.serve(shutdown).await?)
         }
+        Command::Targets { nats, secret_key, command } => targets_cli::run(nats, secret_key, command).await,
         Command::Up {
             nats,
             collector,

@@ -26,6 +26,7 @@ fn good_snapshot(collected_at_us: i64) -> Vec<u8> {
             server_version_num: 170000,
             server_version: "17.0".into(),
         },
+        collector: None,
         instance: None,
         statements_info: None,
         part: None,

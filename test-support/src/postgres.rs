@@ -122,6 +122,31 @@ impl TestPostgres {
         self.wait_until_accepting_connections(&log);
     }
 
+    /// Makes every role but `postgres` authenticate with a password (SCRAM) over TCP, as a
+    /// production server would; the superuser keeps trust so tests can administer the server.
+    pub fn require_passwords(&self) {
+        let rules = "local all all trust\n\
+                     host all postgres 127.0.0.1/32 trust\n\
+                     host all all 127.0.0.1/32 scram-sha-256\n";
+        let path = self.data_dir().join("pg_hba.conf");
+        std::fs::write(&path, rules).unwrap();
+        if let Some((uid, gid)) = self.run_as {
+            std::os::unix::fs::chown(&path, Some(uid), Some(gid)).unwrap();
+        }
+        let output = self
+            .command("pg_ctl")
+            .arg("reload")
+            .arg("-D")
+            .arg(self.data_dir())
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "pg_ctl reload: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
     fn wait_until_accepting_connections(&self, log: &Path) {
         // The port opens before recovery ends; postmaster.pid says "ready" once connections work.
         let pid_file = self.data_dir().join("postmaster.pid");

@@ -36,6 +36,9 @@ pub fn collector_config(nats_url: &str, targets: &[(&str, String)], interval: Du
         query_text_max_length: 200,
         statement_timeout: Duration::from_secs(2),
         publish_buffer_mib: 64,
+        collector_id: "test-collector".to_owned(),
+        only_labels: Default::default(),
+        secret_key: None,
     }
 }
 

@@ -1,0 +1,186 @@
+//! `pgmon targets`: add, list, edit and remove monitored targets in the registry (NATS KV) while
+//! collectors run; passwords are sealed with the secret key before they leave this process.
+
+use std::collections::BTreeMap;
+use std::io::BufRead;
+
+use anyhow::{bail, Context};
+use clap::{Args, Subcommand};
+use pgmon_collector::{parse_label, TargetSpec};
+use pgmon_common::nats_setup::{connect_jetstream, NatsArgs};
+use pgmon_common::registry::{Registry, TargetRecord};
+use pgmon_common::secret::{SecretKey, SecretKeyArgs};
+use pgmon_common::target::TargetName;
+
+#[derive(Subcommand)]
+pub enum TargetsCommand {
+    /// Register a target; collectors start sampling it within seconds.
+    Add {
+        name: TargetName,
+        /// Connection string or URL without the password (e.g. "host=db1 user=pgmon dbname=postgres sslmode=require").
+        #[arg(long)]
+        dsn: String,
+        #[command(flatten)]
+        password: PasswordArgs,
+        /// A label, KEY=VALUE (repeatable); collectors started with --only-labels take matching targets.
+        #[arg(long = "label", value_parser = parse_label)]
+        labels: Vec<(String, String)>,
+        /// Register it without sampling it yet.
+        #[arg(long)]
+        disabled: bool,
+    },
+    /// List the registered targets (never their passwords).
+    List,
+    /// Change a target; what is not given stays as it is.
+    Edit {
+        name: TargetName,
+        #[arg(long)]
+        dsn: Option<String>,
+        #[command(flatten)]
+        password: PasswordArgs,
+        /// Remove the stored password.
+        #[arg(long, conflicts_with_all = ["password", "password_stdin"])]
+        clear_password: bool,
+        #[arg(long, conflicts_with = "disable")]
+        enable: bool,
+        #[arg(long)]
+        disable: bool,
+        /// Replace the labels with these (KEY=VALUE, repeatable).
+        #[arg(long = "label", value_parser = parse_label)]
+        labels: Vec<(String, String)>,
+    },
+    /// Remove a target; collectors stop sampling it within seconds (its history stays).
+    Rm { name: TargetName },
+    /// Print a new random secret key for PGMON_SECRET_KEY.
+    GenerateKey,
+}
+
+/// How a password is given: never on the command line in clear.
+#[derive(Args)]
+pub struct PasswordArgs {
+    /// The target's password (prefer --password-stdin; the environment variable is not shown in --help).
+    #[arg(long, env = "PGMON_TARGET_PASSWORD", hide_env_values = true)]
+    password: Option<String>,
+    /// Read the password from the first line of standard input.
+    #[arg(long, conflicts_with = "password")]
+    password_stdin: bool,
+}
+
+impl PasswordArgs {
+    fn read(&self) -> anyhow::Result<Option<String>> {
+        if self.password_stdin {
+            let mut line = String::new();
+            std::io::stdin()
+                .lock()
+                .read_line(&mut line)
+                .context("cannot read the password from standard input")?;
+            return Ok(Some(line.trim_end_matches(['\r', '\n']).to_owned()));
+        }
+        Ok(self.password.clone())
+    }
+}
+
+pub async fn run(nats: NatsArgs, secret_key: SecretKeyArgs, command: TargetsCommand) -> anyhow::Result<()> {
+    if let TargetsCommand::GenerateKey = command {
+        println!("{}", SecretKey::generate());
+        return Ok(());
+    }
+    let jetstream = connect_jetstream(&nats, "pgmon-targets").await?;
+    let registry = Registry::open(&jetstream).await?;
+    match command {
+        TargetsCommand::Add {
+            name,
+            dsn,
+            password,
+            labels,
+            disabled,
+        } => {
+            if registry.get(&name).await?.is_some() {
+                bail!("target {name} already exists: change it with pgmon targets edit {name}");
+            }
+            check_dsn(&name, &dsn)?;
+            let record = TargetRecord {
+                sealed_password: seal(&secret_key, &name, password.read()?)?,
+                name: name.clone(),
+                dsn,
+                enabled: !disabled,
+                labels: labels.into_iter().collect(),
+            };
+            registry.put(&record).await?;
+            println!("added target {name}");
+        }
+        TargetsCommand::List => {
+            let (records, invalid) = registry.list().await?;
+            println!("{:<24} {:<8} {:<8} {:<24} DSN", "NAME", "ENABLED", "PASSWORD", "LABELS");
+            for record in records {
+                let labels: Vec<String> = record.labels.iter().map(|(key, value)| format!("{key}={value}")).collect();
+                println!(
+                    "{:<24} {:<8} {:<8} {:<24} {}",
+                    record.name,
+                    if record.enabled { "yes" } else { "no" },
+                    if record.sealed_password.is_some() { "stored" } else { "none" },
+                    labels.join(","),
+                    record.dsn
+                );
+            }
+            for error in invalid {
+                eprintln!("warning: {error}");
+            }
+        }
+        TargetsCommand::Edit {
+            name,
+            dsn,
+            password,
+            clear_password,
+            enable,
+            disable,
+            labels,
+        } => {
+            let Some(mut record) = registry.get(&name).await? else {
+                bail!("target {name} does not exist: add it with pgmon targets add {name} --dsn ...");
+            };
+            if let Some(dsn) = dsn {
+                check_dsn(&name, &dsn)?;
+                record.dsn = dsn;
+            }
+            if clear_password {
+                record.sealed_password = None;
+            } else if let Some(sealed) = seal(&secret_key, &name, password.read()?)? {
+                record.sealed_password = Some(sealed);
+            }
+            if enable || disable {
+                record.enabled = enable;
+            }
+            if !labels.is_empty() {
+                record.labels = labels.into_iter().collect::<BTreeMap<_, _>>();
+            }
+            registry.put(&record).await?;
+            println!("changed target {name}");
+        }
+        TargetsCommand::Rm { name } => {
+            if !registry.remove(&name).await? {
+                bail!("target {name} does not exist");
+            }
+            println!("removed target {name}");
+        }
+        TargetsCommand::GenerateKey => unreachable!("handled before connecting"),
+    }
+    Ok(())
+}
+
+/// The connection string must parse, and must not carry the password in clear.
+fn check_dsn(name: &TargetName, dsn: &str) -> anyhow::Result<()> {
+    let spec = TargetSpec::new(name.as_str(), dsn)?;
+    if spec.connection.get_password().is_some() {
+        bail!("the connection string of {name} contains a password: give it with --password-stdin or PGMON_TARGET_PASSWORD so it is stored encrypted");
+    }
+    Ok(())
+}
+
+fn seal(secret_key: &SecretKeyArgs, name: &TargetName, password: Option<String>) -> anyhow::Result<Option<String>> {
+    let Some(password) = password else { return Ok(None) };
+    let Some(key) = secret_key.load()? else {
+        bail!("passwords are stored encrypted: set PGMON_SECRET_KEY or --secret-key-file (pgmon targets generate-key makes a key)");
+    };
+    Ok(Some(key.seal(&password, name.as_str())))
+}
