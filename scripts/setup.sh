@@ -19,7 +19,8 @@ step() { printf '\n==> %s\n' "$*"; }
 step "system packages"
 missing=()
 need() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed" || missing+=("$1"); }
-for package in postgresql postgresql-contrib pkg-config build-essential ca-certificates; do need "$package"; done
+# openssl: the TLS tests make their certificates with it.
+for package in postgresql postgresql-contrib pkg-config build-essential ca-certificates openssl; do need "$package"; done
 # Tools already on PATH (pyenv's python, a node from elsewhere) are used as they are.
 command -v python3 >/dev/null || need python3
 python3 -m pip --version >/dev/null 2>&1 || need python3-pip

@@ -13,6 +13,8 @@ use pgmon_common::secret::{OpenError, SecretKey, SecretKeyArgs, SecretKeyError};
 use pgmon_common::target::{TargetName, TargetNameError};
 use serde::Deserialize;
 
+use crate::tls::{split_tls_options, TlsSettings};
+
 /// Command-line and environment settings of the collector role.
 #[derive(Args, Clone, Debug)]
 pub struct CollectorArgs {
@@ -81,6 +83,8 @@ pub struct CollectorArgs {
 pub struct TargetSpec {
     pub name: TargetName,
     pub connection: tokio_postgres::Config,
+    /// `sslmode` and `sslrootcert`, which pgmon handles itself.
+    pub tls: TlsSettings,
 }
 
 impl std::fmt::Debug for TargetSpec {
@@ -164,10 +168,15 @@ impl TargetSpec {
 
     pub fn new(name: &str, dsn: &str) -> Result<TargetSpec, ConfigError> {
         let name: TargetName = name.parse()?;
-        let mut connection = tokio_postgres::Config::from_str(dsn).map_err(|e| ConfigError::BadConnectionString {
+        let bad = |reason: String| ConfigError::BadConnectionString {
             name: name.to_string(),
-            reason: e.to_string(),
-        })?;
+            reason,
+        };
+        let (dsn, ssl_mode, tls) = split_tls_options(dsn).map_err(|e| bad(e.to_string()))?;
+        let mut connection = tokio_postgres::Config::from_str(&dsn).map_err(|e| bad(e.to_string()))?;
+        if let Some(ssl_mode) = ssl_mode {
+            connection.ssl_mode(ssl_mode);
+        }
         if connection.get_user().is_none() {
             // libpq's default: the operating-system user name.
             if let Some(user) = std::env::var_os("USER").or_else(|| std::env::var_os("LOGNAME")) {
@@ -177,7 +186,7 @@ impl TargetSpec {
         if connection.get_hosts().is_empty() {
             connection.host("/var/run/postgresql");
         }
-        Ok(TargetSpec { name, connection })
+        Ok(TargetSpec { name, connection, tls })
     }
 }
 

@@ -5,9 +5,10 @@ use std::time::Duration;
 
 use pgmon_common::event::{DownReason, ServerIdentity};
 use pgmon_common::telemetry::error_chain;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 use crate::config::TargetSpec;
+use crate::tls::{self, TlsError};
 
 /// The `application_name` of every pgmon session, so DBAs can recognise (and exclude) it.
 pub(crate) const APPLICATION_NAME: &str = "pgmon";
@@ -18,20 +19,29 @@ pub(crate) enum ConnectError {
     Connect(tokio_postgres::Error),
     #[error("cannot read the server version: {}", error_chain(.0))]
     Identify(tokio_postgres::Error),
+    #[error("cannot set up TLS: {0}")]
+    Tls(#[from] TlsError),
 }
 
 impl ConnectError {
     pub(crate) fn down_reason(&self) -> DownReason {
         match self {
             ConnectError::Connect(error) | ConnectError::Identify(error) => down_reason(error),
+            ConnectError::Tls(_) => DownReason::TlsFailed,
         }
     }
 }
 
-/// Sorts a failure into the reasons operators act on; anything without a server error code
-/// (refused, timed out, TLS, closed) is unreachable.
+/// Sorts a failure into the reasons operators act on; anything else without a server error
+/// code (refused, timed out, closed) is unreachable.
 pub(crate) fn down_reason(error: &tokio_postgres::Error) -> DownReason {
-    let Some(code) = error.code() else { return DownReason::Unreachable };
+    let Some(code) = error.code() else {
+        return if is_tls_failure(error) {
+            DownReason::TlsFailed
+        } else {
+            DownReason::Unreachable
+        };
+    };
     match code.code() {
         "28P01" | "28000" => DownReason::AuthenticationFailed,
         "3D000" => DownReason::DatabaseMissing,
@@ -40,6 +50,24 @@ pub(crate) fn down_reason(error: &tokio_postgres::Error) -> DownReason {
         "53300" => DownReason::TooManyConnections,
         _ => DownReason::QueryFailed,
     }
+}
+
+/// A handshake rustls refused (an untrusted or wrongly named certificate, …), or a server
+/// without TLS where TLS is required.
+fn is_tls_failure(error: &tokio_postgres::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = source {
+        if current.is::<rustls::Error>() || current.to_string().contains("does not support TLS") {
+            return true;
+        }
+        if let Some(io) = current.downcast_ref::<std::io::Error>() {
+            if io.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) {
+                return true;
+            }
+        }
+        source = current.source();
+    }
+    false
 }
 
 /// The longest a pgmon query waits for a lock: it must never queue behind DDL for long, since
@@ -73,7 +101,7 @@ pub(crate) async fn connect(
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(Duration::from_secs(5));
     }
-    let (client, connection) = config.connect(NoTls).await.map_err(ConnectError::Connect)?;
+    let (client, connection) = config.connect(tls::connector(&target.tls)?).await.map_err(ConnectError::Connect)?;
     let target_name = target.name.clone();
     tokio::spawn(async move {
         if let Err(error) = connection.await {

@@ -18,6 +18,7 @@ mod redact;
 mod sampler;
 mod sharding;
 mod statements;
+mod tls;
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;

@@ -412,8 +412,11 @@ impl TargetState {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DownReason {
-    /// No answer: DNS, refused, timed out, TLS, or the connection broke.
+    /// No answer: DNS, refused, timed out, or the connection broke.
     Unreachable,
+    /// The TLS handshake failed: the certificate is not trusted or does not name the host, or
+    /// the server does not offer TLS where it is required.
+    TlsFailed,
     /// Wrong password, unknown role, or pg_hba.conf refuses the connection.
     AuthenticationFailed,
     /// The database in the connection string does not exist.
@@ -432,6 +435,7 @@ impl DownReason {
     pub fn as_str(self) -> &'static str {
         match self {
             DownReason::Unreachable => "unreachable",
+            DownReason::TlsFailed => "tls_failed",
             DownReason::AuthenticationFailed => "authentication_failed",
             DownReason::DatabaseMissing => "database_missing",
             DownReason::InsufficientPrivilege => "insufficient_privilege",
@@ -780,6 +784,7 @@ mod tests {
     fn status_names_match_their_serialisation() {
         let reasons = [
             DownReason::Unreachable,
+            DownReason::TlsFailed,
             DownReason::AuthenticationFailed,
             DownReason::DatabaseMissing,
             DownReason::InsufficientPrivilege,

@@ -11,5 +11,5 @@ mod postgres;
 mod process;
 
 pub use nats::{find_nats_server, TestNats};
-pub use postgres::TestPostgres;
+pub use postgres::{TestCertificates, TestPostgres};
 pub use process::free_local_port;

@@ -23,6 +23,14 @@ pub struct TestPostgres {
     child: Option<Child>,
 }
 
+/// The CA certificates of [`TestPostgres::enable_tls`].
+pub struct TestCertificates {
+    /// The CA that signed the server's certificate.
+    pub ca: PathBuf,
+    /// A CA that signed nothing the server has.
+    pub other_ca: PathBuf,
+}
+
 impl TestPostgres {
     /// Creates and starts a cluster with superuser `postgres` (trust authentication on 127.0.0.1)
     /// from the default PostgreSQL installation.
@@ -145,6 +153,106 @@ impl TestPostgres {
             "pg_ctl reload: {}",
             String::from_utf8_lossy(&output.stderr)
         );
+    }
+
+    /// Turns TLS on with a server certificate for `localhost` and `127.0.0.1`, signed by a
+    /// fresh test CA (made with the `openssl` command). Returns the CA's certificate and that of
+    /// a second CA that signed nothing, for clients that must not trust the server.
+    pub fn enable_tls(&self) -> TestCertificates {
+        let directory = self.directory.path().join("tls");
+        std::fs::create_dir_all(&directory).unwrap();
+        let openssl = |arguments: &[&str]| {
+            let output = Command::new("openssl")
+                .args(arguments)
+                .current_dir(&directory)
+                .output()
+                .expect("the openssl command (Debian package openssl)");
+            assert!(
+                output.status.success(),
+                "openssl {arguments:?}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        };
+        for name in ["ca", "other-ca"] {
+            openssl(&[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-keyout",
+                &format!("{name}.key"),
+                "-out",
+                &format!("{name}.crt"),
+                "-subj",
+                &format!("/CN=pgmon test {name}"),
+            ]);
+        }
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=localhost",
+        ]);
+        std::fs::write(directory.join("san.ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n").unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-out",
+            "server.crt",
+            "-extfile",
+            "san.ext",
+        ]);
+        for file in ["server.crt", "server.key"] {
+            let target = self.data_dir().join(file);
+            std::fs::copy(directory.join(file), &target).unwrap();
+            std::fs::set_permissions(&target, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+            if let Some((uid, gid)) = self.run_as {
+                std::os::unix::fs::chown(&target, Some(uid), Some(gid)).unwrap();
+            }
+        }
+        let mut settings = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.data_dir().join("postgresql.conf"))
+            .unwrap();
+        std::io::Write::write_all(
+            &mut settings,
+            b"\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n",
+        )
+        .unwrap();
+        let output = self
+            .command("pg_ctl")
+            .arg("reload")
+            .arg("-D")
+            .arg(self.data_dir())
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "pg_ctl reload: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        TestCertificates {
+            ca: directory.join("ca.crt"),
+            other_ca: directory.join("other-ca.crt"),
+        }
     }
 
     fn wait_until_accepting_connections(&self, log: &Path) {

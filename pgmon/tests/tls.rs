@@ -1,0 +1,91 @@
+//! TLS to targets with libpq's sslmode meanings: require encrypts, verify-ca checks the chain,
+//! verify-full the host name too, and an untrusted certificate is a specific down reason.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{collector_config, stream_snapshots, wait_until};
+use pgmon_common::event::{AnySnapshot, DownReason, StatusRow, TargetState};
+use pgmon_test_support::{TestNats, TestPostgres};
+use tokio_util::sync::CancellationToken;
+
+async fn newest_status(nats_url: &str, target: &str) -> Option<StatusRow> {
+    stream_snapshots(nats_url)
+        .await
+        .into_iter()
+        .rev()
+        .find_map(|(_, snapshot)| match snapshot {
+            AnySnapshot::Status(snapshot) if snapshot.target.as_str() == target => snapshot.rows.into_iter().next(),
+            _ => None,
+        })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sslmodes_encrypt_and_verify_as_libpq_does() {
+    let nats = TestNats::start();
+    let postgres = TestPostgres::start();
+    let certificates = postgres.enable_tls();
+    let port = postgres.port();
+    let base = |host: &str| format!("host={host} port={port} user=postgres dbname=postgres");
+    let targets = [
+        ("tls-require", format!("{} sslmode=require", base("127.0.0.1"))),
+        (
+            "tls-verify-ca",
+            format!("{} sslmode=verify-ca sslrootcert={}", base("127.0.0.1"), certificates.ca.display()),
+        ),
+        (
+            "tls-verify-full",
+            format!(
+                "postgresql://postgres@localhost:{port}/postgres?sslmode=verify-full&sslrootcert={}",
+                certificates.ca.display()
+            ),
+        ),
+        (
+            "tls-untrusted",
+            format!(
+                "{} sslmode=verify-full sslrootcert={}",
+                base("localhost"),
+                certificates.other_ca.display()
+            ),
+        ),
+    ];
+    let shutdown = CancellationToken::new();
+    let collector = tokio::spawn(pgmon_collector::run(
+        collector_config(&nats.url(), &targets, Duration::from_millis(500)),
+        shutdown.clone(),
+    ));
+    let url = nats.url();
+    for (target, expected) in [
+        ("tls-require", TargetState::Up),
+        ("tls-verify-ca", TargetState::Up),
+        ("tls-verify-full", TargetState::Up),
+        ("tls-untrusted", TargetState::Down),
+    ] {
+        wait_until(Duration::from_secs(20), &format!("a status of {target}"), || async {
+            newest_status(&url, target).await.is_some()
+        })
+        .await;
+        let status = newest_status(&url, target).await.unwrap();
+        assert_eq!(status.state, expected, "{target}: {status:?}");
+        if expected == TargetState::Down {
+            assert_eq!(status.reason, Some(DownReason::TlsFailed), "{target}: {status:?}");
+            assert!(
+                status.message.as_deref().is_some_and(|message| message.contains("certificate")),
+                "{status:?}"
+            );
+        }
+    }
+    let admin = postgres.connect().await;
+    let encrypted: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.application_name = 'pgmon' AND s.ssl",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert!(encrypted >= 3, "{encrypted} encrypted pgmon sessions");
+    shutdown.cancel();
+    collector.await.unwrap().unwrap();
+}
