@@ -370,14 +370,8 @@ impl Store {
         if !status.is_empty() {
             applied.rows += append(&transaction, "target_status", sample_rows_batch(&status))?;
         }
-        if !statements.is_empty() {
-            append(&transaction, "snapshot_parts", snapshot_parts_batch(&statements))?;
-            applied.rows += append(&transaction, "statement_samples", sample_rows_batch(&statements))?;
-        }
-        if !objects.is_empty() {
-            append(&transaction, "snapshot_parts", snapshot_parts_batch(&objects))?;
-            applied.rows += append(&transaction, "object_samples", sample_rows_batch(&objects))?;
-        }
+        applied.rows += append_in_parts(&transaction, "statement_samples", &statements)?;
+        applied.rows += append_in_parts(&transaction, "object_samples", &objects)?;
         if batch.last_sequence > already_applied {
             transaction
                 .execute(
@@ -404,6 +398,19 @@ fn fresh<Row>(snapshots: &[(u64, Snapshot<Row>)], already_applied: u64) -> Vec<(
         .filter(|(sequence, _)| *sequence > already_applied)
         .map(|(sequence, snapshot)| (*sequence, snapshot))
         .collect()
+}
+
+/// Appends the rows of a kind whose snapshots may come in parts, and which parts arrived.
+fn append_in_parts<Row: serde::Serialize + for<'a> serde::Deserialize<'a>>(
+    connection: &Connection,
+    table: &str,
+    snapshots: &[(u64, &Snapshot<Row>)],
+) -> Result<usize, StoreError> {
+    if snapshots.is_empty() {
+        return Ok(0);
+    }
+    append(connection, "snapshot_parts", snapshot_parts_batch(snapshots))?;
+    append(connection, table, sample_rows_batch(snapshots))
 }
 
 /// Appends a record batch to `table`; returns how many rows it held.

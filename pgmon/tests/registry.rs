@@ -10,8 +10,8 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{collector_config, stream_activity, stream_snapshots, wait_until};
-use pgmon_common::event::{AnySnapshot, DownReason, StatusRow, TargetState};
+use common::{collector_config, newest_status_since, stream_activity, wait_until};
+use pgmon_common::event::{DownReason, TargetState};
 use pgmon_common::nats_setup::connect_jetstream;
 use pgmon_common::registry::{Registry, TargetRecord};
 use pgmon_common::secret::SecretKey;
@@ -46,19 +46,6 @@ fn pgmon_targets(nats_url: &str, key: &str, arguments: &[&str], stdin: &str) -> 
         "password shown: {stdout}{stderr}"
     );
     stdout
-}
-
-async fn newest_status_since(nats_url: &str, target: &str, since_us: i64) -> Option<StatusRow> {
-    stream_snapshots(nats_url)
-        .await
-        .into_iter()
-        .rev()
-        .find_map(|(_, snapshot)| match snapshot {
-            AnySnapshot::Status(snapshot) if snapshot.target.as_str() == target && snapshot.collected_at_us > since_us => {
-                snapshot.rows.into_iter().next()
-            }
-            _ => None,
-        })
 }
 
 async fn latest_activity_us(nats_url: &str, target: &str) -> Option<i64> {

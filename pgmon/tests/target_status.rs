@@ -5,21 +5,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{collector_config, ingester_config, stream_activity, stream_snapshots, wait_until};
-use pgmon_common::event::{AnySnapshot, DownReason, LimitationReason, SnapshotKind, StatusRow, TargetState};
+use common::{collector_config, ingester_config, newest_status, stream_activity, wait_until};
+use pgmon_common::event::{DownReason, LimitationReason, SnapshotKind, TargetState};
 use pgmon_test_support::{free_local_port, TestNats, TestPostgres};
 use tokio_util::sync::CancellationToken;
-
-async fn newest_status(nats_url: &str, target: &str) -> Option<StatusRow> {
-    stream_snapshots(nats_url)
-        .await
-        .into_iter()
-        .rev()
-        .find_map(|(_, snapshot)| match snapshot {
-            AnySnapshot::Status(snapshot) if snapshot.target.as_str() == target => snapshot.rows.into_iter().next(),
-            _ => None,
-        })
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_failure_has_its_reason_and_healthy_targets_go_on() {

@@ -5,21 +5,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{collector_config, stream_snapshots, wait_until};
-use pgmon_common::event::{AnySnapshot, DownReason, StatusRow, TargetState};
+use common::{collector_config, newest_status, wait_until};
+use pgmon_common::event::{DownReason, TargetState};
 use pgmon_test_support::{TestNats, TestPostgres};
 use tokio_util::sync::CancellationToken;
-
-async fn newest_status(nats_url: &str, target: &str) -> Option<StatusRow> {
-    stream_snapshots(nats_url)
-        .await
-        .into_iter()
-        .rev()
-        .find_map(|(_, snapshot)| match snapshot {
-            AnySnapshot::Status(snapshot) if snapshot.target.as_str() == target => snapshot.rows.into_iter().next(),
-            _ => None,
-        })
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sslmodes_encrypt_and_verify_as_libpq_does() {

@@ -138,9 +138,20 @@ impl TestPostgres {
                      host all all 127.0.0.1/32 scram-sha-256\n";
         let path = self.data_dir().join("pg_hba.conf");
         std::fs::write(&path, rules).unwrap();
+        self.hand_to_server(&path);
+        self.reload();
+    }
+
+    /// Makes a file in the data directory the server's own (it refuses keys others can read).
+    fn hand_to_server(&self, path: &Path) {
+        std::fs::set_permissions(path, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
         if let Some((uid, gid)) = self.run_as {
-            std::os::unix::fs::chown(&path, Some(uid), Some(gid)).unwrap();
+            std::os::unix::fs::chown(path, Some(uid), Some(gid)).unwrap();
         }
+    }
+
+    /// Has the server read its configuration files again.
+    fn reload(&self) {
         let output = self
             .command("pg_ctl")
             .arg("reload")
@@ -223,10 +234,7 @@ impl TestPostgres {
         for file in ["server.crt", "server.key"] {
             let target = self.data_dir().join(file);
             std::fs::copy(directory.join(file), &target).unwrap();
-            std::fs::set_permissions(&target, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
-            if let Some((uid, gid)) = self.run_as {
-                std::os::unix::fs::chown(&target, Some(uid), Some(gid)).unwrap();
-            }
+            self.hand_to_server(&target);
         }
         let mut settings = std::fs::OpenOptions::new()
             .append(true)
@@ -237,18 +245,7 @@ impl TestPostgres {
             b"\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n",
         )
         .unwrap();
-        let output = self
-            .command("pg_ctl")
-            .arg("reload")
-            .arg("-D")
-            .arg(self.data_dir())
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "pg_ctl reload: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        self.reload();
         TestCertificates {
             ca: directory.join("ca.crt"),
             other_ca: directory.join("other-ca.crt"),

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream;
 use futures::StreamExt;
 use pgmon_collector::{CollectorConfig, TargetSpec};
-use pgmon_common::event::{decode_snapshot, ActivityRow, AnySnapshot, Snapshot};
+use pgmon_common::event::{decode_snapshot, ActivityRow, AnySnapshot, Snapshot, StatusRow};
 use pgmon_common::nats_setup::NatsArgs;
 use pgmon_common::subjects::SNAPSHOT_STREAM;
 use pgmon_ingester::IngesterConfig;
@@ -120,6 +120,25 @@ pub async fn stream_snapshots(nats_url: &str) -> Vec<(u64, AnySnapshot)> {
         }
     }
     snapshots
+}
+
+/// The row of the newest status snapshot of `target` taken after `since_us`.
+pub async fn newest_status_since(nats_url: &str, target: &str, since_us: i64) -> Option<StatusRow> {
+    stream_snapshots(nats_url)
+        .await
+        .into_iter()
+        .rev()
+        .find_map(|(_, snapshot)| match snapshot {
+            AnySnapshot::Status(snapshot) if snapshot.target.as_str() == target && snapshot.collected_at_us > since_us => {
+                snapshot.rows.into_iter().next()
+            }
+            _ => None,
+        })
+}
+
+/// The row of the newest status snapshot of `target`.
+pub async fn newest_status(nats_url: &str, target: &str) -> Option<StatusRow> {
+    newest_status_since(nats_url, target, 0).await
 }
 
 /// The activity snapshots in the stream, in stream order.
