@@ -14,6 +14,10 @@ use pgmon_common::target::{TargetName, TargetNameError};
 use serde::Deserialize;
 
 use crate::tls::{split_tls_options, TlsSettings};
+use pgmon_common::event::SnapshotKind;
+
+/// Sampling faster than this would load the target more than it tells.
+const MINIMUM_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Command-line and environment settings of the collector role.
 #[derive(Args, Clone, Debug)]
@@ -85,6 +89,8 @@ pub struct TargetSpec {
     pub connection: tokio_postgres::Config,
     /// `sslmode` and `sslrootcert`, which pgmon handles itself.
     pub tls: TlsSettings,
+    /// Sampling intervals that differ from the collector's defaults.
+    pub intervals: BTreeMap<SnapshotKind, Duration>,
 }
 
 impl std::fmt::Debug for TargetSpec {
@@ -123,6 +129,8 @@ pub enum ConfigError {
     PasswordNotOpened { name: TargetName, source: OpenError },
     #[error("collector id {0:?} may only contain letters, digits, '_' and '-'")]
     BadCollectorId(String),
+    #[error("target {name}: interval {entry:?} is not KIND=DURATION with KIND one of activity, locks, database, statements, objects and DURATION at least 100ms")]
+    BadInterval { name: String, entry: String },
 }
 
 impl FromStr for TargetSpec {
@@ -141,6 +149,36 @@ fn redacted_prefix(text: &str) -> String {
     text.split(['@', ' ', ':']).next().unwrap_or_default().to_owned()
 }
 
+/// The kinds whose interval can be set; status has its own heartbeat.
+const SCHEDULED_KINDS: &[SnapshotKind] = &[
+    SnapshotKind::Activity,
+    SnapshotKind::Locks,
+    SnapshotKind::Database,
+    SnapshotKind::Statements,
+    SnapshotKind::Objects,
+];
+
+/// Validates per-target intervals given as kind name → duration text.
+pub fn parse_intervals(target: &str, intervals: &BTreeMap<String, String>) -> Result<BTreeMap<SnapshotKind, Duration>, ConfigError> {
+    intervals
+        .iter()
+        .map(|(kind, duration)| {
+            let bad = || ConfigError::BadInterval {
+                name: target.to_owned(),
+                entry: format!("{kind}={duration}"),
+            };
+            let kind = SnapshotKind::from_name(kind)
+                .filter(|kind| SCHEDULED_KINDS.contains(kind))
+                .ok_or_else(bad)?;
+            let duration = humantime::parse_duration(duration).map_err(|_| bad())?;
+            if duration < MINIMUM_INTERVAL {
+                return Err(bad());
+            }
+            Ok((kind, duration))
+        })
+        .collect()
+}
+
 /// Parses a `KEY=VALUE` label.
 pub fn parse_label(text: &str) -> Result<(String, String), String> {
     match text.split_once('=') {
@@ -153,6 +191,7 @@ impl TargetSpec {
     /// A registry target, its password opened with `key`.
     pub fn from_record(record: &TargetRecord, key: Option<&SecretKey>) -> Result<TargetSpec, ConfigError> {
         let mut spec = TargetSpec::new(record.name.as_str(), &record.dsn)?;
+        spec.intervals = parse_intervals(record.name.as_str(), &record.intervals)?;
         if let Some(sealed) = &record.sealed_password {
             let key = key.ok_or_else(|| ConfigError::MissingSecretKey(record.name.clone()))?;
             let password = key
@@ -186,7 +225,12 @@ impl TargetSpec {
         if connection.get_hosts().is_empty() {
             connection.host("/var/run/postgresql");
         }
-        Ok(TargetSpec { name, connection, tls })
+        Ok(TargetSpec {
+            name,
+            connection,
+            tls,
+            intervals: BTreeMap::new(),
+        })
     }
 }
 
@@ -202,6 +246,8 @@ struct TargetsFile {
 struct TargetsFileEntry {
     name: String,
     dsn: String,
+    #[serde(default)]
+    intervals: BTreeMap<String, String>,
 }
 
 fn read_targets_file(path: &Path) -> Result<Vec<TargetSpec>, ConfigError> {
@@ -213,7 +259,14 @@ fn read_targets_file(path: &Path) -> Result<Vec<TargetSpec>, ConfigError> {
         path: path.to_owned(),
         source,
     })?;
-    file.targets.iter().map(|entry| TargetSpec::new(&entry.name, &entry.dsn)).collect()
+    file.targets
+        .iter()
+        .map(|entry| {
+            let mut spec = TargetSpec::new(&entry.name, &entry.dsn)?;
+            spec.intervals = parse_intervals(&entry.name, &entry.intervals)?;
+            Ok(spec)
+        })
+        .collect()
 }
 
 /// The collector's validated configuration.
@@ -287,7 +340,7 @@ impl CollectorConfig {
         .into_iter()
         .min()
         .expect("there are intervals");
-        if shortest_interval < Duration::from_millis(100) {
+        if shortest_interval < MINIMUM_INTERVAL {
             return Err(ConfigError::IntervalTooShort);
         }
         if args.publish_buffer_mib == 0 {
@@ -369,7 +422,7 @@ mod tests {
         let path = directory.path().join("targets.toml");
         std::fs::write(
             &path,
-            "[[targets]]\nname = \"a\"\ndsn = \"host=h1 user=u\"\n[[targets]]\nname = \"b\"\ndsn = \"host=h2 user=u\"\n",
+            "[[targets]]\nname = \"a\"\ndsn = \"host=h1 user=u\"\nintervals = { objects = \"1h\" }\n[[targets]]\nname = \"b\"\ndsn = \"host=h2 user=u\"\n",
         )
         .unwrap();
         let args = |targets: Vec<TargetSpec>| CollectorArgs {
@@ -394,9 +447,23 @@ mod tests {
         };
         let config = CollectorConfig::from_args(args(vec![]), nats.clone()).unwrap();
         assert_eq!(config.targets.len(), 2);
+        assert_eq!(config.targets[0].intervals[&SnapshotKind::Objects], Duration::from_secs(3600));
         let duplicate = "a=host=h3 user=u".parse().unwrap();
         let error = CollectorConfig::from_args(args(vec![duplicate]), nats).unwrap_err();
         assert_eq!(error.to_string(), "target a is given more than once");
+    }
+
+    #[test]
+    fn per_target_intervals_are_checked() {
+        let intervals = |entries: &[(&str, &str)]| -> BTreeMap<String, String> {
+            entries.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
+        };
+        let parsed = parse_intervals("db1", &intervals(&[("activity", "5s"), ("objects", "1h")])).unwrap();
+        assert_eq!(parsed[&SnapshotKind::Activity], Duration::from_secs(5));
+        for bad in [("activity", "10ms"), ("status", "1s"), ("bogus", "1s"), ("locks", "soon")] {
+            let error = parse_intervals("db1", &intervals(&[bad])).unwrap_err();
+            assert!(error.to_string().starts_with("target db1: interval"), "{error}");
+        }
     }
 
     #[test]

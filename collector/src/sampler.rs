@@ -234,22 +234,22 @@ impl Session<'_> {
         let mut schedules = [
             Schedule {
                 kind: SnapshotKind::Activity,
-                interval: self.settings.activity_interval,
+                interval: self.interval(SnapshotKind::Activity, self.settings.activity_interval),
                 next_due: start,
             },
             Schedule {
                 kind: SnapshotKind::Locks,
-                interval: self.settings.locks_interval,
+                interval: self.interval(SnapshotKind::Locks, self.settings.locks_interval),
                 next_due: start,
             },
             Schedule {
                 kind: SnapshotKind::Database,
-                interval: self.settings.database_interval,
+                interval: self.interval(SnapshotKind::Database, self.settings.database_interval),
                 next_due: start,
             },
             Schedule {
                 kind: SnapshotKind::Statements,
-                interval: self.settings.statements_interval,
+                interval: self.interval(SnapshotKind::Statements, self.settings.statements_interval),
                 next_due: start,
             },
             Schedule {
@@ -284,6 +284,11 @@ impl Session<'_> {
                 }
             }
         }
+    }
+
+    /// The target's own interval for `kind`, else the collector's default.
+    fn interval(&self, kind: SnapshotKind, default: Duration) -> Duration {
+        self.target.intervals.get(&kind).copied().unwrap_or(default)
     }
 
     /// Takes a snapshot of `kind` and queues it; nothing is queued for locks while no one
@@ -351,6 +356,11 @@ enum ObjectsError {
 /// Samples the objects of every database of `target` on their own schedule, apart from the
 /// main session, so a slow round over many databases never delays activity samples.
 pub(crate) async fn sample_objects(target: TargetSpec, settings: SamplingSettings, queue: PublishQueue, shutdown: CancellationToken) {
+    let interval = target
+        .intervals
+        .get(&SnapshotKind::Objects)
+        .copied()
+        .unwrap_or(settings.objects_interval);
     let mut next_due = Instant::now();
     loop {
         tokio::select! {
@@ -359,7 +369,7 @@ pub(crate) async fn sample_objects(target: TargetSpec, settings: SamplingSetting
         }
         let now = Instant::now();
         while next_due <= now {
-            next_due += settings.objects_interval;
+            next_due += interval;
         }
         let collected_at_us = activity::unix_micros(SystemTime::now());
         let round = tokio::select! {

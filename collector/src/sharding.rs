@@ -223,6 +223,7 @@ mod tests {
             sealed_password: None,
             enabled: true,
             labels: labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect(),
+            intervals: BTreeMap::new(),
         }
     }
 

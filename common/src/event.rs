@@ -14,7 +14,7 @@ pub const CURRENT_SCHEMA_VERSION: u32 = 1;
 pub const SUPPORTED_SCHEMA_VERSIONS: &[u32] = &[1];
 
 /// What a snapshot describes; the last token of its subject.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SnapshotKind {
     /// One row per backend of `pg_stat_activity`.

@@ -28,6 +28,10 @@ pub struct TargetRecord {
     /// Free-form labels (`region=eu`); collectors may take only targets with given labels.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// Sampling intervals of this target that differ from the collector's defaults, by kind
+    /// (`activity`, `locks`, `database`, `statements`, `objects`), e.g. `"5s"`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub intervals: BTreeMap<String, String>,
 }
 
 fn enabled_by_default() -> bool {
@@ -205,6 +209,7 @@ mod tests {
             sealed_password: Some("aes256gcm:v1:abc".into()),
             enabled: true,
             labels: BTreeMap::new(),
+            intervals: BTreeMap::new(),
         };
         let debug = format!("{record:?}");
         assert!(!debug.contains("abc") && debug.contains("has_password: true"), "{debug}");

@@ -6,7 +6,7 @@ use std::io::BufRead;
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
-use pgmon_collector::{parse_label, TargetSpec};
+use pgmon_collector::{parse_intervals, parse_label, TargetSpec};
 use pgmon_common::nats_setup::{connect_jetstream, NatsArgs};
 use pgmon_common::registry::{Registry, TargetRecord};
 use pgmon_common::secret::{SecretKey, SecretKeyArgs};
@@ -28,6 +28,9 @@ pub enum TargetsCommand {
         /// Register it without sampling it yet.
         #[arg(long)]
         disabled: bool,
+        /// A sampling interval of this target, KIND=DURATION (activity=5s, objects=1h; repeatable).
+        #[arg(long = "interval", value_parser = parse_label)]
+        intervals: Vec<(String, String)>,
     },
     /// List the registered targets (never their passwords).
     List,
@@ -48,6 +51,9 @@ pub enum TargetsCommand {
         /// Replace the labels with these (KEY=VALUE, repeatable).
         #[arg(long = "label", value_parser = parse_label)]
         labels: Vec<(String, String)>,
+        /// Set a sampling interval, KIND=DURATION (repeatable); KIND=default returns to the collector's.
+        #[arg(long = "interval", value_parser = parse_label)]
+        intervals: Vec<(String, String)>,
     },
     /// Remove a target; collectors stop sampling it within seconds (its history stays).
     Rm { name: TargetName },
@@ -94,17 +100,21 @@ pub async fn run(nats: NatsArgs, secret_key: SecretKeyArgs, command: TargetsComm
             password,
             labels,
             disabled,
+            intervals,
         } => {
             if registry.get(&name).await?.is_some() {
                 bail!("target {name} already exists: change it with pgmon targets edit {name}");
             }
             check_dsn(&name, &dsn)?;
+            let intervals: BTreeMap<String, String> = intervals.into_iter().collect();
+            parse_intervals(name.as_str(), &intervals)?;
             let record = TargetRecord {
                 sealed_password: seal(&secret_key, &name, password.read()?)?,
                 name: name.clone(),
                 dsn,
                 enabled: !disabled,
                 labels: labels.into_iter().collect(),
+                intervals,
             };
             registry.put(&record).await?;
             println!("added target {name}");
@@ -135,6 +145,7 @@ pub async fn run(nats: NatsArgs, secret_key: SecretKeyArgs, command: TargetsComm
             enable,
             disable,
             labels,
+            intervals,
         } => {
             let Some(mut record) = registry.get(&name).await? else {
                 bail!("target {name} does not exist: add it with pgmon targets add {name} --dsn ...");
@@ -154,6 +165,14 @@ pub async fn run(nats: NatsArgs, secret_key: SecretKeyArgs, command: TargetsComm
             if !labels.is_empty() {
                 record.labels = labels.into_iter().collect::<BTreeMap<_, _>>();
             }
+            for (kind, duration) in intervals {
+                if duration == "default" {
+                    record.intervals.remove(&kind);
+                } else {
+                    record.intervals.insert(kind, duration);
+                }
+            }
+            parse_intervals(name.as_str(), &record.intervals)?;
             registry.put(&record).await?;
             println!("changed target {name}");
         }

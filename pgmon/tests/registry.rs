@@ -78,7 +78,7 @@ async fn targets_are_added_edited_disabled_and_removed_while_the_collector_runs(
     let added = pgmon_targets(
         &url,
         &key,
-        &["add", "watched", "--dsn", &dsn, "--password-stdin"],
+        &["add", "watched", "--dsn", &dsn, "--password-stdin", "--interval", "objects=1h"],
         &format!("{PASSWORD}\n"),
     );
     assert_eq!(added.trim(), "added target watched");
@@ -98,6 +98,7 @@ async fn targets_are_added_edited_disabled_and_removed_while_the_collector_runs(
     let stored = registry.get(&"watched".parse().unwrap()).await.unwrap().unwrap();
     let raw = serde_json::to_string(&stored).unwrap();
     assert!(!raw.contains(PASSWORD) && stored.sealed_password.is_some(), "{raw}");
+    assert_eq!(stored.intervals.get("objects").map(String::as_str), Some("1h"));
 
     // A wrong password: the collector reconnects with it and says why it fails.
     let edited_at = now_us();
@@ -168,6 +169,7 @@ async fn a_missing_or_wrong_secret_key_is_a_clear_error_at_start() {
             sealed_password: Some(key.seal(PASSWORD, "sealed")),
             enabled: true,
             labels: BTreeMap::new(),
+            intervals: BTreeMap::new(),
         })
         .await
         .unwrap();
@@ -224,6 +226,7 @@ async fn two_collectors_split_twenty_targets_and_one_leaving_hands_its_targets_o
                 sealed_password: None,
                 enabled: true,
                 labels: BTreeMap::new(),
+                intervals: BTreeMap::new(),
             })
             .await
             .unwrap();
