@@ -2,8 +2,8 @@
 //!
 //! Targets come from the command line or a file (always sampled by this collector) and from
 //! the registry in NATS KV, watched live and split between the collectors alive (`sharding`).
-//! Each target gets a sampler owning one long-lived connection, an objects sampler visiting its
-//! databases, and a publisher that sends their snapshots to JetStream in order. A buffer
+//! Each target gets a sampler owning one long-lived connection, a statements sampler with a
+//! session of its own, an objects sampler visiting its databases, and a publisher that sends their snapshots to JetStream in order. A buffer
 //! bounded in bytes between them keeps a slow or absent NATS from delaying sampling, and a
 //! down target from touching other targets.
 
@@ -215,6 +215,12 @@ impl RunningTargets {
             stop.clone(),
         ));
         let samplers = vec![
+            tokio::spawn(sampler::sample_statements(
+                target.clone(),
+                self.settings.clone(),
+                queue.clone(),
+                stop.clone(),
+            )),
             tokio::spawn(sampler::sample_objects(
                 target.clone(),
                 self.settings.clone(),

@@ -62,7 +62,6 @@ pub(crate) async fn sample_target(target: TargetSpec, settings: SamplingSettings
         server_version: String::new(),
     };
     let mut down_since_us: Option<i64> = None;
-    let mut sent_texts = SentTexts::default();
     loop {
         let connected = tokio::select! {
             _ = shutdown.cancelled() => return,
@@ -71,16 +70,12 @@ pub(crate) async fn sample_target(target: TargetSpec, settings: SamplingSettings
         let (reason, failure) = match connected {
             Ok((client, identity)) => {
                 tracing::info!(target = %target.name, server_version = %identity.server_version, "connected to target");
-                if identity.system_identifier != last_identity.system_identifier {
-                    // Another server answers under this name: it has not seen our texts.
-                    sent_texts.forget();
-                }
                 last_identity = identity.clone();
                 match Queries::prepare(&client, identity.server_version_num).await {
                     Ok(queries) => {
                         backoff = Backoff::new();
                         down_since_us = None;
-                        if let Err(limitation) = &queries.statements {
+                        if let Some(limitation) = &queries.statements_limitation {
                             tracing::warn!(target = %target.name, reason = ?limitation.reason, "{}", limitation.message);
                         }
                         let connected_at_us = activity::unix_micros(SystemTime::now());
@@ -92,7 +87,6 @@ pub(crate) async fn sample_target(target: TargetSpec, settings: SamplingSettings
                             queries,
                             queue: &queue,
                             connected_at_us,
-                            sent_texts: &mut sent_texts,
                         };
                         match session.sample_until_disconnected(&shutdown).await {
                             SessionEnd::Shutdown => return,
@@ -195,8 +189,8 @@ struct Queries {
     activity: tokio_postgres::Statement,
     locks: tokio_postgres::Statement,
     database: database::DatabaseStatements,
-    /// Why statements cannot be sampled, when they cannot.
-    statements: Result<StatementsReader, Limitation>,
+    /// Why statements cannot be sampled, when they cannot (their own session reads them).
+    statements_limitation: Option<Limitation>,
 }
 
 impl Queries {
@@ -205,7 +199,7 @@ impl Queries {
             activity: activity::prepare(client, server_version_num).await?,
             locks: locks::prepare(client, server_version_num).await?,
             database: database::prepare(client, server_version_num).await?,
-            statements: statements::prepare(client).await?,
+            statements_limitation: statements::prepare(client).await?.err(),
         })
     }
 }
@@ -225,7 +219,6 @@ struct Session<'a> {
     queries: Queries,
     queue: &'a PublishQueue,
     connected_at_us: i64,
-    sent_texts: &'a mut SentTexts,
 }
 
 impl Session<'_> {
@@ -245,11 +238,6 @@ impl Session<'_> {
             Schedule {
                 kind: SnapshotKind::Database,
                 interval: self.interval(SnapshotKind::Database, self.settings.database_interval),
-                next_due: start,
-            },
-            Schedule {
-                kind: SnapshotKind::Statements,
-                interval: self.interval(SnapshotKind::Statements, self.settings.statements_interval),
                 next_due: start,
             },
             Schedule {
@@ -316,7 +304,7 @@ impl Session<'_> {
                     reason: None,
                     message: None,
                     since_us: self.connected_at_us,
-                    limitations: self.queries.statements.as_ref().err().cloned().into_iter().collect(),
+                    limitations: self.queries.statements_limitation.iter().cloned().collect(),
                 };
                 snapshot.enqueue(self.queue, None, None, vec![status])
             }
@@ -327,19 +315,7 @@ impl Session<'_> {
                 }
                 snapshot.enqueue(self.queue, None, None, rows)
             }
-            SnapshotKind::Statements => {
-                let Ok(reader) = &self.queries.statements else {
-                    return Ok(Enqueued::Queued);
-                };
-                let (info, rows) = statements::sample(self.client, reader, self.sent_texts).await?;
-                let queued = snapshot.enqueue(self.queue, None, info, rows);
-                if queued == Enqueued::Dropped {
-                    // Texts it carried would be missing forever; send them all again instead.
-                    self.sent_texts.forget();
-                }
-                queued
-            }
-            SnapshotKind::Objects => unreachable!("objects are sampled by their own task"),
+            SnapshotKind::Statements | SnapshotKind::Objects => unreachable!("statements and objects are sampled by their own tasks"),
         };
         Ok(queued)
     }
@@ -351,6 +327,85 @@ enum ObjectsError {
     Connect(#[from] ConnectError),
     #[error("cannot list the databases: {}", error_chain(.0))]
     ListDatabases(tokio_postgres::Error),
+}
+
+/// Samples pg_stat_statements of `target` in a session of its own, so that reading a large
+/// statistics file never delays the activity samples of the main session. The main session
+/// reports the target's state and why statements cannot be read; this task only retries.
+pub(crate) async fn sample_statements(target: TargetSpec, settings: SamplingSettings, queue: PublishQueue, shutdown: CancellationToken) {
+    let interval = target
+        .intervals
+        .get(&SnapshotKind::Statements)
+        .copied()
+        .unwrap_or(settings.statements_interval);
+    let mut sent_texts = SentTexts::default();
+    let mut last_system_identifier: Option<Option<String>> = None;
+    let mut retry = Backoff::new();
+    loop {
+        let prepared = tokio::select! {
+            _ = shutdown.cancelled() => return,
+            prepared = connect_for_statements(&target, &settings) => prepared,
+        };
+        let (client, identity, reader) = match prepared {
+            Some(prepared) => prepared,
+            None => {
+                tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    _ = tokio::time::sleep(retry.next().max(interval)) => continue,
+                }
+            }
+        };
+        retry = Backoff::new();
+        if last_system_identifier.as_ref() != Some(&identity.system_identifier) {
+            // Another server answers under this name: it has not seen our texts.
+            sent_texts.forget();
+            last_system_identifier = Some(identity.system_identifier.clone());
+        }
+        let mut next_due = Instant::now();
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep_until(next_due) => {}
+            }
+            let now = Instant::now();
+            while next_due <= now {
+                next_due += interval;
+            }
+            let snapshot = Encoded {
+                target: &target,
+                server: &identity,
+                kind: SnapshotKind::Statements,
+                collected_at_us: activity::unix_micros(SystemTime::now()),
+                settings: &settings,
+            };
+            match statements::sample(&client, &reader, &mut sent_texts).await {
+                Ok((info, rows)) => match snapshot.enqueue(&queue, None, info, rows) {
+                    Enqueued::Queued => {}
+                    // Texts it carried would be missing forever; send them all again instead.
+                    Enqueued::Dropped => sent_texts.forget(),
+                    Enqueued::Closed => return,
+                },
+                Err(_) if client.is_closed() => break,
+                Err(error) => {
+                    tracing::warn!(target = %target.name, kind = "statements", error = %error_chain(&error), "snapshot failed");
+                }
+            }
+        }
+    }
+}
+
+/// The statements session, or `None` when it cannot be had now (the target is down, which
+/// the main session reports, or lacks pg_stat_statements, which its status says).
+async fn connect_for_statements(target: &TargetSpec, settings: &SamplingSettings) -> Option<(Client, ServerIdentity, StatementsReader)> {
+    let (client, identity) = connection::connect(target, settings.statement_timeout, None).await.ok()?;
+    match statements::prepare(&client).await {
+        Ok(Ok(reader)) => Some((client, identity, reader)),
+        Ok(Err(_)) => None,
+        Err(error) => {
+            tracing::debug!(target = %target.name, error = %error_chain(&error), "statements session not ready");
+            None
+        }
+    }
 }
 
 /// Samples the objects of every database of `target` on their own schedule, apart from the
