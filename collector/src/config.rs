@@ -188,6 +188,11 @@ pub fn parse_label(text: &str) -> Result<(String, String), String> {
 }
 
 impl TargetSpec {
+    /// This target's own interval for `kind`, else the collector's `default`.
+    pub(crate) fn interval(&self, kind: SnapshotKind, default: Duration) -> Duration {
+        self.intervals.get(&kind).copied().unwrap_or(default)
+    }
+
     /// A registry target, its password opened with `key`.
     pub fn from_record(record: &TargetRecord, key: Option<&SecretKey>) -> Result<TargetSpec, ConfigError> {
         let mut spec = TargetSpec::new(record.name.as_str(), &record.dsn)?;

@@ -227,17 +227,17 @@ impl Session<'_> {
         let mut schedules = [
             Schedule {
                 kind: SnapshotKind::Activity,
-                interval: self.interval(SnapshotKind::Activity, self.settings.activity_interval),
+                interval: self.target.interval(SnapshotKind::Activity, self.settings.activity_interval),
                 next_due: start,
             },
             Schedule {
                 kind: SnapshotKind::Locks,
-                interval: self.interval(SnapshotKind::Locks, self.settings.locks_interval),
+                interval: self.target.interval(SnapshotKind::Locks, self.settings.locks_interval),
                 next_due: start,
             },
             Schedule {
                 kind: SnapshotKind::Database,
-                interval: self.interval(SnapshotKind::Database, self.settings.database_interval),
+                interval: self.target.interval(SnapshotKind::Database, self.settings.database_interval),
                 next_due: start,
             },
             Schedule {
@@ -258,10 +258,7 @@ impl Session<'_> {
             }
             let now = Instant::now();
             for schedule in schedules.iter_mut().filter(|schedule| schedule.next_due <= now) {
-                // A late sample is taken once, not in a burst: samples stay about one interval apart.
-                while schedule.next_due <= now {
-                    schedule.next_due += schedule.interval;
-                }
+                advance_past(&mut schedule.next_due, schedule.interval, now);
                 match self.take(schedule.kind).await {
                     Ok(Enqueued::Closed) => return SessionEnd::Shutdown,
                     Ok(_) => {}
@@ -272,11 +269,6 @@ impl Session<'_> {
                 }
             }
         }
-    }
-
-    /// The target's own interval for `kind`, else the collector's default.
-    fn interval(&self, kind: SnapshotKind, default: Duration) -> Duration {
-        self.target.intervals.get(&kind).copied().unwrap_or(default)
     }
 
     /// Takes a snapshot of `kind` and queues it; nothing is queued for locks while no one
@@ -321,6 +313,24 @@ impl Session<'_> {
     }
 }
 
+/// Moves `next_due` to the first slot after `now`: a late sample is taken once, not in a
+/// burst, so samples stay about one interval apart.
+fn advance_past(next_due: &mut Instant, interval: Duration, now: Instant) {
+    while *next_due <= now {
+        *next_due += interval;
+    }
+}
+
+/// Waits for `next_due` and books the next slot; false when shut down first.
+async fn wait_for_turn(next_due: &mut Instant, interval: Duration, shutdown: &CancellationToken) -> bool {
+    tokio::select! {
+        _ = shutdown.cancelled() => return false,
+        _ = tokio::time::sleep_until(*next_due) => {}
+    }
+    advance_past(next_due, interval, Instant::now());
+    true
+}
+
 #[derive(Debug, thiserror::Error)]
 enum ObjectsError {
     #[error(transparent)]
@@ -333,11 +343,7 @@ enum ObjectsError {
 /// statistics file never delays the activity samples of the main session. The main session
 /// reports the target's state and why statements cannot be read; this task only retries.
 pub(crate) async fn sample_statements(target: TargetSpec, settings: SamplingSettings, queue: PublishQueue, shutdown: CancellationToken) {
-    let interval = target
-        .intervals
-        .get(&SnapshotKind::Statements)
-        .copied()
-        .unwrap_or(settings.statements_interval);
+    let interval = target.interval(SnapshotKind::Statements, settings.statements_interval);
     let mut sent_texts = SentTexts::default();
     let mut last_system_identifier: Option<Option<String>> = None;
     let mut retry = Backoff::new();
@@ -363,13 +369,8 @@ pub(crate) async fn sample_statements(target: TargetSpec, settings: SamplingSett
         }
         let mut next_due = Instant::now();
         loop {
-            tokio::select! {
-                _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep_until(next_due) => {}
-            }
-            let now = Instant::now();
-            while next_due <= now {
-                next_due += interval;
+            if !wait_for_turn(&mut next_due, interval, &shutdown).await {
+                return;
             }
             let snapshot = Encoded {
                 target: &target,
@@ -411,20 +412,11 @@ async fn connect_for_statements(target: &TargetSpec, settings: &SamplingSettings
 /// Samples the objects of every database of `target` on their own schedule, apart from the
 /// main session, so a slow round over many databases never delays activity samples.
 pub(crate) async fn sample_objects(target: TargetSpec, settings: SamplingSettings, queue: PublishQueue, shutdown: CancellationToken) {
-    let interval = target
-        .intervals
-        .get(&SnapshotKind::Objects)
-        .copied()
-        .unwrap_or(settings.objects_interval);
+    let interval = target.interval(SnapshotKind::Objects, settings.objects_interval);
     let mut next_due = Instant::now();
     loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep_until(next_due) => {}
-        }
-        let now = Instant::now();
-        while next_due <= now {
-            next_due += interval;
+        if !wait_for_turn(&mut next_due, interval, &shutdown).await {
+            return;
         }
         let collected_at_us = activity::unix_micros(SystemTime::now());
         let round = tokio::select! {

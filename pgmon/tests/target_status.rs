@@ -64,6 +64,11 @@ async fn every_failure_has_its_reason_and_healthy_targets_go_on() {
             "{target}: {status:?}"
         );
     }
+    // Down statuses can arrive before the healthy target's first one.
+    wait_until(Duration::from_secs(20), "a status of the healthy target", || async {
+        newest_status(&url, "healthy").await.is_some()
+    })
+    .await;
     let healthy = newest_status(&url, "healthy").await.expect("a status of the healthy target");
     assert_eq!(healthy.state, TargetState::Up);
     // Up, but without pg_stat_statements (never created here): that kind says why it is missing.
