@@ -528,6 +528,10 @@ impl AnySnapshot {
     pub fn row_count(&self) -> usize {
         with_any_snapshot!(self, snapshot => snapshot.rows.len())
     }
+
+    pub fn collected_at_us(&self) -> i64 {
+        with_any_snapshot!(self, snapshot => snapshot.collected_at_us)
+    }
 }
 
 /// Why a message is not a usable snapshot; the text becomes the dead-letter reason.

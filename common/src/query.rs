@@ -2,6 +2,7 @@
 //!
 //! Only these named, parameterised queries cross the network; never raw SQL.
 
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::target::TargetName;
@@ -18,15 +19,36 @@ pub const MAX_SERIES_BUCKETS: i64 = 5_000;
 pub enum ActivityDimension {
     WaitEventType,
     WaitEvent,
+    QueryId,
+    Database,
+    User,
+    Application,
+    ClientAddress,
+    BackendType,
 }
 
 impl ActivityDimension {
-    pub const ALL: &'static [ActivityDimension] = &[ActivityDimension::WaitEventType, ActivityDimension::WaitEvent];
+    pub const ALL: &'static [ActivityDimension] = &[
+        ActivityDimension::WaitEventType,
+        ActivityDimension::WaitEvent,
+        ActivityDimension::QueryId,
+        ActivityDimension::Database,
+        ActivityDimension::User,
+        ActivityDimension::Application,
+        ActivityDimension::ClientAddress,
+        ActivityDimension::BackendType,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             ActivityDimension::WaitEventType => "wait_event_type",
             ActivityDimension::WaitEvent => "wait_event",
+            ActivityDimension::QueryId => "query_id",
+            ActivityDimension::Database => "database",
+            ActivityDimension::User => "user",
+            ActivityDimension::Application => "application",
+            ActivityDimension::ClientAddress => "client_address",
+            ActivityDimension::BackendType => "backend_type",
         }
     }
 
@@ -39,6 +61,12 @@ impl ActivityDimension {
         match self {
             ActivityDimension::WaitEventType => "wait event type",
             ActivityDimension::WaitEvent => "wait event",
+            ActivityDimension::QueryId => "query",
+            ActivityDimension::Database => "database",
+            ActivityDimension::User => "user",
+            ActivityDimension::Application => "application",
+            ActivityDimension::ClientAddress => "client address",
+            ActivityDimension::BackendType => "backend type",
         }
     }
 }
@@ -62,6 +90,10 @@ pub enum SeriesRequestError {
     StepTooSmall,
     #[error("the range holds {buckets} steps; at most {MAX_SERIES_BUCKETS} are allowed, choose a larger step")]
     TooManyBuckets { buckets: i64 },
+    #[error("limit must be between 1 and {MAX_ROWS}")]
+    BadLimit,
+    #[error("{0} must not be empty")]
+    EmptyField(&'static str),
 }
 
 impl ActivitySeriesRequest {
@@ -121,6 +153,377 @@ pub enum QueryReply<T> {
     Failed(String),
 }
 
+/// A named query: its name on the wire (`pgmon.query.<name>.<target>`), its reply, and the
+/// checks both sides run before any work is done.
+pub trait NamedQuery: Serialize + DeserializeOwned + Send + 'static {
+    const NAME: &'static str;
+    type Reply: Serialize + DeserializeOwned + Send + 'static;
+    fn target(&self) -> &TargetName;
+    fn validate(&self) -> Result<(), SeriesRequestError>;
+}
+
+/// The most rows a list reply may hold.
+pub const MAX_ROWS: u32 = 10_000;
+
+fn validate_range(from_us: i64, to_us: i64) -> Result<(), SeriesRequestError> {
+    if from_us >= to_us {
+        return Err(SeriesRequestError::EmptyRange);
+    }
+    Ok(())
+}
+
+fn validate_limit(limit: u32) -> Result<(), SeriesRequestError> {
+    if limit == 0 || limit > MAX_ROWS {
+        return Err(SeriesRequestError::BadLimit);
+    }
+    Ok(())
+}
+
+fn validate_step(from_us: i64, to_us: i64, step_us: i64) -> Result<(), SeriesRequestError> {
+    validate_range(from_us, to_us)?;
+    if step_us < 1_000_000 {
+        return Err(SeriesRequestError::StepTooSmall);
+    }
+    let buckets = (to_us - from_us + step_us - 1) / step_us;
+    if buckets > MAX_SERIES_BUCKETS {
+        return Err(SeriesRequestError::TooManyBuckets { buckets });
+    }
+    Ok(())
+}
+
+impl NamedQuery for ActivitySeriesRequest {
+    const NAME: &'static str = ACTIVITY_SERIES_QUERY;
+    type Reply = ActivitySeriesReply;
+    fn target(&self) -> &TargetName {
+        &self.target
+    }
+    fn validate(&self) -> Result<(), SeriesRequestError> {
+        ActivitySeriesRequest::validate(self)
+    }
+}
+
+/// Implements [`NamedQuery`] for a request with `target`, `from_us`, `to_us` and the given checks.
+macro_rules! named_query {
+    ($request:ty, $name:literal, $reply:ty, |$this:ident| $checks:expr) => {
+        impl NamedQuery for $request {
+            const NAME: &'static str = $name;
+            type Reply = $reply;
+            fn target(&self) -> &TargetName {
+                &self.target
+            }
+            fn validate(&self) -> Result<(), SeriesRequestError> {
+                let $this = self;
+                $checks
+            }
+        }
+    };
+}
+
+/// The sessions sampled in a time slice, busiest first.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionsRequest {
+    pub target: TargetName,
+    pub from_us: i64,
+    pub to_us: i64,
+    pub limit: u32,
+}
+
+/// One backend (pid and backend start) over a slice.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SessionSummary {
+    pub pid: i32,
+    pub backend_start_us: Option<i64>,
+    pub database: Option<String>,
+    pub user_name: Option<String>,
+    pub application: Option<String>,
+    pub client_addr: Option<String>,
+    pub backend_type: Option<String>,
+    pub samples: i64,
+    /// Samples in which it was active: its share of the slice's load.
+    pub active_samples: i64,
+    /// The wait event it was seen in most while active (`CPU` for none).
+    pub top_wait_event: Option<String>,
+    pub last_state: Option<String>,
+    pub last_query_id: Option<i64>,
+    pub last_query: Option<String>,
+}
+
+named_query!(SessionsRequest, "sessions", Vec<SessionSummary>, |request| {
+    validate_range(request.from_us, request.to_us)?;
+    validate_limit(request.limit)
+});
+
+/// One backend's samples over a range; `backend_start_us` tells apart a reused pid.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionHistoryRequest {
+    pub target: TargetName,
+    pub pid: i32,
+    pub backend_start_us: Option<i64>,
+    pub from_us: i64,
+    pub to_us: i64,
+    pub limit: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SessionSample {
+    pub collected_at_us: i64,
+    pub state: Option<String>,
+    pub wait_event_type: Option<String>,
+    pub wait_event: Option<String>,
+    pub query_id: Option<i64>,
+    pub query: Option<String>,
+    pub xact_start_us: Option<i64>,
+    pub query_start_us: Option<i64>,
+    pub blocking_pids: Vec<i32>,
+}
+
+named_query!(SessionHistoryRequest, "session_history", Vec<SessionSample>, |request| {
+    validate_range(request.from_us, request.to_us)?;
+    validate_limit(request.limit)
+});
+
+/// What top statements are ordered by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StatementOrder {
+    TotalTime,
+    MeanTime,
+    Calls,
+    Rows,
+    SharedBlocksRead,
+    TempBlocks,
+}
+
+/// The statements that did most over a range, from deltas that stay correct across resets.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TopStatementsRequest {
+    pub target: TargetName,
+    pub from_us: i64,
+    pub to_us: i64,
+    pub order_by: StatementOrder,
+    pub limit: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StatementTotals {
+    pub query_id: i64,
+    pub database: String,
+    pub user_name: String,
+    pub query: Option<String>,
+    pub calls: i64,
+    pub total_exec_time_ms: f64,
+    pub mean_exec_time_ms: Option<f64>,
+    pub rows: i64,
+    pub shared_blks_hit: i64,
+    pub shared_blks_read: i64,
+    pub temp_blks_read: i64,
+    pub temp_blks_written: i64,
+}
+
+named_query!(TopStatementsRequest, "top_statements", Vec<StatementTotals>, |request| {
+    validate_range(request.from_us, request.to_us)?;
+    validate_limit(request.limit)
+});
+
+/// One statement (query id) over a range, in buckets.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatementHistoryRequest {
+    pub target: TargetName,
+    pub query_id: i64,
+    pub from_us: i64,
+    pub to_us: i64,
+    pub step_us: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StatementHistoryReply {
+    pub query: Option<String>,
+    pub points: Vec<StatementPoint>,
+}
+
+/// What the statement did in one bucket (all databases and users together).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StatementPoint {
+    pub bucket_start_us: i64,
+    pub calls: i64,
+    pub total_exec_time_ms: f64,
+    pub mean_exec_time_ms: Option<f64>,
+    pub rows: i64,
+    pub shared_blks_read: i64,
+}
+
+named_query!(StatementHistoryRequest, "statement_history", StatementHistoryReply, |request| {
+    validate_step(request.from_us, request.to_us, request.step_us)
+});
+
+/// What an object list is ordered by.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ObjectOrder {
+    TotalBytes,
+    TableBytes,
+    IndexBytes,
+    Name,
+}
+
+/// The latest complete objects snapshot of a target, filtered, ordered and paged: the object
+/// browser, and "top N" (ordered by total bytes with limit N).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectsRequest {
+    pub target: TargetName,
+    pub database: Option<String>,
+    pub schema_name: Option<String>,
+    /// `table`, `index`, `toast`, `materialized view`, `partitioned table`, ...
+    pub kind: Option<String>,
+    /// Case-insensitive part of the name.
+    pub name_contains: Option<String>,
+    pub order_by: ObjectOrder,
+    pub offset: u32,
+    pub limit: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ObjectsReply {
+    /// When the snapshot listed was taken; `None` when the target has none yet.
+    pub collected_at_us: Option<i64>,
+    /// Objects matching the filters, before paging.
+    pub total: i64,
+    pub objects: Vec<ObjectSize>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ObjectSize {
+    pub database: String,
+    pub schema_name: String,
+    pub name: String,
+    pub kind: String,
+    pub parent: Option<String>,
+    pub total_bytes: i64,
+    pub table_bytes: i64,
+    pub index_bytes: i64,
+    pub toast_bytes: i64,
+    pub row_estimate: Option<i64>,
+}
+
+named_query!(ObjectsRequest, "objects", ObjectsReply, |request| validate_limit(request.limit));
+
+/// One object's sizes over a range, and its growth per day.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectGrowthRequest {
+    pub target: TargetName,
+    pub database: String,
+    pub schema_name: String,
+    pub name: String,
+    pub from_us: i64,
+    pub to_us: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ObjectGrowthReply {
+    pub points: Vec<ObjectSizePoint>,
+    /// Least-squares slope of total bytes over the range, in bytes per day; `None` with fewer
+    /// than two samples.
+    pub growth_bytes_per_day: Option<f64>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ObjectSizePoint {
+    pub collected_at_us: i64,
+    pub total_bytes: i64,
+    pub table_bytes: i64,
+    pub index_bytes: i64,
+    pub toast_bytes: i64,
+}
+
+named_query!(ObjectGrowthRequest, "object_growth", ObjectGrowthReply, |request| {
+    validate_range(request.from_us, request.to_us)?;
+    if request.name.is_empty() {
+        return Err(SeriesRequestError::EmptyField("name"));
+    }
+    Ok(())
+});
+
+/// Lock waits over a range: how many sessions waited per bucket, and who they waited for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LockHistoryRequest {
+    pub target: TargetName,
+    pub from_us: i64,
+    pub to_us: i64,
+    pub step_us: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LockHistoryReply {
+    /// Per bucket with lock samples: the most sessions waiting at once.
+    pub buckets: Vec<LockBucket>,
+    /// Sessions others waited for, most waited-for first.
+    pub blockers: Vec<BlockerSummary>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LockBucket {
+    pub bucket_start_us: i64,
+    pub max_waiting_sessions: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BlockerSummary {
+    pub pid: i32,
+    /// Sessions waiting for it, summed over samples.
+    pub waiting_samples: i64,
+    pub first_seen_us: i64,
+    pub last_seen_us: i64,
+    pub query: Option<String>,
+}
+
+named_query!(LockHistoryRequest, "lock_history", LockHistoryReply, |request| {
+    validate_step(request.from_us, request.to_us, request.step_us)
+});
+
+/// The lock rows of the newest lock sample at or before `at_us` (within a minute): the input of
+/// [`crate::event::blocking_tree`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockingRequest {
+    pub target: TargetName,
+    pub at_us: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BlockingReply {
+    pub collected_at_us: Option<i64>,
+    pub locks: Vec<crate::event::LockRow>,
+}
+
+named_query!(BlockingRequest, "blocking", BlockingReply, |_request| Ok(()));
+
+/// Database statistics per bucket, from counter deltas (a counter that went down, after a
+/// statistics reset, starts a new run instead of counting negative).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DatabaseSeriesRequest {
+    pub target: TargetName,
+    /// One database, or all together.
+    pub database: Option<String>,
+    pub from_us: i64,
+    pub to_us: i64,
+    pub step_us: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DatabasePoint {
+    pub bucket_start_us: i64,
+    pub transactions_per_second: Option<f64>,
+    pub commits_per_second: Option<f64>,
+    pub rollbacks_per_second: Option<f64>,
+    /// Shared-buffer hits out of all block requests, 0..1.
+    pub cache_hit_ratio: Option<f64>,
+    pub temp_bytes_per_second: Option<f64>,
+    pub deadlocks: i64,
+}
+
+named_query!(DatabaseSeriesRequest, "database_series", Vec<DatabasePoint>, |request| {
+    validate_step(request.from_us, request.to_us, request.step_us)
+});
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -158,5 +561,9 @@ mod tests {
             assert_eq!(ActivityDimension::from_name(dimension.as_str()), Some(*dimension));
         }
         assert_eq!(ActivityDimension::from_name("query"), None);
+        assert_eq!(
+            ActivityDimension::from_name("client_address"),
+            Some(ActivityDimension::ClientAddress)
+        );
     }
 }

@@ -63,9 +63,15 @@ fn is_subject_token(token: &str) -> bool {
     !token.is_empty() && !token.contains(['*', '>', ' '])
 }
 
-/// Subject of a named query served by the ingesters.
-pub fn query_subject(query_name: &str) -> String {
-    format!("pgmon.query.{query_name}")
+/// All snapshot subjects of one target: what an ingester that owns the target consumes.
+pub fn target_snapshot_subjects(target: &TargetName) -> String {
+    format!("pgmon.snap.{target}.*")
+}
+
+/// Subject of a named query about one target: only the ingesters that store that target
+/// listen on it, so a request reaches the owner. `query_subject("*", ">")` matches them all.
+pub fn query_subject(query_name: &str, target: &str) -> String {
+    format!("pgmon.query.{query_name}.{target}")
 }
 
 #[cfg(test)]

@@ -12,20 +12,21 @@ use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy, PullConsum
 use async_nats::jetstream::{self, Message};
 use async_nats::HeaderMap;
 use futures::StreamExt;
-use pgmon_common::event::{decode_snapshot_from_subject, AnySnapshot};
+use pgmon_common::event::decode_snapshot_from_subject;
 use pgmon_common::subjects::{
-    dead_letter_subject, DEAD_LETTER_REASON_HEADER, DEAD_LETTER_SEQUENCE_HEADER, DEAD_LETTER_SUBJECT_HEADER, SNAPSHOT_STREAM,
-    SNAPSHOT_SUBJECTS,
+    dead_letter_subject, target_snapshot_subjects, DEAD_LETTER_REASON_HEADER, DEAD_LETTER_SEQUENCE_HEADER, DEAD_LETTER_SUBJECT_HEADER,
+    SNAPSHOT_STREAM, SNAPSHOT_SUBJECTS,
 };
 use tokio_util::sync::CancellationToken;
 
-use crate::store::{IngestBatch, Store};
+use crate::store::{BatchMessage, IngestBatch, Store};
 use crate::{IngestStats, IngesterConfig, IngesterError};
 
 const STORE_RETRY_DELAY: Duration = Duration::from_secs(2);
 
 /// Creates the ingester's durable consumer so that it delivers from `next_sequence` on.
-async fn consumer_from(jetstream: &jetstream::Context, name: &str, next_sequence: u64) -> Result<PullConsumer, IngesterError> {
+async fn consumer_from(jetstream: &jetstream::Context, config: &IngesterConfig, next_sequence: u64) -> Result<PullConsumer, IngesterError> {
+    let name = &config.consumer_name;
     let stream = jetstream
         .get_stream(SNAPSHOT_STREAM)
         .await
@@ -42,14 +43,19 @@ async fn consumer_from(jetstream: &jetstream::Context, name: &str, next_sequence
             deliver_policy: DeliverPolicy::ByStartSequence {
                 start_sequence: next_sequence,
             },
-            filter_subject: SNAPSHOT_SUBJECTS.to_owned(),
+            filter_subjects: if config.only_targets.is_empty() {
+                vec![SNAPSHOT_SUBJECTS.to_owned()]
+            } else {
+                config.only_targets.iter().map(target_snapshot_subjects).collect()
+            },
             ..Default::default()
         })
         .await
         .map_err(|e| IngesterError::Consumer(e.to_string()))
 }
 
-/// Consumes until `shutdown` is cancelled; the batch in hand is committed and acknowledged first.
+/// Consumes until `shutdown` is cancelled, or until every message up to `config.stop_after`
+/// is stored; the batch in hand is committed and acknowledged first.
 pub(crate) async fn consume(
     jetstream: jetstream::Context,
     mut store: Store,
@@ -57,17 +63,20 @@ pub(crate) async fn consume(
     shutdown: CancellationToken,
 ) -> Result<(), IngesterError> {
     let stats = &config.stats;
-    let applied = store.last_applied_sequence().map_err(IngesterError::Store)?;
+    let applied = store.last_applied_sequence();
     stats.last_applied_sequence.store(applied, Ordering::Relaxed);
-    let consumer = consumer_from(&jetstream, &config.consumer_name, applied + 1).await?;
+    let consumer = consumer_from(&jetstream, config, applied + 1).await?;
     tracing::info!(consumer = %config.consumer_name, resume_after_sequence = applied, "consuming snapshots");
-    while !shutdown.is_cancelled() {
+    while !shutdown.is_cancelled() && config.stop_after.is_none_or(|last| store.last_applied_sequence() < last) {
         let messages = tokio::select! {
             _ = shutdown.cancelled() => break,
             messages = fetch_batch(&consumer, config) => messages,
         };
-        let Some(last_message) = messages.last() else { continue };
-        let batch = decode_batch(&jetstream, &messages, stats).await?;
+        let Some(last_message) = messages.last() else {
+            store = close_idle_partition(store).await?;
+            continue;
+        };
+        let batch = decode_batch(&jetstream, &messages, config).await?;
         store = store_until_committed(store, batch, stats, &shutdown).await?;
         // AckPolicy::All: acknowledging the last message acknowledges the whole batch.
         if let Err(error) = last_message.ack().await {
@@ -75,6 +84,30 @@ pub(crate) async fn consume(
         }
     }
     Ok(())
+}
+
+/// Runs blocking storage work on the blocking pool, handing the store there and back.
+async fn with_store<T: Send + 'static>(
+    mut store: Store,
+    work: impl FnOnce(&mut Store) -> T + Send + 'static,
+) -> Result<(Store, T), IngesterError> {
+    tokio::task::spawn_blocking(move || {
+        let result = work(&mut store);
+        (store, result)
+    })
+    .await
+    .map_err(|e| IngesterError::StoreTask(e.to_string()))
+}
+
+async fn close_idle_partition(store: Store) -> Result<Store, IngesterError> {
+    let now_us = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_micros() as i64);
+    let (store, result) = with_store(store, move |store| store.close_idle_partition(now_us)).await?;
+    if let Err(error) = result {
+        tracing::error!(%error, "cannot close the partition of a past period");
+    }
+    Ok(store)
 }
 
 async fn fetch_batch(consumer: &PullConsumer, config: &IngesterConfig) -> Vec<Message> {
@@ -106,26 +139,28 @@ async fn fetch_batch(consumer: &PullConsumer, config: &IngesterConfig) -> Vec<Me
 }
 
 /// Decodes every message; those that are not usable snapshots go to the dead-letter stream.
-async fn decode_batch(jetstream: &jetstream::Context, messages: &[Message], stats: &IngestStats) -> Result<IngestBatch, IngesterError> {
+async fn decode_batch(jetstream: &jetstream::Context, messages: &[Message], config: &IngesterConfig) -> Result<IngestBatch, IngesterError> {
     let mut batch = IngestBatch {
-        activity: Vec::with_capacity(messages.len()),
-        ..IngestBatch::default()
+        messages: Vec::with_capacity(messages.len()),
     };
     for message in messages {
-        let sequence = message
+        let info = message
             .info()
-            .map_err(|e| IngesterError::Consumer(format!("message without stream metadata: {e}")))?
-            .stream_sequence;
-        batch.last_sequence = batch.last_sequence.max(sequence);
-        match decode_snapshot_from_subject(message.subject.as_str(), &message.payload) {
-            Ok(AnySnapshot::Activity(snapshot)) => batch.activity.push((sequence, snapshot)),
-            Ok(AnySnapshot::Locks(snapshot)) => batch.locks.push((sequence, snapshot)),
-            Ok(AnySnapshot::Database(snapshot)) => batch.database.push((sequence, snapshot)),
-            Ok(AnySnapshot::Status(snapshot)) => batch.status.push((sequence, snapshot)),
-            Ok(AnySnapshot::Statements(snapshot)) => batch.statements.push((sequence, snapshot)),
-            Ok(AnySnapshot::Objects(snapshot)) => batch.objects.push((sequence, snapshot)),
-            Err(reason) => dead_letter(jetstream, message, sequence, &reason.to_string(), stats).await?,
-        }
+            .map_err(|e| IngesterError::Consumer(format!("message without stream metadata: {e}")))?;
+        let sequence = info.stream_sequence;
+        let stored_at_us = i64::try_from(info.published.unix_timestamp_nanos() / 1_000).unwrap_or(i64::MAX);
+        let snapshot = match decode_snapshot_from_subject(message.subject.as_str(), &message.payload) {
+            Ok(snapshot) => Some(snapshot),
+            Err(reason) => {
+                dead_letter(jetstream, message, sequence, &reason.to_string(), config).await?;
+                None
+            }
+        };
+        batch.messages.push(BatchMessage {
+            sequence,
+            stored_at_us,
+            snapshot,
+        });
     }
     Ok(batch)
 }
@@ -135,9 +170,14 @@ async fn dead_letter(
     message: &Message,
     sequence: u64,
     reason: &str,
-    stats: &IngestStats,
+    config: &IngesterConfig,
 ) -> Result<(), IngesterError> {
     let subject = message.subject.as_str();
+    if !config.publish_dead_letters {
+        // A rebuild reads messages the live ingester dead-lettered already.
+        tracing::info!(%subject, sequence, %reason, "skipping an unusable message");
+        return Ok(());
+    }
     tracing::warn!(%subject, sequence, %reason, "dead-lettering an unusable message");
     let mut headers = HeaderMap::new();
     // The same message dead-lettered again after a crash is stored once.
@@ -153,7 +193,7 @@ async fn dead_letter(
         Err(error) => Err(error.to_string()),
     };
     acknowledged.map_err(|error| IngesterError::DeadLetter { sequence, error })?;
-    stats.dead_letters.fetch_add(1, Ordering::Relaxed);
+    config.stats.dead_letters.fetch_add(1, Ordering::Relaxed);
     Ok(())
 }
 
@@ -168,19 +208,14 @@ async fn store_until_committed(
     let batch = std::sync::Arc::new(batch);
     loop {
         let job_batch = std::sync::Arc::clone(&batch);
-        let (returned_store, result) = tokio::task::spawn_blocking(move || {
-            let result = store.apply(&job_batch);
-            (store, result)
-        })
-        .await
-        .map_err(|e| IngesterError::StoreTask(e.to_string()))?;
+        let (returned_store, result) = with_store(store, move |store| store.apply(&job_batch)).await?;
         store = returned_store;
         match result {
             Ok(applied) => {
                 stats.rows_ingested.fetch_add(applied.rows as u64, Ordering::Relaxed);
                 stats.snapshots_ingested.fetch_add(applied.snapshots as u64, Ordering::Relaxed);
                 stats.batches_committed.fetch_add(1, Ordering::Relaxed);
-                stats.last_applied_sequence.store(batch.last_sequence, Ordering::Relaxed);
+                stats.last_applied_sequence.store(store.last_applied_sequence(), Ordering::Relaxed);
                 if applied.already_stored > 0 {
                     tracing::info!(already_stored = applied.already_stored, "skipped snapshots stored before a restart");
                 }

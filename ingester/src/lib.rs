@@ -2,6 +2,9 @@
 
 mod arrow_rows;
 mod consume;
+mod history;
+mod migrations;
+pub mod partitions;
 mod query_service;
 pub mod series;
 pub mod store;
@@ -14,9 +17,11 @@ use std::time::Duration;
 use clap::Args;
 use pgmon_common::nats_setup::{connect_jetstream, NatsArgs, NatsSetupError};
 use pgmon_common::subjects::{INGESTER_CONSUMER, SNAPSHOT_STREAM};
+use pgmon_common::target::TargetName;
 use tokio_util::sync::CancellationToken;
 
-pub use store::{Store, StoreError, DATABASE_FILE_NAME};
+pub use partitions::{PartitionPeriod, VIEWS_SCRIPT_NAME};
+pub use store::{open_read_only, StorageOptions, Store, StoreError};
 
 /// Command-line and environment settings of the ingester role.
 #[derive(Args, Clone, Debug)]
@@ -36,6 +41,56 @@ pub struct IngesterArgs {
     /// Name of this ingester's durable consumer; each ingester needs its own.
     #[arg(long, env = "PGMON_CONSUMER_NAME", default_value = INGESTER_CONSUMER)]
     pub consumer_name: String,
+
+    /// Store (and answer queries about) only these targets, comma-separated: several ingesters
+    /// then share the targets, each with its own consumer name and data directory. Empty: all.
+    #[arg(long, env = "PGMON_ONLY_TARGETS", value_delimiter = ',')]
+    pub only_targets: Vec<TargetName>,
+
+    #[command(flatten)]
+    pub storage: StorageArgs,
+}
+
+/// Settings of `pgmon rebuild`: a fresh directory, and a consumer of its own so the live
+/// ingester's is left alone.
+#[derive(Args, Clone, Debug)]
+pub struct RebuildArgs {
+    /// Directory to rebuild into; not the live ingester's (its newest partition is locked).
+    #[arg(long, env = "PGMON_REBUILD_DATA_DIR")]
+    pub data_dir: PathBuf,
+
+    /// Name of the rebuild's durable consumer, deleted when the rebuild ends.
+    #[arg(long, env = "PGMON_REBUILD_CONSUMER_NAME", default_value = "pgmon-rebuild")]
+    pub consumer_name: String,
+
+    #[command(flatten)]
+    pub storage: StorageArgs,
+}
+
+/// How stored data is laid out in time; shared by `ingest` and `rebuild`.
+#[derive(Args, Clone, Debug)]
+pub struct StorageArgs {
+    /// Length of one partition file's period (whole seconds; one UTC day by default).
+    #[arg(long, env = "PGMON_PARTITION_PERIOD", default_value = "1d", value_parser = parse_partition_period)]
+    pub partition_period: PartitionPeriod,
+
+    /// Partitions whose period ended longer ago than this are deleted.
+    #[arg(long, env = "PGMON_RETENTION", default_value = "30d", value_parser = humantime::parse_duration)]
+    pub retention: Duration,
+}
+
+impl StorageArgs {
+    pub fn options(&self) -> StorageOptions {
+        StorageOptions {
+            period: self.partition_period,
+            retention: self.retention,
+        }
+    }
+}
+
+fn parse_partition_period(text: &str) -> Result<PartitionPeriod, String> {
+    let duration = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    PartitionPeriod::new(duration).map_err(|e| e.to_string())
 }
 
 /// Counters of what the ingester did, readable while it runs.
@@ -55,6 +110,14 @@ pub struct IngesterConfig {
     pub batch_max_messages: usize,
     pub batch_wait: Duration,
     pub consumer_name: String,
+    /// The targets this ingester owns; empty for all.
+    pub only_targets: Vec<TargetName>,
+    pub storage: StorageOptions,
+    /// Unusable messages are published to the dead-letter stream (the live ingester), or only
+    /// logged (a rebuild, which reads what the live ingester dead-lettered already).
+    pub publish_dead_letters: bool,
+    /// Stop once every message up to this stream sequence is stored (a rebuild).
+    pub stop_after: Option<u64>,
     pub stats: Arc<IngestStats>,
 }
 
@@ -66,6 +129,25 @@ impl IngesterConfig {
             batch_max_messages: args.batch_max_messages.max(1),
             batch_wait: args.batch_wait.max(Duration::from_millis(10)),
             consumer_name: args.consumer_name,
+            only_targets: args.only_targets,
+            storage: args.storage.options(),
+            publish_dead_letters: true,
+            stop_after: None,
+            stats: Arc::default(),
+        }
+    }
+
+    pub fn for_rebuild(args: RebuildArgs, nats: NatsArgs) -> IngesterConfig {
+        IngesterConfig {
+            nats,
+            data_dir: args.data_dir,
+            batch_max_messages: 1000,
+            batch_wait: Duration::from_millis(250),
+            consumer_name: args.consumer_name,
+            only_targets: Vec::new(),
+            storage: args.storage.options(),
+            publish_dead_letters: false,
+            stop_after: None,
             stats: Arc::default(),
         }
     }
@@ -90,15 +172,16 @@ pub enum IngesterError {
 /// Runs the ingester until `shutdown` is cancelled.
 pub async fn run(config: IngesterConfig, shutdown: CancellationToken) -> Result<(), IngesterError> {
     let jetstream = connect_jetstream(&config.nats, "pgmon-ingester").await?;
-    let data_dir = config.data_dir.clone();
-    let store = tokio::task::spawn_blocking(move || Store::open(&data_dir, SNAPSHOT_STREAM))
-        .await
-        .map_err(|e| IngesterError::StoreTask(e.to_string()))?
-        .map_err(IngesterError::Store)?;
-    tracing::info!(data_dir = %config.data_dir.display(), "ingester started");
+    let store = open_store(&config).await?;
+    tracing::info!(data_dir = %config.data_dir.display(), partitions = store.partitions().len(), "ingester started");
     let reader = store.reader().map_err(IngesterError::Store)?;
     let queries_shutdown = shutdown.child_token();
-    let queries = tokio::spawn(query_service::serve_queries(jetstream.client(), reader, queries_shutdown.clone()));
+    let queries = tokio::spawn(query_service::serve_queries(
+        jetstream.client(),
+        reader,
+        config.only_targets.clone(),
+        queries_shutdown.clone(),
+    ));
     let consumed = consume::consume(jetstream, store, &config, shutdown).await;
     queries_shutdown.cancel();
     let served = queries.await.map_err(|e| IngesterError::StoreTask(e.to_string()))?;
@@ -106,4 +189,50 @@ pub async fn run(config: IngesterConfig, shutdown: CancellationToken) -> Result<
     served?;
     tracing::info!("ingester stopped");
     Ok(())
+}
+
+/// What a rebuild stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RebuildSummary {
+    pub last_sequence: u64,
+    pub snapshots: u64,
+    pub rows: u64,
+}
+
+/// Re-ingests the whole snapshot stream into the partitions of `config.data_dir`, as the live
+/// ingester would have stored it, and returns once the messages present at its start are
+/// stored. It resumes where it stopped if run again on the same directory.
+pub async fn rebuild(mut config: IngesterConfig, shutdown: CancellationToken) -> Result<RebuildSummary, IngesterError> {
+    let jetstream = connect_jetstream(&config.nats, "pgmon-rebuild").await?;
+    let mut stream = jetstream
+        .get_stream(SNAPSHOT_STREAM)
+        .await
+        .map_err(|e| IngesterError::Consumer(e.to_string()))?;
+    let last_sequence = stream
+        .info()
+        .await
+        .map_err(|e| IngesterError::Consumer(e.to_string()))?
+        .state
+        .last_sequence;
+    config.stop_after = Some(last_sequence);
+    let store = open_store(&config).await?;
+    tracing::info!(data_dir = %config.data_dir.display(), up_to_sequence = last_sequence, "rebuilding from the stream");
+    let consumed = consume::consume(jetstream, store, &config, shutdown).await;
+    // The rebuild's consumer is of no use afterwards; a failure to delete it only leaves it idle.
+    let _ = stream.delete_consumer(&config.consumer_name).await;
+    consumed?;
+    Ok(RebuildSummary {
+        last_sequence: config.stats.last_applied_sequence.load(std::sync::atomic::Ordering::Relaxed),
+        snapshots: config.stats.snapshots_ingested.load(std::sync::atomic::Ordering::Relaxed),
+        rows: config.stats.rows_ingested.load(std::sync::atomic::Ordering::Relaxed),
+    })
+}
+
+async fn open_store(config: &IngesterConfig) -> Result<Store, IngesterError> {
+    let data_dir = config.data_dir.clone();
+    let options = config.storage;
+    tokio::task::spawn_blocking(move || Store::open(&data_dir, SNAPSHOT_STREAM, options))
+        .await
+        .map_err(|e| IngesterError::StoreTask(e.to_string()))?
+        .map_err(IngesterError::Store)
 }

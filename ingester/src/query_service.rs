@@ -5,20 +5,36 @@
 
 use std::sync::{Arc, Mutex};
 
+use duckdb::Connection;
 use futures::StreamExt;
-use pgmon_common::query::{ActivitySeriesRequest, QueryReply, ACTIVITY_SERIES_QUERY};
+use pgmon_common::query::{
+    ActivitySeriesRequest, BlockingRequest, DatabaseSeriesRequest, LockHistoryRequest, NamedQuery, ObjectGrowthRequest, ObjectsRequest,
+    QueryReply, SessionHistoryRequest, SessionsRequest, StatementHistoryRequest, TopStatementsRequest,
+};
 use pgmon_common::subjects::{query_subject, QUERY_QUEUE_GROUP};
+use pgmon_common::target::TargetName;
 use tokio_util::sync::CancellationToken;
 
+use crate::history;
 use crate::series::activity_series;
 
-/// Serves queries until `shutdown` is cancelled.
+/// Serves queries about `targets` (all targets when empty) until `shutdown` is cancelled.
 pub(crate) async fn serve_queries(
     client: async_nats::Client,
-    reader: duckdb::Connection,
+    reader: Connection,
+    targets: Vec<TargetName>,
     shutdown: CancellationToken,
 ) -> Result<(), async_nats::SubscribeError> {
-    let mut requests = client.queue_subscribe(query_subject(">"), QUERY_QUEUE_GROUP.to_owned()).await?;
+    let subjects: Vec<String> = if targets.is_empty() {
+        vec![query_subject("*", ">")]
+    } else {
+        targets.iter().map(|target| query_subject("*", target.as_str())).collect()
+    };
+    let mut subscriptions = Vec::new();
+    for subject in subjects {
+        subscriptions.push(client.queue_subscribe(subject, QUERY_QUEUE_GROUP.to_owned()).await?);
+    }
+    let mut requests = futures::stream::select_all(subscriptions);
     let reader = Arc::new(Mutex::new(reader));
     loop {
         let request = tokio::select! {
@@ -32,10 +48,10 @@ pub(crate) async fn serve_queries(
         let client = client.clone();
         let reader = Arc::clone(&reader);
         tokio::spawn(async move {
-            let query_name = request.subject.as_str().strip_prefix("pgmon.query.").unwrap_or_default().to_owned();
+            let query_name = request.subject.as_str().split('.').nth(2).unwrap_or_default().to_owned();
             let reply = tokio::task::spawn_blocking(move || answer(&query_name, &request.payload, &reader))
                 .await
-                .unwrap_or_else(|panic| QueryReply::<()>::Failed(format!("query task failed: {panic}")).to_json());
+                .unwrap_or_else(|panic| encode(&QueryReply::<()>::Failed(format!("query task failed: {panic}"))));
             if let Err(error) = client.publish(reply_subject, reply.into()).await {
                 tracing::warn!(%error, "cannot send a query reply");
             }
@@ -43,35 +59,46 @@ pub(crate) async fn serve_queries(
     }
 }
 
-trait ReplyJson {
-    fn to_json(&self) -> Vec<u8>;
+fn encode<T: serde::Serialize>(reply: &QueryReply<T>) -> Vec<u8> {
+    serde_json::to_vec(reply).expect("query replies always serialise")
 }
 
-impl<T: serde::Serialize> ReplyJson for QueryReply<T> {
-    fn to_json(&self) -> Vec<u8> {
-        serde_json::to_vec(self).expect("query replies always serialise")
+fn answer(query_name: &str, payload: &[u8], reader: &Mutex<Connection>) -> Vec<u8> {
+    match query_name {
+        ActivitySeriesRequest::NAME => run(payload, reader, activity_series),
+        SessionsRequest::NAME => run(payload, reader, history::sessions),
+        SessionHistoryRequest::NAME => run(payload, reader, history::session_history),
+        TopStatementsRequest::NAME => run(payload, reader, history::top_statements),
+        StatementHistoryRequest::NAME => run(payload, reader, history::statement_history),
+        ObjectsRequest::NAME => run(payload, reader, history::objects),
+        ObjectGrowthRequest::NAME => run(payload, reader, history::object_growth),
+        LockHistoryRequest::NAME => run(payload, reader, history::lock_history),
+        BlockingRequest::NAME => run(payload, reader, history::blocking),
+        DatabaseSeriesRequest::NAME => run(payload, reader, history::database_series),
+        unknown => encode(&QueryReply::<()>::Invalid(format!("unknown query {unknown:?}"))),
     }
 }
 
-fn answer(query_name: &str, payload: &[u8], reader: &Mutex<duckdb::Connection>) -> Vec<u8> {
-    match query_name {
-        ACTIVITY_SERIES_QUERY => {
-            let request: ActivitySeriesRequest = match serde_json::from_slice(payload) {
-                Ok(request) => request,
-                Err(error) => return QueryReply::<()>::Invalid(format!("bad {ACTIVITY_SERIES_QUERY} request: {error}")).to_json(),
-            };
-            if let Err(error) = request.validate() {
-                return QueryReply::<()>::Invalid(error.to_string()).to_json();
-            }
-            let connection = reader.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            match activity_series(&connection, &request) {
-                Ok(series) => QueryReply::Ok(series).to_json(),
-                Err(error) => {
-                    tracing::error!(query = ACTIVITY_SERIES_QUERY, target = %request.target, %error, "query failed");
-                    QueryReply::<()>::Failed("the query failed; see the ingester log".to_owned()).to_json()
-                }
-            }
+/// Decodes and checks a request, runs its SQL and encodes the reply; failures of the SQL are
+/// logged here and reported without details.
+fn run<Query: NamedQuery>(
+    payload: &[u8],
+    reader: &Mutex<Connection>,
+    query: impl FnOnce(&Connection, &Query) -> duckdb::Result<Query::Reply>,
+) -> Vec<u8> {
+    let request: Query = match serde_json::from_slice(payload) {
+        Ok(request) => request,
+        Err(error) => return encode(&QueryReply::<()>::Invalid(format!("bad {} request: {error}", Query::NAME))),
+    };
+    if let Err(error) = request.validate() {
+        return encode(&QueryReply::<()>::Invalid(error.to_string()));
+    }
+    let connection = reader.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    match query(&connection, &request) {
+        Ok(reply) => encode(&QueryReply::Ok(reply)),
+        Err(error) => {
+            tracing::error!(query = Query::NAME, target = %request.target(), %error, "query failed");
+            encode(&QueryReply::<()>::Failed("the query failed; see the ingester log".to_owned()))
         }
-        unknown => QueryReply::<()>::Invalid(format!("unknown query {unknown:?}")).to_json(),
     }
 }

@@ -13,14 +13,29 @@ pub const ON_CPU_LABEL: &str = "CPU";
 
 /// Which backends count as active sessions: those working for a client or doing maintenance,
 /// in state active. WAL senders and background processes would add a constant floor.
-const ACTIVE_SESSION_PREDICATE: &str = "state IN ('active', 'fastpath function call') \
+pub(crate) const ACTIVE_SESSION_PREDICATE: &str = "state IN ('active', 'fastpath function call') \
      AND backend_type IN ('client backend', 'parallel worker', 'autovacuum worker', 'background worker')";
 
-fn dimension_column(dimension: ActivityDimension) -> &'static str {
-    match dimension {
+/// The label of samples without a value in the chosen column (no query id, no client address).
+pub const NO_VALUE_LABEL: &str = "(none)";
+
+/// The expression a dimension groups by; a session without a wait event is on CPU.
+fn dimension_expression(dimension: ActivityDimension) -> String {
+    let column = match dimension {
         ActivityDimension::WaitEventType => "wait_event_type",
         ActivityDimension::WaitEvent => "wait_event",
-    }
+        ActivityDimension::QueryId => "query_id::VARCHAR",
+        ActivityDimension::Database => "database",
+        ActivityDimension::User => "user_name",
+        ActivityDimension::Application => "application",
+        ActivityDimension::ClientAddress => "client_addr",
+        ActivityDimension::BackendType => "backend_type",
+    };
+    let missing = match dimension {
+        ActivityDimension::WaitEventType | ActivityDimension::WaitEvent => ON_CPU_LABEL,
+        _ => NO_VALUE_LABEL,
+    };
+    format!("coalesce({column}, '{missing}')")
 }
 
 /// One aggregated row: bucket index, samples in it, and the active sessions of one dimension value.
@@ -42,7 +57,7 @@ pub fn activity_series(connection: &Connection, request: &ActivitySeriesRequest)
              GROUP BY bucket
          ),
          load AS (
-             SELECT (epoch_us(collected_at) - $2) // $4 AS bucket, coalesce({column}, '{ON_CPU_LABEL}') AS dimension_value, count(*) AS active_rows
+             SELECT (epoch_us(collected_at) - $2) // $4 AS bucket, {dimension} AS dimension_value, count(*) AS active_rows
              FROM activity_samples
              WHERE target = $1 AND collected_at >= make_timestamp($2) AND collected_at < make_timestamp($3)
                AND {ACTIVE_SESSION_PREDICATE}
@@ -51,7 +66,7 @@ pub fn activity_series(connection: &Connection, request: &ActivitySeriesRequest)
          SELECT s.bucket, s.samples, l.dimension_value, coalesce(l.active_rows, 0)
          FROM snapshots s LEFT JOIN load l USING (bucket)
          ORDER BY s.bucket",
-        column = dimension_column(request.by),
+        dimension = dimension_expression(request.by),
     );
     let mut statement = connection.prepare_cached(&sql)?;
     let loads = statement

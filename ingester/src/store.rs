@@ -1,267 +1,47 @@
-//! The DuckDB file the ingester owns: schema migrations, exactly-once batch application, readers.
+//! The ingester's DuckDB files: one partition per period, exactly-once batch application, readers.
+//!
+//! All partitions are attached to one in-memory DuckDB instance: the newest read-write, the
+//! closed ones read-only (a shared lock, so the `duckdb` CLI can open them at the same time).
+//! Views in its `memory.main` schema put the partitions together for the named queries.
 //!
 //! Exactly-once effect: the last applied stream sequence is stored in the same transaction as
-//! the rows, and snapshots at or below it are skipped, so a batch redelivered after a crash
-//! (it was committed but not yet acknowledged) is not stored twice.
+//! the rows, in the partition they go to, and snapshots at or below it are skipped, so a batch
+//! redelivered after a crash (it was committed but not yet acknowledged) is not stored twice.
+//! A new partition starts with the sequence of the one before it, so the progress survives
+//! retention removing old partitions.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use duckdb::Connection;
-use pgmon_common::event::{ActivityRow, DatabaseRow, LockRow, ObjectRow, Snapshot, StatementRow, StatusRow};
+use pgmon_common::event::{AnySnapshot, Snapshot};
 
 use crate::arrow_rows::{activity_snapshots_batch, instance_rows_batch, sample_rows_batch, snapshot_parts_batch};
+use crate::migrations::{latest_version, migrate, schema_version};
+use crate::partitions::{
+    derived_views_sql, list_partitions, partition_start_for, union_views_sql, write_views_script, Partition, PartitionPeriod,
+    PARTITIONS_DIRECTORY,
+};
 
-/// The file name of the database inside the data directory.
-pub const DATABASE_FILE_NAME: &str = "pgmon.duckdb";
+/// The single file of pgmon versions before time partitions; adopted as a partition at start.
+pub const LEGACY_DATABASE_FILE_NAME: &str = "pgmon.duckdb";
 
-/// Ordered schema migrations; an entry is never edited once released, only new ones appended.
-///
-/// All TIMESTAMP columns hold UTC.
-const MIGRATIONS: &[(i32, &str)] = &[
-    (
-        1,
-        "CREATE TABLE activity_snapshots (
-         target VARCHAR NOT NULL,
-         collected_at TIMESTAMP NOT NULL,
-         stream_sequence UBIGINT NOT NULL,
-         server_version_num INTEGER NOT NULL,
-         system_identifier VARCHAR,
-         row_count INTEGER NOT NULL
-     );
-     CREATE TABLE activity_samples (
-         target VARCHAR NOT NULL,
-         collected_at TIMESTAMP NOT NULL,
-         pid INTEGER NOT NULL,
-         database VARCHAR,
-         user_name VARCHAR,
-         application VARCHAR,
-         client_addr VARCHAR,
-         backend_type VARCHAR,
-         state VARCHAR,
-         wait_event_type VARCHAR,
-         wait_event VARCHAR,
-         query_id BIGINT,
-         query VARCHAR,
-         backend_start TIMESTAMP,
-         xact_start TIMESTAMP,
-         query_start TIMESTAMP,
-         state_change TIMESTAMP,
-         blocking_pids INTEGER[]
-     );
-     CREATE TABLE ingest_progress (
-         stream VARCHAR PRIMARY KEY,
-         last_sequence UBIGINT NOT NULL
-     );",
-    ),
-    (
-        2,
-        "CREATE TABLE lock_samples (
-         target VARCHAR NOT NULL,
-         collected_at TIMESTAMP NOT NULL,
-         pid INTEGER NOT NULL,
-         lock_type VARCHAR NOT NULL,
-         mode VARCHAR NOT NULL,
-         granted BOOLEAN NOT NULL,
-         database VARCHAR,
-         relation VARCHAR,
-         page INTEGER,
-         tuple INTEGER,
-         virtual_xid VARCHAR,
-         transaction_id VARCHAR,
-         waiting_since TIMESTAMP,
-         blocked_by INTEGER[]
-     );",
-    ),
-    (
-        3,
-        "CREATE TABLE database_samples (
-         target VARCHAR NOT NULL,
-         collected_at TIMESTAMP NOT NULL,
-         database VARCHAR NOT NULL,
-         backends INTEGER NOT NULL,
-         xact_commit BIGINT NOT NULL,
-         xact_rollback BIGINT NOT NULL,
-         blks_read BIGINT NOT NULL,
-         blks_hit BIGINT NOT NULL,
-         tup_returned BIGINT NOT NULL,
-         tup_fetched BIGINT NOT NULL,
-         tup_inserted BIGINT NOT NULL,
-         tup_updated BIGINT NOT NULL,
-         tup_deleted BIGINT NOT NULL,
-         conflicts BIGINT NOT NULL,
-         temp_files BIGINT NOT NULL,
-         temp_bytes BIGINT NOT NULL,
-         deadlocks BIGINT NOT NULL,
-         checksum_failures BIGINT,
-         blk_read_time_ms DOUBLE NOT NULL,
-         blk_write_time_ms DOUBLE NOT NULL,
-         session_time_ms DOUBLE,
-         active_time_ms DOUBLE,
-         idle_in_transaction_time_ms DOUBLE,
-         sessions BIGINT,
-         sessions_abandoned BIGINT,
-         sessions_fatal BIGINT,
-         sessions_killed BIGINT,
-         stats_reset TIMESTAMP
-     );
-     CREATE TABLE instance_samples (
-         target VARCHAR NOT NULL,
-         collected_at TIMESTAMP NOT NULL,
-         server_version_num INTEGER NOT NULL,
-         started_at TIMESTAMP NOT NULL,
-         max_connections INTEGER NOT NULL,
-         settings_json VARCHAR NOT NULL
-     );",
-    ),
-    (
-        4,
-        "CREATE TABLE target_status (
-         target VARCHAR NOT NULL,
-         collected_at TIMESTAMP NOT NULL,
-         state VARCHAR NOT NULL,
-         reason VARCHAR,
-         message VARCHAR,
-         since TIMESTAMP NOT NULL
-     );",
-    ),
-    (
-        5,
-        "ALTER TABLE target_status ADD COLUMN limitations STRUCT(kind VARCHAR, reason VARCHAR, message VARCHAR)[];
-     CREATE TABLE snapshot_parts (
-         target VARCHAR NOT NULL,
-         kind VARCHAR NOT NULL,
-         collected_at TIMESTAMP NOT NULL,
-         stream_sequence UBIGINT NOT NULL,
-         part_index INTEGER NOT NULL,
-         part_count INTEGER NOT NULL,
-         row_count INTEGER NOT NULL,
-         statements_dealloc BIGINT,
-         statements_stats_reset TIMESTAMP
-     );
-     CREATE TABLE statement_samples (
-         target VARCHAR NOT NULL,
-         collected_at TIMESTAMP NOT NULL,
-         database VARCHAR NOT NULL,
-         user_name VARCHAR NOT NULL,
-         query_id BIGINT NOT NULL,
-         toplevel BOOLEAN,
-         query VARCHAR,
-         calls BIGINT NOT NULL,
-         total_exec_time_ms DOUBLE NOT NULL,
-         min_exec_time_ms DOUBLE NOT NULL,
-         max_exec_time_ms DOUBLE NOT NULL,
-         mean_exec_time_ms DOUBLE NOT NULL,
-         stddev_exec_time_ms DOUBLE NOT NULL,
-         plans BIGINT NOT NULL,
-         total_plan_time_ms DOUBLE NOT NULL,
-         rows BIGINT NOT NULL,
-         shared_blks_hit BIGINT NOT NULL,
-         shared_blks_read BIGINT NOT NULL,
-         shared_blks_dirtied BIGINT NOT NULL,
-         shared_blks_written BIGINT NOT NULL,
-         local_blks_hit BIGINT NOT NULL,
-         local_blks_read BIGINT NOT NULL,
-         local_blks_dirtied BIGINT NOT NULL,
-         local_blks_written BIGINT NOT NULL,
-         temp_blks_read BIGINT NOT NULL,
-         temp_blks_written BIGINT NOT NULL,
-         shared_blk_read_time_ms DOUBLE NOT NULL,
-         shared_blk_write_time_ms DOUBLE NOT NULL,
-         local_blk_read_time_ms DOUBLE,
-         local_blk_write_time_ms DOUBLE,
-         temp_blk_read_time_ms DOUBLE,
-         temp_blk_write_time_ms DOUBLE,
-         wal_records BIGINT NOT NULL,
-         wal_fpi BIGINT NOT NULL,
-         wal_bytes BIGINT NOT NULL,
-         wal_buffers_full BIGINT,
-         jit_functions BIGINT,
-         jit_time_ms DOUBLE,
-         parallel_workers_to_launch BIGINT,
-         parallel_workers_launched BIGINT,
-         stats_since TIMESTAMP
-     );
-     -- The text of each query id, sent once per collector run.
-     CREATE VIEW statement_texts AS
-         SELECT target, query_id, arg_max(query, collected_at) AS query, min(collected_at) AS first_seen
-         FROM statement_samples WHERE query IS NOT NULL GROUP BY target, query_id;
-     -- What each entry did between two samples. An entry counts from zero again after a reset of
-     -- all statistics (stats_reset moved), after its own reset or eviction (stats_since moved, or
-     -- a counter went down), so deltas are never negative. An entry first seen after the
-     -- target's first sample counted from zero since then; in the first sample it has no delta.
-     CREATE VIEW statement_deltas AS
-         WITH info AS (
-             SELECT target, collected_at, any_value(statements_stats_reset) AS stats_reset
-             FROM snapshot_parts WHERE kind = 'statements' GROUP BY target, collected_at
-         ),
-         firsts AS (
-             SELECT target, min(collected_at) AS first_collected_at FROM info GROUP BY target
-         ),
-         paired AS (
-             SELECT s.*, i.stats_reset, f.first_collected_at,
-                    lag(s.collected_at) OVER entry AS previous_collected_at,
-                    lag(i.stats_reset) OVER entry AS previous_stats_reset,
-                    lag(s.stats_since) OVER entry AS previous_stats_since,
-                    lag(s.calls) OVER entry AS previous_calls,
-                    lag(s.total_exec_time_ms) OVER entry AS previous_total_exec_time_ms,
-                    lag(s.total_plan_time_ms) OVER entry AS previous_total_plan_time_ms,
-                    lag(s.rows) OVER entry AS previous_rows,
-                    lag(s.shared_blks_hit) OVER entry AS previous_shared_blks_hit,
-                    lag(s.shared_blks_read) OVER entry AS previous_shared_blks_read,
-                    lag(s.shared_blks_written) OVER entry AS previous_shared_blks_written,
-                    lag(s.temp_blks_read) OVER entry AS previous_temp_blks_read,
-                    lag(s.temp_blks_written) OVER entry AS previous_temp_blks_written,
-                    lag(s.shared_blk_read_time_ms) OVER entry AS previous_shared_blk_read_time_ms,
-                    lag(s.wal_bytes) OVER entry AS previous_wal_bytes
-             FROM statement_samples s
-             LEFT JOIN info i USING (target, collected_at)
-             LEFT JOIN firsts f USING (target)
-             WINDOW entry AS (PARTITION BY s.target, s.database, s.user_name, s.query_id, s.toplevel ORDER BY s.collected_at)
-         ),
-         classified AS (
-             SELECT *,
-                    CASE
-                        WHEN previous_calls IS NULL THEN collected_at > first_collected_at
-                        ELSE stats_reset IS DISTINCT FROM previous_stats_reset
-                          OR stats_since IS DISTINCT FROM previous_stats_since
-                          OR calls < previous_calls
-                          OR total_exec_time_ms < previous_total_exec_time_ms
-                    END AS counts_from_zero
-             FROM paired
-         )
-         SELECT target, collected_at, previous_collected_at, database, user_name, query_id, toplevel, counts_from_zero,
-                CASE WHEN counts_from_zero THEN calls WHEN previous_calls IS NOT NULL THEN calls - previous_calls END AS calls,
-                CASE WHEN counts_from_zero THEN total_exec_time_ms WHEN previous_calls IS NOT NULL THEN total_exec_time_ms - previous_total_exec_time_ms END AS total_exec_time_ms,
-                CASE WHEN counts_from_zero THEN total_plan_time_ms WHEN previous_calls IS NOT NULL THEN total_plan_time_ms - previous_total_plan_time_ms END AS total_plan_time_ms,
-                CASE WHEN counts_from_zero THEN rows WHEN previous_calls IS NOT NULL THEN rows - previous_rows END AS rows,
-                CASE WHEN counts_from_zero THEN shared_blks_hit WHEN previous_calls IS NOT NULL THEN shared_blks_hit - previous_shared_blks_hit END AS shared_blks_hit,
-                CASE WHEN counts_from_zero THEN shared_blks_read WHEN previous_calls IS NOT NULL THEN shared_blks_read - previous_shared_blks_read END AS shared_blks_read,
-                CASE WHEN counts_from_zero THEN shared_blks_written WHEN previous_calls IS NOT NULL THEN shared_blks_written - previous_shared_blks_written END AS shared_blks_written,
-                CASE WHEN counts_from_zero THEN temp_blks_read WHEN previous_calls IS NOT NULL THEN temp_blks_read - previous_temp_blks_read END AS temp_blks_read,
-                CASE WHEN counts_from_zero THEN temp_blks_written WHEN previous_calls IS NOT NULL THEN temp_blks_written - previous_temp_blks_written END AS temp_blks_written,
-                CASE WHEN counts_from_zero THEN shared_blk_read_time_ms WHEN previous_calls IS NOT NULL THEN shared_blk_read_time_ms - previous_shared_blk_read_time_ms END AS shared_blk_read_time_ms,
-                CASE WHEN counts_from_zero THEN wal_bytes WHEN previous_calls IS NOT NULL THEN wal_bytes - previous_wal_bytes END AS wal_bytes
-         FROM classified;
-     CREATE TABLE object_samples (
-         target VARCHAR NOT NULL,
-         collected_at TIMESTAMP NOT NULL,
-         database VARCHAR NOT NULL,
-         schema_name VARCHAR NOT NULL,
-         name VARCHAR NOT NULL,
-         kind VARCHAR NOT NULL,
-         parent VARCHAR,
-         total_bytes BIGINT NOT NULL,
-         table_bytes BIGINT NOT NULL,
-         index_bytes BIGINT NOT NULL,
-         toast_bytes BIGINT NOT NULL,
-         row_estimate BIGINT,
-         last_vacuum TIMESTAMP,
-         last_autovacuum TIMESTAMP,
-         last_analyze TIMESTAMP,
-         last_autoanalyze TIMESTAMP
-     );",
-    ),
-];
+/// How data is laid out in time.
+#[derive(Clone, Copy, Debug)]
+pub struct StorageOptions {
+    pub period: PartitionPeriod,
+    /// Closed partitions whose period ended longer ago than this are deleted.
+    pub retention: Duration,
+}
+
+impl Default for StorageOptions {
+    fn default() -> StorageOptions {
+        StorageOptions {
+            period: PartitionPeriod::DAY,
+            retention: Duration::from_secs(30 * 86_400),
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -279,27 +59,31 @@ pub enum StoreError {
     Write(duckdb::Error),
     #[error("cannot open a reader connection: {0}")]
     Reader(duckdb::Error),
+    #[error("cannot close partition {path}: {source}")]
+    Close { path: PathBuf, source: duckdb::Error },
+    #[error("cannot {action} {path}: {source}")]
+    Files {
+        action: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot adopt {legacy} as partition {partition}: that partition already exists; move one of them away")]
+    LegacyConflict { legacy: PathBuf, partition: PathBuf },
+}
+
+/// One message of the stream as the store sees it.
+pub struct BatchMessage {
+    pub sequence: u64,
+    /// When JetStream stored the message: it chooses the partition.
+    pub stored_at_us: i64,
+    /// `None` for a message that was dead-lettered: only its sequence counts as applied.
+    pub snapshot: Option<AnySnapshot>,
 }
 
 /// One decoded batch of the stream, in stream order.
 #[derive(Default)]
 pub struct IngestBatch {
-    /// Usable snapshots with their stream sequence, by kind.
-    pub activity: Vec<(u64, Snapshot<ActivityRow>)>,
-    pub locks: Vec<(u64, Snapshot<LockRow>)>,
-    pub database: Vec<(u64, Snapshot<DatabaseRow>)>,
-    pub status: Vec<(u64, Snapshot<StatusRow>)>,
-    pub statements: Vec<(u64, Snapshot<StatementRow>)>,
-    pub objects: Vec<(u64, Snapshot<ObjectRow>)>,
-    /// The highest stream sequence in the batch, dead-lettered messages included.
-    pub last_sequence: u64,
-}
-
-impl IngestBatch {
-    /// How many usable snapshots the batch holds, of every kind.
-    pub fn snapshot_count(&self) -> usize {
-        self.activity.len() + self.locks.len() + self.database.len() + self.status.len() + self.statements.len() + self.objects.len()
-    }
+    pub messages: Vec<BatchMessage>,
 }
 
 /// What applying a batch did.
@@ -311,157 +95,450 @@ pub struct AppliedBatch {
     pub already_stored: usize,
 }
 
+impl std::ops::AddAssign for AppliedBatch {
+    fn add_assign(&mut self, other: AppliedBatch) {
+        self.snapshots += other.snapshots;
+        self.rows += other.rows;
+        self.already_stored += other.already_stored;
+    }
+}
+
 pub struct Store {
     connection: Connection,
+    data_dir: PathBuf,
     stream: String,
+    options: StorageOptions,
+    /// Read-only partitions, oldest first.
+    closed: Vec<Partition>,
+    /// The newest partition, attached read-write.
+    open: Option<Partition>,
+    last_applied: u64,
 }
 
 impl Store {
-    /// Opens (creating if needed) the database in `data_dir` and brings its schema up to date.
-    pub fn open(data_dir: &Path, stream: &str) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::CreateDirectory {
-            path: data_dir.to_owned(),
+    /// Opens (creating if needed) the partitions in `data_dir`, brings their schema up to date
+    /// and removes those past retention.
+    pub fn open(data_dir: &Path, stream: &str, options: StorageOptions) -> Result<Store, StoreError> {
+        let partitions_directory = data_dir.join(PARTITIONS_DIRECTORY);
+        std::fs::create_dir_all(&partitions_directory).map_err(|source| StoreError::CreateDirectory {
+            path: partitions_directory,
             source,
         })?;
-        let path = data_dir.join(DATABASE_FILE_NAME);
-        let connection = Connection::open(&path).map_err(|source| StoreError::Open {
-            path: path.clone(),
-            source,
-        })?;
-        migrate(&connection, &path)?;
-        Ok(Store {
+        let connection = catalog_connection(data_dir)?;
+        adopt_legacy_file(&connection, data_dir, options.period)?;
+        let mut partitions = list_partitions(data_dir).map_err(files_error("list", data_dir))?;
+        let newest = partitions.pop();
+        let mut store = Store {
             connection,
+            data_dir: data_dir.to_owned(),
             stream: stream.to_owned(),
-        })
+            options,
+            closed: Vec::new(),
+            open: None,
+            last_applied: 0,
+        };
+        for partition in partitions {
+            store.attach_closed(partition)?;
+        }
+        if let Some(newest) = newest {
+            attach(&store.connection, &newest, Access::ReadWrite)?;
+            store.open = Some(newest);
+        }
+        store.last_applied = store.read_last_applied().map_err(StoreError::ReadProgress)?;
+        store.refresh_views()?;
+        store
+            .connection
+            .execute_batch(&derived_views_sql("CREATE OR REPLACE VIEW"))
+            .map_err(StoreError::Reader)?;
+        store.remove_expired_partitions(now_us())?;
+        Ok(store)
     }
 
     /// The highest stream sequence whose effect is stored (0 when nothing is).
-    pub fn last_applied_sequence(&self) -> Result<u64, StoreError> {
-        read_last_sequence(&self.connection, &self.stream).map_err(StoreError::ReadProgress)
+    pub fn last_applied_sequence(&self) -> u64 {
+        self.last_applied
     }
 
-    /// Stores a batch in one transaction together with its last sequence.
+    /// The partitions, oldest first; the last one is the open one.
+    pub fn partitions(&self) -> Vec<Partition> {
+        self.closed.iter().chain(&self.open).cloned().collect()
+    }
+
+    /// Stores a batch: the messages of each partition in one transaction with their last sequence.
     pub fn apply(&mut self, batch: &IngestBatch) -> Result<AppliedBatch, StoreError> {
-        let transaction = self.connection.transaction().map_err(StoreError::Write)?;
-        let already_applied = read_last_sequence(&transaction, &self.stream).map_err(StoreError::Write)?;
-        let activity = fresh(&batch.activity, already_applied);
-        let locks = fresh(&batch.locks, already_applied);
-        let database = fresh(&batch.database, already_applied);
-        let status = fresh(&batch.status, already_applied);
-        let statements = fresh(&batch.statements, already_applied);
-        let objects = fresh(&batch.objects, already_applied);
-        let fresh_snapshots = activity.len() + locks.len() + database.len() + status.len() + statements.len() + objects.len();
-        let mut applied = AppliedBatch {
-            snapshots: fresh_snapshots,
-            already_stored: batch.snapshot_count() - fresh_snapshots,
-            ..AppliedBatch::default()
-        };
-        if !activity.is_empty() {
-            append(&transaction, "activity_snapshots", activity_snapshots_batch(&activity))?;
-            applied.rows += append(&transaction, "activity_samples", sample_rows_batch(&activity))?;
+        let mut runs: Vec<(i64, std::ops::Range<usize>)> = Vec::new();
+        let mut newest = self.open.as_ref().map(|partition| partition.start);
+        for (index, message) in batch.messages.iter().enumerate() {
+            let start = partition_start_for(self.options.period, message.stored_at_us, newest);
+            newest = Some(start);
+            match runs.last_mut() {
+                Some((run_start, range)) if *run_start == start => range.end = index + 1,
+                _ => runs.push((start, index..index + 1)),
+            }
         }
-        if !locks.is_empty() {
-            applied.rows += append(&transaction, "lock_samples", sample_rows_batch(&locks))?;
+        let mut applied = AppliedBatch::default();
+        for (start, range) in runs {
+            self.open_partition(start)?;
+            applied += self.apply_to_open_partition(&batch.messages[range])?;
         }
-        if !database.is_empty() {
-            append(&transaction, "instance_samples", instance_rows_batch(&database))?;
-            applied.rows += append(&transaction, "database_samples", sample_rows_batch(&database))?;
-        }
-        if !status.is_empty() {
-            applied.rows += append(&transaction, "target_status", sample_rows_batch(&status))?;
-        }
-        applied.rows += append_in_parts(&transaction, "statement_samples", &statements)?;
-        applied.rows += append_in_parts(&transaction, "object_samples", &objects)?;
-        if batch.last_sequence > already_applied {
-            transaction
-                .execute(
-                    "INSERT INTO ingest_progress (stream, last_sequence) VALUES (?, ?)
-                     ON CONFLICT (stream) DO UPDATE SET last_sequence = excluded.last_sequence",
-                    duckdb::params![self.stream, batch.last_sequence],
-                )
-                .map_err(StoreError::Write)?;
-        }
-        transaction.commit().map_err(StoreError::Write)?;
         Ok(applied)
     }
 
-    /// A second connection to the same database for queries; it sees committed batches.
+    /// Closes the open partition once its period has ended (plus a grace for messages in
+    /// flight) while nothing arrives, so a quiet system's partitions close too.
+    pub fn close_idle_partition(&mut self, now_us: i64) -> Result<(), StoreError> {
+        let Some(open) = &self.open else { return Ok(()) };
+        let grace_us = (self.options.period.as_duration() / 2).min(Duration::from_secs(10)).as_micros() as i64;
+        let current = self.options.period.start_of(now_us - grace_us);
+        if current > open.start {
+            self.open_partition(current)?;
+        }
+        Ok(())
+    }
+
+    /// A second connection to the same instance for queries; it sees committed batches and the
+    /// views across partitions.
     pub fn reader(&self) -> Result<Connection, StoreError> {
         self.connection.try_clone().map_err(StoreError::Reader)
     }
+
+    fn apply_to_open_partition(&mut self, messages: &[BatchMessage]) -> Result<AppliedBatch, StoreError> {
+        let alias = self.open.as_ref().expect("a partition is open before applying").alias();
+        let already_applied = self.last_applied;
+        let mut kinds = KindBatches::default();
+        let mut applied = AppliedBatch::default();
+        for message in messages {
+            let Some(snapshot) = &message.snapshot else { continue };
+            if message.sequence <= already_applied {
+                applied.already_stored += 1;
+                continue;
+            }
+            applied.snapshots += 1;
+            kinds.push(message.sequence, snapshot);
+        }
+        let last_sequence = messages.iter().map(|message| message.sequence).max().unwrap_or(0);
+        let transaction = self.connection.transaction().map_err(StoreError::Write)?;
+        let table = |name: &'static str| TableRef { catalog: &alias, name };
+        if !kinds.activity.is_empty() {
+            append(&transaction, table("activity_snapshots"), activity_snapshots_batch(&kinds.activity))?;
+            applied.rows += append(&transaction, table("activity_samples"), sample_rows_batch(&kinds.activity))?;
+        }
+        if !kinds.locks.is_empty() {
+            applied.rows += append(&transaction, table("lock_samples"), sample_rows_batch(&kinds.locks))?;
+        }
+        if !kinds.database.is_empty() {
+            append(&transaction, table("instance_samples"), instance_rows_batch(&kinds.database))?;
+            applied.rows += append(&transaction, table("database_samples"), sample_rows_batch(&kinds.database))?;
+        }
+        if !kinds.status.is_empty() {
+            applied.rows += append(&transaction, table("target_status"), sample_rows_batch(&kinds.status))?;
+        }
+        applied.rows += append_in_parts(&transaction, table("statement_samples"), &kinds.statements)?;
+        applied.rows += append_in_parts(&transaction, table("object_samples"), &kinds.objects)?;
+        if last_sequence > already_applied {
+            record_progress(&transaction, &alias, &self.stream, last_sequence).map_err(StoreError::Write)?;
+        }
+        transaction.commit().map_err(StoreError::Write)?;
+        self.last_applied = self.last_applied.max(last_sequence);
+        Ok(applied)
+    }
+
+    /// Makes the partition starting at `start` the open one, closing the one before it.
+    fn open_partition(&mut self, start: i64) -> Result<(), StoreError> {
+        if self.open.as_ref().is_some_and(|open| open.start == start) {
+            return Ok(());
+        }
+        if let Some(previous) = self.open.take() {
+            self.close(previous)?;
+        }
+        let partition = Partition::new(&self.data_dir, start);
+        attach(&self.connection, &partition, Access::ReadWrite)?;
+        if self.last_applied > 0 {
+            record_progress(&self.connection, &partition.alias(), &self.stream, self.last_applied).map_err(StoreError::Write)?;
+        }
+        tracing::info!(partition = %partition.path.display(), "opened partition");
+        self.open = Some(partition);
+        self.refresh_views()?;
+        self.remove_expired_partitions(now_us())
+    }
+
+    /// Attaches a closed partition read-only. Only one left with a write-ahead log (a crash
+    /// while closing it) or of an older schema is attached writable first, to replay the log or
+    /// migrate: a closed partition that someone reads in the `duckdb` CLI does not stop a start.
+    fn attach_closed(&mut self, partition: Partition) -> Result<(), StoreError> {
+        let [_, write_ahead_log] = partition.files();
+        if !write_ahead_log.exists() {
+            attach(&self.connection, &partition, Access::ReadOnly)?;
+            if schema_version(&self.connection, &partition.alias(), &partition.path)? == latest_version() {
+                self.closed.push(partition);
+                return Ok(());
+            }
+            detach(&self.connection, &partition)?;
+        }
+        attach(&self.connection, &partition, Access::ReadWrite)?;
+        self.close(partition)
+    }
+
+    /// Checkpoints a partition and attaches it again read-only: from now on it never changes.
+    fn close(&mut self, partition: Partition) -> Result<(), StoreError> {
+        self.connection
+            .execute_batch(&format!("CHECKPOINT {}", partition.alias()))
+            .map_err(|source| StoreError::Close {
+                path: partition.path.clone(),
+                source,
+            })?;
+        detach(&self.connection, &partition)?;
+        attach(&self.connection, &partition, Access::ReadOnly)?;
+        self.closed.push(partition);
+        write_views_script(&self.data_dir, &self.closed).map_err(files_error("write the views script in", &self.data_dir))
+    }
+
+    /// Deletes closed partitions whose period ended before the retention window; the newest
+    /// partition is always kept.
+    fn remove_expired_partitions(&mut self, now_us: i64) -> Result<(), StoreError> {
+        let cutoff = now_us / 1_000_000 - i64::try_from(self.options.retention.as_secs()).unwrap_or(i64::MAX);
+        // A partition holds what JetStream stored during its period: it ends with its period,
+        // or earlier where the next partition starts (after a change of period).
+        let period = self.options.period.as_duration().as_secs() as i64;
+        let partitions = self.partitions();
+        let ends: Vec<i64> = partitions
+            .windows(2)
+            .map(|pair| (pair[0].start + period).min(pair[1].start))
+            .collect();
+        let expired = ends.iter().take_while(|end| **end <= cutoff).count();
+        if expired == 0 {
+            return write_views_script(&self.data_dir, &self.closed).map_err(files_error("write the views script in", &self.data_dir));
+        }
+        for partition in self.closed.drain(..expired).collect::<Vec<_>>() {
+            detach(&self.connection, &partition)?;
+            for file in partition.files() {
+                match std::fs::remove_file(&file) {
+                    Err(error) if error.kind() != std::io::ErrorKind::NotFound => {
+                        return Err(files_error("delete", &file)(error));
+                    }
+                    _ => {}
+                }
+            }
+            tracing::info!(partition = %partition.path.display(), "removed a partition past retention");
+        }
+        self.refresh_views()?;
+        write_views_script(&self.data_dir, &self.closed).map_err(files_error("write the views script in", &self.data_dir))
+    }
+
+    /// Points the views in `memory.main` at the current partitions.
+    fn refresh_views(&self) -> Result<(), StoreError> {
+        let sources: Vec<String> = std::iter::once("memory.empty".to_owned())
+            .chain(self.partitions().iter().map(Partition::alias))
+            .collect();
+        self.connection
+            .execute_batch(&union_views_sql(&sources, "CREATE OR REPLACE VIEW"))
+            .map_err(StoreError::Reader)
+    }
+
+    fn read_last_applied(&self) -> duckdb::Result<u64> {
+        let mut last = 0;
+        for partition in self.partitions() {
+            let sql = format!(
+                "SELECT max(last_sequence) FROM {}.ingest_progress WHERE stream = ?",
+                partition.alias()
+            );
+            let sequence: Option<u64> = self.connection.query_row(&sql, [&self.stream], |row| row.get(0))?;
+            last = last.max(sequence.unwrap_or(0));
+        }
+        Ok(last)
+    }
 }
 
-/// The snapshots an earlier run has not stored yet.
-fn fresh<Row>(snapshots: &[(u64, Snapshot<Row>)], already_applied: u64) -> Vec<(u64, &Snapshot<Row>)> {
-    snapshots
+/// Opens every partition of `data_dir` read-only, with the views across them, for tools and
+/// tests that read while no ingester runs (the newest partition is locked while one does).
+pub fn open_read_only(data_dir: &Path) -> Result<Connection, StoreError> {
+    let connection = catalog_connection(data_dir)?;
+    let partitions = list_partitions(data_dir).map_err(files_error("list", data_dir))?;
+    for partition in &partitions {
+        attach(&connection, partition, Access::ReadOnly)?;
+    }
+    let sources: Vec<String> = std::iter::once("memory.empty".to_owned())
+        .chain(partitions.iter().map(Partition::alias))
+        .collect();
+    connection
+        .execute_batch(&format!(
+            "{}{}",
+            union_views_sql(&sources, "CREATE VIEW"),
+            derived_views_sql("CREATE VIEW")
+        ))
+        .map_err(StoreError::Reader)?;
+    Ok(connection)
+}
+
+/// An in-memory instance whose `memory.empty` schema holds empty tables of the latest schema:
+/// the typed base of the views, so they exist before any partition does.
+fn catalog_connection(data_dir: &Path) -> Result<Connection, StoreError> {
+    let connection = Connection::open_in_memory().map_err(|source| StoreError::Open {
+        path: data_dir.to_owned(),
+        source,
+    })?;
+    connection
+        .execute_batch("CREATE SCHEMA memory.empty")
+        .map_err(|source| StoreError::Migrate { version: 0, source })?;
+    migrate(&connection, "memory.empty", data_dir)?;
+    Ok(connection)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Access {
+    ReadWrite,
+    ReadOnly,
+}
+
+/// Attaches a partition (creating the file when writable); a writable one is migrated.
+fn attach(connection: &Connection, partition: &Partition, access: Access) -> Result<(), StoreError> {
+    let options = if access == Access::ReadOnly { " (READ_ONLY)" } else { "" };
+    let path = partition.path.display().to_string().replace('\'', "''");
+    connection
+        .execute_batch(&format!("ATTACH '{path}' AS {}{options}", partition.alias()))
+        .map_err(|source| StoreError::Open {
+            path: partition.path.clone(),
+            source,
+        })?;
+    if access == Access::ReadWrite {
+        migrate(connection, &partition.alias(), &partition.path)?;
+    }
+    Ok(())
+}
+
+fn detach(connection: &Connection, partition: &Partition) -> Result<(), StoreError> {
+    connection
+        .execute_batch(&format!("DETACH {}", partition.alias()))
+        .map_err(|source| StoreError::Close {
+            path: partition.path.clone(),
+            source,
+        })
+}
+
+/// Moves the single file of an older pgmon into the partition of its newest row.
+fn adopt_legacy_file(connection: &Connection, data_dir: &Path, period: PartitionPeriod) -> Result<(), StoreError> {
+    let legacy = data_dir.join(LEGACY_DATABASE_FILE_NAME);
+    if !legacy.exists() {
+        return Ok(());
+    }
+    let legacy_partition = Partition {
+        start: 0,
+        path: legacy.clone(),
+    };
+    attach(connection, &legacy_partition, Access::ReadWrite)?;
+    let alias = legacy_partition.alias();
+    let newest_sql = crate::partitions::DATA_TABLES
         .iter()
-        .filter(|(sequence, _)| *sequence > already_applied)
-        .map(|(sequence, snapshot)| (*sequence, snapshot))
-        .collect()
+        .map(|table| format!("SELECT max(collected_at) AS newest FROM {alias}.{table}"))
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ");
+    let newest_us: Option<i64> = connection
+        .query_row(&format!("SELECT epoch_us(max(newest)) FROM ({newest_sql})"), [], |row| row.get(0))
+        .map_err(StoreError::ReadProgress)?;
+    detach(connection, &legacy_partition)?;
+    let partition = Partition::new(data_dir, period.start_of(newest_us.unwrap_or_else(now_us)));
+    if partition.path.exists() {
+        return Err(StoreError::LegacyConflict {
+            legacy,
+            partition: partition.path,
+        });
+    }
+    for (from, to) in legacy_partition.files().iter().zip(partition.files()) {
+        if from.exists() {
+            std::fs::rename(from, &to).map_err(files_error("move", from))?;
+        }
+    }
+    tracing::info!(from = %legacy.display(), to = %partition.path.display(), "adopted the single file of an older pgmon as a partition");
+    Ok(())
+}
+
+/// The snapshots of one run of a batch, by kind, with their stream sequences.
+#[derive(Default)]
+struct KindBatches<'a> {
+    activity: Vec<(u64, &'a Snapshot<pgmon_common::event::ActivityRow>)>,
+    locks: Vec<(u64, &'a Snapshot<pgmon_common::event::LockRow>)>,
+    database: Vec<(u64, &'a Snapshot<pgmon_common::event::DatabaseRow>)>,
+    status: Vec<(u64, &'a Snapshot<pgmon_common::event::StatusRow>)>,
+    statements: Vec<(u64, &'a Snapshot<pgmon_common::event::StatementRow>)>,
+    objects: Vec<(u64, &'a Snapshot<pgmon_common::event::ObjectRow>)>,
+}
+
+impl<'a> KindBatches<'a> {
+    fn push(&mut self, sequence: u64, snapshot: &'a AnySnapshot) {
+        match snapshot {
+            AnySnapshot::Activity(snapshot) => self.activity.push((sequence, snapshot)),
+            AnySnapshot::Locks(snapshot) => self.locks.push((sequence, snapshot)),
+            AnySnapshot::Database(snapshot) => self.database.push((sequence, snapshot)),
+            AnySnapshot::Status(snapshot) => self.status.push((sequence, snapshot)),
+            AnySnapshot::Statements(snapshot) => self.statements.push((sequence, snapshot)),
+            AnySnapshot::Objects(snapshot) => self.objects.push((sequence, snapshot)),
+        }
+    }
+}
+
+/// A table in one attached partition.
+#[derive(Clone, Copy)]
+struct TableRef<'a> {
+    catalog: &'a str,
+    name: &'static str,
 }
 
 /// Appends the rows of a kind whose snapshots may come in parts, and which parts arrived.
 fn append_in_parts<Row: serde::Serialize + for<'a> serde::Deserialize<'a>>(
     connection: &Connection,
-    table: &str,
+    table: TableRef,
     snapshots: &[(u64, &Snapshot<Row>)],
 ) -> Result<usize, StoreError> {
     if snapshots.is_empty() {
         return Ok(0);
     }
-    append(connection, "snapshot_parts", snapshot_parts_batch(snapshots))?;
+    let parts = TableRef {
+        name: "snapshot_parts",
+        ..table
+    };
+    append(connection, parts, snapshot_parts_batch(snapshots))?;
     append(connection, table, sample_rows_batch(snapshots))
 }
 
 /// Appends a record batch to `table`; returns how many rows it held.
-fn append(connection: &Connection, table: &str, rows: duckdb::arrow::record_batch::RecordBatch) -> Result<usize, StoreError> {
+fn append(connection: &Connection, table: TableRef, rows: duckdb::arrow::record_batch::RecordBatch) -> Result<usize, StoreError> {
     let row_count = rows.num_rows();
-    let mut appender = connection.appender(table).map_err(StoreError::Write)?;
+    let mut appender = connection
+        .appender_to_catalog_and_db(table.name, table.catalog, "main")
+        .map_err(StoreError::Write)?;
     appender.append_record_batch(rows).map_err(StoreError::Write)?;
     appender.flush().map_err(StoreError::Write)?;
     Ok(row_count)
 }
 
-fn read_last_sequence(connection: &Connection, stream: &str) -> duckdb::Result<u64> {
-    let mut statement = connection.prepare_cached("SELECT last_sequence FROM ingest_progress WHERE stream = ?")?;
-    let mut rows = statement.query([stream])?;
-    match rows.next()? {
-        Some(row) => row.get(0),
-        None => Ok(0),
+fn record_progress(connection: &Connection, catalog: &str, stream: &str, sequence: u64) -> duckdb::Result<usize> {
+    connection.execute(
+        &format!(
+            "INSERT INTO {catalog}.ingest_progress (stream, last_sequence) VALUES (?, ?)
+             ON CONFLICT (stream) DO UPDATE SET last_sequence = excluded.last_sequence"
+        ),
+        duckdb::params![stream, sequence],
+    )
+}
+
+fn files_error<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> StoreError + 'a {
+    move |source| StoreError::Files {
+        action,
+        path: path.to_owned(),
+        source,
     }
 }
 
-fn migrate(connection: &Connection, path: &Path) -> Result<(), StoreError> {
-    connection
-        .execute_batch("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMP NOT NULL)")
-        .map_err(|source| StoreError::Migrate { version: 0, source })?;
-    let current: i32 = connection
-        .query_row("SELECT coalesce(max(version), 0) FROM schema_migrations", [], |row| row.get(0))
-        .map_err(|source| StoreError::Migrate { version: 0, source })?;
-    let known = MIGRATIONS.last().map_or(0, |(version, _)| *version);
-    if current > known {
-        return Err(StoreError::NewerSchema {
-            path: path.to_owned(),
-            found: current,
-            known,
-        });
-    }
-    for (version, sql) in MIGRATIONS.iter().filter(|(version, _)| *version > current) {
-        let migrate_error = |source| StoreError::Migrate { version: *version, source };
-        connection
-            .execute_batch(&format!(
-                "BEGIN TRANSACTION; {sql}; INSERT INTO schema_migrations VALUES ({version}, now()::TIMESTAMP); COMMIT;"
-            ))
-            .map_err(migrate_error)?;
-        tracing::info!(version, path = %path.display(), "applied schema migration");
-    }
-    Ok(())
+fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |elapsed| elapsed.as_micros() as i64)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pgmon_common::event::{AnySnapshot, ServerIdentity, SnapshotKind, CURRENT_SCHEMA_VERSION};
+    use pgmon_common::event::{ActivityRow, LockRow, ServerIdentity, SnapshotKind, CURRENT_SCHEMA_VERSION};
 
     fn snapshot(collected_at_us: i64, rows: usize) -> Snapshot<ActivityRow> {
         Snapshot {
@@ -489,6 +566,32 @@ mod tests {
         }
     }
 
+    /// A message stored by JetStream the moment its snapshot was collected.
+    fn message(sequence: u64, snapshot: AnySnapshot) -> BatchMessage {
+        BatchMessage {
+            sequence,
+            stored_at_us: snapshot.collected_at_us(),
+            snapshot: Some(snapshot),
+        }
+    }
+
+    fn dead_lettered(sequence: u64, stored_at_us: i64) -> BatchMessage {
+        BatchMessage {
+            sequence,
+            stored_at_us,
+            snapshot: None,
+        }
+    }
+
+    fn batch_of(snapshots: Vec<(u64, AnySnapshot)>) -> IngestBatch {
+        IngestBatch {
+            messages: snapshots
+                .into_iter()
+                .map(|(sequence, snapshot)| message(sequence, snapshot))
+                .collect(),
+        }
+    }
+
     fn count(store: &Store, table: &str) -> i64 {
         store
             .connection
@@ -499,12 +602,12 @@ mod tests {
     #[test]
     fn a_redelivered_batch_is_stored_once() {
         let directory = tempfile::tempdir().unwrap();
-        let mut store = Store::open(directory.path(), "PGMON").unwrap();
-        let batch = IngestBatch {
-            activity: vec![(1, snapshot(1_000_000, 3)), (2, snapshot(2_000_000, 2))],
-            last_sequence: 3,
-            ..IngestBatch::default()
-        };
+        let mut store = Store::open(directory.path(), "PGMON", StorageOptions::default()).unwrap();
+        let mut batch = batch_of(vec![
+            (1, AnySnapshot::Activity(snapshot(1_000_000, 3))),
+            (2, AnySnapshot::Activity(snapshot(2_000_000, 2))),
+        ]);
+        batch.messages.push(dead_lettered(3, 2_000_000));
         assert_eq!(
             store.apply(&batch).unwrap(),
             AppliedBatch {
@@ -522,31 +625,36 @@ mod tests {
             }
         );
         assert_eq!(count(&store, "activity_samples"), 5);
-        assert_eq!(store.last_applied_sequence().unwrap(), 3);
+        assert_eq!(store.last_applied_sequence(), 3);
     }
 
     #[test]
     fn progress_survives_reopening_and_migrations_run_once() {
         let directory = tempfile::tempdir().unwrap();
         {
-            let mut store = Store::open(directory.path(), "PGMON").unwrap();
+            let mut store = Store::open(directory.path(), "PGMON", StorageOptions::default()).unwrap();
             store
                 .apply(&IngestBatch {
-                    activity: vec![(7, snapshot(1_000_000, 1))],
-                    last_sequence: 9,
-                    ..IngestBatch::default()
+                    messages: vec![
+                        message(7, AnySnapshot::Activity(snapshot(1_000_000, 1))),
+                        dead_lettered(9, 1_000_000),
+                    ],
                 })
                 .unwrap();
         }
-        let store = Store::open(directory.path(), "PGMON").unwrap();
-        assert_eq!(store.last_applied_sequence().unwrap(), 9);
-        assert_eq!(count(&store, "schema_migrations"), MIGRATIONS.len() as i64);
+        let store = Store::open(directory.path(), "PGMON", StorageOptions::default()).unwrap();
+        assert_eq!(store.last_applied_sequence(), 9);
+        let alias = store.partitions()[0].alias();
+        assert_eq!(
+            count(&store, &format!("{alias}.schema_migrations")),
+            crate::migrations::MIGRATIONS.len() as i64
+        );
     }
 
     #[test]
     fn lock_snapshots_are_stored_with_their_blocking_pids() {
         let directory = tempfile::tempdir().unwrap();
-        let mut store = Store::open(directory.path(), "PGMON").unwrap();
+        let mut store = Store::open(directory.path(), "PGMON", StorageOptions::default()).unwrap();
         let locks = Snapshot {
             schema_version: CURRENT_SCHEMA_VERSION,
             kind: SnapshotKind::Locks,
@@ -579,13 +687,7 @@ mod tests {
                 },
             ],
         };
-        let applied = store
-            .apply(&IngestBatch {
-                locks: vec![(4, locks)],
-                last_sequence: 4,
-                ..IngestBatch::default()
-            })
-            .unwrap();
+        let applied = store.apply(&batch_of(vec![(4, AnySnapshot::Locks(locks))])).unwrap();
         assert_eq!(
             applied,
             AppliedBatch {
@@ -608,18 +710,12 @@ mod tests {
     #[test]
     fn database_fixture_is_stored_with_its_instance_facts() {
         let directory = tempfile::tempdir().unwrap();
-        let mut store = Store::open(directory.path(), "PGMON").unwrap();
+        let mut store = Store::open(directory.path(), "PGMON", StorageOptions::default()).unwrap();
         let fixture = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../common/fixtures/v1/database.json")).unwrap();
         let Ok(pgmon_common::event::AnySnapshot::Database(snapshot)) = pgmon_common::event::decode_snapshot(&fixture) else {
             panic!("not a database fixture")
         };
-        let applied = store
-            .apply(&IngestBatch {
-                database: vec![(1, snapshot)],
-                last_sequence: 1,
-                ..IngestBatch::default()
-            })
-            .unwrap();
+        let applied = store.apply(&batch_of(vec![(1, AnySnapshot::Database(snapshot))])).unwrap();
         assert_eq!(applied.rows, 2);
         let (commits, killed): (i64, Option<i64>) = store
             .connection
@@ -644,7 +740,7 @@ mod tests {
     #[test]
     fn every_version_1_fixture_is_stored() {
         let directory = tempfile::tempdir().unwrap();
-        let mut store = Store::open(directory.path(), "PGMON").unwrap();
+        let mut store = Store::open(directory.path(), "PGMON", StorageOptions::default()).unwrap();
         let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../common/fixtures/v1");
         let mut batch = IngestBatch::default();
         let mut expected_rows = 0;
@@ -652,15 +748,7 @@ mod tests {
             let sequence = sequence as u64 + 1;
             let snapshot = pgmon_common::event::decode_snapshot(&std::fs::read(entry.unwrap().path()).unwrap()).unwrap();
             expected_rows += snapshot.row_count();
-            match snapshot {
-                AnySnapshot::Activity(snapshot) => batch.activity.push((sequence, snapshot)),
-                AnySnapshot::Locks(snapshot) => batch.locks.push((sequence, snapshot)),
-                AnySnapshot::Database(snapshot) => batch.database.push((sequence, snapshot)),
-                AnySnapshot::Status(snapshot) => batch.status.push((sequence, snapshot)),
-                AnySnapshot::Statements(snapshot) => batch.statements.push((sequence, snapshot)),
-                AnySnapshot::Objects(snapshot) => batch.objects.push((sequence, snapshot)),
-            }
-            batch.last_sequence = sequence;
+            batch.messages.push(message(sequence, snapshot));
         }
         assert_eq!(store.apply(&batch).unwrap().rows, expected_rows);
         let query = |sql: &str| -> String { store.connection.query_row(sql, [], |row| row.get(0)).unwrap() };
@@ -691,15 +779,11 @@ mod tests {
     #[test]
     fn large_batches_append_whole() {
         let directory = tempfile::tempdir().unwrap();
-        let mut store = Store::open(directory.path(), "PGMON").unwrap();
-        let activity = (0..100).map(|i| (i + 1, snapshot(i as i64 * 1_000_000, 500))).collect();
-        let applied = store
-            .apply(&IngestBatch {
-                activity,
-                last_sequence: 100,
-                ..IngestBatch::default()
-            })
-            .unwrap();
+        let mut store = Store::open(directory.path(), "PGMON", StorageOptions::default()).unwrap();
+        let activity = (0..100)
+            .map(|i| (i + 1, AnySnapshot::Activity(snapshot(i as i64 * 1_000_000, 500))))
+            .collect();
+        let applied = store.apply(&batch_of(activity)).unwrap();
         assert_eq!(applied.rows, 50_000);
         assert_eq!(count(&store, "activity_samples"), 50_000);
         let pids: i64 = store
@@ -713,13 +797,114 @@ mod tests {
     fn a_file_from_a_newer_pgmon_is_refused() {
         let directory = tempfile::tempdir().unwrap();
         {
-            let store = Store::open(directory.path(), "PGMON").unwrap();
+            let mut store = Store::open(directory.path(), "PGMON", StorageOptions::default()).unwrap();
+            store
+                .apply(&batch_of(vec![(1, AnySnapshot::Activity(snapshot(now_us(), 1)))]))
+                .unwrap();
+            let alias = store.partitions()[0].alias();
             store
                 .connection
-                .execute_batch("INSERT INTO schema_migrations VALUES (999, now()::TIMESTAMP)")
+                .execute_batch(&format!("INSERT INTO {alias}.schema_migrations VALUES (999, now()::TIMESTAMP)"))
                 .unwrap();
         }
-        let error = Store::open(directory.path(), "PGMON").err().unwrap();
+        let error = Store::open(directory.path(), "PGMON", StorageOptions::default()).err().unwrap();
         assert!(matches!(error, StoreError::NewerSchema { found: 999, .. }), "{error}");
+    }
+
+    const DAY_US: i64 = 86_400_000_000;
+
+    fn activity_at(sequence: u64, collected_at_us: i64, stored_at_us: i64) -> BatchMessage {
+        BatchMessage {
+            sequence,
+            stored_at_us,
+            snapshot: Some(AnySnapshot::Activity(snapshot(collected_at_us, 2))),
+        }
+    }
+
+    /// Rows go to the partition of the day JetStream stored them, a late one to the open
+    /// partition, and the views see all of them.
+    #[test]
+    fn partitions_follow_the_stream_time_and_late_rows_go_to_the_open_one() {
+        let directory = tempfile::tempdir().unwrap();
+        let mut store = Store::open(directory.path(), "PGMON", StorageOptions::default()).unwrap();
+        let today = now_us();
+        let yesterday = today - DAY_US;
+        store
+            .apply(&IngestBatch {
+                messages: vec![
+                    activity_at(1, yesterday, yesterday),
+                    activity_at(2, today, today),
+                    // Collected two days ago, held back by an outage, stored after today's rows.
+                    activity_at(3, today - 2 * DAY_US, yesterday + 1),
+                ],
+            })
+            .unwrap();
+        let partitions = store.partitions();
+        assert_eq!(partitions.len(), 2, "{partitions:?}");
+        let rows_in = |partition: &Partition| -> i64 {
+            store
+                .connection
+                .query_row(&format!("SELECT count(*) FROM {}.activity_samples", partition.alias()), [], |row| {
+                    row.get(0)
+                })
+                .unwrap()
+        };
+        assert_eq!((rows_in(&partitions[0]), rows_in(&partitions[1])), (2, 4));
+        assert_eq!(count(&store, "activity_samples"), 6);
+        let views = std::fs::read_to_string(directory.path().join(crate::VIEWS_SCRIPT_NAME)).unwrap();
+        assert!(
+            views.contains(&partitions[0].alias()) && !views.contains(&partitions[1].alias()),
+            "{views}"
+        );
+        drop(store);
+        let reader = open_read_only(directory.path()).unwrap();
+        let stored: i64 = reader
+            .query_row("SELECT count(*) FROM activity_snapshots", [], |row| row.get(0))
+            .unwrap();
+        assert_eq!(stored, 3);
+    }
+
+    #[test]
+    fn retention_removes_whole_old_partitions_and_keeps_the_progress() {
+        let directory = tempfile::tempdir().unwrap();
+        let options = StorageOptions {
+            retention: Duration::from_secs(3 * 86_400),
+            ..StorageOptions::default()
+        };
+        let mut store = Store::open(directory.path(), "PGMON", options).unwrap();
+        let now = now_us();
+        let messages = [10, 6, 2, 0]
+            .iter()
+            .enumerate()
+            .map(|(index, days_ago)| activity_at(index as u64 + 1, now - days_ago * DAY_US, now - days_ago * DAY_US))
+            .collect();
+        store.apply(&IngestBatch { messages }).unwrap();
+        let kept: Vec<i64> = store.partitions().iter().map(|partition| partition.start).collect();
+        let day = PartitionPeriod::DAY;
+        assert_eq!(kept, vec![day.start_of(now - 2 * DAY_US), day.start_of(now)]);
+        assert_eq!(list_partitions(directory.path()).unwrap().len(), 2);
+        assert_eq!(count(&store, "activity_snapshots"), 2);
+        drop(store);
+        let store = Store::open(directory.path(), "PGMON", options).unwrap();
+        assert_eq!(store.last_applied_sequence(), 4);
+    }
+
+    #[test]
+    fn the_single_file_of_an_older_pgmon_becomes_a_partition() {
+        let directory = tempfile::tempdir().unwrap();
+        let collected_at = now_us() - 3 * DAY_US;
+        {
+            let mut store = Store::open(directory.path(), "PGMON", StorageOptions::default()).unwrap();
+            store
+                .apply(&batch_of(vec![(5, AnySnapshot::Activity(snapshot(collected_at, 3)))]))
+                .unwrap();
+        }
+        let partition = list_partitions(directory.path()).unwrap().remove(0);
+        std::fs::rename(&partition.path, directory.path().join(LEGACY_DATABASE_FILE_NAME)).unwrap();
+        let store = Store::open(directory.path(), "PGMON", StorageOptions::default()).unwrap();
+        assert_eq!(store.partitions(), vec![partition]);
+        assert_eq!(store.last_applied_sequence(), 5);
+        assert_eq!(count(&store, "activity_samples"), 3);
+        assert!(!directory.path().join(LEGACY_DATABASE_FILE_NAME).exists());
     }
 }

@@ -14,7 +14,7 @@ use pgmon_common::nats_setup::NatsArgs;
 use pgmon_common::secret::SecretKeyArgs;
 use pgmon_common::shutdown::cancel_on_signals;
 use pgmon_common::telemetry::{init_logging, LogArgs};
-use pgmon_ingester::{IngesterArgs, IngesterConfig};
+use pgmon_ingester::{IngesterArgs, IngesterConfig, RebuildArgs};
 use pgmon_query_api::{ServeArgs, ServeConfig};
 use tokio_util::sync::CancellationToken;
 
@@ -49,6 +49,13 @@ enum Command {
         /// Address of this role's /healthz.
         #[arg(long, env = "PGMON_HEALTH_LISTEN", default_value = "127.0.0.1:9102")]
         health_listen: SocketAddr,
+    },
+    /// Re-ingest the whole snapshot stream into fresh partitions, as the live ingester stores it.
+    Rebuild {
+        #[command(flatten)]
+        nats: NatsArgs,
+        #[command(flatten)]
+        rebuild: RebuildArgs,
     },
     /// Serve the web UI and the JSON API.
     Serve {
@@ -119,6 +126,18 @@ async fn run(command: Command, nats_url_given: bool) -> anyhow::Result<()> {
         } => {
             let config = IngesterConfig::from_args(ingester, nats);
             with_health(health_listen, shutdown, |shutdown| pgmon_ingester::run(config, shutdown)).await
+        }
+        Command::Rebuild { nats, rebuild } => {
+            let data_dir = rebuild.data_dir.clone();
+            let summary = pgmon_ingester::rebuild(IngesterConfig::for_rebuild(rebuild, nats), shutdown).await?;
+            println!(
+                "rebuilt {} snapshots ({} rows) up to stream sequence {} into {}",
+                summary.snapshots,
+                summary.rows,
+                summary.last_sequence,
+                data_dir.display()
+            );
+            Ok(())
         }
         Command::Serve { nats, serve } => {
             let server = pgmon_query_api::bind(&ServeConfig::from_args(serve, nats)).await?;

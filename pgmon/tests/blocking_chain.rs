@@ -81,7 +81,7 @@ async fn the_root_blocker_of_a_chain_is_named() {
     shutdown.cancel();
     pipeline.join().await;
 
-    let database = duckdb::Connection::open(data_dir.path().join(pgmon_ingester::DATABASE_FILE_NAME)).unwrap();
+    let database = pgmon_ingester::open_read_only(data_dir.path()).unwrap();
     let stored_waits: i64 = database
         .query_row(
             "SELECT count(*) FROM lock_samples WHERE NOT granted AND pid = ? AND list_contains(blocked_by, ?)",

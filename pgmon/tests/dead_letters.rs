@@ -128,7 +128,10 @@ async fn unusable_messages_are_dead_lettered_with_a_reason_and_ingestion_goes_on
         by: ActivityDimension::WaitEventType,
     };
     let reply = client
-        .request(query_subject(ACTIVITY_SERIES_QUERY), serde_json::to_vec(&request).unwrap().into())
+        .request(
+            query_subject(ACTIVITY_SERIES_QUERY, "db"),
+            serde_json::to_vec(&request).unwrap().into(),
+        )
         .await
         .unwrap();
     let QueryReply::Ok(series) = serde_json::from_slice::<QueryReply<ActivitySeriesReply>>(&reply.payload).unwrap() else {

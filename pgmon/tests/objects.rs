@@ -127,7 +127,7 @@ async fn a_table_of_known_size_appears_in_a_database_created_while_running() {
     tokio::time::sleep(Duration::from_secs(1)).await;
     shutdown.cancel();
     pipeline.join().await;
-    let database = duckdb::Connection::open(data_dir.path().join(pgmon_ingester::DATABASE_FILE_NAME)).unwrap();
+    let database = pgmon_ingester::open_read_only(data_dir.path()).unwrap();
     let stored: i64 = database
         .query_row(
             "SELECT total_bytes FROM object_samples WHERE database = 'shop' AND schema_name = 'sales' AND name = 'orders'

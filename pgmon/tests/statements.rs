@@ -103,7 +103,7 @@ async fn calls_deltas_match_the_work_done_and_never_go_negative_after_a_reset() 
     assert_eq!(texts.len(), 1, "{texts:?}");
     assert!(texts[0].contains("delta_probe"), "{texts:?}");
 
-    let database = duckdb::Connection::open(data_dir.path().join(pgmon_ingester::DATABASE_FILE_NAME)).unwrap();
+    let database = pgmon_ingester::open_read_only(data_dir.path()).unwrap();
     let delta_sum = |from_us: i64, to_us: i64| -> i64 {
         database
             .query_row(
@@ -225,7 +225,7 @@ async fn thousands_of_statements_arrive_whole_in_parts() {
         .count();
     assert_eq!(texts, rows, "the first snapshot carries every text");
 
-    let database = duckdb::Connection::open(data_dir.path().join(pgmon_ingester::DATABASE_FILE_NAME)).unwrap();
+    let database = pgmon_ingester::open_read_only(data_dir.path()).unwrap();
     let (stored_parts, stored_rows): (i64, i64) = database
         .query_row(
             "SELECT count(*), sum(row_count)::BIGINT FROM snapshot_parts WHERE kind = 'statements' AND collected_at = make_timestamp(?)",

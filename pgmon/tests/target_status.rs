@@ -94,7 +94,7 @@ async fn every_failure_has_its_reason_and_healthy_targets_go_on() {
     shutdown.cancel();
     collector.await.unwrap().unwrap();
     ingester.await.unwrap().unwrap();
-    let database = duckdb::Connection::open(data_dir.path().join(pgmon_ingester::DATABASE_FILE_NAME)).unwrap();
+    let database = pgmon_ingester::open_read_only(data_dir.path()).unwrap();
     let stored: String = database
         .query_row(
             "SELECT reason FROM target_status WHERE target = 'missing-db' ORDER BY collected_at DESC LIMIT 1",

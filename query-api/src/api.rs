@@ -24,6 +24,6 @@ pub async fn activity(
 ) -> Result<Json<ActivitySeriesReply>, AppError> {
     let target = params::target_name(&target)?;
     let request = params::activity_series_request(target, &query, SystemTime::now())?;
-    let series = history::activity_series(&state.jetstream.client(), state.query_timeout, &request).await?;
+    let series = history::named_query(&state.jetstream.client(), state.query_timeout, &request).await?;
     Ok(Json(series))
 }

@@ -2,28 +2,21 @@
 
 use std::time::Duration;
 
-use pgmon_common::query::{ActivitySeriesReply, ActivitySeriesRequest, QueryReply, ACTIVITY_SERIES_QUERY};
+use pgmon_common::query::{NamedQuery, QueryReply};
 use pgmon_common::subjects::query_subject;
 
 use crate::error::AppError;
 
-/// Asks for an activity series.
-pub async fn activity_series(
+/// Asks the ingester that stores the request's target a named query.
+pub async fn named_query<Query: NamedQuery>(
     client: &async_nats::Client,
     timeout: Duration,
-    request: &ActivitySeriesRequest,
-) -> Result<ActivitySeriesReply, AppError> {
-    named_query(client, timeout, ACTIVITY_SERIES_QUERY, request).await
-}
-
-async fn named_query<Request: serde::Serialize, Reply: serde::de::DeserializeOwned>(
-    client: &async_nats::Client,
-    timeout: Duration,
-    query_name: &str,
-    request: &Request,
-) -> Result<Reply, AppError> {
+    request: &Query,
+) -> Result<Query::Reply, AppError> {
+    let query_name = Query::NAME;
     let payload = serde_json::to_vec(request).map_err(|e| AppError::Internal(format!("encode {query_name} request: {e}")))?;
-    let asked = tokio::time::timeout(timeout, client.request(query_subject(query_name), payload.into())).await;
+    let subject = query_subject(query_name, request.target().as_str());
+    let asked = tokio::time::timeout(timeout, client.request(subject, payload.into())).await;
     let message = match asked {
         Err(_) => {
             return Err(AppError::Unavailable(format!(
@@ -41,7 +34,7 @@ async fn named_query<Request: serde::Serialize, Reply: serde::de::DeserializeOwn
         Ok(Err(error)) => return Err(AppError::Unavailable(format!("cannot reach the ingesters: {error}"))),
         Ok(Ok(message)) => message,
     };
-    let reply: QueryReply<Reply> =
+    let reply: QueryReply<Query::Reply> =
         serde_json::from_slice(&message.payload).map_err(|e| AppError::Internal(format!("undecodable {query_name} reply: {e}")))?;
     match reply {
         QueryReply::Ok(answer) => Ok(answer),

@@ -49,6 +49,10 @@ pub fn ingester_config(nats_url: &str, data_dir: &Path) -> IngesterConfig {
         batch_max_messages: 500,
         batch_wait: Duration::from_millis(100),
         consumer_name: "pgmon-ingester".to_owned(),
+        only_targets: Vec::new(),
+        storage: pgmon_ingester::StorageOptions::default(),
+        publish_dead_letters: true,
+        stop_after: None,
         stats: Arc::default(),
     }
 }
