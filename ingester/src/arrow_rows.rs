@@ -129,6 +129,54 @@ pub(crate) fn sample_rows_batch<'a, Row: Serialize + Deserialize<'a> + 'a>(snaps
     record_batch(columns)
 }
 
+/// One row of `activity_minutes`: how many active sessions of one combination of the chart's
+/// dimensions were sampled in one minute. Fields in column order.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub(crate) struct ActivityMinuteRow {
+    pub target: String,
+    pub minute_us: i64,
+    pub wait_event_type: Option<String>,
+    pub wait_event: Option<String>,
+    pub query_id: Option<i64>,
+    pub database: Option<String>,
+    pub user_name: Option<String>,
+    pub application: Option<String>,
+    pub client_addr: Option<String>,
+    pub backend_type: Option<String>,
+    pub active_rows: i32,
+}
+
+/// Rows of `activity_minutes` for a batch of activity snapshots. A minute spread over several
+/// batches gets a row from each; readers sum them.
+pub(crate) fn activity_minutes_batch(snapshots: &[(u64, &Snapshot<ActivityRow>)]) -> RecordBatch {
+    let mut counts: std::collections::HashMap<ActivityMinuteRow, i32> = std::collections::HashMap::new();
+    for (_, snapshot) in snapshots {
+        let minute_us = snapshot.collected_at_us.div_euclid(60_000_000) * 60_000_000;
+        for row in snapshot.rows.iter().filter(|row| crate::series::is_active_session(row)) {
+            let key = ActivityMinuteRow {
+                target: snapshot.target.as_str().to_owned(),
+                minute_us,
+                wait_event_type: row.wait_event_type.clone(),
+                wait_event: row.wait_event.clone(),
+                query_id: row.query_id,
+                database: row.database.clone(),
+                user_name: row.user.clone(),
+                application: row.application.clone(),
+                client_addr: row.client_addr.clone(),
+                backend_type: row.backend_type.clone(),
+                active_rows: 0,
+            };
+            *counts.entry(key).or_default() += 1;
+        }
+    }
+    let rows: Vec<ActivityMinuteRow> = counts
+        .into_iter()
+        .map(|(key, active_rows)| ActivityMinuteRow { active_rows, ..key })
+        .collect();
+    let fields = row_fields::<ActivityMinuteRow>();
+    serde_arrow::to_record_batch(&fields, &rows).expect("rollup fields are traced from the row type")
+}
+
 /// The Arrow fields of a row type, typed as its DuckDB columns.
 fn row_fields<'a, Row: Deserialize<'a>>() -> Vec<FieldRef> {
     let options = TracingOptions::default()

@@ -118,6 +118,24 @@ pub(crate) const MIGRATIONS: &[(i32, &[&str])] = &[
      );"],
     ),
     (5, &[MIGRATION_5_STATEMENT_TABLES, STATEMENT_VIEWS, MIGRATION_5_OBJECT_TABLES]),
+    (
+        6,
+        // Active sessions per minute and combination of the chart's dimensions: long ranges
+        // are charted from here instead of from every sampled row.
+        &["CREATE TABLE activity_minutes (
+         target VARCHAR NOT NULL,
+         minute TIMESTAMP NOT NULL,
+         wait_event_type VARCHAR,
+         wait_event VARCHAR,
+         query_id BIGINT,
+         database VARCHAR,
+         user_name VARCHAR,
+         application VARCHAR,
+         client_addr VARCHAR,
+         backend_type VARCHAR,
+         active_rows INTEGER NOT NULL
+     );"],
+    ),
 ];
 
 const MIGRATION_5_STATEMENT_TABLES: &str =

@@ -26,6 +26,7 @@ const SECONDS_PER_DAY: i64 = 86_400;
 pub const DATA_TABLES: &[&str] = &[
     "activity_snapshots",
     "activity_samples",
+    "activity_minutes",
     "lock_samples",
     "database_samples",
     "instance_samples",

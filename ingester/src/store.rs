@@ -16,7 +16,7 @@ use std::time::Duration;
 use duckdb::Connection;
 use pgmon_common::event::{AnySnapshot, Snapshot};
 
-use crate::arrow_rows::{activity_snapshots_batch, instance_rows_batch, sample_rows_batch, snapshot_parts_batch};
+use crate::arrow_rows::{activity_minutes_batch, activity_snapshots_batch, instance_rows_batch, sample_rows_batch, snapshot_parts_batch};
 use crate::migrations::{latest_version, migrate, schema_version};
 use crate::partitions::{
     derived_views_sql, list_partitions, partition_start_for, union_views_sql, write_views_script, Partition, PartitionPeriod,
@@ -222,6 +222,7 @@ impl Store {
         if !kinds.activity.is_empty() {
             append(&transaction, table("activity_snapshots"), activity_snapshots_batch(&kinds.activity))?;
             applied.rows += append(&transaction, table("activity_samples"), sample_rows_batch(&kinds.activity))?;
+            append(&transaction, table("activity_minutes"), activity_minutes_batch(&kinds.activity))?;
         }
         if !kinds.locks.is_empty() {
             applied.rows += append(&transaction, table("lock_samples"), sample_rows_batch(&kinds.locks))?;
@@ -429,6 +430,7 @@ fn adopt_legacy_file(connection: &Connection, data_dir: &Path, period: Partition
     let alias = legacy_partition.alias();
     let newest_sql = crate::partitions::DATA_TABLES
         .iter()
+        .filter(|table| **table != "activity_minutes")
         .map(|table| format!("SELECT max(collected_at) AS newest FROM {alias}.{table}"))
         .collect::<Vec<_>>()
         .join(" UNION ALL ");
@@ -809,6 +811,53 @@ mod tests {
         }
         let error = Store::open(directory.path(), "PGMON", StorageOptions::default()).err().unwrap();
         assert!(matches!(error, StoreError::NewerSchema { found: 999, .. }), "{error}");
+    }
+
+    /// The per-minute rollup, which whole-minute ranges are charted from, gives the averages
+    /// of the sampled rows themselves, also when one minute arrives in several batches.
+    #[test]
+    fn charts_from_the_minute_rollup_equal_charts_from_every_row() {
+        use pgmon_common::query::{ActivityDimension, ActivitySeriesRequest};
+        let directory = tempfile::tempdir().unwrap();
+        let mut store = Store::open(directory.path(), "PGMON", StorageOptions::default()).unwrap();
+        let minute_start = (now_us() / 60_000_000 - 5) * 60_000_000;
+        let waits = [None, Some("DataFileRead"), Some("WALWrite")];
+        let mut sequence = 0;
+        for batch_start in (0..180).step_by(45) {
+            let messages = (batch_start..batch_start + 45)
+                .map(|second: i64| {
+                    sequence += 1;
+                    let mut snapshot = snapshot(minute_start + second * 1_000_000 + 500_000, 4);
+                    for (index, row) in snapshot.rows.iter_mut().enumerate() {
+                        row.backend_type = Some("client backend".into());
+                        row.wait_event = waits[(second as usize + index) % 3].map(Into::into);
+                        row.state = Some(
+                            if (second as usize + index).is_multiple_of(4) {
+                                "idle"
+                            } else {
+                                "active"
+                            }
+                            .into(),
+                        );
+                    }
+                    message(sequence, AnySnapshot::Activity(snapshot))
+                })
+                .collect();
+            store.apply(&IngestBatch { messages }).unwrap();
+        }
+        let reader = store.reader().unwrap();
+        let request = |from_us| ActivitySeriesRequest {
+            target: "db1".parse().unwrap(),
+            from_us,
+            to_us: from_us + 180_000_000,
+            step_us: 60_000_000,
+            by: ActivityDimension::WaitEvent,
+        };
+        let from_rollup = crate::series::activity_series(&reader, &request(minute_start)).unwrap();
+        let from_rows = crate::series::activity_series(&reader, &request(minute_start + 1)).unwrap();
+        assert_eq!(from_rollup.samples, vec![60, 60, 60]);
+        assert_eq!(from_rollup.series, from_rows.series);
+        assert!(count(&store, "activity_minutes") > 0);
     }
 
     const DAY_US: i64 = 86_400_000_000;

@@ -16,6 +16,16 @@ use pgmon_ingester::{PartitionPeriod, StorageOptions};
 use pgmon_test_support::{TestNats, TestPostgres};
 use tokio_util::sync::CancellationToken;
 
+/// The rollup has a row per minute and batch, and batches differ between a live ingester and a
+/// rebuild: its sums per minute are what must be equal.
+fn comparable(table: &str) -> String {
+    if table == "activity_minutes" {
+        "(SELECT * EXCLUDE (active_rows), sum(active_rows) AS active_rows FROM activity_minutes GROUP BY ALL)".to_owned()
+    } else {
+        table.to_owned()
+    }
+}
+
 /// Row count and checksum of every data table, in table order.
 fn table_checksums(data_dir: &Path) -> Vec<(String, i64, String)> {
     let database = pgmon_ingester::open_read_only(data_dir).unwrap();
@@ -24,7 +34,10 @@ fn table_checksums(data_dir: &Path) -> Vec<(String, i64, String)> {
         .map(|table| {
             database
                 .query_row(
-                    &format!("SELECT count(*), coalesce(sum(hash(t)::HUGEINT), 0)::VARCHAR FROM {table} t"),
+                    &format!(
+                        "SELECT count(*), coalesce(sum(hash(t)::HUGEINT), 0)::VARCHAR FROM {} t",
+                        comparable(table)
+                    ),
                     [],
                     |row| Ok((table.to_string(), row.get(0)?, row.get(1)?)),
                 )

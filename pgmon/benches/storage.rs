@@ -1,0 +1,332 @@
+//! Storage benchmarks, printing figures: ingest rate from JetStream into DuckDB beside a raw
+//! DuckDB Appender loop over the same rows, bytes on disk per activity row, and a 7-day AAS
+//! chart over 100+ million synthetic session rows.
+//!
+//! `cargo bench -p pgmon --bench storage` (sizes: PGMON_BENCH_SNAPSHOTS, PGMON_BENCH_SESSIONS,
+//! PGMON_BENCH_QUERY_TARGETS).
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use duckdb::types::{TimeUnit, Value};
+use pgmon_common::event::{encode_snapshot, ActivityRow, ServerIdentity, Snapshot, SnapshotKind, CURRENT_SCHEMA_VERSION};
+use pgmon_common::nats_setup::{connect_jetstream, NatsArgs};
+use pgmon_common::query::{ActivityDimension, ActivitySeriesRequest};
+use pgmon_common::subjects::snapshot_subject;
+use pgmon_ingester::{IngesterConfig, PartitionPeriod, StorageOptions};
+use pgmon_test_support::TestNats;
+
+const DAY_US: i64 = 86_400_000_000;
+
+fn setting(name: &str, default: usize) -> usize {
+    std::env::var(name).ok().and_then(|value| value.parse().ok()).unwrap_or(default)
+}
+
+const WAITS: &[(Option<&str>, Option<&str>)] = &[
+    (None, None),
+    (None, None),
+    (Some("IO"), Some("DataFileRead")),
+    (Some("Lock"), Some("transactionid")),
+    (Some("LWLock"), Some("WALWrite")),
+    (Some("Client"), Some("ClientRead")),
+];
+
+/// One second-sample of `sessions` backends of a busy application: a few statements, most
+/// sessions idle or waiting on the client, some active on CPU or I/O.
+fn activity_snapshot(second: i64, sessions: usize, start_us: i64) -> Snapshot<ActivityRow> {
+    let collected_at_us = start_us + second * 1_000_000;
+    let rows = (0..sessions)
+        .map(|session| {
+            let turn = (second as usize + session * 7) % 23;
+            let (wait_event_type, wait_event) = WAITS[turn % WAITS.len()];
+            let active = !turn.is_multiple_of(3);
+            let statement = (session + second as usize / 30) % 20;
+            ActivityRow {
+                pid: 10_000 + session as i32,
+                database: Some("shop".into()),
+                user: Some(if session.is_multiple_of(5) { "batch" } else { "app" }.into()),
+                application: Some(if session.is_multiple_of(5) { "reports" } else { "web" }.into()),
+                client_addr: Some(format!("10.0.0.{}", session % 8 + 1)),
+                backend_type: Some("client backend".into()),
+                state: Some(if active { "active" } else { "idle" }.into()),
+                wait_event_type: if active { wait_event_type.map(Into::into) } else { Some("Client".into()) },
+                wait_event: if active { wait_event.map(Into::into) } else { Some("ClientRead".into()) },
+                query_id: Some(-4_000_000_000_000 + statement as i64 * 7_919),
+                query: Some(format!(
+                    "SELECT o.id, o.total, c.name FROM orders o JOIN customers c ON c.id = o.customer_id WHERE o.status = $1 AND o.region = {statement}"
+                )),
+                backend_start_us: Some(start_us - 3_600_000_000),
+                xact_start_us: active.then_some(collected_at_us - 20_000),
+                query_start_us: Some(collected_at_us - 20_000 * (turn as i64 + 1)),
+                state_change_us: Some(collected_at_us - 20_000 * (turn as i64 + 1)),
+                blocking_pids: Vec::new(),
+            }
+        })
+        .collect();
+    Snapshot {
+        schema_version: CURRENT_SCHEMA_VERSION,
+        kind: SnapshotKind::Activity,
+        target: "bench".parse().unwrap(),
+        collected_at_us,
+        server: ServerIdentity {
+            system_identifier: Some("7321456789012345678".into()),
+            server_version_num: 170_002,
+            server_version: "17.2".into(),
+        },
+        collector: None,
+        instance: None,
+        statements_info: None,
+        part: None,
+        rows,
+    }
+}
+
+fn directory_bytes(path: &Path) -> u64 {
+    std::fs::read_dir(path)
+        .unwrap()
+        .map(|entry| entry.unwrap().metadata().unwrap().len())
+        .sum()
+}
+
+/// The baseline: the same rows through DuckDB's Appender one row at a time, one transaction.
+fn raw_appender(snapshots: &[Snapshot<ActivityRow>], template_dir: &Path, directory: &Path) -> Duration {
+    let connection = duckdb::Connection::open(directory.join("raw.duckdb")).unwrap();
+    let template = pgmon_ingester::open_read_only(template_dir).unwrap();
+    let columns: Vec<String> = template
+        .prepare("SELECT column_name || ' ' || data_type FROM information_schema.columns WHERE table_name = 'activity_samples' AND table_schema = 'main' AND table_catalog = 'memory' ORDER BY ordinal_position")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    connection
+        .execute_batch(&format!("CREATE TABLE activity_samples ({})", columns.join(", ")))
+        .unwrap();
+    let timestamp = |us: Option<i64>| us.map_or(Value::Null, |us| Value::Timestamp(TimeUnit::Microsecond, us));
+    let text = |value: &Option<String>| value.clone().map_or(Value::Null, Value::Text);
+    let started = Instant::now();
+    connection.execute_batch("BEGIN").unwrap();
+    {
+        let mut appender = connection.appender("activity_samples").unwrap();
+        for snapshot in snapshots {
+            for row in &snapshot.rows {
+                appender
+                    .append_row(duckdb::params![
+                        snapshot.target.as_str(),
+                        Value::Timestamp(TimeUnit::Microsecond, snapshot.collected_at_us),
+                        row.pid,
+                        text(&row.database),
+                        text(&row.user),
+                        text(&row.application),
+                        text(&row.client_addr),
+                        text(&row.backend_type),
+                        text(&row.state),
+                        text(&row.wait_event_type),
+                        text(&row.wait_event),
+                        row.query_id,
+                        text(&row.query),
+                        timestamp(row.backend_start_us),
+                        timestamp(row.xact_start_us),
+                        timestamp(row.query_start_us),
+                        timestamp(row.state_change_us),
+                        Value::Null,
+                    ])
+                    .unwrap();
+            }
+        }
+        appender.flush().unwrap();
+    }
+    connection.execute_batch("COMMIT").unwrap();
+    started.elapsed()
+}
+
+fn nats_args(url: String) -> NatsArgs {
+    NatsArgs {
+        url,
+        stream_max_age: Duration::from_secs(7 * 86_400),
+    }
+}
+
+async fn ingest_benchmark() {
+    let snapshot_count = setting("PGMON_BENCH_SNAPSHOTS", 10_000);
+    let sessions = setting("PGMON_BENCH_SESSIONS", 50);
+    let nats = TestNats::start();
+    let jetstream = connect_jetstream(&nats_args(nats.url()), "bench").await.unwrap();
+    let start_us = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64
+        - snapshot_count as i64 * 1_000_000;
+    let snapshots: Vec<_> = (0..snapshot_count as i64)
+        .map(|second| activity_snapshot(second, sessions, start_us))
+        .collect();
+    let subject = snapshot_subject(&"bench".parse().unwrap(), SnapshotKind::Activity);
+    let mut pending = Vec::new();
+    let mut payload_bytes = 0;
+    for snapshot in &snapshots {
+        let payload = encode_snapshot(snapshot);
+        payload_bytes += payload.len();
+        pending.push(jetstream.publish(subject.clone(), payload.into()).await.unwrap());
+        if pending.len() >= 500 {
+            for acknowledgement in pending.drain(..) {
+                acknowledgement.await.unwrap();
+            }
+        }
+    }
+    for acknowledgement in pending {
+        acknowledgement.await.unwrap();
+    }
+    let rows = snapshot_count * sessions;
+    println!(
+        "ingest: {snapshot_count} activity snapshots of {sessions} sessions = {rows} rows, {:.1} MiB of JSON in the stream",
+        payload_bytes as f64 / 1_048_576.0
+    );
+
+    let data_dir = tempfile::tempdir().unwrap();
+    let config = IngesterConfig::for_rebuild(
+        pgmon_ingester::RebuildArgs {
+            data_dir: data_dir.path().to_owned(),
+            consumer_name: "bench".into(),
+            storage: pgmon_ingester::StorageArgs {
+                partition_period: PartitionPeriod::DAY,
+                retention: Duration::from_secs(30 * 86_400),
+            },
+        },
+        nats_args(nats.url()),
+    );
+    let started = Instant::now();
+    let summary = pgmon_ingester::rebuild(config, tokio_util::sync::CancellationToken::new())
+        .await
+        .unwrap();
+    let pgmon_elapsed = started.elapsed();
+    assert_eq!(summary.rows as usize, rows, "every row stored");
+    let pgmon_rate = rows as f64 / pgmon_elapsed.as_secs_f64();
+
+    let raw_dir = tempfile::tempdir().unwrap();
+    let raw_elapsed = raw_appender(&snapshots, data_dir.path(), raw_dir.path());
+    let raw_rate = rows as f64 / raw_elapsed.as_secs_f64();
+    println!(
+        "ingest: pgmon end to end (fetch, decode, Arrow, append, commit, ack) {:.0} rows/s in {:.2} s",
+        pgmon_rate,
+        pgmon_elapsed.as_secs_f64()
+    );
+    println!(
+        "ingest: raw DuckDB Appender, row by row, same rows, one transaction {:.0} rows/s in {:.2} s",
+        raw_rate,
+        raw_elapsed.as_secs_f64()
+    );
+    println!("ingest: pgmon / raw Appender = {:.2}", pgmon_rate / raw_rate);
+
+    let partitions = data_dir.path().join(pgmon_ingester::partitions::PARTITIONS_DIRECTORY);
+    let bytes = directory_bytes(&partitions);
+    println!(
+        "storage: {:.1} MiB on disk after checkpoint = {:.1} bytes per activity row at {sessions} sessions per sample (raw Appender file: {:.1} bytes per row)",
+        bytes as f64 / 1_048_576.0,
+        bytes as f64 / rows as f64,
+        directory_bytes(raw_dir.path()) as f64 / rows as f64
+    );
+}
+
+/// Seven daily partitions of synthetic activity, written with DuckDB SQL straight into the
+/// partition files (the ingest path is measured above), then the 7-day chart as the ingester
+/// answers it.
+fn query_benchmark() {
+    let targets = setting("PGMON_BENCH_QUERY_TARGETS", 4);
+    let sessions = 50;
+    let data_dir = tempfile::tempdir().unwrap();
+    let now_us = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64;
+    let first_day_us = (now_us / DAY_US - 6) * DAY_US;
+    {
+        // Creates the seven partitions with pgmon's schema, one tiny snapshot each.
+        let mut store = pgmon_ingester::Store::open(data_dir.path(), "PGMON", StorageOptions::default()).unwrap();
+        let messages = (0..7)
+            .map(|day| pgmon_ingester::store::BatchMessage {
+                sequence: day as u64 + 1,
+                stored_at_us: first_day_us + day * DAY_US,
+                snapshot: Some(pgmon_common::event::AnySnapshot::Activity(activity_snapshot(
+                    0,
+                    1,
+                    first_day_us + day * DAY_US,
+                ))),
+            })
+            .collect();
+        store.apply(&pgmon_ingester::store::IngestBatch { messages }).unwrap();
+    }
+    let generating = Instant::now();
+    let mut total_rows: i64 = 0;
+    for partition in pgmon_ingester::partitions::list_partitions(data_dir.path()).unwrap() {
+        let connection = duckdb::Connection::open(&partition.path).unwrap();
+        let day_start = partition.start * 1_000_000;
+        connection
+            .execute_batch(&format!(
+                "INSERT INTO activity_snapshots
+                 SELECT 'target-' || t, make_timestamp({day_start} + s * 1000000), 0, 170002, NULL, {sessions}
+                 FROM range(86400) r(s), range({targets}) u(t);
+                 INSERT INTO activity_samples (target, collected_at, pid, database, user_name, application, backend_type, state, wait_event_type, wait_event, query_id)
+                 SELECT 'target-' || t, make_timestamp({day_start} + s * 1000000), 10000 + p, 'shop', 'app', 'web', 'client backend',
+                        CASE WHEN (s + p * 7) % 3 = 0 THEN 'idle' ELSE 'active' END,
+                        (['IO', 'Lock', 'LWLock', NULL, NULL])[1 + (s + p * 7) % 5],
+                        (['DataFileRead', 'transactionid', 'WALWrite', NULL, NULL])[1 + (s + p * 7) % 5],
+                        (s // 30 + p) % 20
+                 FROM range(86400) r(s), range({sessions}) q(p), range({targets}) u(t);
+                 INSERT INTO activity_minutes
+                 SELECT target, time_bucket(INTERVAL 1 minute, collected_at), wait_event_type, wait_event, query_id, database,
+                        user_name, application, client_addr, backend_type, count(*)
+                 FROM activity_samples WHERE state = 'active' GROUP BY ALL;
+                 CHECKPOINT;"
+            ))
+            .unwrap();
+        total_rows += connection
+            .query_row("SELECT count(*) FROM activity_samples", [], |row| row.get::<_, i64>(0))
+            .unwrap();
+    }
+    println!(
+        "query: generated {total_rows} session rows ({targets} targets x {sessions} sessions x 7 days of 1 s samples) in {:.0} s",
+        generating.elapsed().as_secs_f64()
+    );
+    let store = pgmon_ingester::Store::open(data_dir.path(), "PGMON", StorageOptions::default()).unwrap();
+    let reader = store.reader().unwrap();
+    let from_us = first_day_us;
+    let to_us = first_day_us + 7 * DAY_US;
+    // 300 buckets of 33.6 minutes, rounded to whole minutes as charts of long ranges ask: 297.
+    let step_us = ((to_us - from_us) / 300 + 59_999_999) / 60_000_000 * 60_000_000;
+    let request = |from_us: i64| ActivitySeriesRequest {
+        target: "target-0".parse().unwrap(),
+        from_us,
+        to_us,
+        step_us,
+        by: ActivityDimension::WaitEvent,
+    };
+    let time = |request: &ActivitySeriesRequest, runs: usize| {
+        let mut timings = Vec::new();
+        for run in 0..runs + 3 {
+            let started = Instant::now();
+            let series = pgmon_ingester::series::activity_series(&reader, request).unwrap();
+            let elapsed = started.elapsed();
+            assert!(series.bucket_starts_us.len() >= 297);
+            if run >= 3 {
+                timings.push(elapsed);
+            }
+        }
+        timings.sort();
+        let percentile = |p: f64| timings[((timings.len() as f64 * p).ceil() as usize).saturating_sub(1)].as_secs_f64() * 1000.0;
+        (percentile(0.50), percentile(0.95))
+    };
+    let (rollup_p50, rollup_p95) = time(&request(from_us), 40);
+    // The baseline: the same chart from every sampled row (a start one microsecond off the minute).
+    let (rows_p50, rows_p95) = time(&request(from_us + 1), 5);
+    println!(
+        "query: 7-day AAS by wait event, 297 buckets of 34 min, one target of {} session rows ({total_rows} in the files), warm: p50 {rollup_p50:.0} ms, p95 {rollup_p95:.0} ms from the minute rollup; baseline from every row p50 {rows_p50:.0} ms, p95 {rows_p95:.0} ms ({:.0}x)",
+        total_rows / targets as i64,
+        rows_p95 / rollup_p95
+    );
+}
+
+fn main() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(ingest_benchmark());
+    query_benchmark();
+}
