@@ -149,10 +149,19 @@ async fn decode_batch(jetstream: &jetstream::Context, messages: &[Message], conf
             .map_err(|e| IngesterError::Consumer(format!("message without stream metadata: {e}")))?;
         let sequence = info.stream_sequence;
         let stored_at_us = i64::try_from(info.published.unix_timestamp_nanos() / 1_000).unwrap_or(i64::MAX);
-        let snapshot = match decode_snapshot_from_subject(message.subject.as_str(), &message.payload) {
+        let decoded = if message.payload.len() > config.max_message_bytes {
+            Err(format!(
+                "message of {} bytes exceeds the ingester's limit of {} bytes",
+                message.payload.len(),
+                config.max_message_bytes
+            ))
+        } else {
+            decode_snapshot_from_subject(message.subject.as_str(), &message.payload).map_err(|reason| reason.to_string())
+        };
+        let snapshot = match decoded {
             Ok(snapshot) => Some(snapshot),
             Err(reason) => {
-                dead_letter(jetstream, message, sequence, &reason.to_string(), config).await?;
+                dead_letter(jetstream, message, sequence, &reason, config).await?;
                 None
             }
         };

@@ -42,6 +42,11 @@ pub struct IngesterArgs {
     #[arg(long, env = "PGMON_CONSUMER_NAME", default_value = INGESTER_CONSUMER)]
     pub consumer_name: String,
 
+    /// Larger messages are dead-lettered unread: a guard against a misconfigured publisher
+    /// (pgmon's collector splits snapshots to the server's max_payload, 1 MiB by default).
+    #[arg(long, env = "PGMON_MAX_MESSAGE_BYTES", default_value_t = DEFAULT_MAX_MESSAGE_BYTES)]
+    pub max_message_bytes: usize,
+
     /// Store (and answer queries about) only these targets, comma-separated: several ingesters
     /// then share the targets, each with its own consumer name and data directory. Empty: all.
     #[arg(long, env = "PGMON_ONLY_TARGETS", value_delimiter = ',')]
@@ -50,6 +55,9 @@ pub struct IngesterArgs {
     #[command(flatten)]
     pub storage: StorageArgs,
 }
+
+/// The default of `--max-message-bytes`: NATS allows at most 64 MiB per message.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
 /// Settings of `pgmon rebuild`: a fresh directory, and a consumer of its own so the live
 /// ingester's is left alone.
@@ -110,6 +118,7 @@ pub struct IngesterConfig {
     pub batch_max_messages: usize,
     pub batch_wait: Duration,
     pub consumer_name: String,
+    pub max_message_bytes: usize,
     /// The targets this ingester owns; empty for all.
     pub only_targets: Vec<TargetName>,
     pub storage: StorageOptions,
@@ -129,6 +138,7 @@ impl IngesterConfig {
             batch_max_messages: args.batch_max_messages.max(1),
             batch_wait: args.batch_wait.max(Duration::from_millis(10)),
             consumer_name: args.consumer_name,
+            max_message_bytes: args.max_message_bytes,
             only_targets: args.only_targets,
             storage: args.storage.options(),
             publish_dead_letters: true,
@@ -144,6 +154,7 @@ impl IngesterConfig {
             batch_max_messages: 1000,
             batch_wait: Duration::from_millis(250),
             consumer_name: args.consumer_name,
+            max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,
             only_targets: Vec::new(),
             storage: args.storage.options(),
             publish_dead_letters: false,

@@ -1,5 +1,6 @@
-//! Malformed messages on `pgmon.snap.*` subjects: the ingester counts them, moves them to the
-//! dead-letter stream with the reason, and goes on storing good snapshots.
+//! Malformed, truncated, wrong-version and oversized messages on `pgmon.snap.*` subjects: the
+//! ingester counts them, moves them to the dead-letter stream with the reason, and goes on
+//! storing good snapshots.
 
 mod common;
 
@@ -46,7 +47,8 @@ async fn unusable_messages_are_dead_lettered_with_a_reason_and_ingestion_goes_on
     let nats = TestNats::start();
     let data_dir = tempfile::tempdir().unwrap();
     let shutdown = CancellationToken::new();
-    let config = ingester_config(&nats.url(), data_dir.path());
+    let mut config = ingester_config(&nats.url(), data_dir.path());
+    config.max_message_bytes = 64 * 1024;
     let stats = config.stats.clone();
     let ingester = tokio::spawn(pgmon_ingester::run(config, shutdown.clone()));
 
@@ -84,6 +86,12 @@ async fn unusable_messages_are_dead_lettered_with_a_reason_and_ingestion_goes_on
             "pgmon.snap.other.activity",
             good.clone().into_bytes(),
             "does not match the envelope",
+        ),
+        (
+            "pgmon.snap.db.activity",
+            good.replace("\"rows\":[", &format!("\"rows\":[{}", "{\"pid\":1},".repeat(10_000)))
+                .into_bytes(),
+            "exceeds the ingester's limit of 65536 bytes",
         ),
     ];
     for (subject, payload, _) in &bad_messages {

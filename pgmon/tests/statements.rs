@@ -1,4 +1,4 @@
-//! pg_stat_statements end to end: calls deltas between snapshots, resets that never make a delta
+//! pg_stat_statements end to end: calls deltas between snapshots, resets and evictions that never make a delta
 //! negative, texts sent once, and snapshots larger than a NATS message arriving whole in parts.
 
 mod common;
@@ -242,4 +242,72 @@ async fn thousands_of_statements_arrive_whole_in_parts() {
         )
         .unwrap();
     assert_eq!(sampled, rows as i64);
+}
+
+/// An entry that left pg_stat_statements (evicted when it holds `pg_stat_statements.max`
+/// entries, or reset on its own) and came back counts from zero, even when its new counters are
+/// above the old ones, which PostgreSQL before 17 gives no other sign of: it was missing from
+/// the snapshot in between. The test removes the entry with a reset of that query id alone,
+/// which looks the same as an eviction: no global reset, the entry just gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_that_left_and_returned_counts_from_zero() {
+    let nats = TestNats::start();
+    let postgres = TestPostgres::start();
+    let client = postgres.connect().await;
+    client.batch_execute("CREATE EXTENSION pg_stat_statements").await.unwrap();
+    let data_dir = tempfile::tempdir().unwrap();
+    let shutdown = CancellationToken::new();
+    let pipeline = spawn_pipeline(&nats.url(), postgres.connection_string("postgres"), data_dir.path(), &shutdown);
+    let url = nats.url();
+
+    client.query(PROBE, &[&1]).await.unwrap();
+    let query_id: i64 = client
+        .query_one("SELECT queryid FROM pg_stat_statements WHERE query LIKE '%delta_probe%'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    wait_until(Duration::from_secs(20), "the probe in a statements snapshot", || async {
+        latest_probe_calls(&url, query_id).await.is_some_and(|(_, calls)| calls == 1)
+    })
+    .await;
+    let (before_us, _) = latest_probe_calls(&url, query_id).await.unwrap();
+
+    client
+        .execute("SELECT pg_stat_statements_reset(0, 0, $1)", &[&query_id])
+        .await
+        .unwrap();
+    wait_until(Duration::from_secs(20), "a snapshot without the evicted probe", || async {
+        stream_statements(&url)
+            .await
+            .last()
+            .is_some_and(|snapshot| snapshot.collected_at_us > before_us && !snapshot.rows.iter().any(|row| row.query_id == query_id))
+    })
+    .await;
+    const RETURNED_CALLS: i64 = 3;
+    for i in 0..RETURNED_CALLS {
+        client.query(PROBE, &[&(i as i32)]).await.unwrap();
+    }
+    wait_until(Duration::from_secs(20), "the returned probe in a snapshot", || async {
+        latest_probe_calls(&url, query_id)
+            .await
+            .is_some_and(|(at, calls)| at > before_us && calls == RETURNED_CALLS)
+    })
+    .await;
+    let (returned_us, _) = latest_probe_calls(&url, query_id).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    shutdown.cancel();
+    pipeline.join().await;
+
+    let database = pgmon_ingester::open_read_only(data_dir.path()).unwrap();
+    let (calls, negative): (i64, i64) = database
+        .query_row(
+            "SELECT coalesce(sum(calls) FILTER (WHERE query_id = ? AND collected_at > make_timestamp(?) AND collected_at <= make_timestamp(?)), 0)::BIGINT,
+                    count(*) FILTER (WHERE calls < 0 OR total_exec_time_ms < 0 OR rows < 0)
+             FROM statement_deltas",
+            duckdb::params![query_id, before_us, returned_us],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!(calls, RETURNED_CALLS, "the returned entry's calls, counted from zero");
+    assert_eq!(negative, 0);
 }

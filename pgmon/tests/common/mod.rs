@@ -49,6 +49,7 @@ pub fn ingester_config(nats_url: &str, data_dir: &Path) -> IngesterConfig {
         batch_max_messages: 500,
         batch_wait: Duration::from_millis(100),
         consumer_name: "pgmon-ingester".to_owned(),
+        max_message_bytes: pgmon_ingester::DEFAULT_MAX_MESSAGE_BYTES,
         only_targets: Vec::new(),
         storage: pgmon_ingester::StorageOptions::default(),
         publish_dead_letters: true,
