@@ -54,11 +54,21 @@ async fn consumer_from(jetstream: &jetstream::Context, config: &IngesterConfig, 
         .map_err(|e| IngesterError::Consumer(e.to_string()))
 }
 
+/// What the reading side hands to the storing side.
+enum Work {
+    /// A decoded batch, and the message whose acknowledgement covers it.
+    Batch(IngestBatch, Message),
+    /// Nothing arrived within the batch wait.
+    Idle,
+}
+
 /// Consumes until `shutdown` is cancelled, or until every message up to `config.stop_after`
-/// is stored; the batch in hand is committed and acknowledged first.
+/// is stored; the batch in hand is committed and acknowledged first. Fetching and decoding the
+/// next batch overlaps with storing the one before (two cores: decode on one, DuckDB on the
+/// other); acknowledgements still follow commits.
 pub(crate) async fn consume(
     jetstream: jetstream::Context,
-    mut store: Store,
+    store: Store,
     config: &IngesterConfig,
     shutdown: CancellationToken,
 ) -> Result<(), IngesterError> {
@@ -67,20 +77,56 @@ pub(crate) async fn consume(
     stats.last_applied_sequence.store(applied, Ordering::Relaxed);
     let consumer = consumer_from(&jetstream, config, applied + 1).await?;
     tracing::info!(consumer = %config.consumer_name, resume_after_sequence = applied, "consuming snapshots");
-    while !shutdown.is_cancelled() && config.stop_after.is_none_or(|last| store.last_applied_sequence() < last) {
+    let (work_sender, mut work_receiver) = tokio::sync::mpsc::channel::<Work>(1);
+    let reading = read_batches(&jetstream, &consumer, config, applied, &shutdown, work_sender);
+    let storing_shutdown = shutdown.clone();
+    let storing = async move {
+        let mut store = store;
+        while let Some(work) = work_receiver.recv().await {
+            match work {
+                Work::Idle => store = close_idle_partition(store).await?,
+                Work::Batch(batch, last_message) => {
+                    store = store_until_committed(store, batch, stats, &storing_shutdown).await?;
+                    // AckPolicy::All: acknowledging the last message acknowledges the whole batch.
+                    if let Err(error) = last_message.ack().await {
+                        tracing::warn!(%error, "acknowledgement failed; the batch will be redelivered and skipped as already stored");
+                    }
+                }
+            }
+        }
+        Ok::<(), IngesterError>(())
+    };
+    let (read, stored) = tokio::join!(reading, storing);
+    stored?;
+    read
+}
+
+/// Fetches and decodes batches until `shutdown`, until the storing side stops, or until every
+/// message up to `config.stop_after` is handed over.
+async fn read_batches(
+    jetstream: &jetstream::Context,
+    consumer: &PullConsumer,
+    config: &IngesterConfig,
+    applied: u64,
+    shutdown: &CancellationToken,
+    work_sender: tokio::sync::mpsc::Sender<Work>,
+) -> Result<(), IngesterError> {
+    let mut last_read = applied;
+    while !shutdown.is_cancelled() && config.stop_after.is_none_or(|last| last_read < last) {
         let messages = tokio::select! {
             _ = shutdown.cancelled() => break,
-            messages = fetch_batch(&consumer, config) => messages,
+            messages = fetch_batch(consumer, config) => messages,
         };
-        let Some(last_message) = messages.last() else {
-            store = close_idle_partition(store).await?;
-            continue;
+        let work = match messages.last().cloned() {
+            None => Work::Idle,
+            Some(last_message) => {
+                let batch = decode_batch(jetstream, messages, config).await?;
+                last_read = batch.messages.last().map_or(last_read, |message| message.sequence);
+                Work::Batch(batch, last_message)
+            }
         };
-        let batch = decode_batch(&jetstream, &messages, config).await?;
-        store = store_until_committed(store, batch, stats, &shutdown).await?;
-        // AckPolicy::All: acknowledging the last message acknowledges the whole batch.
-        if let Err(error) = last_message.ack().await {
-            tracing::warn!(%error, "acknowledgement failed; the batch will be redelivered and skipped as already stored");
+        if work_sender.send(work).await.is_err() {
+            break;
         }
     }
     Ok(())
@@ -138,30 +184,45 @@ async fn fetch_batch(consumer: &PullConsumer, config: &IngesterConfig) -> Vec<Me
     messages
 }
 
-/// Decodes every message; those that are not usable snapshots go to the dead-letter stream.
-async fn decode_batch(jetstream: &jetstream::Context, messages: &[Message], config: &IngesterConfig) -> Result<IngestBatch, IngesterError> {
+/// Decodes every message (on the blocking pool); those that are not usable snapshots go to the
+/// dead-letter stream.
+async fn decode_batch(
+    jetstream: &jetstream::Context,
+    messages: Vec<Message>,
+    config: &IngesterConfig,
+) -> Result<IngestBatch, IngesterError> {
+    let max_message_bytes = config.max_message_bytes;
+    let decoded = tokio::task::spawn_blocking(move || {
+        messages
+            .into_iter()
+            .map(|message| {
+                let decoded = if message.payload.len() > max_message_bytes {
+                    Err(format!(
+                        "message of {} bytes exceeds the ingester's limit of {max_message_bytes} bytes",
+                        message.payload.len()
+                    ))
+                } else {
+                    decode_snapshot_from_subject(message.subject.as_str(), &message.payload).map_err(|reason| reason.to_string())
+                };
+                (message, decoded)
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .map_err(|e| IngesterError::StoreTask(e.to_string()))?;
     let mut batch = IngestBatch {
-        messages: Vec::with_capacity(messages.len()),
+        messages: Vec::with_capacity(decoded.len()),
     };
-    for message in messages {
+    for (message, decoded) in decoded {
         let info = message
             .info()
             .map_err(|e| IngesterError::Consumer(format!("message without stream metadata: {e}")))?;
         let sequence = info.stream_sequence;
         let stored_at_us = i64::try_from(info.published.unix_timestamp_nanos() / 1_000).unwrap_or(i64::MAX);
-        let decoded = if message.payload.len() > config.max_message_bytes {
-            Err(format!(
-                "message of {} bytes exceeds the ingester's limit of {} bytes",
-                message.payload.len(),
-                config.max_message_bytes
-            ))
-        } else {
-            decode_snapshot_from_subject(message.subject.as_str(), &message.payload).map_err(|reason| reason.to_string())
-        };
         let snapshot = match decoded {
             Ok(snapshot) => Some(snapshot),
             Err(reason) => {
-                dead_letter(jetstream, message, sequence, &reason, config).await?;
+                dead_letter(jetstream, &message, sequence, &reason, config).await?;
                 None
             }
         };
