@@ -57,7 +57,7 @@ async fn consumer_from(jetstream: &jetstream::Context, config: &IngesterConfig, 
 /// What the reading side hands to the storing side.
 enum Work {
     /// A decoded batch, and the message whose acknowledgement covers it.
-    Batch(IngestBatch, Message),
+    Batch(IngestBatch, Box<Message>),
     /// Nothing arrived within the batch wait.
     Idle,
 }
@@ -122,7 +122,7 @@ async fn read_batches(
             Some(last_message) => {
                 let batch = decode_batch(jetstream, messages, config).await?;
                 last_read = batch.messages.last().map_or(last_read, |message| message.sequence);
-                Work::Batch(batch, last_message)
+                Work::Batch(batch, Box::new(last_message))
             }
         };
         if work_sender.send(work).await.is_err() {
