@@ -378,8 +378,12 @@ fn catalog_connection(data_dir: &Path) -> Result<Connection, StoreError> {
         path: data_dir.to_owned(),
         source,
     })?;
+    // Checkpoints compress what was appended since the last one; fewer, larger checkpoints
+    // (DuckDB's default is every 16 MB of log) store activity in about a quarter less space and
+    // store about 1.5 times as many rows per second, at the cost of a longer log replay after a
+    // crash (measured by `cargo bench -p pgmon --bench storage`).
     connection
-        .execute_batch("CREATE SCHEMA memory.empty")
+        .execute_batch("SET checkpoint_threshold = '256MB'; CREATE SCHEMA memory.empty")
         .map_err(|source| StoreError::Migrate { version: 0, source })?;
     migrate(&connection, "memory.empty", data_dir)?;
     Ok(connection)
