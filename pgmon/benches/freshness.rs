@@ -17,13 +17,6 @@ use pgmon_common::subjects::{query_subject, snapshot_subject};
 use pgmon_test_support::{TestNats, TestPostgres};
 use tokio_util::sync::CancellationToken;
 
-fn now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_micros() as i64
-}
-
 async fn answerable(client: &async_nats::Client, collected_at_us: i64) -> bool {
     let request = ActivitySeriesRequest {
         target: "db".parse().unwrap(),
@@ -75,14 +68,14 @@ fn main() {
         let mut to_answer = Vec::new();
         while to_answer.len() < samples {
             let message = published.next().await.unwrap();
-            let received_us = now_us();
+            let received_us = common::now_us();
             let collected_at_us = decode_snapshot(&message.payload).unwrap().collected_at_us();
             let deadline = Instant::now() + Duration::from_secs(30);
             while !answerable(&client, collected_at_us).await {
                 assert!(Instant::now() < deadline, "a snapshot never became answerable");
                 tokio::time::sleep(Duration::from_millis(10)).await;
             }
-            to_answer.push((now_us() - collected_at_us) as f64 / 1000.0);
+            to_answer.push((common::now_us() - collected_at_us) as f64 / 1000.0);
             to_subscriber.push((received_us - collected_at_us) as f64 / 1000.0);
             // Skip snapshots that arrived while polling, so each measurement starts fresh.
             while let Ok(Some(_)) = tokio::time::timeout(Duration::from_millis(1), published.next()).await {}

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{spawn_pipeline, wait_until};
+use common::{now_us, spawn_pipeline, wait_until};
 use pgmon_common::event::blocking_tree;
 use pgmon_common::query::{
     ActivityDimension, ActivitySeriesRequest, BlockingRequest, DatabaseSeriesRequest, LockHistoryRequest, NamedQuery, ObjectGrowthRequest,
@@ -28,13 +28,6 @@ async fn answer<Query: NamedQuery>(client: &async_nats::Client, request: &Query)
         QueryReply::Ok(reply) => reply,
         other => panic!("{} failed: {:?}", Query::NAME, serde_json::to_string(&other).unwrap()),
     }
-}
-
-fn now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_micros() as i64
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

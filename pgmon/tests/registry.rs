@@ -8,9 +8,9 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
 use std::process::{Command, Stdio};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use common::{collector_config, newest_status_since, stream_activity, wait_until};
+use common::{collector_config, newest_status_since, now_us, stream_activity, wait_until};
 use pgmon_common::event::{DownReason, TargetState};
 use pgmon_common::nats_setup::connect_jetstream;
 use pgmon_common::registry::{Registry, TargetRecord};
@@ -19,10 +19,6 @@ use pgmon_test_support::{TestNats, TestPostgres};
 use tokio_util::sync::CancellationToken;
 
 const PASSWORD: &str = "right-horse-battery-staple";
-
-fn now_us() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_micros() as i64
-}
 
 /// Runs `pgmon targets <arguments>`, feeding `stdin`; returns stdout, panicking on failure.
 fn pgmon_targets(nats_url: &str, key: &str, arguments: &[&str], stdin: &str) -> String {

@@ -5,18 +5,11 @@ mod common;
 
 use std::time::Duration;
 
-use common::{collector_config, ingester_config, wait_until};
+use common::{collector_config, ingester_config, now_us, wait_until};
 use pgmon_common::query::{ActivityDimension, ActivitySeriesRequest, NamedQuery, QueryReply};
 use pgmon_common::subjects::query_subject;
 use pgmon_test_support::{TestNats, TestPostgres};
 use tokio_util::sync::CancellationToken;
-
-fn now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_micros() as i64
-}
 
 /// Samples in the series of `target` over the last minute, as its owner answers (0 while no
 /// ingester listens yet).

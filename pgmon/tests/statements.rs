@@ -32,8 +32,22 @@ async fn latest_probe_calls(nats_url: &str, query_id: i64) -> Option<(i64, i64)>
 
 const PROBE: &str = "SELECT $1::int4 + 4242 AS delta_probe";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn calls_deltas_match_the_work_done_and_never_go_negative_after_a_reset() {
+/// A pipeline sampling a fresh PostgreSQL with pg_stat_statements, and the probe statement run
+/// once and seen in a statements snapshot.
+struct ProbeRun {
+    nats: TestNats,
+    // Kept alive for the run.
+    _postgres: TestPostgres,
+    client: tokio_postgres::Client,
+    data_dir: tempfile::TempDir,
+    shutdown: CancellationToken,
+    pipeline: common::Pipeline,
+    query_id: i64,
+    /// When the snapshot that first showed the probe (one call) was taken.
+    first_seen_us: i64,
+}
+
+async fn start_probe_run() -> ProbeRun {
     let nats = TestNats::start();
     let postgres = TestPostgres::start();
     let client = postgres.connect().await;
@@ -41,8 +55,6 @@ async fn calls_deltas_match_the_work_done_and_never_go_negative_after_a_reset() 
     let data_dir = tempfile::tempdir().unwrap();
     let shutdown = CancellationToken::new();
     let pipeline = spawn_pipeline(&nats.url(), postgres.connection_string("postgres"), data_dir.path(), &shutdown);
-    let url = nats.url();
-
     client.query(PROBE, &[&1]).await.unwrap();
     let query_id: i64 = client
         .query_one(
@@ -52,11 +64,37 @@ async fn calls_deltas_match_the_work_done_and_never_go_negative_after_a_reset() 
         .await
         .unwrap()
         .get(0);
+    let url = nats.url();
     wait_until(Duration::from_secs(20), "the probe in a statements snapshot", || async {
         latest_probe_calls(&url, query_id).await.is_some_and(|(_, calls)| calls == 1)
     })
     .await;
-    let (before_us, _) = latest_probe_calls(&url, query_id).await.unwrap();
+    let (first_seen_us, _) = latest_probe_calls(&url, query_id).await.unwrap();
+    ProbeRun {
+        nats,
+        _postgres: postgres,
+        client,
+        data_dir,
+        shutdown,
+        pipeline,
+        query_id,
+        first_seen_us,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_deltas_match_the_work_done_and_never_go_negative_after_a_reset() {
+    let ProbeRun {
+        nats,
+        _postgres,
+        client,
+        data_dir,
+        shutdown,
+        pipeline,
+        query_id,
+        first_seen_us: before_us,
+    } = start_probe_run().await;
+    let url = nats.url();
 
     const K: i64 = 37;
     for i in 0..K {
@@ -251,26 +289,17 @@ async fn thousands_of_statements_arrive_whole_in_parts() {
 /// which looks the same as an eviction: no global reset, the entry just gone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_entry_that_left_and_returned_counts_from_zero() {
-    let nats = TestNats::start();
-    let postgres = TestPostgres::start();
-    let client = postgres.connect().await;
-    client.batch_execute("CREATE EXTENSION pg_stat_statements").await.unwrap();
-    let data_dir = tempfile::tempdir().unwrap();
-    let shutdown = CancellationToken::new();
-    let pipeline = spawn_pipeline(&nats.url(), postgres.connection_string("postgres"), data_dir.path(), &shutdown);
+    let ProbeRun {
+        nats,
+        _postgres,
+        client,
+        data_dir,
+        shutdown,
+        pipeline,
+        query_id,
+        first_seen_us: before_us,
+    } = start_probe_run().await;
     let url = nats.url();
-
-    client.query(PROBE, &[&1]).await.unwrap();
-    let query_id: i64 = client
-        .query_one("SELECT queryid FROM pg_stat_statements WHERE query LIKE '%delta_probe%'", &[])
-        .await
-        .unwrap()
-        .get(0);
-    wait_until(Duration::from_secs(20), "the probe in a statements snapshot", || async {
-        latest_probe_calls(&url, query_id).await.is_some_and(|(_, calls)| calls == 1)
-    })
-    .await;
-    let (before_us, _) = latest_probe_calls(&url, query_id).await.unwrap();
 
     client
         .execute("SELECT pg_stat_statements_reset(0, 0, $1)", &[&query_id])

@@ -81,6 +81,14 @@ pub fn spawn_pipeline(nats_url: &str, dsn: String, data_dir: &Path, shutdown: &t
     }
 }
 
+/// Microseconds since the Unix epoch, as events carry time.
+pub fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as i64
+}
+
 /// Polls `condition` every 100 ms until it holds, panicking with `what` after `limit`.
 pub async fn wait_until<F, Fut>(limit: Duration, what: &str, mut condition: F)
 where
