@@ -4,13 +4,12 @@
 //! Time parameters are microseconds since the epoch (UTC); `make_timestamp` turns them into
 //! the stored TIMESTAMPs. Buckets start at `from_us` and are `step_us` long.
 
-use duckdb::{params, Connection, Row};
+use duckdb::{params, Connection};
 use pgmon_common::event::LockRow;
 use pgmon_common::query::{
-    BlockerSummary, BlockingReply, BlockingRequest, DatabasePoint, DatabaseSeriesRequest, LockBucket, LockHistoryReply, LockHistoryRequest,
-    ObjectGrowthReply, ObjectGrowthRequest, ObjectOrder, ObjectSize, ObjectSizePoint, ObjectsReply, ObjectsRequest, SessionHistoryRequest,
-    SessionSample, SessionSummary, SessionsRequest, StatementHistoryReply, StatementHistoryRequest, StatementOrder, StatementPoint,
-    StatementTotals, TopStatementsRequest,
+    BlockingReply, BlockingRequest, DatabasePoint, DatabaseSeriesRequest, LockHistoryReply, LockHistoryRequest, ObjectGrowthReply,
+    ObjectGrowthRequest, ObjectOrder, ObjectsReply, ObjectsRequest, SessionHistoryRequest, SessionSample, SessionSummary, SessionsRequest,
+    StatementHistoryReply, StatementHistoryRequest, StatementOrder, StatementTotals, TopStatementsRequest,
 };
 
 use crate::series::ACTIVE_SESSION_PREDICATE;
@@ -21,73 +20,58 @@ const IN_RANGE: &str = "target = $1 AND collected_at >= make_timestamp($2) AND c
 /// The start of the bucket of `collected_at`, with from as `$2` and the step as `$4`.
 const BUCKET_START: &str = "$2 + ((epoch_us(collected_at) - $2) // $4) * $4";
 
-/// Integer lists are read as text: duckdb-rs has no list accessor for plain vectors.
-fn pid_list(text: Option<String>) -> Vec<i32> {
-    text.unwrap_or_default()
-        .split(',')
-        .filter_map(|pid| pid.trim().parse().ok())
-        .collect()
-}
-
-fn collect<T>(
+/// Runs `sql` and reads its rows into `Row` by column name (through Arrow, with `serde_arrow`):
+/// each query names its columns after the fields of its reply type.
+fn rows<Row: serde::de::DeserializeOwned>(
     connection: &Connection,
     sql: &str,
     parameters: &[&dyn duckdb::ToSql],
-    map: impl FnMut(&Row) -> duckdb::Result<T>,
-) -> duckdb::Result<Vec<T>> {
+) -> duckdb::Result<Vec<Row>> {
     let mut statement = connection.prepare_cached(sql)?;
-    let rows = statement.query_map(parameters, map)?;
-    rows.collect()
+    let batches: Vec<duckdb::arrow::record_batch::RecordBatch> = statement.query_arrow(parameters)?.collect();
+    let mut rows = Vec::new();
+    for batch in &batches {
+        let decoded: Vec<Row> = serde_arrow::from_record_batch(batch)
+            .map_err(|error| duckdb::Error::FromSqlConversionFailure(0, duckdb::types::Type::Any, Box::new(error)))?;
+        rows.extend(decoded);
+    }
+    Ok(rows)
 }
 
 pub fn sessions(connection: &Connection, request: &SessionsRequest) -> duckdb::Result<Vec<SessionSummary>> {
     let sql = format!(
-        "SELECT pid, epoch_us(backend_start), any_value(database), any_value(user_name), any_value(application),
-                any_value(client_addr), any_value(backend_type), count(*),
-                count(*) FILTER (WHERE {ACTIVE_SESSION_PREDICATE}),
-                mode(coalesce(wait_event_type || ':' || wait_event, 'CPU')) FILTER (WHERE {ACTIVE_SESSION_PREDICATE}),
-                arg_max(state, collected_at), arg_max(query_id, collected_at), arg_max(query, collected_at)
+        "SELECT pid, epoch_us(backend_start) AS backend_start_us, any_value(database) AS database,
+                any_value(user_name) AS user_name, any_value(application) AS application,
+                any_value(client_addr) AS client_addr, any_value(backend_type) AS backend_type, count(*) AS samples,
+                count(*) FILTER (WHERE {ACTIVE_SESSION_PREDICATE}) AS active_samples,
+                mode(coalesce(wait_event_type || ':' || wait_event, 'CPU')) FILTER (WHERE {ACTIVE_SESSION_PREDICATE}) AS top_wait_event,
+                arg_max(state, collected_at) AS last_state, arg_max(query_id, collected_at) AS last_query_id,
+                arg_max(query, collected_at) AS last_query
          FROM activity_samples
          WHERE {IN_RANGE}
          GROUP BY pid, backend_start
-         ORDER BY 9 DESC, 8 DESC, pid
+         ORDER BY active_samples DESC, samples DESC, pid
          LIMIT $4"
     );
-    collect(
+    rows(
         connection,
         &sql,
         params![request.target.as_str(), request.from_us, request.to_us, request.limit],
-        |row| {
-            Ok(SessionSummary {
-                pid: row.get(0)?,
-                backend_start_us: row.get(1)?,
-                database: row.get(2)?,
-                user_name: row.get(3)?,
-                application: row.get(4)?,
-                client_addr: row.get(5)?,
-                backend_type: row.get(6)?,
-                samples: row.get(7)?,
-                active_samples: row.get(8)?,
-                top_wait_event: row.get(9)?,
-                last_state: row.get(10)?,
-                last_query_id: row.get(11)?,
-                last_query: row.get(12)?,
-            })
-        },
     )
 }
 
 pub fn session_history(connection: &Connection, request: &SessionHistoryRequest) -> duckdb::Result<Vec<SessionSample>> {
     let sql = format!(
-        "SELECT epoch_us(collected_at), state, wait_event_type, wait_event, query_id, query, epoch_us(xact_start),
-                epoch_us(query_start), array_to_string(blocking_pids, ',')
+        "SELECT epoch_us(collected_at) AS collected_at_us, state, wait_event_type, wait_event, query_id, query,
+                epoch_us(xact_start) AS xact_start_us, epoch_us(query_start) AS query_start_us,
+                coalesce(blocking_pids, []) AS blocking_pids
          FROM activity_samples
          WHERE {IN_RANGE} AND pid = $4
            AND ($5::BIGINT IS NULL OR backend_start = make_timestamp($5::BIGINT))
          ORDER BY collected_at
          LIMIT $6"
     );
-    collect(
+    rows(
         connection,
         &sql,
         params![
@@ -98,19 +82,6 @@ pub fn session_history(connection: &Connection, request: &SessionHistoryRequest)
             request.backend_start_us,
             request.limit
         ],
-        |row| {
-            Ok(SessionSample {
-                collected_at_us: row.get(0)?,
-                state: row.get(1)?,
-                wait_event_type: row.get(2)?,
-                wait_event: row.get(3)?,
-                query_id: row.get(4)?,
-                query: row.get(5)?,
-                xact_start_us: row.get(6)?,
-                query_start_us: row.get(7)?,
-                blocking_pids: pid_list(row.get(8)?),
-            })
-        },
     )
 }
 
@@ -130,56 +101,42 @@ pub fn top_statements(connection: &Connection, request: &TopStatementsRequest) -
     let sql = format!(
         "WITH totals AS (
              SELECT query_id, database, user_name,
-                    coalesce(sum(calls), 0)::BIGINT AS calls, coalesce(sum(total_exec_time_ms), 0)::BIGINT AS total_exec_time_ms,
+                    coalesce(sum(calls), 0)::BIGINT AS calls, coalesce(sum(total_exec_time_ms), 0) AS total_exec_time_ms,
                     sum(total_exec_time_ms) / nullif(sum(calls), 0) AS mean_exec_time_ms,
                     coalesce(sum(rows), 0)::BIGINT AS rows, coalesce(sum(shared_blks_hit), 0)::BIGINT AS shared_blks_hit,
-                    coalesce(sum(shared_blks_read), 0)::BIGINT AS shared_blks_read, coalesce(sum(temp_blks_read), 0)::BIGINT AS temp_blks_read,
+                    coalesce(sum(shared_blks_read), 0)::BIGINT AS shared_blks_read,
+                    coalesce(sum(temp_blks_read), 0)::BIGINT AS temp_blks_read,
                     coalesce(sum(temp_blks_written), 0)::BIGINT AS temp_blks_written
              FROM statement_deltas
              WHERE target = $1 AND collected_at > make_timestamp($2) AND collected_at <= make_timestamp($3)
              GROUP BY ALL
              HAVING sum(calls) > 0
          )
-         SELECT t.query_id, t.database, t.user_name, x.query, t.calls, t.total_exec_time_ms, t.mean_exec_time_ms, t.rows,
-                t.shared_blks_hit, t.shared_blks_read, t.temp_blks_read, t.temp_blks_written
+         SELECT t.*, x.query
          FROM totals t LEFT JOIN statement_texts x ON x.target = $1 AND x.query_id = t.query_id
          ORDER BY {order} DESC NULLS LAST, t.query_id
          LIMIT $4",
         order = statement_order_column(request.order_by)
     );
-    collect(
+    rows(
         connection,
         &sql,
         params![request.target.as_str(), request.from_us, request.to_us, request.limit],
-        |row| {
-            Ok(StatementTotals {
-                query_id: row.get(0)?,
-                database: row.get(1)?,
-                user_name: row.get(2)?,
-                query: row.get(3)?,
-                calls: row.get(4)?,
-                total_exec_time_ms: row.get(5)?,
-                mean_exec_time_ms: row.get(6)?,
-                rows: row.get(7)?,
-                shared_blks_hit: row.get(8)?,
-                shared_blks_read: row.get(9)?,
-                temp_blks_read: row.get(10)?,
-                temp_blks_written: row.get(11)?,
-            })
-        },
     )
 }
 
 pub fn statement_history(connection: &Connection, request: &StatementHistoryRequest) -> duckdb::Result<StatementHistoryReply> {
     let sql = format!(
-        "SELECT {BUCKET_START} AS bucket, coalesce(sum(calls), 0)::BIGINT, coalesce(sum(total_exec_time_ms), 0)::BIGINT,
-                sum(total_exec_time_ms) / nullif(sum(calls), 0), coalesce(sum(rows), 0)::BIGINT, coalesce(sum(shared_blks_read), 0)::BIGINT
+        "SELECT {BUCKET_START} AS bucket_start_us, coalesce(sum(calls), 0)::BIGINT AS calls,
+                coalesce(sum(total_exec_time_ms), 0) AS total_exec_time_ms,
+                sum(total_exec_time_ms) / nullif(sum(calls), 0) AS mean_exec_time_ms,
+                coalesce(sum(rows), 0)::BIGINT AS rows, coalesce(sum(shared_blks_read), 0)::BIGINT AS shared_blks_read
          FROM statement_deltas
          WHERE target = $1 AND collected_at > make_timestamp($2) AND collected_at <= make_timestamp($3) AND query_id = $5
-         GROUP BY bucket
-         ORDER BY bucket"
+         GROUP BY bucket_start_us
+         ORDER BY bucket_start_us"
     );
-    let points = collect(
+    let points = rows(
         connection,
         &sql,
         params![
@@ -189,26 +146,15 @@ pub fn statement_history(connection: &Connection, request: &StatementHistoryRequ
             request.step_us,
             request.query_id
         ],
-        |row| {
-            Ok(StatementPoint {
-                bucket_start_us: row.get(0)?,
-                calls: row.get(1)?,
-                total_exec_time_ms: row.get(2)?,
-                mean_exec_time_ms: row.get(3)?,
-                rows: row.get(4)?,
-                shared_blks_read: row.get(5)?,
-            })
-        },
     )?;
-    let query = collect(
-        connection,
-        "SELECT query FROM statement_texts WHERE target = $1 AND query_id = $2",
-        params![request.target.as_str(), request.query_id],
-        |row| row.get::<_, Option<String>>(0),
-    )?
-    .into_iter()
-    .next()
-    .flatten();
+    let mut statement = connection.prepare_cached("SELECT query FROM statement_texts WHERE target = $1 AND query_id = $2")?;
+    let query = statement
+        .query_map(params![request.target.as_str(), request.query_id], |row| {
+            row.get::<_, Option<String>>(0)
+        })?
+        .next()
+        .transpose()?
+        .flatten();
     Ok(StatementHistoryReply { query, points })
 }
 
@@ -243,21 +189,29 @@ pub fn objects(connection: &Connection, request: &ObjectsRequest) -> duckdb::Res
             objects: Vec::new(),
         });
     };
-    let sql = format!(
-        "SELECT count(*) OVER (), database, schema_name, name, kind, parent, total_bytes, table_bytes, index_bytes,
-                toast_bytes, row_estimate
-         FROM object_samples
+    let matching = "FROM object_samples
          WHERE target = $1 AND collected_at = make_timestamp($2)
            AND ($3::VARCHAR IS NULL OR database = $3::VARCHAR)
            AND ($4::VARCHAR IS NULL OR schema_name = $4::VARCHAR)
            AND ($5::VARCHAR IS NULL OR kind = $5::VARCHAR)
-           AND ($6::VARCHAR IS NULL OR contains(lower(name), lower($6::VARCHAR)))
+           AND ($6::VARCHAR IS NULL OR contains(lower(name), lower($6::VARCHAR)))";
+    let filters = params![
+        request.target.as_str(),
+        collected_at_us,
+        request.database,
+        request.schema_name,
+        request.kind,
+        request.name_contains
+    ];
+    let total = connection.query_row(&format!("SELECT count(*) {matching}"), filters, |row| row.get(0))?;
+    let sql = format!(
+        "SELECT database, schema_name, name, kind, parent, total_bytes, table_bytes, index_bytes, toast_bytes, row_estimate
+         {matching}
          ORDER BY {order}
          LIMIT $7 OFFSET $8",
         order = object_order(request.order_by)
     );
-    let mut total = 0;
-    let objects = collect(
+    let objects = rows(
         connection,
         &sql,
         params![
@@ -270,21 +224,6 @@ pub fn objects(connection: &Connection, request: &ObjectsRequest) -> duckdb::Res
             request.limit,
             request.offset
         ],
-        |row| {
-            total = row.get(0)?;
-            Ok(ObjectSize {
-                database: row.get(1)?,
-                schema_name: row.get(2)?,
-                name: row.get(3)?,
-                kind: row.get(4)?,
-                parent: row.get(5)?,
-                total_bytes: row.get(6)?,
-                table_bytes: row.get(7)?,
-                index_bytes: row.get(8)?,
-                toast_bytes: row.get(9)?,
-                row_estimate: row.get(10)?,
-            })
-        },
     )?;
     Ok(ObjectsReply {
         collected_at_us: Some(collected_at_us),
@@ -303,22 +242,13 @@ pub fn object_growth(connection: &Connection, request: &ObjectGrowthRequest) -> 
         request.schema_name,
         request.name
     ];
-    let points = collect(
+    let points = rows(
         connection,
         &format!(
-            "SELECT epoch_us(collected_at), total_bytes, table_bytes, index_bytes, toast_bytes
+            "SELECT epoch_us(collected_at) AS collected_at_us, total_bytes, table_bytes, index_bytes, toast_bytes
              FROM object_samples WHERE {IN_RANGE} AND {object} ORDER BY collected_at"
         ),
         parameters,
-        |row| {
-            Ok(ObjectSizePoint {
-                collected_at_us: row.get(0)?,
-                total_bytes: row.get(1)?,
-                table_bytes: row.get(2)?,
-                index_bytes: row.get(3)?,
-                toast_bytes: row.get(4)?,
-            })
-        },
     )?;
     let growth_bytes_per_day = connection.query_row(
         &format!("SELECT regr_slope(total_bytes, epoch(collected_at)) * 86400 FROM object_samples WHERE {IN_RANGE} AND {object}"),
@@ -332,26 +262,20 @@ pub fn object_growth(connection: &Connection, request: &ObjectGrowthRequest) -> 
 }
 
 pub fn lock_history(connection: &Connection, request: &LockHistoryRequest) -> duckdb::Result<LockHistoryReply> {
-    let parameters = params![request.target.as_str(), request.from_us, request.to_us, request.step_us];
-    let buckets = collect(
+    let buckets = rows(
         connection,
         &format!(
             "WITH per_sample AS (
                  SELECT collected_at, count(DISTINCT pid) FILTER (WHERE NOT granted) AS waiting
                  FROM lock_samples WHERE {IN_RANGE} GROUP BY collected_at
              )
-             SELECT {BUCKET_START} AS bucket, max(waiting) FROM per_sample GROUP BY bucket ORDER BY bucket"
+             SELECT {BUCKET_START} AS bucket_start_us, max(waiting) AS max_waiting_sessions
+             FROM per_sample GROUP BY bucket_start_us ORDER BY bucket_start_us"
         ),
-        parameters,
-        |row| {
-            Ok(LockBucket {
-                bucket_start_us: row.get(0)?,
-                max_waiting_sessions: row.get(1)?,
-            })
-        },
+        params![request.target.as_str(), request.from_us, request.to_us, request.step_us],
     )?;
     // What a blocker ran: its activity sample at or just before the lock sample.
-    let blockers = collect(
+    let blockers = rows(
         connection,
         &format!(
             "WITH waits AS (
@@ -363,19 +287,11 @@ pub fn lock_history(connection: &Connection, request: &LockHistoryRequest) -> du
                  FROM waits w ASOF LEFT JOIN (SELECT collected_at, pid, query FROM activity_samples WHERE {IN_RANGE}) a
                    ON a.pid = w.blocker_pid AND a.collected_at <= w.collected_at
              )
-             SELECT blocker_pid, count(*), epoch_us(min(collected_at)), epoch_us(max(collected_at)), arg_max(query, collected_at)
-             FROM described GROUP BY blocker_pid ORDER BY 2 DESC, blocker_pid LIMIT 50"
+             SELECT blocker_pid AS pid, count(*) AS waiting_samples, epoch_us(min(collected_at)) AS first_seen_us,
+                    epoch_us(max(collected_at)) AS last_seen_us, arg_max(query, collected_at) AS query
+             FROM described GROUP BY blocker_pid ORDER BY waiting_samples DESC, blocker_pid LIMIT 50"
         ),
         params![request.target.as_str(), request.from_us, request.to_us],
-        |row| {
-            Ok(BlockerSummary {
-                pid: row.get(0)?,
-                waiting_samples: row.get(1)?,
-                first_seen_us: row.get(2)?,
-                last_seen_us: row.get(3)?,
-                query: row.get(4)?,
-            })
-        },
     )?;
     Ok(LockHistoryReply { buckets, blockers })
 }
@@ -396,29 +312,13 @@ pub fn blocking(connection: &Connection, request: &BlockingRequest) -> duckdb::R
             locks: Vec::new(),
         });
     };
-    let locks = collect(
+    let locks: Vec<LockRow> = rows(
         connection,
         "SELECT pid, lock_type, mode, granted, database, relation, page, tuple, virtual_xid, transaction_id,
-                epoch_us(waiting_since), array_to_string(blocked_by, ',')
+                epoch_us(waiting_since) AS waiting_since_us, coalesce(blocked_by, []) AS blocked_by
          FROM lock_samples WHERE target = $1 AND collected_at = make_timestamp($2)
          ORDER BY pid, lock_type, mode",
         params![request.target.as_str(), collected_at_us],
-        |row| {
-            Ok(LockRow {
-                pid: row.get(0)?,
-                lock_type: row.get(1)?,
-                mode: row.get(2)?,
-                granted: row.get(3)?,
-                database: row.get(4)?,
-                relation: row.get(5)?,
-                page: row.get(6)?,
-                tuple: row.get(7)?,
-                virtual_xid: row.get(8)?,
-                transaction_id: row.get(9)?,
-                waiting_since_us: row.get(10)?,
-                blocked_by: pid_list(row.get(11)?),
-            })
-        },
     )?;
     Ok(BlockingReply {
         collected_at_us: Some(collected_at_us),
@@ -447,16 +347,18 @@ pub fn database_series(connection: &Connection, request: &DatabaseSeriesRequest)
                     epoch(collected_at) - epoch(lag(collected_at) OVER w) AS seconds
              FROM totals WINDOW w AS (ORDER BY collected_at)
          )
-         SELECT {BUCKET_START} AS bucket,
-                sum(commits + rollbacks) / sum(seconds), sum(commits) / sum(seconds), sum(rollbacks) / sum(seconds),
-                sum(hits) / nullif(sum(hits + reads), 0), sum(temp_bytes) / sum(seconds), sum(deadlocks)::BIGINT
+         SELECT {BUCKET_START} AS bucket_start_us,
+                sum(commits + rollbacks) / sum(seconds) AS transactions_per_second,
+                sum(commits) / sum(seconds) AS commits_per_second, sum(rollbacks) / sum(seconds) AS rollbacks_per_second,
+                sum(hits) / nullif(sum(hits + reads), 0) AS cache_hit_ratio,
+                sum(temp_bytes) / sum(seconds) AS temp_bytes_per_second, coalesce(sum(deadlocks), 0)::BIGINT AS deadlocks
          FROM deltas
          WHERE collected_at >= make_timestamp($2) AND seconds > 0
            AND commits >= 0 AND rollbacks >= 0 AND hits >= 0 AND reads >= 0 AND temp_bytes >= 0 AND deadlocks >= 0
-         GROUP BY bucket
-         ORDER BY bucket"
+         GROUP BY bucket_start_us
+         ORDER BY bucket_start_us"
     );
-    collect(
+    rows(
         connection,
         &sql,
         params![
@@ -466,16 +368,5 @@ pub fn database_series(connection: &Connection, request: &DatabaseSeriesRequest)
             request.step_us,
             request.database
         ],
-        |row| {
-            Ok(DatabasePoint {
-                bucket_start_us: row.get(0)?,
-                transactions_per_second: row.get(1)?,
-                commits_per_second: row.get(2)?,
-                rollbacks_per_second: row.get(3)?,
-                cache_hit_ratio: row.get(4)?,
-                temp_bytes_per_second: row.get(5)?,
-                deadlocks: row.get::<_, Option<i64>>(6)?.unwrap_or(0),
-            })
-        },
     )
 }
