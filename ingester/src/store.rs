@@ -291,11 +291,12 @@ impl Store {
         detach(&self.connection, &partition)?;
         attach(&self.connection, &partition, Access::ReadOnly)?;
         self.closed.push(partition);
-        write_views_script(&self.data_dir, &self.closed).map_err(files_error("write the views script in", &self.data_dir))
+        Ok(())
     }
 
-    /// Deletes closed partitions whose period ended before the retention window; the newest
-    /// partition is always kept.
+    /// Deletes closed partitions whose period ended before the retention window (the newest
+    /// partition is always kept), then writes the views script for the closed ones: every
+    /// change of the partitions ends here.
     fn remove_expired_partitions(&mut self, now_us: i64) -> Result<(), StoreError> {
         let cutoff = now_us / 1_000_000 - i64::try_from(self.options.retention.as_secs()).unwrap_or(i64::MAX);
         // A partition holds what JetStream stored during its period: it ends with its period,
@@ -307,9 +308,6 @@ impl Store {
             .map(|pair| (pair[0].start + period).min(pair[1].start))
             .collect();
         let expired = ends.iter().take_while(|end| **end <= cutoff).count();
-        if expired == 0 {
-            return write_views_script(&self.data_dir, &self.closed).map_err(files_error("write the views script in", &self.data_dir));
-        }
         for partition in self.closed.drain(..expired).collect::<Vec<_>>() {
             detach(&self.connection, &partition)?;
             for file in partition.files() {
@@ -322,17 +320,16 @@ impl Store {
             }
             tracing::info!(partition = %partition.path.display(), "removed a partition past retention");
         }
-        self.refresh_views()?;
+        if expired > 0 {
+            self.refresh_views()?;
+        }
         write_views_script(&self.data_dir, &self.closed).map_err(files_error("write the views script in", &self.data_dir))
     }
 
     /// Points the views in `memory.main` at the current partitions.
     fn refresh_views(&self) -> Result<(), StoreError> {
-        let sources: Vec<String> = std::iter::once("memory.empty".to_owned())
-            .chain(self.partitions().iter().map(Partition::alias))
-            .collect();
         self.connection
-            .execute_batch(&union_views_sql(&sources, "CREATE OR REPLACE VIEW"))
+            .execute_batch(&catalog_views_sql(&self.partitions(), "CREATE OR REPLACE VIEW"))
             .map_err(StoreError::Reader)
     }
 
@@ -358,17 +355,23 @@ pub fn open_read_only(data_dir: &Path) -> Result<Connection, StoreError> {
     for partition in &partitions {
         attach(&connection, partition, Access::ReadOnly)?;
     }
-    let sources: Vec<String> = std::iter::once("memory.empty".to_owned())
-        .chain(partitions.iter().map(Partition::alias))
-        .collect();
     connection
         .execute_batch(&format!(
             "{}{}",
-            union_views_sql(&sources, "CREATE VIEW"),
+            catalog_views_sql(&partitions, "CREATE VIEW"),
             derived_views_sql("CREATE VIEW")
         ))
         .map_err(StoreError::Reader)?;
     Ok(connection)
+}
+
+/// The views over `partitions` of an instance from [`catalog_connection`], on top of its empty
+/// typed tables.
+fn catalog_views_sql(partitions: &[Partition], create: &str) -> String {
+    let sources: Vec<String> = std::iter::once("memory.empty".to_owned())
+        .chain(partitions.iter().map(Partition::alias))
+        .collect();
+    union_views_sql(&sources, create)
 }
 
 /// An in-memory instance whose `memory.empty` schema holds empty tables of the latest schema:
@@ -535,7 +538,7 @@ fn files_error<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io:
     }
 }
 
-fn now_us() -> i64 {
+pub(crate) fn now_us() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |elapsed| elapsed.as_micros() as i64)
