@@ -99,17 +99,7 @@ pub enum SeriesRequestError {
 impl ActivitySeriesRequest {
     /// Checks the request before any work is done; the query API maps each error to its field.
     pub fn validate(&self) -> Result<(), SeriesRequestError> {
-        if self.from_us >= self.to_us {
-            return Err(SeriesRequestError::EmptyRange);
-        }
-        if self.step_us < 1_000_000 {
-            return Err(SeriesRequestError::StepTooSmall);
-        }
-        let buckets = self.bucket_count();
-        if buckets > MAX_SERIES_BUCKETS {
-            return Err(SeriesRequestError::TooManyBuckets { buckets });
-        }
-        Ok(())
+        validate_step(self.from_us, self.to_us, self.step_us)
     }
 
     /// How many buckets the range spans; the last one may be partial.

@@ -12,7 +12,7 @@ use pgmon_common::query::{
     StatementHistoryReply, StatementHistoryRequest, StatementOrder, StatementTotals, TopStatementsRequest,
 };
 
-use crate::series::ACTIVE_SESSION_PREDICATE;
+use crate::series::active_session_predicate;
 
 /// `collected_at` within `[from, to)`, with the target as `$1`, from as `$2` and to as `$3`.
 const IN_RANGE: &str = "target = $1 AND collected_at >= make_timestamp($2) AND collected_at < make_timestamp($3)";
@@ -39,12 +39,13 @@ fn rows<Row: serde::de::DeserializeOwned>(
 }
 
 pub fn sessions(connection: &Connection, request: &SessionsRequest) -> duckdb::Result<Vec<SessionSummary>> {
+    let active = active_session_predicate();
     let sql = format!(
         "SELECT pid, epoch_us(backend_start) AS backend_start_us, any_value(database) AS database,
                 any_value(user_name) AS user_name, any_value(application) AS application,
                 any_value(client_addr) AS client_addr, any_value(backend_type) AS backend_type, count(*) AS samples,
-                count(*) FILTER (WHERE {ACTIVE_SESSION_PREDICATE}) AS active_samples,
-                mode(coalesce(wait_event_type || ':' || wait_event, 'CPU')) FILTER (WHERE {ACTIVE_SESSION_PREDICATE}) AS top_wait_event,
+                count(*) FILTER (WHERE {active}) AS active_samples,
+                mode(coalesce(wait_event_type || ':' || wait_event, 'CPU')) FILTER (WHERE {active}) AS top_wait_event,
                 arg_max(state, collected_at) AS last_state, arg_max(query_id, collected_at) AS last_query_id,
                 arg_max(query, collected_at) AS last_query
          FROM activity_samples

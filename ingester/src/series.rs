@@ -12,17 +12,25 @@ use pgmon_common::query::{ActivityDimension, ActivitySeries, ActivitySeriesReply
 pub const ON_CPU_LABEL: &str = "CPU";
 
 /// Which backends count as active sessions: those working for a client or doing maintenance,
-/// in state active. WAL senders and background processes would add a constant floor.
-pub(crate) const ACTIVE_SESSION_PREDICATE: &str = "state IN ('active', 'fastpath function call') \
-     AND backend_type IN ('client backend', 'parallel worker', 'autovacuum worker', 'background worker')";
+/// in state active. WAL senders and background processes would add a constant floor. One list
+/// serves both the SQL over stored samples and the rollup built from rows in hand.
+const ACTIVE_STATES: &[&str] = &["active", "fastpath function call"];
+const ACTIVE_BACKEND_TYPES: &[&str] = &["client backend", "parallel worker", "autovacuum worker", "background worker"];
 
-/// [`ACTIVE_SESSION_PREDICATE`] for a row in hand, when the per-minute rollup is built.
+/// The SQL condition on `activity_samples` that selects active sessions.
+pub(crate) fn active_session_predicate() -> String {
+    let quoted = |values: &[&str]| values.iter().map(|value| format!("'{value}'")).collect::<Vec<_>>().join(", ");
+    format!(
+        "state IN ({}) AND backend_type IN ({})",
+        quoted(ACTIVE_STATES),
+        quoted(ACTIVE_BACKEND_TYPES)
+    )
+}
+
+/// [`active_session_predicate`] for a row in hand, when the per-minute rollup is built.
 pub(crate) fn is_active_session(row: &pgmon_common::event::ActivityRow) -> bool {
-    matches!(row.state.as_deref(), Some("active" | "fastpath function call"))
-        && matches!(
-            row.backend_type.as_deref(),
-            Some("client backend" | "parallel worker" | "autovacuum worker" | "background worker")
-        )
+    let listed = |value: &Option<String>, values: &[&str]| value.as_deref().is_some_and(|value| values.contains(&value));
+    listed(&row.state, ACTIVE_STATES) && listed(&row.backend_type, ACTIVE_BACKEND_TYPES)
 }
 
 const MINUTE_US: i64 = 60_000_000;
@@ -64,9 +72,9 @@ pub(crate) struct BucketLoad {
 pub fn activity_series(connection: &Connection, request: &ActivitySeriesRequest) -> duckdb::Result<ActivitySeriesReply> {
     let from_rollup = request.from_us % MINUTE_US == 0 && request.step_us % MINUTE_US == 0;
     let (load_time, load_table, load_filter, load_count) = if from_rollup {
-        ("minute", "activity_minutes", "TRUE", "sum(active_rows)")
+        ("minute", "activity_minutes", "TRUE".to_owned(), "sum(active_rows)")
     } else {
-        ("collected_at", "activity_samples", ACTIVE_SESSION_PREDICATE, "count(*)")
+        ("collected_at", "activity_samples", active_session_predicate(), "count(*)")
     };
     let sql = format!(
         "WITH snapshots AS (
