@@ -2,7 +2,9 @@
 
 use std::sync::Arc;
 
-use duckdb::arrow::array::{ArrayRef, Int32Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder, UInt64Builder};
+use duckdb::arrow::array::{
+    ArrayRef, Int32Builder, Int64Array, Int64Builder, StringBuilder, TimestampMicrosecondArray, TimestampMicrosecondBuilder, UInt64Builder,
+};
 use duckdb::arrow::datatypes::{DataType, Field, FieldRef, TimeUnit};
 use duckdb::arrow::record_batch::RecordBatch;
 use pgmon_common::event::{ActivityRow, DatabaseRow, Snapshot, SnapshotPart};
@@ -129,9 +131,50 @@ pub(crate) fn sample_rows_batch<'a, Row: Serialize + Deserialize<'a> + 'a>(snaps
     record_batch(columns)
 }
 
+/// Rows of `activity_sample_rows`: the sample rows with `xact_start` and `state_change` as
+/// microseconds from the query's start (or, without one, from the sample), as migration 8
+/// stores them.
+pub(crate) fn activity_rows_batch(snapshots: &[(u64, &Snapshot<ActivityRow>)]) -> RecordBatch {
+    let samples = sample_rows_batch(snapshots);
+    let timestamps = |name: &str| -> TimestampMicrosecondArray {
+        samples
+            .column_by_name(name)
+            .and_then(|column| column.as_any().downcast_ref::<TimestampMicrosecondArray>())
+            .expect("activity rows carry this timestamp column")
+            .clone()
+    };
+    let query_start = timestamps("query_start_us");
+    let references: Vec<i64> = query_start
+        .iter()
+        .zip(timestamps("collected_at").values().iter())
+        .map(|(query_start, collected_at)| query_start.unwrap_or(*collected_at))
+        .collect();
+    let before_reference: Int64Array = timestamps("xact_start_us")
+        .iter()
+        .zip(&references)
+        .map(|(at, reference)| at.map(|at| reference - at))
+        .collect();
+    let after_reference: Int64Array = timestamps("state_change_us")
+        .iter()
+        .zip(&references)
+        .map(|(at, reference)| at.map(|at| at - reference))
+        .collect();
+    let schema = samples.schema();
+    let columns = schema
+        .fields()
+        .iter()
+        .zip(samples.columns())
+        .map(|(field, column)| match field.name().as_str() {
+            "xact_start_us" => ("xact_start_before_query_us", Arc::new(before_reference.clone()) as ArrayRef),
+            "state_change_us" => ("state_change_after_query_us", Arc::new(after_reference.clone()) as ArrayRef),
+            name => (name, column.clone()),
+        });
+    record_batch(columns.collect())
+}
+
 /// One row of `activity_minutes`: how many active sessions of one combination of the chart's
 /// dimensions were sampled in one minute. Fields in column order.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct ActivityMinuteRow {
     pub target: String,
     pub minute_us: i64,
@@ -149,29 +192,49 @@ pub(crate) struct ActivityMinuteRow {
 /// Rows of `activity_minutes` for a batch of activity snapshots. A minute spread over several
 /// batches gets a row from each; readers sum them.
 pub(crate) fn activity_minutes_batch(snapshots: &[(u64, &Snapshot<ActivityRow>)]) -> RecordBatch {
-    let mut counts: std::collections::HashMap<ActivityMinuteRow, i32> = std::collections::HashMap::new();
+    // Keyed by borrowed values with a fast hash (the keys come from our own collector, and a
+    // batch's map lives for one call): most rows fall into a combination seen before, and
+    // copying their strings into keys or hashing them with SipHash was the larger part of
+    // storing a batch.
+    type MinuteKey<'a> = (&'a str, i64, [Option<&'a str>; 7], Option<i64>);
+    let mut counts: std::collections::HashMap<MinuteKey, i32, foldhash::fast::RandomState> = std::collections::HashMap::default();
     for (_, snapshot) in snapshots {
         let minute_us = snapshot.collected_at_us.div_euclid(60_000_000) * 60_000_000;
         for row in snapshot.rows.iter().filter(|row| crate::series::is_active_session(row)) {
-            let key = ActivityMinuteRow {
-                target: snapshot.target.as_str().to_owned(),
-                minute_us,
-                wait_event_type: row.wait_event_type.clone(),
-                wait_event: row.wait_event.clone(),
-                query_id: row.query_id,
-                database: row.database.clone(),
-                user_name: row.user.clone(),
-                application: row.application.clone(),
-                client_addr: row.client_addr.clone(),
-                backend_type: row.backend_type.clone(),
-                active_rows: 0,
-            };
-            *counts.entry(key).or_default() += 1;
+            let dimensions = [
+                &row.wait_event_type,
+                &row.wait_event,
+                &row.database,
+                &row.user,
+                &row.application,
+                &row.client_addr,
+                &row.backend_type,
+            ]
+            .map(|value| value.as_deref());
+            *counts
+                .entry((snapshot.target.as_str(), minute_us, dimensions, row.query_id))
+                .or_default() += 1;
         }
     }
+    let owned = |value: Option<&str>| value.map(str::to_owned);
     let rows: Vec<ActivityMinuteRow> = counts
         .into_iter()
-        .map(|(key, active_rows)| ActivityMinuteRow { active_rows, ..key })
+        .map(|((target, minute_us, dimensions, query_id), active_rows)| {
+            let [wait_event_type, wait_event, database, user_name, application, client_addr, backend_type] = dimensions.map(owned);
+            ActivityMinuteRow {
+                target: target.to_owned(),
+                minute_us,
+                wait_event_type,
+                wait_event,
+                query_id,
+                database,
+                user_name,
+                application,
+                client_addr,
+                backend_type,
+                active_rows,
+            }
+        })
         .collect();
     let fields = row_fields::<ActivityMinuteRow>();
     serde_arrow::to_record_batch(&fields, &rows).expect("rollup fields are traced from the row type")

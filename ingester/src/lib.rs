@@ -1,6 +1,7 @@
 //! The ingester role: the only writer of pgmon's DuckDB files, and the answerer of named queries on them.
 
 mod arrow_rows;
+mod compaction;
 mod consume;
 mod history;
 mod migrations;

@@ -137,7 +137,60 @@ pub(crate) const MIGRATIONS: &[(i32, &[&str])] = &[
      );"],
     ),
     (7, &["DROP VIEW statement_deltas; DROP VIEW statement_texts;", STATEMENT_VIEWS]),
+    (
+        8,
+        &[
+            MIGRATION_8_ACTIVITY_ROWS,
+            ACTIVITY_SAMPLES_VIEW_8,
+            "CREATE TABLE compactions (compacted_at TIMESTAMP NOT NULL);",
+        ],
+    ),
 ];
+
+/// Activity rows keep `xact_start` and `state_change` as microseconds from the query's start
+/// (or, without one, from the sample): usually 0 or a few milliseconds, where the timestamps
+/// themselves took about 3 bytes each per row. `activity_samples` becomes the view that gives
+/// the timestamps back. `compactions` gets a row once a closing partition is compacted
+/// (`compaction.rs`).
+const MIGRATION_8_ACTIVITY_ROWS: &str = "CREATE TABLE activity_sample_rows (
+         target VARCHAR NOT NULL,
+         collected_at TIMESTAMP NOT NULL,
+         pid INTEGER NOT NULL,
+         database VARCHAR,
+         user_name VARCHAR,
+         application VARCHAR,
+         client_addr VARCHAR,
+         backend_type VARCHAR,
+         state VARCHAR,
+         wait_event_type VARCHAR,
+         wait_event VARCHAR,
+         query_id BIGINT,
+         query VARCHAR,
+         backend_start TIMESTAMP,
+         xact_start_before_query_us BIGINT,
+         query_start TIMESTAMP,
+         state_change_after_query_us BIGINT,
+         blocking_pids INTEGER[]
+     );
+     INSERT INTO activity_sample_rows
+     SELECT target, collected_at, pid, database, user_name, application, client_addr, backend_type, state,
+            wait_event_type, wait_event, query_id, query, backend_start,
+            epoch_us(coalesce(query_start, collected_at)) - epoch_us(xact_start),
+            query_start,
+            epoch_us(state_change) - epoch_us(coalesce(query_start, collected_at)),
+            blocking_pids
+     FROM activity_samples
+     ORDER BY target, pid, backend_start, collected_at;
+     DROP TABLE activity_samples;";
+
+const ACTIVITY_SAMPLES_VIEW_8: &str = "CREATE VIEW activity_samples AS
+     SELECT target, collected_at, pid, database, user_name, application, client_addr, backend_type, state,
+            wait_event_type, wait_event, query_id, query, backend_start,
+            make_timestamp(epoch_us(coalesce(query_start, collected_at)) - xact_start_before_query_us) AS xact_start,
+            query_start,
+            make_timestamp(epoch_us(coalesce(query_start, collected_at)) + state_change_after_query_us) AS state_change,
+            blocking_pids
+     FROM activity_sample_rows;";
 
 const MIGRATION_5_STATEMENT_TABLES: &str =
     "ALTER TABLE target_status ADD COLUMN limitations STRUCT(kind VARCHAR, reason VARCHAR, message VARCHAR)[];
@@ -390,4 +443,55 @@ pub(crate) fn migrate(connection: &Connection, catalog: &str, path: &Path) -> Re
         tracing::debug!(version, path = %path.display(), "applied schema migration");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A partition written before migration 8 keeps its activity rows, timestamps exact, once
+    /// they move to `activity_sample_rows` behind the `activity_samples` view.
+    #[test]
+    fn activity_rows_of_schema_7_survive_migration_8() {
+        let directory = tempfile::tempdir().unwrap();
+        let path = directory.path().join("p.duckdb");
+        let connection = Connection::open(&path).unwrap();
+        connection
+            .execute_batch("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMP NOT NULL)")
+            .unwrap();
+        for (version, statements) in MIGRATIONS.iter().filter(|(version, _)| *version <= 7) {
+            connection
+                .execute_batch(&format!(
+                    "{}; INSERT INTO schema_migrations VALUES ({version}, now()::TIMESTAMP)",
+                    statements.join("\n")
+                ))
+                .unwrap();
+        }
+        let rows = "('db1', TIMESTAMP '2026-11-27 10:00:01', 7, 'active', TIMESTAMP '2026-11-27 09:59:00.000001', TIMESTAMP '2026-11-27 10:00:00.5', TIMESTAMP '2026-11-27 10:00:00.5'),
+                    ('db1', TIMESTAMP '2026-11-27 10:00:01', 8, 'idle', NULL, TIMESTAMP '2026-11-27 09:00:00', TIMESTAMP '2026-11-27 09:00:00.003'),
+                    ('db1', TIMESTAMP '2026-11-27 10:00:01', 9, NULL, TIMESTAMP '2026-11-27 10:00:00.9', NULL, NULL)";
+        connection
+            .execute_batch(&format!(
+                "INSERT INTO activity_samples (target, collected_at, pid, state, xact_start, query_start, state_change) VALUES {rows}"
+            ))
+            .unwrap();
+        let read = |connection: &Connection| -> Vec<String> {
+            connection
+                .prepare("SELECT concat_ws('|', pid, state, xact_start, query_start, state_change) FROM activity_samples ORDER BY pid")
+                .unwrap()
+                .query_map([], |row| row.get(0))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap()
+        };
+        let before = read(&connection);
+        drop(connection);
+
+        let connection = Connection::open_in_memory().unwrap();
+        connection.execute_batch(&format!("ATTACH '{}' AS p", path.display())).unwrap();
+        migrate(&connection, "p", &path).unwrap();
+        connection.execute_batch("USE p").unwrap();
+        assert_eq!(read(&connection), before);
+        assert_eq!(schema_version(&connection, "p", &path).unwrap(), latest_version());
+    }
 }
