@@ -12,7 +12,7 @@ use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy, PullConsum
 use async_nats::jetstream::{self, Message};
 use async_nats::HeaderMap;
 use futures::StreamExt;
-use pgmon_common::event::decode_snapshot_from_subject;
+use pgmon_common::event::{decode_snapshot_from_subject, AnySnapshot};
 use pgmon_common::subjects::{
     dead_letter_subject, target_snapshot_subjects, DEAD_LETTER_REASON_HEADER, DEAD_LETTER_SEQUENCE_HEADER, DEAD_LETTER_SUBJECT_HEADER,
     SNAPSHOT_STREAM, SNAPSHOT_SUBJECTS,
@@ -77,8 +77,10 @@ pub(crate) async fn consume(
     stats.last_applied_sequence.store(applied, Ordering::Relaxed);
     let consumer = consumer_from(&jetstream, config, applied + 1).await?;
     tracing::info!(consumer = %config.consumer_name, resume_after_sequence = applied, "consuming snapshots");
+    let (fetched_sender, fetched_receiver) = tokio::sync::mpsc::channel::<Vec<Message>>(1);
     let (work_sender, mut work_receiver) = tokio::sync::mpsc::channel::<Work>(1);
-    let reading = read_batches(&jetstream, &consumer, config, applied, &shutdown, work_sender);
+    let fetching = fetch_batches(&consumer, config, applied, &shutdown, fetched_sender);
+    let decoding = decode_batches(&jetstream, config, fetched_receiver, work_sender);
     let storing_shutdown = shutdown.clone();
     let storing = async move {
         let mut store = store;
@@ -96,34 +98,47 @@ pub(crate) async fn consume(
         }
         Ok::<(), IngesterError>(())
     };
-    let (read, stored) = tokio::join!(reading, storing);
+    let ((), decoded, stored) = tokio::join!(fetching, decoding, storing);
     stored?;
-    read
+    decoded
 }
 
-/// Fetches and decodes batches until `shutdown`, until the storing side stops, or until every
-/// message up to `config.stop_after` is handed over.
-async fn read_batches(
-    jetstream: &jetstream::Context,
+/// Fetches batches until `shutdown`, until the storing side stops, or until every message up
+/// to `config.stop_after` is handed over. An empty batch means nothing arrived in time.
+async fn fetch_batches(
     consumer: &PullConsumer,
     config: &IngesterConfig,
     applied: u64,
     shutdown: &CancellationToken,
-    work_sender: tokio::sync::mpsc::Sender<Work>,
-) -> Result<(), IngesterError> {
+    fetched_sender: tokio::sync::mpsc::Sender<Vec<Message>>,
+) {
     let mut last_read = applied;
     while !shutdown.is_cancelled() && config.stop_after.is_none_or(|last| last_read < last) {
         let messages = tokio::select! {
             _ = shutdown.cancelled() => break,
             messages = fetch_batch(consumer, config) => messages,
         };
+        if let Some(info) = messages.last().and_then(|message| message.info().ok()) {
+            last_read = info.stream_sequence;
+        }
+        if fetched_sender.send(messages).await.is_err() {
+            break;
+        }
+    }
+}
+
+/// Decodes what [`fetch_batches`] fetched and hands it to the storing side, while the next
+/// batch is being fetched.
+async fn decode_batches(
+    jetstream: &jetstream::Context,
+    config: &IngesterConfig,
+    mut fetched_receiver: tokio::sync::mpsc::Receiver<Vec<Message>>,
+    work_sender: tokio::sync::mpsc::Sender<Work>,
+) -> Result<(), IngesterError> {
+    while let Some(messages) = fetched_receiver.recv().await {
         let work = match messages.last().cloned() {
             None => Work::Idle,
-            Some(last_message) => {
-                let batch = decode_batch(jetstream, messages, config).await?;
-                last_read = batch.messages.last().map_or(last_read, |message| message.sequence);
-                Work::Batch(batch, Box::new(last_message))
-            }
+            Some(last_message) => Work::Batch(decode_batch(jetstream, messages, config).await?, Box::new(last_message)),
         };
         if work_sender.send(work).await.is_err() {
             break;
@@ -182,32 +197,26 @@ async fn fetch_batch(consumer: &PullConsumer, config: &IngesterConfig) -> Vec<Me
     messages
 }
 
-/// Decodes every message (on the blocking pool); those that are not usable snapshots go to the
-/// dead-letter stream.
+/// Decodes every message (on the blocking pool, a share per core); those that are not usable
+/// snapshots go to the dead-letter stream.
 async fn decode_batch(
     jetstream: &jetstream::Context,
-    messages: Vec<Message>,
+    mut messages: Vec<Message>,
     config: &IngesterConfig,
 ) -> Result<IngestBatch, IngesterError> {
-    let max_message_bytes = config.max_message_bytes;
-    let decoded = tokio::task::spawn_blocking(move || {
-        messages
-            .into_iter()
-            .map(|message| {
-                let decoded = if message.payload.len() > max_message_bytes {
-                    Err(format!(
-                        "message of {} bytes exceeds the ingester's limit of {max_message_bytes} bytes",
-                        message.payload.len()
-                    ))
-                } else {
-                    decode_snapshot_from_subject(message.subject.as_str(), &message.payload).map_err(|reason| reason.to_string())
-                };
-                (message, decoded)
-            })
-            .collect::<Vec<_>>()
-    })
-    .await
-    .map_err(|e| IngesterError::StoreTask(e.to_string()))?;
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let share = messages.len().div_ceil(cores).max(1);
+    let mut shares = Vec::new();
+    while !messages.is_empty() {
+        let rest = messages.split_off(share.min(messages.len()));
+        let max_message_bytes = config.max_message_bytes;
+        let decoding = std::mem::replace(&mut messages, rest);
+        shares.push(tokio::task::spawn_blocking(move || decode_messages(decoding, max_message_bytes)));
+    }
+    let mut decoded = Vec::new();
+    for share in shares {
+        decoded.extend(share.await.map_err(|e| IngesterError::StoreTask(e.to_string()))?);
+    }
     let mut batch = IngestBatch {
         messages: Vec::with_capacity(decoded.len()),
     };
@@ -231,6 +240,23 @@ async fn decode_batch(
         });
     }
     Ok(batch)
+}
+
+fn decode_messages(messages: Vec<Message>, max_message_bytes: usize) -> Vec<(Message, Result<AnySnapshot, String>)> {
+    messages
+        .into_iter()
+        .map(|message| {
+            let decoded = if message.payload.len() > max_message_bytes {
+                Err(format!(
+                    "message of {} bytes exceeds the ingester's limit of {max_message_bytes} bytes",
+                    message.payload.len()
+                ))
+            } else {
+                decode_snapshot_from_subject(message.subject.as_str(), &message.payload).map_err(|reason| reason.to_string())
+            };
+            (message, decoded)
+        })
+        .collect()
 }
 
 async fn dead_letter(
