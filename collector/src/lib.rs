@@ -12,6 +12,7 @@ mod config;
 mod connection;
 mod database;
 mod locks;
+mod metrics;
 mod objects;
 mod publisher;
 mod redact;
@@ -57,6 +58,8 @@ pub enum CollectorError {
 
 /// Runs the collector until `shutdown` is cancelled, then drains what is queued for NATS.
 pub async fn run(config: CollectorConfig, shutdown: CancellationToken) -> Result<(), CollectorError> {
+    // Registered at start, so a scrape shows every metric before the first snapshot.
+    metrics::metrics();
     let jetstream = connect_jetstream(&config.nats, "pgmon-collector").await?;
     // Headers and the publish protocol share the server's limit with the payload.
     let max_message_bytes = jetstream.client().server_info().max_payload.saturating_sub(MESSAGE_OVERHEAD_BYTES);
@@ -238,11 +241,13 @@ impl RunningTargets {
                 publisher,
             },
         );
+        metrics::metrics().targets_sampled.set(self.targets.len() as i64);
     }
 
     /// Stops sampling `name`; what it already sampled is still published in the background.
     async fn stop(&mut self, name: &TargetName) {
         if let Some(target) = self.targets.remove(name) {
+            metrics::metrics().targets_sampled.set(self.targets.len() as i64);
             target.stop.cancel();
             for sampler in target.samplers {
                 let _ = sampler.await;

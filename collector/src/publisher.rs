@@ -9,9 +9,12 @@ use async_nats::jetstream;
 use async_nats::HeaderMap;
 use pgmon_common::event::SnapshotKind;
 use pgmon_common::target::TargetName;
+use prometheus_client::metrics::gauge::Gauge;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
+
+use crate::metrics::{metrics, TargetLabels};
 
 /// A snapshot (or one part of one) ready to publish; its message id makes retries idempotent.
 pub(crate) struct OutgoingSnapshot {
@@ -24,6 +27,13 @@ pub(crate) struct OutgoingSnapshot {
 pub(crate) struct QueuedSnapshot {
     snapshot: OutgoingSnapshot,
     _buffer_share: OwnedSemaphorePermit,
+    buffered_bytes: Gauge,
+}
+
+impl Drop for QueuedSnapshot {
+    fn drop(&mut self) {
+        self.buffered_bytes.dec_by(self.snapshot.payload.len() as i64);
+    }
 }
 
 /// The sampling side of one target's publish buffer.
@@ -60,17 +70,27 @@ pub(crate) enum Enqueued {
 }
 
 impl PublishQueue {
+    fn target_labels(&self) -> TargetLabels {
+        TargetLabels {
+            target: self.target.as_str().to_owned(),
+        }
+    }
+
     /// Queues a snapshot unless the buffer is full.
     pub(crate) fn enqueue(&self, snapshot: OutgoingSnapshot, kind: SnapshotKind) -> Enqueued {
         let kib = u32::try_from(snapshot.payload.len().div_ceil(1024)).unwrap_or(u32::MAX);
         let Ok(buffer_share) = self.free_kib.clone().try_acquire_many_owned(kib) else {
             let dropped_snapshots = self.dropped_snapshots.fetch_add(1, Ordering::Relaxed) + 1;
+            metrics().snapshots_dropped.get_or_create(&self.target_labels()).inc();
             tracing::error!(target = %self.target, kind = kind.as_str(), dropped_snapshots, "publish buffer full: NATS is not keeping up, snapshot dropped");
             return Enqueued::Dropped;
         };
+        let buffered_bytes = metrics().publish_buffer_bytes.get_or_create(&self.target_labels()).clone();
+        buffered_bytes.inc_by(snapshot.payload.len() as i64);
         let queued = QueuedSnapshot {
             snapshot,
             _buffer_share: buffer_share,
+            buffered_bytes,
         };
         match self.sender.send(queued) {
             Ok(()) => Enqueued::Queued,

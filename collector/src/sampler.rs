@@ -19,6 +19,7 @@ use crate::config::{SamplingSettings, TargetSpec};
 use crate::connection::{self, ConnectError};
 use crate::database;
 use crate::locks;
+use crate::metrics::record_snapshot;
 use crate::objects;
 use crate::publisher::{Enqueued, OutgoingSnapshot, PublishQueue};
 use crate::statements::{self, SentTexts, StatementsReader};
@@ -164,9 +165,16 @@ impl Encoded<'_> {
             Ok(parts) => parts,
             Err(error) => {
                 tracing::error!(target = %self.target.name, kind = self.kind.as_str(), error = %error, "snapshot dropped");
+                record_snapshot(self.target.name.as_str(), self.kind, Err(()));
                 return Enqueued::Dropped;
             }
         };
+        let taken_us = activity::unix_micros(SystemTime::now()).saturating_sub(self.collected_at_us);
+        record_snapshot(
+            self.target.name.as_str(),
+            self.kind,
+            Ok(Duration::from_micros(u64::try_from(taken_us).unwrap_or(0))),
+        );
         let mut outcome = Enqueued::Queued;
         for (part, payload) in parts {
             let outgoing = OutgoingSnapshot {
@@ -265,6 +273,7 @@ impl Session<'_> {
                     Err(error) if self.client.is_closed() => return SessionEnd::Disconnected(error),
                     Err(error) => {
                         tracing::warn!(target = %self.target.name, kind = schedule.kind.as_str(), error = %error_chain(&error), "snapshot failed");
+                        record_snapshot(self.target.name.as_str(), schedule.kind, Err(()));
                     }
                 }
             }
@@ -389,6 +398,7 @@ pub(crate) async fn sample_statements(target: TargetSpec, settings: SamplingSett
                 Err(_) if client.is_closed() => break,
                 Err(error) => {
                     tracing::warn!(target = %target.name, kind = "statements", error = %error_chain(&error), "snapshot failed");
+                    record_snapshot(target.name.as_str(), SnapshotKind::Statements, Err(()));
                 }
             }
         }
@@ -437,7 +447,10 @@ pub(crate) async fn sample_objects(target: TargetSpec, settings: SamplingSetting
                 }
             }
             // The main session reports the target down; this only says what was not sampled.
-            Err(error) => tracing::warn!(target = %target.name, error = %error, "objects snapshot failed"),
+            Err(error) => {
+                tracing::warn!(target = %target.name, error = %error, "objects snapshot failed");
+                record_snapshot(target.name.as_str(), SnapshotKind::Objects, Err(()));
+            }
         }
     }
 }

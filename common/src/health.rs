@@ -1,4 +1,5 @@
-//! The `/healthz` endpoint every role serves, and a small server for roles without a web UI.
+//! The `/healthz` and `/metrics` endpoints every role serves, and a small server for roles
+//! without a web UI.
 
 use std::net::SocketAddr;
 
@@ -6,9 +7,18 @@ use axum::routing::get;
 use axum::Router;
 use tokio_util::sync::CancellationToken;
 
-/// Routes every role answers: `/healthz` says the process is alive and serving.
+/// Routes every role answers: `/healthz` says the process is alive and serving, `/metrics`
+/// gives the process's Prometheus metrics.
 pub fn health_routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
-    Router::new().route("/healthz", get(|| async { "ok\n" }))
+    Router::new().route("/healthz", get(|| async { "ok\n" })).route(
+        "/metrics",
+        get(|| async {
+            (
+                [(axum::http::header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+                crate::metrics::encode_text(),
+            )
+        }),
+    )
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -24,7 +34,7 @@ pub async fn serve_health(address: SocketAddr, shutdown: CancellationToken) -> R
     let listener = tokio::net::TcpListener::bind(address)
         .await
         .map_err(|source| HealthServerError::Bind { address, source })?;
-    tracing::info!(%address, "serving /healthz");
+    tracing::info!(%address, "serving /healthz and /metrics");
     axum::serve(listener, health_routes::<()>())
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await

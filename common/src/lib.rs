@@ -2,6 +2,7 @@
 
 pub mod event;
 pub mod health;
+pub mod metrics;
 pub mod nats_setup;
 pub mod query;
 pub mod registry;

@@ -19,6 +19,7 @@ use pgmon_common::subjects::{
 };
 use tokio_util::sync::CancellationToken;
 
+use crate::metrics::metrics;
 use crate::store::{BatchMessage, IngestBatch, Store};
 use crate::{IngestStats, IngesterConfig, IngesterError};
 
@@ -118,8 +119,16 @@ async fn fetch_batches(
             _ = shutdown.cancelled() => break,
             messages = fetch_batch(consumer, config) => messages,
         };
-        if let Some(info) = messages.last().and_then(|message| message.info().ok()) {
-            last_read = info.stream_sequence;
+        match messages.last().map(|message| message.info()) {
+            Some(Ok(info)) => {
+                last_read = info.stream_sequence;
+                metrics().pending_messages.set(i64::try_from(info.pending).unwrap_or(i64::MAX));
+            }
+            Some(Err(_)) => {}
+            // Nothing arrived within the wait: nothing is pending.
+            None => {
+                metrics().pending_messages.set(0);
+            }
         }
         if fetched_sender.send(messages).await.is_err() {
             break;
@@ -288,6 +297,7 @@ async fn dead_letter(
     };
     acknowledged.map_err(|error| IngesterError::DeadLetter { sequence, error })?;
     config.stats.dead_letters.fetch_add(1, Ordering::Relaxed);
+    metrics().dead_letters.inc();
     Ok(())
 }
 
@@ -310,6 +320,10 @@ async fn store_until_committed(
                 stats.snapshots_ingested.fetch_add(applied.snapshots as u64, Ordering::Relaxed);
                 stats.batches_committed.fetch_add(1, Ordering::Relaxed);
                 stats.last_applied_sequence.store(store.last_applied_sequence(), Ordering::Relaxed);
+                metrics().rows.inc_by(applied.rows as u64);
+                metrics().snapshots.inc_by(applied.snapshots as u64);
+                metrics().batches.inc();
+                metrics().partition_bytes.set(store.partition_bytes() as i64);
                 if applied.already_stored > 0 {
                     tracing::info!(already_stored = applied.already_stored, "skipped snapshots stored before a restart");
                 }

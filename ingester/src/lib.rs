@@ -4,6 +4,7 @@ mod arrow_rows;
 mod compaction;
 mod consume;
 mod history;
+mod metrics;
 mod migrations;
 pub mod partitions;
 mod query_service;
@@ -185,6 +186,7 @@ pub enum IngesterError {
 pub async fn run(config: IngesterConfig, shutdown: CancellationToken) -> Result<(), IngesterError> {
     let jetstream = connect_jetstream(&config.nats, "pgmon-ingester").await?;
     let store = open_store(&config).await?;
+    metrics::metrics().partition_bytes.set(store.partition_bytes() as i64);
     tracing::info!(data_dir = %config.data_dir.display(), partitions = store.partitions().len(), "ingester started");
     let reader = store.reader().map_err(IngesterError::Store)?;
     let queries_shutdown = shutdown.child_token();

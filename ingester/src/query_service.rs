@@ -94,7 +94,15 @@ fn run<Query: NamedQuery>(
         return encode(&QueryReply::<()>::Invalid(error.to_string()));
     }
     let connection = reader.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    match query(&connection, &request) {
+    let started = std::time::Instant::now();
+    let answered = query(&connection, &request);
+    crate::metrics::metrics()
+        .query_duration
+        .get_or_create(&crate::metrics::QueryLabels {
+            query: Query::NAME.to_owned(),
+        })
+        .observe(started.elapsed().as_secs_f64());
+    match answered {
         Ok(reply) => encode(&QueryReply::Ok(reply)),
         Err(error) => {
             tracing::error!(query = Query::NAME, target = %request.target(), %error, "query failed");

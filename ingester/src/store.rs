@@ -172,6 +172,16 @@ impl Store {
         self.closed.iter().chain(&self.open).cloned().collect()
     }
 
+    /// Bytes of the partition files (and write-ahead logs) on disk.
+    pub fn partition_bytes(&self) -> u64 {
+        self.partitions()
+            .iter()
+            .flat_map(Partition::files)
+            .filter_map(|file| std::fs::metadata(file).ok())
+            .map(|metadata| metadata.len())
+            .sum()
+    }
+
     /// Stores a batch: the messages of each partition in one transaction with their last sequence.
     pub fn apply(&mut self, batch: &IngestBatch) -> Result<AppliedBatch, StoreError> {
         let mut runs: Vec<(i64, std::ops::Range<usize>)> = Vec::new();

@@ -6,6 +6,7 @@
 mod api;
 mod error;
 mod history;
+mod metrics;
 mod pages;
 mod params;
 mod targets;
@@ -81,6 +82,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/targets/{target}/activity", get(api::activity))
         .merge(health_routes())
         .fallback(pages::not_found)
+        .layer(axum::middleware::from_fn(metrics::time_requests))
         .layer(axum::middleware::map_response(security_headers))
         .with_state(state)
 }
@@ -120,6 +122,7 @@ impl BoundServer {
 
 /// Connects to NATS and binds the listen address.
 pub async fn bind(config: &ServeConfig) -> Result<BoundServer, ServeError> {
+    metrics::register_metrics();
     let jetstream = connect_jetstream(&config.nats, "pgmon-query-api").await?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
