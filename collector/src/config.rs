@@ -239,20 +239,33 @@ impl TargetSpec {
     }
 }
 
-#[derive(Deserialize)]
+/// The targets file (`--targets-file`, TOML).
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct TargetsFile {
+    /// The PostgreSQL servers to monitor, one `[[targets]]` table each.
     #[serde(default)]
     targets: Vec<TargetsFileEntry>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct TargetsFileEntry {
+    /// The target's name: a slug (`a-z`, `0-9`, `_`, `-`) that names it in pages, subjects and files.
     name: String,
+    /// How to connect: a `postgresql://` URL or `host=... user=...` key/value pairs, with
+    /// `sslmode` and `sslrootcert` as in libpq. For passwords prefer a `.pgpass` file or the
+    /// registry (`pgmon targets add`), which stores them encrypted.
     dsn: String,
+    /// This target's own schedule for any kind, overriding the collector's flags:
+    /// `{ objects = "1h", activity = "2s" }` (kinds: activity, locks, database, statements, objects).
     #[serde(default)]
     intervals: BTreeMap<String, String>,
+}
+
+/// The JSON Schema of the targets file, for the configuration reference.
+pub fn targets_file_schema() -> serde_json::Value {
+    schemars::schema_for!(TargetsFile).to_value()
 }
 
 fn read_targets_file(path: &Path) -> Result<Vec<TargetSpec>, ConfigError> {

@@ -30,7 +30,7 @@ use pgmon_common::target::TargetName;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use config::{parse_intervals, parse_label, CollectorArgs, CollectorConfig, ConfigError, TargetSpec};
+pub use config::{parse_intervals, parse_label, targets_file_schema, CollectorArgs, CollectorConfig, ConfigError, TargetSpec};
 pub use sharding::ShardError;
 
 use pgmon_common::nats_setup::{connect_jetstream, NatsSetupError};

@@ -1,6 +1,7 @@
 //! The `pgmon` binary: wires the command line to each role's `run` (collect, ingest, serve) or to all of them (up).
 
 mod embedded_nats;
+mod reference;
 mod targets_cli;
 mod up;
 
@@ -36,7 +37,7 @@ enum Command {
         nats: NatsArgs,
         #[command(flatten)]
         collector: CollectorArgs,
-        /// Address of this role's /healthz.
+        /// Address of this role's /healthz and /metrics.
         #[arg(long, env = "PGMON_HEALTH_LISTEN", default_value = "127.0.0.1:9101")]
         health_listen: SocketAddr,
     },
@@ -46,7 +47,7 @@ enum Command {
         nats: NatsArgs,
         #[command(flatten)]
         ingester: IngesterArgs,
-        /// Address of this role's /healthz.
+        /// Address of this role's /healthz and /metrics.
         #[arg(long, env = "PGMON_HEALTH_LISTEN", default_value = "127.0.0.1:9102")]
         health_listen: SocketAddr,
     },
@@ -74,6 +75,9 @@ enum Command {
         command: targets_cli::TargetsCommand,
     },
     /// Run collector, ingester and web UI in one process; starts a nats-server when none answers.
+    /// Prints the configuration reference (Markdown): every command, flag, environment
+    /// variable and targets-file key.
+    Reference,
     Up {
         #[command(flatten)]
         nats: NatsArgs,
@@ -93,6 +97,10 @@ fn main() -> std::process::ExitCode {
         .and_then(|up| up.value_source("url"))
         .is_some_and(|source| source != clap::parser::ValueSource::DefaultValue);
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|error| error.exit());
+    if let Command::Reference = cli.command {
+        print!("{}", reference::markdown(&Cli::command()));
+        return std::process::ExitCode::SUCCESS;
+    }
     if let Err(error) = init_logging(&cli.log) {
         eprintln!("pgmon: {error}");
         return std::process::ExitCode::from(2);
@@ -145,6 +153,7 @@ async fn run(command: Command, nats_url_given: bool) -> anyhow::Result<()> {
             Ok(server.serve(shutdown).await?)
         }
         Command::Targets { nats, secret_key, command } => targets_cli::run(nats, secret_key, command).await,
+        Command::Reference => unreachable!("printed before the runtime starts"),
         Command::Up {
             nats,
             collector,
