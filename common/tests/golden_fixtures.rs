@@ -143,3 +143,21 @@ fn version_1_status_with_limitations_keeps_its_meaning() {
     assert_eq!(limitation.kind, SnapshotKind::Statements);
     assert_eq!(limitation.reason, LimitationReason::ExtensionMissing);
 }
+
+/// The published JSON Schema is the one the code generates (regenerate with
+/// `PGMON_WRITE_SCHEMA=1 cargo test -p pgmon-common --test golden_fixtures`).
+#[test]
+fn the_published_json_schema_is_current() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("schema/snapshot-v1.schema.json");
+    let generated = serde_json::to_string_pretty(&pgmon_common::event::snapshot_json_schema()).unwrap() + "\n";
+    if std::env::var_os("PGMON_WRITE_SCHEMA").is_some() {
+        fs::create_dir_all(path.parent().unwrap()).unwrap();
+        fs::write(&path, &generated).unwrap();
+    }
+    let published = fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        generated == published,
+        "{} is out of date: regenerate it with PGMON_WRITE_SCHEMA=1 cargo test -p pgmon-common --test golden_fixtures",
+        path.display()
+    );
+}

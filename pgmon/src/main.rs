@@ -2,6 +2,7 @@
 
 mod embedded_nats;
 mod reference;
+mod replay;
 mod targets_cli;
 mod up;
 
@@ -75,6 +76,13 @@ enum Command {
         command: targets_cli::TargetsCommand,
     },
     /// Run collector, ingester and web UI in one process; starts a nats-server when none answers.
+    /// Prints the snapshot events of a time window as JSON lines, as they are in the stream
+    Replay {
+        #[command(flatten)]
+        nats: NatsArgs,
+        #[command(flatten)]
+        replay: replay::ReplayArgs,
+    },
     /// Prints the configuration reference (Markdown): every command, flag, environment
     /// variable and targets-file key.
     Reference,
@@ -154,6 +162,11 @@ async fn run(command: Command, nats_url_given: bool) -> anyhow::Result<()> {
         }
         Command::Targets { nats, secret_key, command } => targets_cli::run(nats, secret_key, command).await,
         Command::Reference => unreachable!("printed before the runtime starts"),
+        Command::Replay { nats, replay } => {
+            let printed = replay::run(nats, replay, &mut std::io::BufWriter::new(std::io::stdout().lock())).await?;
+            tracing::info!(events = printed, "replay done");
+            Ok(())
+        }
         Command::Up {
             nats,
             collector,

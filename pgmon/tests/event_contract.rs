@@ -1,0 +1,126 @@
+//! The event contract seen from outside pgmon: a client that is not pgmon (nats-py) reads every
+//! event of the stream and validates it against the published JSON Schema, and `pgmon replay`
+//! prints a window of events as JSON lines.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use common::{collector_config, subject_counts, wait_until};
+use pgmon_common::event::{decode_snapshot, SnapshotKind};
+use pgmon_test_support::{TestNats, TestPostgres};
+use tokio_util::sync::CancellationToken;
+
+/// The Python of the tests' virtual environment (`scripts/setup.sh` makes it).
+fn test_python() -> PathBuf {
+    let python = std::env::var_os("PGMON_TEST_PYTHON").map_or_else(|| PathBuf::from("/opt/pgmon/venv/bin/python3"), PathBuf::from);
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/setup.sh (it installs nats-py and jsonschema there)",
+        python.display()
+    );
+    python
+}
+
+fn replay(nats_url: &str, arguments: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_pgmon"))
+        .args(["replay", "--nats-url", nats_url])
+        .args(arguments)
+        .output()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_of_every_kind_match_the_published_schema_and_replay_as_json_lines() {
+    let postgres = TestPostgres::start();
+    let nats = TestNats::start();
+    let shutdown = CancellationToken::new();
+    let setup = postgres.connect().await;
+    setup
+        .batch_execute("CREATE EXTENSION pg_stat_statements; CREATE TABLE contended (id int)")
+        .await
+        .unwrap();
+    // A lock wait, so lock snapshots are published too.
+    setup.batch_execute("BEGIN; LOCK TABLE contended").await.unwrap();
+    let waiter = postgres.connect().await;
+    let waiting = tokio::spawn(async move { waiter.batch_execute("BEGIN; LOCK TABLE contended; COMMIT").await });
+    let collector = collector_config(
+        &nats.url(),
+        &[("db", postgres.connection_string("postgres"))],
+        Duration::from_millis(200),
+    );
+    let collector = tokio::spawn(pgmon_collector::run(collector, shutdown.clone()));
+    wait_until(Duration::from_secs(30), "snapshots of every kind", || async {
+        let kinds: Vec<String> = subject_counts(&nats.url(), "pgmon.snap.>").await.into_keys().collect();
+        SnapshotKind::ALL
+            .iter()
+            .all(|kind| kinds.contains(&format!("pgmon.snap.db.{}", kind.as_str())))
+    })
+    .await;
+    setup.batch_execute("COMMIT").await.unwrap();
+    waiting.await.unwrap().unwrap();
+    shutdown.cancel();
+    collector.await.unwrap().unwrap();
+
+    let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("../common/schema/snapshot-v1.schema.json");
+    let validated = Command::new(test_python())
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/validate_stream.py"))
+        .arg(nats.url())
+        .arg(&schema)
+        .output()
+        .unwrap();
+    let summary = String::from_utf8_lossy(&validated.stdout);
+    assert!(
+        validated.status.success(),
+        "events do not match the schema: {summary}\n{}",
+        String::from_utf8_lossy(&validated.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_str(&summary).unwrap();
+    for kind in SnapshotKind::ALL {
+        assert!(
+            summary["kinds"][kind.as_str()].as_u64() > Some(0),
+            "no {} event validated: {summary}",
+            kind.as_str()
+        );
+    }
+
+    let counts = subject_counts(&nats.url(), "pgmon.snap.db.activity").await;
+    let activity = replay(&nats.url(), &["--target", "db", "--kind", "activity", "--since", "10m"]);
+    assert!(activity.status.success(), "{}", String::from_utf8_lossy(&activity.stderr));
+    let lines: Vec<&[u8]> = activity
+        .stdout
+        .split(|byte| *byte == b'\n')
+        .filter(|line| !line.is_empty())
+        .collect();
+    assert_eq!(
+        lines.len(),
+        counts["pgmon.snap.db.activity"],
+        "every activity event of the window, once"
+    );
+    for line in &lines {
+        let snapshot = decode_snapshot(line).unwrap();
+        assert_eq!((snapshot.target().as_str(), snapshot.kind()), ("db", SnapshotKind::Activity));
+    }
+
+    let everything = replay(&nats.url(), &[]);
+    let all_lines = everything.stdout.iter().filter(|byte| **byte == b'\n').count();
+    assert_eq!(
+        all_lines,
+        summary["events"].as_u64().unwrap() as usize,
+        "the whole stream without filters"
+    );
+
+    let before_any = replay(&nats.url(), &["--since", "2020-01-01T00:00:00Z", "--until", "2020-01-02T00:00:00Z"]);
+    assert!(before_any.status.success());
+    assert!(before_any.stdout.is_empty(), "a window before the first event is empty");
+
+    let bad_kind = replay(&nats.url(), &["--kind", "sessions"]);
+    assert!(!bad_kind.status.success());
+    let message = String::from_utf8_lossy(&bad_kind.stderr);
+    assert!(
+        message.contains("unknown kind \"sessions\"; kinds are activity, locks"),
+        "{message}"
+    );
+}
