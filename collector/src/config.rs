@@ -462,6 +462,7 @@ mod tests {
         let nats = NatsArgs {
             url: "nats://x".into(),
             stream_max_age: Duration::from_secs(60),
+            stream_replicas: 1,
         };
         let config = CollectorConfig::from_args(args(vec![]), nats.clone()).unwrap();
         assert_eq!(config.targets.len(), 2);

@@ -57,6 +57,9 @@ pub enum CollectorError {
 }
 
 /// Runs the collector until `shutdown` is cancelled, then drains what is queued for NATS.
+/// The role's name in `/readyz`.
+pub const ROLE: &str = "collector";
+
 pub async fn run(config: CollectorConfig, shutdown: CancellationToken) -> Result<(), CollectorError> {
     // Registered at start, so a scrape shows every metric before the first snapshot.
     metrics::metrics();
@@ -66,6 +69,7 @@ pub async fn run(config: CollectorConfig, shutdown: CancellationToken) -> Result
     let registry = Registry::open(&jetstream).await?;
     check_stored_passwords(&registry, &config).await?;
     let mut shard = Shard::join(&jetstream, &config.collector_id, &config.only_labels).await?;
+    pgmon_common::health::ready(ROLE);
     let mut running = RunningTargets {
         jetstream: jetstream.clone(),
         settings: config.sampling(max_message_bytes),

@@ -28,6 +28,11 @@ pub struct NatsArgs {
     /// How long the snapshot stream keeps events when pgmon creates it (e.g. "14d").
     #[arg(long, env = "PGMON_STREAM_MAX_AGE", default_value = "14d", value_parser = humantime::parse_duration)]
     pub stream_max_age: Duration,
+
+    /// Copies JetStream keeps of pgmon's streams and buckets when pgmon creates them: 1 on a
+    /// single server, 3 on a cluster of three or more.
+    #[arg(long, env = "PGMON_STREAM_REPLICAS", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5))]
+    pub stream_replicas: u8,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -52,7 +57,7 @@ pub enum NatsSetupError {
 
 /// The snapshot stream as pgmon creates it; `nats/stream-PGMON.json` holds the same definition
 /// (`common/tests/nats_definitions.rs` checks it against a real server).
-pub fn snapshot_stream_config(max_age: Duration) -> stream::Config {
+pub fn snapshot_stream_config(max_age: Duration, replicas: u8) -> stream::Config {
     stream::Config {
         name: SNAPSHOT_STREAM.to_owned(),
         description: Some("pgmon snapshot events: pgmon.snap.<target>.<kind>".to_owned()),
@@ -67,13 +72,13 @@ pub fn snapshot_stream_config(max_age: Duration) -> stream::Config {
         compression: Some(stream::Compression::S2),
         // "Now" views read the newest event per subject with direct get.
         allow_direct: true,
-        num_replicas: 1,
+        num_replicas: usize::from(replicas),
         ..Default::default()
     }
 }
 
 /// The dead-letter stream; `nats/stream-PGMON_DEADLETTER.json` holds the same definition.
-pub fn dead_letter_stream_config() -> stream::Config {
+pub fn dead_letter_stream_config(replicas: u8) -> stream::Config {
     stream::Config {
         name: DEAD_LETTER_STREAM.to_owned(),
         description: Some("pgmon events the ingester could not use, with the reason in a header".to_owned()),
@@ -85,19 +90,19 @@ pub fn dead_letter_stream_config() -> stream::Config {
         // A message dead-lettered again after an ingester crash (same Nats-Msg-Id) is stored once.
         duplicate_window: Duration::from_secs(20 * 60),
         compression: Some(stream::Compression::S2),
-        num_replicas: 1,
+        num_replicas: usize::from(replicas),
         ..Default::default()
     }
 }
 
 /// The monitored-targets bucket; `nats/stream-KV_pgmon_targets.json` is its backing stream.
-pub fn targets_bucket_config() -> kv::Config {
+pub fn targets_bucket_config(replicas: u8) -> kv::Config {
     kv::Config {
         bucket: TARGETS_BUCKET.to_owned(),
         description: "pgmon monitored targets (connection list)".to_owned(),
         history: 10,
         storage: stream::StorageType::File,
-        num_replicas: 1,
+        num_replicas: usize::from(replicas),
         ..Default::default()
     }
 }
@@ -108,14 +113,14 @@ pub const COLLECTOR_LEASE_TIME: Duration = Duration::from_secs(15);
 
 /// The collectors' membership and lease bucket; `nats/stream-KV_pgmon_collectors.json` is its
 /// backing stream.
-pub fn collectors_bucket_config() -> kv::Config {
+pub fn collectors_bucket_config(replicas: u8) -> kv::Config {
     kv::Config {
         bucket: COLLECTORS_BUCKET.to_owned(),
         description: "pgmon collectors alive and the targets each holds (entries expire unless renewed)".to_owned(),
         history: 1,
         max_age: COLLECTOR_LEASE_TIME,
         storage: stream::StorageType::File,
-        num_replicas: 1,
+        num_replicas: usize::from(replicas),
         ..Default::default()
     }
 }
@@ -125,7 +130,7 @@ pub fn collectors_bucket_config() -> kv::Config {
 pub async fn connect_jetstream(nats: &NatsArgs, client_name: &str) -> Result<jetstream::Context, NatsSetupError> {
     let client = connect(&nats.url, client_name).await?;
     let context = jetstream::new(client);
-    ensure_streams_and_bucket(&context, &nats.url, nats.stream_max_age).await?;
+    ensure_streams_and_bucket(&context, nats).await?;
     Ok(context)
 }
 
@@ -157,14 +162,15 @@ fn check_server_version(url: &str, version: &str) -> Result<(), NatsSetupError> 
     Ok(())
 }
 
-async fn ensure_streams_and_bucket(context: &jetstream::Context, url: &str, max_age: Duration) -> Result<(), NatsSetupError> {
+async fn ensure_streams_and_bucket(context: &jetstream::Context, nats: &NatsArgs) -> Result<(), NatsSetupError> {
+    let (url, replicas) = (&nats.url, nats.stream_replicas);
     for (stream_name, config) in [
-        (SNAPSHOT_STREAM, snapshot_stream_config(max_age)),
-        (DEAD_LETTER_STREAM, dead_letter_stream_config()),
+        (SNAPSHOT_STREAM, snapshot_stream_config(nats.stream_max_age, replicas)),
+        (DEAD_LETTER_STREAM, dead_letter_stream_config(replicas)),
     ] {
         if let Err(source) = context.get_or_create_stream(config).await {
             if source.to_string().to_lowercase().contains("jetstream not enabled") {
-                return Err(NatsSetupError::JetStreamDisabled { url: url.to_owned() });
+                return Err(NatsSetupError::JetStreamDisabled { url: url.clone() });
             }
             return Err(NatsSetupError::CreateStream {
                 stream: stream_name,
@@ -173,8 +179,8 @@ async fn ensure_streams_and_bucket(context: &jetstream::Context, url: &str, max_
         }
     }
     for (bucket, config) in [
-        (TARGETS_BUCKET, targets_bucket_config()),
-        (COLLECTORS_BUCKET, collectors_bucket_config()),
+        (TARGETS_BUCKET, targets_bucket_config(replicas)),
+        (COLLECTORS_BUCKET, collectors_bucket_config(replicas)),
     ] {
         if context.get_key_value(bucket).await.is_err() {
             context

@@ -36,6 +36,7 @@ async fn nats_directory_streams_match_the_server_after_start_up() {
         &NatsArgs {
             url: nats.url(),
             stream_max_age: DEFAULT_STREAM_MAX_AGE,
+            stream_replicas: 1,
         },
         "test",
     )

@@ -77,6 +77,7 @@ pub(crate) async fn consume(
     let applied = store.last_applied_sequence();
     stats.last_applied_sequence.store(applied, Ordering::Relaxed);
     let consumer = consumer_from(&jetstream, config, applied + 1).await?;
+    pgmon_common::health::ready(crate::ROLE);
     tracing::info!(consumer = %config.consumer_name, resume_after_sequence = applied, "consuming snapshots");
     let (fetched_sender, fetched_receiver) = tokio::sync::mpsc::channel::<Vec<Message>>(1);
     let (work_sender, mut work_receiver) = tokio::sync::mpsc::channel::<Work>(1);

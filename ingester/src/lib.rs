@@ -183,6 +183,9 @@ pub enum IngesterError {
 }
 
 /// Runs the ingester until `shutdown` is cancelled.
+/// The role's name in `/readyz`.
+pub const ROLE: &str = "ingester";
+
 pub async fn run(config: IngesterConfig, shutdown: CancellationToken) -> Result<(), IngesterError> {
     let jetstream = connect_jetstream(&config.nats, "pgmon-ingester").await?;
     let store = open_store(&config).await?;

@@ -149,6 +149,7 @@ fn nats_args(url: String) -> NatsArgs {
     NatsArgs {
         url,
         stream_max_age: Duration::from_secs(7 * 86_400),
+        stream_replicas: 1,
     }
 }
 

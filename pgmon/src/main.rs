@@ -133,7 +133,10 @@ async fn run(command: Command, nats_url_given: bool) -> anyhow::Result<()> {
             health_listen,
         } => {
             let config = CollectorConfig::from_args(collector, nats)?;
-            with_health(health_listen, shutdown, |shutdown| pgmon_collector::run(config, shutdown)).await
+            with_health(health_listen, pgmon_collector::ROLE, shutdown, |shutdown| {
+                pgmon_collector::run(config, shutdown)
+            })
+            .await
         }
         Command::Ingest {
             nats,
@@ -141,7 +144,10 @@ async fn run(command: Command, nats_url_given: bool) -> anyhow::Result<()> {
             health_listen,
         } => {
             let config = IngesterConfig::from_args(ingester, nats);
-            with_health(health_listen, shutdown, |shutdown| pgmon_ingester::run(config, shutdown)).await
+            with_health(health_listen, pgmon_ingester::ROLE, shutdown, |shutdown| {
+                pgmon_ingester::run(config, shutdown)
+            })
+            .await
         }
         Command::Rebuild { nats, rebuild } => {
             let data_dir = rebuild.data_dir.clone();
@@ -189,8 +195,10 @@ async fn run(command: Command, nats_url_given: bool) -> anyhow::Result<()> {
 }
 
 /// Runs a role beside its /healthz server; either failing stops both.
+/// Runs a role beside its health server; `/readyz` answers 503 until the role says it is ready.
 async fn with_health<Role, RoleError>(
     address: SocketAddr,
+    role_name: &'static str,
     shutdown: CancellationToken,
     role: impl FnOnce(CancellationToken) -> Role,
 ) -> anyhow::Result<()>
@@ -198,6 +206,7 @@ where
     Role: std::future::Future<Output = Result<(), RoleError>>,
     RoleError: std::error::Error + Send + Sync + 'static,
 {
+    pgmon_common::health::starting(role_name);
     let health = tokio::spawn(serve_health(address, shutdown.clone()));
     let result = role(shutdown.clone()).await;
     shutdown.cancel();

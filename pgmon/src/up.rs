@@ -54,6 +54,8 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()
 
     // One role failing stops the others.
     let roles = shutdown.child_token();
+    pgmon_common::health::starting(pgmon_ingester::ROLE);
+    pgmon_common::health::starting(pgmon_collector::ROLE);
     let (ingested, collected, served) = tokio::join!(
         stop_others_on_exit(&roles, async {
             pgmon_ingester::run(ingester, roles.clone()).await.context("ingester")

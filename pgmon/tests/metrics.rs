@@ -1,5 +1,6 @@
-//! `/metrics` of every role, each started as its own `pgmon` process: the exposition parses as
-//! OpenMetrics (what Prometheus scrapes) and the counters move when the role works.
+//! `/readyz` and `/metrics` of every role, each started as its own `pgmon` process: each says
+//! it is ready, the exposition parses as OpenMetrics (what Prometheus scrapes) and the counters
+//! move when the role works.
 
 mod common;
 
@@ -85,6 +86,15 @@ async fn every_role_serves_metrics_that_parse_and_move() {
         format!("--listen=127.0.0.1:{web_port}"),
     ]);
     let http = reqwest::Client::new();
+    for port in [collector_port, ingester_port, web_port] {
+        let url = format!("http://127.0.0.1:{port}/readyz");
+        wait_until(Duration::from_secs(30), "every role ready", || {
+            let http = http.clone();
+            let url = url.clone();
+            async move { http.get(url).send().await.is_ok_and(|response| response.status() == 200) }
+        })
+        .await;
+    }
     let collector_url = format!("http://127.0.0.1:{collector_port}/metrics");
     let ingester_url = format!("http://127.0.0.1:{ingester_port}/metrics");
     let web_url = format!("http://127.0.0.1:{web_port}/metrics");

@@ -20,6 +20,7 @@ pub fn nats_args(url: &str) -> NatsArgs {
     NatsArgs {
         url: url.to_owned(),
         stream_max_age: Duration::from_secs(3600),
+        stream_replicas: 1,
     }
 }
 
