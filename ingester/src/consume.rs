@@ -35,24 +35,30 @@ async fn consumer_from(jetstream: &jetstream::Context, config: &IngesterConfig, 
     // A missing consumer is the normal first start; any real problem shows when creating it.
     let _ = stream.delete_consumer(name).await;
     stream
-        .create_consumer(pull::Config {
-            durable_name: Some(name.to_owned()),
-            description: Some("pgmon ingester: snapshots into DuckDB".to_owned()),
-            ack_policy: AckPolicy::All,
-            ack_wait: Duration::from_secs(60),
-            max_ack_pending: 100_000,
-            deliver_policy: DeliverPolicy::ByStartSequence {
-                start_sequence: next_sequence,
-            },
-            filter_subjects: if config.only_targets.is_empty() {
-                vec![SNAPSHOT_SUBJECTS.to_owned()]
-            } else {
-                config.only_targets.iter().map(target_snapshot_subjects).collect()
-            },
-            ..Default::default()
-        })
+        .create_consumer(consumer_config(config, next_sequence))
         .await
         .map_err(|e| IngesterError::Consumer(e.to_string()))
+}
+
+/// The ingester's durable consumer, recreated at every start from the sequence after the last
+/// one stored; `nats/consumer-pgmon-ingester.json` holds the same definition.
+pub fn consumer_config(config: &IngesterConfig, next_sequence: u64) -> pull::Config {
+    pull::Config {
+        durable_name: Some(config.consumer_name.clone()),
+        description: Some("pgmon ingester: snapshots into DuckDB".to_owned()),
+        ack_policy: AckPolicy::All,
+        ack_wait: Duration::from_secs(60),
+        max_ack_pending: 100_000,
+        deliver_policy: DeliverPolicy::ByStartSequence {
+            start_sequence: next_sequence,
+        },
+        filter_subjects: if config.only_targets.is_empty() {
+            vec![SNAPSHOT_SUBJECTS.to_owned()]
+        } else {
+            config.only_targets.iter().map(target_snapshot_subjects).collect()
+        },
+        ..Default::default()
+    }
 }
 
 /// What the reading side hands to the storing side.

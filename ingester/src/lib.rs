@@ -22,6 +22,7 @@ use pgmon_common::subjects::{INGESTER_CONSUMER, SNAPSHOT_STREAM};
 use pgmon_common::target::TargetName;
 use tokio_util::sync::CancellationToken;
 
+pub use consume::consumer_config;
 pub use partitions::{PartitionPeriod, VIEWS_SCRIPT_NAME};
 pub use store::{open_read_only, StorageOptions, Store, StoreError};
 
