@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use common::{collector_config, subject_counts, test_python, wait_until};
+use common::{collector_config, start_lock_wait, subject_counts, test_python, wait_until};
 use pgmon_common::event::{decode_snapshot, SnapshotKind};
 use pgmon_test_support::{TestNats, TestPostgres};
 use tokio_util::sync::CancellationToken;
@@ -26,15 +26,8 @@ async fn events_of_every_kind_match_the_published_schema_and_replay_as_json_line
     let postgres = TestPostgres::start();
     let nats = TestNats::start();
     let shutdown = CancellationToken::new();
-    let setup = postgres.connect().await;
-    setup
-        .batch_execute("CREATE EXTENSION pg_stat_statements; CREATE TABLE contended (id int)")
-        .await
-        .unwrap();
     // A lock wait, so lock snapshots are published too.
-    setup.batch_execute("BEGIN; LOCK TABLE contended").await.unwrap();
-    let waiter = postgres.connect().await;
-    let waiting = tokio::spawn(async move { waiter.batch_execute("BEGIN; LOCK TABLE contended; COMMIT").await });
+    let lock_wait = start_lock_wait(&postgres).await;
     let collector = collector_config(
         &nats.url(),
         &[("db", postgres.connection_string("postgres"))],
@@ -48,8 +41,8 @@ async fn events_of_every_kind_match_the_published_schema_and_replay_as_json_line
             .all(|kind| kinds.contains(&format!("pgmon.snap.db.{}", kind.as_str())))
     })
     .await;
-    setup.batch_execute("COMMIT").await.unwrap();
-    waiting.await.unwrap().unwrap();
+    lock_wait.holder.batch_execute("COMMIT").await.unwrap();
+    lock_wait.waiting.await.unwrap().unwrap();
     shutdown.cancel();
     collector.await.unwrap().unwrap();
 

@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use async_nats::jetstream;
-use common::{collector_config, stream_snapshots, wait_until};
+use common::{collector_config, start_lock_wait, stream_snapshots, wait_until};
 use pgmon_common::event::SnapshotKind;
 use pgmon_common::subjects::{INGESTER_CONSUMER, SNAPSHOT_STREAM};
 use pgmon_test_support::{TestNats, TestPostgres};
@@ -90,16 +90,10 @@ async fn killing_the_ingester_neither_loses_nor_duplicates_rows() {
     // A few idle sessions so every snapshot has several rows, and a lock wait for a while so
     // lock snapshots are published too.
     let mut sessions = Vec::new();
-    for _ in 0..3 {
+    for _ in 0..2 {
         sessions.push(postgres.connect().await);
     }
-    sessions[0]
-        .batch_execute("CREATE EXTENSION pg_stat_statements; CREATE TABLE contended (id int)")
-        .await
-        .unwrap();
-    sessions[0].batch_execute("BEGIN; LOCK TABLE contended").await.unwrap();
-    let waiter = postgres.connect().await;
-    let waiting = tokio::spawn(async move { waiter.batch_execute("BEGIN; LOCK TABLE contended; COMMIT").await });
+    let lock_wait = start_lock_wait(&postgres).await;
     let collector = collector_config(
         &nats.url(),
         &[("db", postgres.connection_string("postgres"))],
@@ -114,10 +108,10 @@ async fn killing_the_ingester_neither_loses_nor_duplicates_rows() {
         kill_9(&mut ingester);
         ingester = start_ingester(&nats.url(), data_dir.path(), &log);
         if round == 2 {
-            sessions[0].batch_execute("COMMIT").await.unwrap();
+            lock_wait.holder.batch_execute("COMMIT").await.unwrap();
         }
     }
-    waiting.await.unwrap().unwrap();
+    lock_wait.waiting.await.unwrap().unwrap();
     tokio::time::sleep(Duration::from_millis(500)).await;
     shutdown.cancel();
     collector.await.unwrap().unwrap();

@@ -227,3 +227,23 @@ pub fn test_python() -> std::path::PathBuf {
     );
     python
 }
+
+/// A session holding a lock on table `contended` while another waits for it, so the collector
+/// publishes lock snapshots; `COMMIT` on `holder` ends the wait, `waiting` then finishes.
+pub struct LockWait {
+    pub holder: tokio_postgres::Client,
+    pub waiting: tokio::task::JoinHandle<Result<(), tokio_postgres::Error>>,
+}
+
+/// Creates pg_stat_statements and table `contended` in `postgres`, then starts a [`LockWait`].
+pub async fn start_lock_wait(postgres: &pgmon_test_support::TestPostgres) -> LockWait {
+    let holder = postgres.connect().await;
+    holder
+        .batch_execute("CREATE EXTENSION pg_stat_statements; CREATE TABLE contended (id int)")
+        .await
+        .unwrap();
+    holder.batch_execute("BEGIN; LOCK TABLE contended").await.unwrap();
+    let waiter = postgres.connect().await;
+    let waiting = tokio::spawn(async move { waiter.batch_execute("BEGIN; LOCK TABLE contended; COMMIT").await });
+    LockWait { holder, waiting }
+}
