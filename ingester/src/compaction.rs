@@ -80,6 +80,16 @@ pub(crate) fn compact(connection: &Connection, partition: &Partition) -> Result<
         .execute_batch(&format!("DETACH {target}; DETACH {source};"))
         .map_err(error)?;
     let before = file_bytes(&partition.path);
+    // The partition was checkpointed before compaction, so a log should not exist; were one
+    // left, DuckDB would replay it onto the compacted file, whose rows already include it.
+    let [_, write_ahead_log] = partition.files();
+    if write_ahead_log.exists() {
+        std::fs::remove_file(&write_ahead_log).map_err(|source| StoreError::Files {
+            action: "delete",
+            path: write_ahead_log.clone(),
+            source,
+        })?;
+    }
     std::fs::rename(&staged.path, &partition.path).map_err(|source| StoreError::Files {
         action: "replace with its compacted file",
         path: partition.path.clone(),
