@@ -92,7 +92,8 @@ done
 
 step "Python packages of the tests (nats-py, jsonschema, kubernetes-validate; pinned by scripts/requirements-test.txt) into /opt/pgmon/venv"
 if ! cmp -s scripts/requirements-test.txt /opt/pgmon/venv/requirements-test.txt 2>/dev/null; then
-  python3 -m venv --help >/dev/null 2>&1 || as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv
+  # Debian's python3 makes virtual environments only with python3-venv (ensurepip).
+  python3 -c 'import ensurepip' 2>/dev/null || as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv
   as_root rm -rf /opt/pgmon/venv
   as_root python3 -m venv /opt/pgmon/venv
   as_root /opt/pgmon/venv/bin/pip install --quiet --disable-pip-version-check --no-deps -r scripts/requirements-test.txt
