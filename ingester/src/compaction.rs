@@ -27,13 +27,6 @@ const SORT_KEYS: &[(&str, &str)] = &[
     ("lock_samples", "target, collected_at, pid"),
 ];
 
-/// The file a partition is compacted into before it replaces the partition in one rename.
-fn staging_path(partition: &Partition) -> PathBuf {
-    let mut path = partition.path.clone().into_os_string();
-    path.push(".compacting");
-    PathBuf::from(path)
-}
-
 /// Whether `alias` (an attached partition of the latest schema) was compacted already.
 pub(crate) fn is_compacted(connection: &Connection, alias: &str, path: &Path) -> Result<bool, StoreError> {
     connection
@@ -110,10 +103,13 @@ pub(crate) fn remove_staging(partition: &Partition) -> Result<(), StoreError> {
     remove_files(&staged(partition))
 }
 
+/// The file a partition is compacted into before it replaces the partition in one rename.
 fn staged(partition: &Partition) -> Partition {
+    let mut path = partition.path.clone().into_os_string();
+    path.push(".compacting");
     Partition {
         start: partition.start,
-        path: staging_path(partition),
+        path: PathBuf::from(path),
     }
 }
 
