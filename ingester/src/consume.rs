@@ -303,8 +303,7 @@ async fn dead_letter(
         Err(error) => Err(error.to_string()),
     };
     acknowledged.map_err(|error| IngesterError::DeadLetter { sequence, error })?;
-    config.stats.dead_letters.fetch_add(1, Ordering::Relaxed);
-    metrics().dead_letters.inc();
+    config.stats.record_dead_letter();
     Ok(())
 }
 
@@ -323,14 +322,7 @@ async fn store_until_committed(
         store = returned_store;
         match result {
             Ok(applied) => {
-                stats.rows_ingested.fetch_add(applied.rows as u64, Ordering::Relaxed);
-                stats.snapshots_ingested.fetch_add(applied.snapshots as u64, Ordering::Relaxed);
-                stats.batches_committed.fetch_add(1, Ordering::Relaxed);
-                stats.last_applied_sequence.store(store.last_applied_sequence(), Ordering::Relaxed);
-                metrics().rows.inc_by(applied.rows as u64);
-                metrics().snapshots.inc_by(applied.snapshots as u64);
-                metrics().batches.inc();
-                metrics().partition_bytes.set(store.partition_bytes() as i64);
+                stats.record_committed(&applied, &store);
                 if applied.already_stored > 0 {
                     tracing::info!(already_stored = applied.already_stored, "skipped snapshots stored before a restart");
                 }
