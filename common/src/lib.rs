@@ -1,5 +1,6 @@
 //! Shared foundations of every pgmon role: the event contract, subjects, NATS setup, telemetry and health endpoints.
 
+pub mod access;
 pub mod event;
 pub mod health;
 pub mod metrics;

@@ -9,7 +9,10 @@ use std::time::Duration;
 use async_nats::jetstream::{self, kv, stream};
 use clap::Args;
 
-use crate::subjects::{COLLECTORS_BUCKET, DEAD_LETTER_STREAM, DEAD_LETTER_SUBJECTS, SNAPSHOT_STREAM, SNAPSHOT_SUBJECTS, TARGETS_BUCKET};
+use crate::subjects::{
+    API_TOKENS_BUCKET, COLLECTORS_BUCKET, DEAD_LETTER_STREAM, DEAD_LETTER_SUBJECTS, SESSIONS_BUCKET, SNAPSHOT_STREAM, SNAPSHOT_SUBJECTS,
+    TARGETS_BUCKET, USERS_BUCKET,
+};
 
 /// The oldest nats-server pgmon works with: 2.10 brought stream compression, which the
 /// snapshot stream uses, and several filter subjects per consumer.
@@ -125,6 +128,46 @@ pub fn collectors_bucket_config(replicas: u8) -> kv::Config {
     }
 }
 
+/// The users bucket; `nats/stream-KV_pgmon_users.json` is its backing stream.
+pub fn users_bucket_config(replicas: u8) -> kv::Config {
+    kv::Config {
+        bucket: USERS_BUCKET.to_owned(),
+        description: "pgmon web users (argon2 password hashes and roles)".to_owned(),
+        history: 5,
+        storage: stream::StorageType::File,
+        num_replicas: usize::from(replicas),
+        ..Default::default()
+    }
+}
+
+/// The API tokens bucket; `nats/stream-KV_pgmon_api_tokens.json` is its backing stream.
+pub fn api_tokens_bucket_config(replicas: u8) -> kv::Config {
+    kv::Config {
+        bucket: API_TOKENS_BUCKET.to_owned(),
+        description: "pgmon API tokens (by SHA-256 of the token)".to_owned(),
+        history: 1,
+        storage: stream::StorageType::File,
+        num_replicas: usize::from(replicas),
+        ..Default::default()
+    }
+}
+
+/// How long a web session lasts after signing in; its bucket entry expires then.
+pub const SESSION_LIFETIME: Duration = Duration::from_secs(12 * 3600);
+
+/// The web sessions bucket; `nats/stream-KV_pgmon_sessions.json` is its backing stream.
+pub fn sessions_bucket_config(replicas: u8) -> kv::Config {
+    kv::Config {
+        bucket: SESSIONS_BUCKET.to_owned(),
+        description: "pgmon web sessions (by SHA-256 of the session id; entries expire)".to_owned(),
+        history: 1,
+        max_age: SESSION_LIFETIME,
+        storage: stream::StorageType::File,
+        num_replicas: usize::from(replicas),
+        ..Default::default()
+    }
+}
+
 /// Connects to NATS as `client_name`, checks the server version and JetStream, and makes sure
 /// pgmon's streams and bucket exist.
 pub async fn connect_jetstream(nats: &NatsArgs, client_name: &str) -> Result<jetstream::Context, NatsSetupError> {
@@ -181,6 +224,9 @@ async fn ensure_streams_and_bucket(context: &jetstream::Context, nats: &NatsArgs
     for (bucket, config) in [
         (TARGETS_BUCKET, targets_bucket_config(replicas)),
         (COLLECTORS_BUCKET, collectors_bucket_config(replicas)),
+        (USERS_BUCKET, users_bucket_config(replicas)),
+        (API_TOKENS_BUCKET, api_tokens_bucket_config(replicas)),
+        (SESSIONS_BUCKET, sessions_bucket_config(replicas)),
     ] {
         if context.get_key_value(bucket).await.is_err() {
             context

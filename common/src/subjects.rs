@@ -16,6 +16,13 @@ pub const TARGETS_BUCKET: &str = "pgmon_targets";
 /// The JetStream KV bucket where collectors announce themselves (`member.<id>`) and hold the
 /// targets they sample (`lease.<target>`); entries expire unless renewed.
 pub const COLLECTORS_BUCKET: &str = "pgmon_collectors";
+/// The JetStream KV bucket of web users (argon2 password hashes and roles).
+pub const USERS_BUCKET: &str = "pgmon_users";
+/// The JetStream KV bucket of API tokens, keyed by the SHA-256 of the token.
+pub const API_TOKENS_BUCKET: &str = "pgmon_api_tokens";
+/// The JetStream KV bucket of signed-in web sessions, keyed by the SHA-256 of the session id;
+/// entries expire after [`crate::nats_setup::SESSION_LIFETIME`].
+pub const SESSIONS_BUCKET: &str = "pgmon_sessions";
 /// The durable consumer through which ingesters read [`SNAPSHOT_STREAM`].
 pub const INGESTER_CONSUMER: &str = "pgmon-ingester";
 /// Queue group of the ingesters answering named queries, so each request gets one answer.

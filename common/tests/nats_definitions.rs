@@ -43,7 +43,15 @@ async fn nats_directory_streams_match_the_server_after_start_up() {
     .await
     .unwrap();
     let directory = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../nats");
-    for name in ["PGMON", "PGMON_DEADLETTER", "KV_pgmon_targets", "KV_pgmon_collectors"] {
+    for name in [
+        "PGMON",
+        "PGMON_DEADLETTER",
+        "KV_pgmon_targets",
+        "KV_pgmon_collectors",
+        "KV_pgmon_users",
+        "KV_pgmon_api_tokens",
+        "KV_pgmon_sessions",
+    ] {
         let path = directory.join(format!("stream-{name}.json"));
         let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let file: stream::Config = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
