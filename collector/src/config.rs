@@ -127,6 +127,8 @@ pub enum ConfigError {
     MissingSecretKey(TargetName),
     #[error("target {name}: {source} (is PGMON_SECRET_KEY the key the password was stored with?)")]
     PasswordNotOpened { name: TargetName, source: OpenError },
+    #[error("the connection string of {0} contains a password: give the password separately so it is stored encrypted")]
+    PasswordInConnectionString(TargetName),
     #[error("collector id {0:?} may only contain letters, digits, '_' and '-'")]
     BadCollectorId(String),
     #[error("target {name}: interval {entry:?} is not KIND=DURATION with KIND one of activity, locks, database, statements, objects and DURATION at least 100ms")]
@@ -208,6 +210,15 @@ impl TargetSpec {
             spec.connection.password(password);
         }
         Ok(spec)
+    }
+
+    /// A registry target's connection string must parse and must not carry a password.
+    pub fn check_registry_dsn(name: &TargetName, dsn: &str) -> Result<(), ConfigError> {
+        let spec = TargetSpec::new(name.as_str(), dsn)?;
+        if spec.connection.get_password().is_some() {
+            return Err(ConfigError::PasswordInConnectionString(name.clone()));
+        }
+        Ok(())
     }
 
     pub fn new(name: &str, dsn: &str) -> Result<TargetSpec, ConfigError> {

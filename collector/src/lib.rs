@@ -10,6 +10,7 @@
 mod activity;
 mod config;
 mod connection;
+mod connection_test;
 mod database;
 mod locks;
 mod metrics;
@@ -31,6 +32,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{parse_intervals, parse_label, targets_file_schema, CollectorArgs, CollectorConfig, ConfigError, TargetSpec};
+pub use connection_test::test_connection;
 pub use sharding::ShardError;
 
 use pgmon_common::nats_setup::{connect_jetstream, NatsSetupError};

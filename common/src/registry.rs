@@ -50,6 +50,50 @@ impl std::fmt::Debug for TargetRecord {
     }
 }
 
+/// The outcome of "test connection": whether pgmon could connect, and what it could not do.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ConnectionTestReport {
+    /// Connected and identified the server (checks may still have failed).
+    pub ok: bool,
+    /// Why connecting failed, as in a `down` status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure: Option<crate::event::DownReason>,
+    /// One sentence for the person testing; never contains a password.
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_version: Option<String>,
+    /// What pgmon needs beyond a connection, each passed or not.
+    pub checks: Vec<ConnectionCheck>,
+}
+
+/// One requirement checked on a connected target.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ConnectionCheck {
+    /// `privileges` or `pg_stat_statements`.
+    pub name: String,
+    pub passed: bool,
+    /// What was found, and how to fix it when it failed.
+    pub message: String,
+}
+
+impl ConnectionCheck {
+    pub fn passed(name: &str, message: impl Into<String>) -> ConnectionCheck {
+        ConnectionCheck {
+            name: name.to_owned(),
+            passed: true,
+            message: message.into(),
+        }
+    }
+
+    pub fn failed(name: &str, message: impl Into<String>) -> ConnectionCheck {
+        ConnectionCheck {
+            name: name.to_owned(),
+            passed: false,
+            message: message.into(),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
     #[error("cannot open the target registry (KV bucket {TARGETS_BUCKET}): {0}")]

@@ -105,7 +105,7 @@ pub async fn run(nats: NatsArgs, secret_key: SecretKeyArgs, command: TargetsComm
             if registry.get(&name).await?.is_some() {
                 bail!("target {name} already exists: change it with pgmon targets edit {name}");
             }
-            check_dsn(&name, &dsn)?;
+            TargetSpec::check_registry_dsn(&name, &dsn)?;
             let intervals: BTreeMap<String, String> = intervals.into_iter().collect();
             parse_intervals(name.as_str(), &intervals)?;
             let record = TargetRecord {
@@ -151,7 +151,7 @@ pub async fn run(nats: NatsArgs, secret_key: SecretKeyArgs, command: TargetsComm
                 bail!("target {name} does not exist: add it with pgmon targets add {name} --dsn ...");
             };
             if let Some(dsn) = dsn {
-                check_dsn(&name, &dsn)?;
+                TargetSpec::check_registry_dsn(&name, &dsn)?;
                 record.dsn = dsn;
             }
             if clear_password {
@@ -183,15 +183,6 @@ pub async fn run(nats: NatsArgs, secret_key: SecretKeyArgs, command: TargetsComm
             println!("removed target {name}");
         }
         TargetsCommand::GenerateKey => unreachable!("handled before connecting"),
-    }
-    Ok(())
-}
-
-/// The connection string must parse, and must not carry the password in clear.
-fn check_dsn(name: &TargetName, dsn: &str) -> anyhow::Result<()> {
-    let spec = TargetSpec::new(name.as_str(), dsn)?;
-    if spec.connection.get_password().is_some() {
-        bail!("the connection string of {name} contains a password: give it with --password-stdin or PGMON_TARGET_PASSWORD so it is stored encrypted");
     }
     Ok(())
 }
