@@ -334,7 +334,7 @@ pub struct ActivityRow {
 
 /// One `pg_locks` row of a session that waits on a lock or blocks one. Times are microseconds
 /// since the Unix epoch, UTC.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema, utoipa::ToSchema)]
 pub struct LockRow {
     pub pid: i32,
     /// `locktype`: relation, tuple, transactionid, virtualxid, advisory, …
@@ -375,10 +375,22 @@ pub struct BlockingTree {
 
 /// Derives the blocking tree from the `blocked_by` lists of a snapshot's rows.
 pub fn blocking_tree(rows: &[LockRow]) -> BlockingTree {
-    let mut edges: Vec<(i32, i32)> = rows
-        .iter()
-        .flat_map(|row| row.blocked_by.iter().map(move |blocker| (*blocker, row.pid)))
-        .collect();
+    tree_of_edges(
+        rows.iter()
+            .flat_map(|row| row.blocked_by.iter().map(move |blocker| (*blocker, row.pid))),
+    )
+}
+
+/// Derives the blocking tree from the `blocking_pids` of an activity snapshot's rows.
+pub fn blocking_tree_of_activity(rows: &[ActivityRow]) -> BlockingTree {
+    tree_of_edges(
+        rows.iter()
+            .flat_map(|row| row.blocking_pids.iter().map(move |blocker| (*blocker, row.pid))),
+    )
+}
+
+fn tree_of_edges(edges: impl Iterator<Item = (i32, i32)>) -> BlockingTree {
+    let mut edges: Vec<(i32, i32)> = edges.collect();
     edges.sort_unstable();
     edges.dedup();
     let waiters: std::collections::BTreeSet<i32> = edges.iter().map(|(_, waiter)| *waiter).collect();
@@ -409,7 +421,7 @@ impl TargetState {
 }
 
 /// Why a target is down, for people and for alerting rules.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DownReason {
     /// No answer: DNS, refused, timed out, or the connection broke.

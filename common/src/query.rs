@@ -14,7 +14,7 @@ pub const ACTIVITY_SERIES_QUERY: &str = "activity_series";
 pub const MAX_SERIES_BUCKETS: i64 = 5_000;
 
 /// The dimension by which average active sessions are stacked.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ActivityDimension {
     WaitEventType,
@@ -73,7 +73,7 @@ impl ActivityDimension {
 
 /// Average active sessions of one target from `from_us` (inclusive) to `to_us` (exclusive) in
 /// buckets of `step_us`, the first bucket starting at `from_us`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ActivitySeriesRequest {
     pub target: TargetName,
     pub from_us: i64,
@@ -110,14 +110,14 @@ impl ActivitySeriesRequest {
 
 /// One stacked series: a dimension value (for example wait event type `Lock`) and its
 /// average active sessions per bucket; `None` where the bucket has no sample at all.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ActivitySeries {
     pub name: String,
     pub values: Vec<Option<f64>>,
 }
 
 /// The reply to [`ActivitySeriesRequest`].
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ActivitySeriesReply {
     pub target: TargetName,
     pub by: ActivityDimension,
@@ -210,7 +210,7 @@ macro_rules! named_query {
 }
 
 /// The sessions sampled in a time slice, busiest first.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SessionsRequest {
     pub target: TargetName,
     pub from_us: i64,
@@ -219,7 +219,7 @@ pub struct SessionsRequest {
 }
 
 /// One backend (pid and backend start) over a slice.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SessionSummary {
     pub pid: i32,
     pub backend_start_us: Option<i64>,
@@ -244,7 +244,7 @@ named_query!(SessionsRequest, "sessions", Vec<SessionSummary>, |request| {
 });
 
 /// One backend's samples over a range; `backend_start_us` tells apart a reused pid.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SessionHistoryRequest {
     pub target: TargetName,
     pub pid: i32,
@@ -254,7 +254,7 @@ pub struct SessionHistoryRequest {
     pub limit: u32,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SessionSample {
     pub collected_at_us: i64,
     pub state: Option<String>,
@@ -273,7 +273,7 @@ named_query!(SessionHistoryRequest, "session_history", Vec<SessionSample>, |requ
 });
 
 /// What top statements are ordered by.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum StatementOrder {
     TotalTime,
@@ -285,7 +285,7 @@ pub enum StatementOrder {
 }
 
 /// The statements that did most over a range, from deltas that stay correct across resets.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TopStatementsRequest {
     pub target: TargetName,
     pub from_us: i64,
@@ -294,7 +294,7 @@ pub struct TopStatementsRequest {
     pub limit: u32,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StatementTotals {
     pub query_id: i64,
     pub database: String,
@@ -316,7 +316,7 @@ named_query!(TopStatementsRequest, "top_statements", Vec<StatementTotals>, |requ
 });
 
 /// One statement (query id) over a range, in buckets.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StatementHistoryRequest {
     pub target: TargetName,
     pub query_id: i64,
@@ -325,14 +325,14 @@ pub struct StatementHistoryRequest {
     pub step_us: i64,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StatementHistoryReply {
     pub query: Option<String>,
     pub points: Vec<StatementPoint>,
 }
 
 /// What the statement did in one bucket (all databases and users together).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StatementPoint {
     pub bucket_start_us: i64,
     pub calls: i64,
@@ -347,7 +347,7 @@ named_query!(StatementHistoryRequest, "statement_history", StatementHistoryReply
 });
 
 /// What an object list is ordered by.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ObjectOrder {
     TotalBytes,
@@ -358,7 +358,7 @@ pub enum ObjectOrder {
 
 /// The latest complete objects snapshot of a target, filtered, ordered and paged: the object
 /// browser, and "top N" (ordered by total bytes with limit N).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ObjectsRequest {
     pub target: TargetName,
     pub database: Option<String>,
@@ -372,16 +372,20 @@ pub struct ObjectsRequest {
     pub limit: u32,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ObjectsReply {
     /// When the snapshot listed was taken; `None` when the target has none yet.
     pub collected_at_us: Option<i64>,
     /// Objects matching the filters, before paging.
     pub total: i64,
+    /// Total bytes of the matching tables and materialized views, their indexes and TOAST
+    /// included: with no filter, the size of the target's data.
+    #[serde(default)]
+    pub bytes_of_tables: i64,
     pub objects: Vec<ObjectSize>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ObjectSize {
     pub database: String,
     pub schema_name: String,
@@ -398,7 +402,7 @@ pub struct ObjectSize {
 named_query!(ObjectsRequest, "objects", ObjectsReply, |request| validate_limit(request.limit));
 
 /// One object's sizes over a range, and its growth per day.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ObjectGrowthRequest {
     pub target: TargetName,
     pub database: String,
@@ -408,7 +412,7 @@ pub struct ObjectGrowthRequest {
     pub to_us: i64,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ObjectGrowthReply {
     pub points: Vec<ObjectSizePoint>,
     /// Least-squares slope of total bytes over the range, in bytes per day; `None` with fewer
@@ -416,7 +420,7 @@ pub struct ObjectGrowthReply {
     pub growth_bytes_per_day: Option<f64>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ObjectSizePoint {
     pub collected_at_us: i64,
     pub total_bytes: i64,
@@ -434,7 +438,7 @@ named_query!(ObjectGrowthRequest, "object_growth", ObjectGrowthReply, |request| 
 });
 
 /// Lock waits over a range: how many sessions waited per bucket, and who they waited for.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LockHistoryRequest {
     pub target: TargetName,
     pub from_us: i64,
@@ -442,7 +446,7 @@ pub struct LockHistoryRequest {
     pub step_us: i64,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LockHistoryReply {
     /// Per bucket with lock samples: the most sessions waiting at once.
     pub buckets: Vec<LockBucket>,
@@ -450,13 +454,13 @@ pub struct LockHistoryReply {
     pub blockers: Vec<BlockerSummary>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LockBucket {
     pub bucket_start_us: i64,
     pub max_waiting_sessions: i64,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BlockerSummary {
     pub pid: i32,
     /// Sessions waiting for it, summed over samples.
@@ -472,13 +476,13 @@ named_query!(LockHistoryRequest, "lock_history", LockHistoryReply, |request| {
 
 /// The lock rows of the newest lock sample at or before `at_us` (within a minute): the input of
 /// [`crate::event::blocking_tree`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BlockingRequest {
     pub target: TargetName,
     pub at_us: i64,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BlockingReply {
     pub collected_at_us: Option<i64>,
     pub locks: Vec<crate::event::LockRow>,
@@ -488,7 +492,7 @@ named_query!(BlockingRequest, "blocking", BlockingReply, |_request| Ok(()));
 
 /// Database statistics per bucket, from counter deltas (a counter that went down, after a
 /// statistics reset, starts a new run instead of counting negative).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DatabaseSeriesRequest {
     pub target: TargetName,
     /// One database, or all together.
@@ -498,7 +502,7 @@ pub struct DatabaseSeriesRequest {
     pub step_us: i64,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct DatabasePoint {
     pub bucket_start_us: i64,
     pub transactions_per_second: Option<f64>,

@@ -12,7 +12,7 @@ pub const TARGET_NAME_MAX_LEN: usize = 63;
 ///
 /// It is a NATS subject token, a URL path segment and part of DuckDB rows, so the
 /// alphabet is deliberately narrow: no dots, wildcards, spaces or upper case.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(try_from = "String", into = "String")]
 pub struct TargetName(String);
 

@@ -187,6 +187,7 @@ pub fn objects(connection: &Connection, request: &ObjectsRequest) -> duckdb::Res
         return Ok(ObjectsReply {
             collected_at_us: None,
             total: 0,
+            bytes_of_tables: 0,
             objects: Vec::new(),
         });
     };
@@ -204,7 +205,11 @@ pub fn objects(connection: &Connection, request: &ObjectsRequest) -> duckdb::Res
         request.kind,
         request.name_contains
     ];
-    let total = connection.query_row(&format!("SELECT count(*) {matching}"), filters, |row| row.get(0))?;
+    let (total, bytes_of_tables) = connection.query_row(
+        &format!("SELECT count(*), coalesce(sum(total_bytes) FILTER (WHERE kind IN ('table', 'materialized_view')), 0)::BIGINT {matching}"),
+        filters,
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )?;
     let sql = format!(
         "SELECT database, schema_name, name, kind, parent, total_bytes, table_bytes, index_bytes, toast_bytes, row_estimate
          {matching}
@@ -229,6 +234,7 @@ pub fn objects(connection: &Connection, request: &ObjectsRequest) -> duckdb::Res
     Ok(ObjectsReply {
         collected_at_us: Some(collected_at_us),
         total,
+        bytes_of_tables,
         objects,
     })
 }

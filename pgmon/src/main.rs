@@ -5,6 +5,7 @@ mod reference;
 mod replay;
 mod targets_cli;
 mod up;
+mod users_cli;
 
 use std::net::SocketAddr;
 
@@ -65,6 +66,15 @@ enum Command {
         nats: NatsArgs,
         #[command(flatten)]
         serve: ServeArgs,
+        #[command(flatten)]
+        secret_key: SecretKeyArgs,
+    },
+    /// Manage the users of the web UI and API, and their API tokens.
+    Users {
+        #[command(flatten)]
+        nats: NatsArgs,
+        #[command(subcommand)]
+        command: users_cli::UsersCommand,
     },
     /// Manage the monitored targets in the registry (NATS KV) while collectors run.
     Targets {
@@ -75,7 +85,6 @@ enum Command {
         #[command(subcommand)]
         command: targets_cli::TargetsCommand,
     },
-    /// Run collector, ingester and web UI in one process; starts a nats-server when none answers.
     /// Prints the snapshot events of a time window as JSON lines, as they are in the stream
     Replay {
         #[command(flatten)]
@@ -86,6 +95,7 @@ enum Command {
     /// Prints the configuration reference (Markdown): every command, flag, environment
     /// variable and targets-file key.
     Reference,
+    /// Run collector, ingester and web UI in one process; starts a nats-server when none answers.
     Up {
         #[command(flatten)]
         nats: NatsArgs,
@@ -161,12 +171,13 @@ async fn run(command: Command, nats_url_given: bool) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Serve { nats, serve } => {
-            let server = pgmon_query_api::bind(&ServeConfig::from_args(serve, nats)).await?;
+        Command::Serve { nats, serve, secret_key } => {
+            let server = pgmon_query_api::bind(&ServeConfig::from_args(serve, nats, secret_key.load()?)).await?;
             println!("pgmon web UI: http://{}/", server.local_addr());
             Ok(server.serve(shutdown).await?)
         }
         Command::Targets { nats, secret_key, command } => targets_cli::run(nats, secret_key, command).await,
+        Command::Users { nats, command } => users_cli::run(nats, command).await,
         Command::Reference => unreachable!("printed before the runtime starts"),
         Command::Replay { nats, replay } => {
             let printed = replay::run(nats, replay, &mut std::io::BufWriter::new(std::io::stdout().lock())).await?;

@@ -49,8 +49,14 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()
         ..collector
     };
     let ingester = IngesterConfig::from_args(args.ingester, nats.clone());
-    let server = pgmon_query_api::bind(&ServeConfig::from_args(args.serve, nats.clone())).await?;
+    let mut serve_config = ServeConfig::from_args(args.serve, nats.clone(), collector.secret_key.clone());
+    let password_file = ingester.data_dir.join("initial-admin-password");
+    serve_config.generated_admin_password_file = Some(password_file.clone());
+    let server = pgmon_query_api::bind(&serve_config).await?;
     println!("pgmon is up: open http://{}/ (NATS at {})", server.local_addr(), nats.url);
+    if password_file.exists() {
+        println!("sign in as admin with the password in {}", password_file.display());
+    }
 
     // One role failing stops the others.
     let roles = shutdown.child_token();

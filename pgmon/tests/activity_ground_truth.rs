@@ -5,8 +5,8 @@ mod common;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{nats_args, spawn_pipeline, wait_until};
-use pgmon_query_api::ServeConfig;
+use common::{api_client, serve_config, spawn_pipeline, wait_until};
+use pgmon_common::access::Role;
 use pgmon_test_support::{TestNats, TestPostgres};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -54,16 +54,10 @@ async fn sleeping_sessions_show_as_average_active_sessions_on_pg_sleep() {
     let shutdown = CancellationToken::new();
 
     let pipeline = spawn_pipeline(&nats.url(), postgres.connection_string("postgres"), data_dir.path(), &shutdown);
-    let server = pgmon_query_api::bind(&ServeConfig {
-        nats: nats_args(&nats.url()),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        query_timeout: Duration::from_secs(5),
-    })
-    .await
-    .unwrap();
+    let server = pgmon_query_api::bind(&serve_config(&nats.url())).await.unwrap();
     let base = format!("http://{}", server.local_addr());
     let web = tokio::spawn(server.serve(shutdown.clone()));
-    let http = reqwest::Client::new();
+    let http = api_client(&nats.url(), Role::Viewer).await;
 
     // Some quiet seconds before the window, stored.
     let quiet_from = unix_seconds(SystemTime::now());

@@ -144,7 +144,8 @@ async fn every_role_serves_metrics_that_parse_and_move() {
 
     // A page asks the ingester a named query: both the web role and the ingester count it.
     let before = total(&scrape(&http, &web_url).await, "pgmon_http_request_duration_seconds_count");
-    let series = http
+    let series = common::api_client(&nats_url, pgmon_common::access::Role::Viewer)
+        .await
         .get(format!("http://127.0.0.1:{web_port}/api/v1/targets/db/activity?range=1m&step=1s"))
         .send()
         .await

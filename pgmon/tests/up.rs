@@ -30,9 +30,20 @@ async fn up_starts_its_own_nats_serves_a_live_chart_and_cleans_up() {
         .spawn()
         .unwrap();
 
+    let mut stdout = BufReader::new(pgmon.stdout.take().unwrap());
     let mut first_line = String::new();
-    BufReader::new(pgmon.stdout.take().unwrap()).read_line(&mut first_line).unwrap();
+    stdout.read_line(&mut first_line).unwrap();
     assert!(first_line.starts_with("pgmon is up: open http://127.0.0.1:"), "{first_line}");
+    let mut second_line = String::new();
+    stdout.read_line(&mut second_line).unwrap();
+    let password_file = data_dir.path().join("initial-admin-password");
+    assert_eq!(
+        second_line.trim(),
+        format!("sign in as admin with the password in {}", password_file.display())
+    );
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&password_file).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600, "the first admin's password file is readable by its owner only");
+    let password = std::fs::read_to_string(&password_file).unwrap().trim().to_owned();
     let base = first_line.split_whitespace().nth(4).unwrap().trim_end_matches('/').to_owned();
     assert!(
         TcpStream::connect(("127.0.0.1", nats_port)).is_ok(),
@@ -40,11 +51,22 @@ async fn up_starts_its_own_nats_serves_a_live_chart_and_cleans_up() {
     );
     assert!(data_dir.path().join("nats").is_dir(), "the nats-server store is under the data dir");
 
-    let http = reqwest::Client::new();
+    let http = reqwest::Client::builder().cookie_store(true).build().unwrap();
     assert_eq!(
         http.get(format!("{base}/healthz")).send().await.unwrap().text().await.unwrap(),
         "ok\n"
     );
+    // Signed out, a page sends the browser to sign in; signing in brings it back.
+    let signed_out = http.get(format!("{base}/targets/db")).send().await.unwrap();
+    assert!(signed_out.url().path().starts_with("/sign-in"), "{}", signed_out.url());
+    let signed_in = http
+        .post(format!("{base}/sign-in"))
+        .form(&[("user", "admin"), ("password", password.as_str()), ("next", "/targets/db")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signed_in.status(), 200);
+    assert_eq!(signed_in.url().path(), "/targets/db");
     let page = http.get(format!("{base}/targets/db")).send().await.unwrap();
     assert_eq!(page.status(), 200);
     let html = page.text().await.unwrap();
@@ -71,14 +93,7 @@ async fn up_starts_its_own_nats_serves_a_live_chart_and_cleans_up() {
         }
     })
     .await;
-    let targets: serde_json::Value = http
-        .get(format!("{base}/api/v1/targets"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let targets: serde_json::Value = http.get(format!("{base}/api/v1/fleet")).send().await.unwrap().json().await.unwrap();
     assert_eq!(targets[0]["name"], "db");
 
     // SAFETY: kill(2) on our own, not yet reaped child.

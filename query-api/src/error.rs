@@ -11,8 +11,17 @@ pub enum AppError {
     /// The request is wrong; `field` names the parameter at fault.
     #[error("{message}")]
     BadRequest { field: &'static str, message: String },
+    /// No valid session or API token.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Signed in, but the role (or a missing CSRF token) does not allow this.
+    #[error("{0}")]
+    Forbidden(String),
     #[error("{0}")]
     NotFound(String),
+    /// The request conflicts with what exists (a target of that name).
+    #[error("{0}")]
+    Conflict(String),
     /// History cannot be read right now (no ingester answered); retrying later may work.
     #[error("{0}")]
     Unavailable(String),
@@ -29,10 +38,13 @@ impl AppError {
         }
     }
 
-    fn status(&self) -> StatusCode {
+    pub fn status(&self) -> StatusCode {
         match self {
             AppError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            AppError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            AppError::Forbidden(_) => StatusCode::FORBIDDEN,
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
+            AppError::Conflict(_) => StatusCode::CONFLICT,
             AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -50,13 +62,25 @@ impl AppError {
     }
 }
 
+/// The body of every JSON error: what went wrong and, for bad input, which field.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<&'static str>,
+}
+
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let status = self.status();
-        let mut body = serde_json::json!({ "error": self.public_message() });
-        if let AppError::BadRequest { field, .. } = &self {
-            body["field"] = (*field).into();
-        }
+        let field = match &self {
+            AppError::BadRequest { field, .. } => Some(*field),
+            _ => None,
+        };
+        let body = ErrorBody {
+            error: self.public_message(),
+            field,
+        };
         (status, Json(body)).into_response()
     }
 }
@@ -75,7 +99,7 @@ impl IntoResponse for PageError {
     fn into_response(self) -> Response {
         let status = self.0.status();
         let title = status.canonical_reason().unwrap_or("Error");
-        let page: Markup = pgmon_ui::layout::page(title, pgmon_ui::components::error_message(title, &self.0.public_message()));
+        let page: Markup = pgmon_ui::layout::bare_page(title, pgmon_ui::components::error_message(title, &self.0.public_message()));
         (status, page).into_response()
     }
 }

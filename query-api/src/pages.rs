@@ -1,49 +1,44 @@
 //! HTML pages (maud + htmx) and the embedded static assets.
 
 use std::collections::HashMap;
+use std::time::SystemTime;
 
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
 use maud::Markup;
-use pgmon_common::query::ActivityDimension;
-use pgmon_ui::components::{self, ACTIVITY_RANGES};
+use pgmon_common::event::SnapshotKind;
+use pgmon_common::query::{
+    ActivityDimension, LockHistoryRequest, ObjectGrowthRequest, ObjectOrder, ObjectsRequest, SessionHistoryRequest, SessionsRequest,
+    StatementHistoryRequest, StatementOrder, TopStatementsRequest,
+};
+use pgmon_ui::activity::ActivityView;
 use pgmon_ui::layout::page;
+use pgmon_ui::objects::{AllObjectsView, ObjectFilter, ObjectView, ObjectsView};
+use pgmon_ui::statements::StatementsView;
 
+use crate::auth::Principal;
 use crate::error::{AppError, PageError};
 use crate::{params, targets, AppState};
 
+type Params = Query<HashMap<String, String>>;
+
 /// `GET /`: the fleet overview.
-pub async fn fleet(State(state): State<AppState>) -> Result<Markup, PageError> {
-    let summaries = targets::target_summaries(&state.jetstream).await?;
-    Ok(page("Fleet", components::fleet(&summaries)))
+pub async fn fleet(State(state): State<AppState>, Extension(principal): Extension<Principal>) -> Result<Markup, PageError> {
+    let summaries = targets::target_summaries(&state).await?;
+    let is_admin = principal.viewer().is_admin;
+    Ok(page(
+        &principal.viewer(),
+        "Fleet",
+        pgmon_ui::fleet::fleet_page(&summaries, is_admin),
+    ))
 }
 
-struct ActivityView {
-    target: String,
-    range: &'static str,
-    by: &'static str,
-}
-
-fn activity_view(target: &str, query: &HashMap<String, String>) -> Result<ActivityView, AppError> {
-    let target = params::target_name(target)?;
-    let range = match query.get("range").map(String::as_str) {
-        None | Some("") => "1h",
-        Some(range) => ACTIVITY_RANGES
-            .iter()
-            .map(|(value, _)| *value)
-            .find(|value| *value == range)
-            .ok_or_else(|| {
-                let allowed: Vec<&str> = ACTIVITY_RANGES.iter().map(|(value, _)| *value).collect();
-                AppError::bad_request("range", format!("range must be one of {}", allowed.join(", ")))
-            })?,
-    };
-    let by = params::dimension(query)?.as_str();
-    Ok(ActivityView {
-        target: target.to_string(),
-        range,
-        by,
-    })
+/// `GET /fleet-table`: the fleet table htmx refreshes.
+pub async fn fleet_table(State(state): State<AppState>, Extension(principal): Extension<Principal>) -> Result<Markup, PageError> {
+    let summaries = targets::target_summaries(&state).await?;
+    Ok(pgmon_ui::fleet::fleet_table(&summaries, principal.viewer().is_admin))
 }
 
 fn dimension_choices() -> Vec<(&'static str, &'static str)> {
@@ -53,17 +48,349 @@ fn dimension_choices() -> Vec<(&'static str, &'static str)> {
         .collect()
 }
 
-/// `GET /targets/{target}`: the activity page.
-pub async fn activity(Path(target): Path<String>, Query(query): Query<HashMap<String, String>>) -> Result<Markup, PageError> {
-    let view = activity_view(&target, &query)?;
-    let body = components::activity_page(&view.target, view.range, view.by, &dimension_choices());
-    Ok(page(&format!("Activity of {}", view.target), body))
+/// `GET /targets/{target}`: the activity page, over a named range or an explicit window.
+pub async fn activity(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(target): Path<String>,
+    Query(query): Params,
+) -> Result<Markup, PageError> {
+    let target = params::target_name(&target)?;
+    let explicit = params::text(&query, "from").is_some() || params::text(&query, "to").is_some();
+    let range = if explicit { None } else { Some(params::page_range(&query, "1h")?) };
+    let window = params::window(&query, SystemTime::now())?;
+    let by = params::dimension(&query)?.as_str();
+    let dimensions = dimension_choices();
+    let max_connections = targets::max_connections(&state, &target).await?;
+    let view = ActivityView {
+        target: target.as_str(),
+        range,
+        window_us: (window.from_us, window.to_us),
+        by,
+        dimensions: &dimensions,
+        max_connections,
+    };
+    Ok(page(
+        &principal.viewer(),
+        &format!("Activity of {target}"),
+        pgmon_ui::activity::activity_page(&view),
+    ))
 }
 
-/// `GET /targets/{target}/activity-panel`: the fragment htmx swaps when the range changes.
-pub async fn activity_panel(Path(target): Path<String>, Query(query): Query<HashMap<String, String>>) -> Result<Markup, PageError> {
-    let view = activity_view(&target, &query)?;
-    Ok(components::activity_panel(&view.target, view.range, view.by, &dimension_choices()))
+/// `GET /targets/{target}/slice?from=&to=`: the sessions and top statements of a time slice.
+pub async fn slice(State(state): State<AppState>, Path(target): Path<String>, Query(query): Params) -> Result<Markup, PageError> {
+    let target = params::target_name(&target)?;
+    let window = params::window(&query, SystemTime::now())?;
+    let sessions = SessionsRequest {
+        target: target.clone(),
+        from_us: window.from_us,
+        to_us: window.to_us,
+        limit: 50,
+    };
+    // Statements are sampled every 10 s: widen a short slice so it holds at least one interval.
+    let statements_window = (
+        window.from_us.min(window.to_us - 20_000_000),
+        window.to_us.max(window.from_us + 20_000_000),
+    );
+    let statements = TopStatementsRequest {
+        target: target.clone(),
+        from_us: statements_window.0,
+        to_us: statements_window.1,
+        order_by: StatementOrder::TotalTime,
+        limit: 10,
+    };
+    let (sessions, statements, limitation) = tokio::try_join!(
+        state.ask(&sessions),
+        state.ask(&statements),
+        targets::limitation(&state, &target, SnapshotKind::Statements),
+    )?;
+    let statements = limitation.is_none().then_some(statements.as_slice());
+    Ok(pgmon_ui::activity::slice(
+        target.as_str(),
+        window.from_us,
+        window.to_us,
+        &sessions,
+        statements,
+    ))
+}
+
+/// `GET /targets/{target}/sessions/{pid}?from=&to=&backend_start=`: one session's samples.
+pub async fn session(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path((target, pid)): Path<(String, String)>,
+    Query(query): Params,
+) -> Result<Markup, PageError> {
+    let target = params::target_name(&target)?;
+    let pid: i32 = pid
+        .parse()
+        .map_err(|_| AppError::bad_request("pid", "pid must be a whole number"))?;
+    let window = params::window(&query, SystemTime::now())?;
+    let request = SessionHistoryRequest {
+        target: target.clone(),
+        pid,
+        backend_start_us: params::optional_integer(&query, "backend_start")?,
+        from_us: window.from_us,
+        to_us: window.to_us,
+        limit: 5_000,
+    };
+    let samples = state.ask(&request).await?;
+    Ok(page(
+        &principal.viewer(),
+        &format!("Session {pid} of {target}"),
+        pgmon_ui::activity::session_page(target.as_str(), pid, window.from_us, window.to_us, &samples),
+    ))
+}
+
+/// The orders of top statements by their query-string name.
+pub const STATEMENT_ORDER_CHOICES: &[(&str, StatementOrder)] = &[
+    ("total_time", StatementOrder::TotalTime),
+    ("mean_time", StatementOrder::MeanTime),
+    ("calls", StatementOrder::Calls),
+    ("rows", StatementOrder::Rows),
+    ("shared_blocks_read", StatementOrder::SharedBlocksRead),
+    ("temp_blocks", StatementOrder::TempBlocks),
+];
+
+/// `GET /targets/{target}/statements?range=&order_by=`.
+pub async fn statements(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(target): Path<String>,
+    Query(query): Params,
+) -> Result<Markup, PageError> {
+    let target = params::target_name(&target)?;
+    let range = params::page_range(&query, "1h")?;
+    let order = params::choice(&query, "order_by", STATEMENT_ORDER_CHOICES, StatementOrder::TotalTime)?;
+    let order_name = STATEMENT_ORDER_CHOICES
+        .iter()
+        .find(|(_, value)| *value == order)
+        .map_or("total_time", |(name, _)| name);
+    let window = params::window(&HashMap::from([("range".to_owned(), range.to_owned())]), SystemTime::now())?;
+    let request = TopStatementsRequest {
+        target: target.clone(),
+        from_us: window.from_us,
+        to_us: window.to_us,
+        order_by: order,
+        limit: 50,
+    };
+    let (statements, limitation) = tokio::try_join!(state.ask(&request), targets::limitation(&state, &target, SnapshotKind::Statements),)?;
+    let view = StatementsView {
+        target: target.as_str(),
+        range,
+        order_by: order_name,
+        limitation: limitation.as_deref(),
+        statements: &statements,
+    };
+    Ok(page(
+        &principal.viewer(),
+        &format!("Statements of {target}"),
+        pgmon_ui::statements::statements_page(&view),
+    ))
+}
+
+/// `GET /targets/{target}/statements/{query_id}?range=`.
+pub async fn statement(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path((target, query_id)): Path<(String, String)>,
+    Query(query): Params,
+) -> Result<Markup, PageError> {
+    let target = params::target_name(&target)?;
+    let query_id: i64 = query_id
+        .parse()
+        .map_err(|_| AppError::bad_request("query_id", "query_id must be a whole number"))?;
+    let range = params::page_range(&query, "24h")?;
+    let window = params::window(&HashMap::from([("range".to_owned(), range.to_owned())]), SystemTime::now())?;
+    let request = StatementHistoryRequest {
+        target: target.clone(),
+        query_id,
+        from_us: window.from_us,
+        to_us: window.to_us,
+        step_us: window.step_us,
+    };
+    let history = state.ask(&request).await?;
+    Ok(page(
+        &principal.viewer(),
+        &format!("Statement {query_id} of {target}"),
+        pgmon_ui::statements::statement_page(target.as_str(), query_id, range, &history),
+    ))
+}
+
+fn object_filter(query: &HashMap<String, String>) -> ObjectFilter {
+    ObjectFilter {
+        database: params::text(query, "database"),
+        kind: params::text(query, "kind"),
+        name: params::text(query, "name"),
+    }
+}
+
+fn check_kind(filter: &ObjectFilter) -> Result<(), AppError> {
+    match &filter.kind {
+        Some(kind) if !pgmon_ui::objects::OBJECT_KINDS.iter().any(|(value, _)| value == kind) => {
+            let allowed: Vec<&str> = pgmon_ui::objects::OBJECT_KINDS.iter().map(|(value, _)| *value).collect();
+            Err(AppError::bad_request("kind", format!("kind must be one of {}", allowed.join(", "))))
+        }
+        _ => Ok(()),
+    }
+}
+
+fn objects_request(
+    target: &pgmon_common::target::TargetName,
+    filter: &ObjectFilter,
+    order_by: ObjectOrder,
+    offset: u32,
+    limit: u32,
+) -> ObjectsRequest {
+    ObjectsRequest {
+        target: target.clone(),
+        database: filter.database.clone(),
+        schema_name: None,
+        kind: filter.kind.clone(),
+        name_contains: filter.name.clone(),
+        order_by,
+        offset,
+        limit,
+    }
+}
+
+/// How many objects the tree lists at most; more asks for a narrower filter.
+const TREE_LIMIT: u32 = 2_000;
+
+/// `GET /targets/{target}/objects?name=&kind=&database=`: the tree and the biggest objects.
+pub async fn objects(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(target): Path<String>,
+    Query(query): Params,
+) -> Result<Markup, PageError> {
+    let target = params::target_name(&target)?;
+    let filter = object_filter(&query);
+    check_kind(&filter)?;
+    let matching = objects_request(&target, &filter, ObjectOrder::Name, 0, TREE_LIMIT);
+    let biggest = objects_request(&target, &ObjectFilter::default(), ObjectOrder::TotalBytes, 0, 10);
+    let (matching, biggest, databases) = tokio::try_join!(state.ask(&matching), state.ask(&biggest), targets::databases(&state, &target),)?;
+    let view = ObjectsView {
+        target: target.as_str(),
+        filter: &filter,
+        databases: &databases,
+        matching: &matching,
+        biggest: &biggest.objects,
+    };
+    Ok(page(
+        &principal.viewer(),
+        &format!("Objects of {target}"),
+        pgmon_ui::objects::objects_page(&view),
+    ))
+}
+
+/// The orders of the object list by their query-string name.
+pub const OBJECT_ORDER_CHOICES: &[(&str, ObjectOrder)] = &[
+    ("total_bytes", ObjectOrder::TotalBytes),
+    ("table_bytes", ObjectOrder::TableBytes),
+    ("index_bytes", ObjectOrder::IndexBytes),
+    ("name", ObjectOrder::Name),
+];
+
+const OBJECTS_PAGE_SIZE: u32 = 100;
+
+/// `GET /targets/{target}/objects/all?order_by=&page=&name=&kind=&database=`.
+pub async fn all_objects(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(target): Path<String>,
+    Query(query): Params,
+) -> Result<Markup, PageError> {
+    let target = params::target_name(&target)?;
+    let filter = object_filter(&query);
+    check_kind(&filter)?;
+    let order = params::choice(&query, "order_by", OBJECT_ORDER_CHOICES, ObjectOrder::TotalBytes)?;
+    let order_name = OBJECT_ORDER_CHOICES
+        .iter()
+        .find(|(_, value)| *value == order)
+        .map_or("total_bytes", |(name, _)| name);
+    let page_number = params::limit(&query, "page", 1)?;
+    let request = objects_request(&target, &filter, order, (page_number - 1) * OBJECTS_PAGE_SIZE, OBJECTS_PAGE_SIZE);
+    let (reply, databases) = tokio::try_join!(state.ask(&request), targets::databases(&state, &target),)?;
+    let view = AllObjectsView {
+        target: target.as_str(),
+        filter: &filter,
+        databases: &databases,
+        order_by: order_name,
+        page: page_number,
+        page_size: OBJECTS_PAGE_SIZE,
+        reply: &reply,
+    };
+    Ok(page(
+        &principal.viewer(),
+        &format!("All objects of {target}"),
+        pgmon_ui::objects::all_objects_page(&view),
+    ))
+}
+
+/// `GET /targets/{target}/objects/{database}/{schema}/{name}?range=`: one object's growth.
+pub async fn object(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path((target, database, schema_name, name)): Path<(String, String, String, String)>,
+    Query(query): Params,
+) -> Result<Markup, PageError> {
+    let target = params::target_name(&target)?;
+    let range = params::page_range(&query, "7d")?;
+    let window = params::window(&HashMap::from([("range".to_owned(), range.to_owned())]), SystemTime::now())?;
+    let request = ObjectGrowthRequest {
+        target: target.clone(),
+        database: database.clone(),
+        schema_name: schema_name.clone(),
+        name: name.clone(),
+        from_us: window.from_us,
+        to_us: window.to_us,
+    };
+    let growth = state.ask(&request).await?;
+    let view = ObjectView {
+        target: target.as_str(),
+        database: &database,
+        schema_name: &schema_name,
+        name: &name,
+        range,
+        growth: &growth,
+    };
+    Ok(page(
+        &principal.viewer(),
+        &format!("{schema_name}.{name} of {target}"),
+        pgmon_ui::objects::object_page(&view),
+    ))
+}
+
+/// `GET /targets/{target}/locks?range=`: blocking now and lock waits over the range.
+pub async fn locks(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Path(target): Path<String>,
+    Query(query): Params,
+) -> Result<Markup, PageError> {
+    let target = params::target_name(&target)?;
+    let range = params::page_range(&query, "1h")?;
+    let window = params::window(&HashMap::from([("range".to_owned(), range.to_owned())]), SystemTime::now())?;
+    let request = LockHistoryRequest {
+        target: target.clone(),
+        from_us: window.from_us,
+        to_us: window.to_us,
+        step_us: window.step_us,
+    };
+    let (blocking, history) = tokio::try_join!(targets::current_blocking(&state, &target), state.ask(&request),)?;
+    Ok(page(
+        &principal.viewer(),
+        &format!("Locks of {target}"),
+        pgmon_ui::locks::locks_page(target.as_str(), range, &blocking, &history, (window.from_us, window.to_us)),
+    ))
+}
+
+/// `GET /targets/{target}/locks/current`: the blocking tree htmx refreshes.
+pub async fn current_locks(State(state): State<AppState>, Path(target): Path<String>) -> Result<Markup, PageError> {
+    let target = params::target_name(&target)?;
+    let blocking = targets::current_blocking(&state, &target).await?;
+    Ok(pgmon_ui::locks::current_blocking(target.as_str(), &blocking))
 }
 
 /// `GET /assets/{name}`: an embedded static file.

@@ -3,13 +3,16 @@
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use pgmon_common::query::{ActivityDimension, ActivitySeriesRequest};
+use pgmon_common::query::{ActivityDimension, ActivitySeriesRequest, MAX_ROWS, MAX_SERIES_BUCKETS};
 use pgmon_common::target::TargetName;
+use pgmon_ui::components::RANGES;
 
 use crate::error::AppError;
 
 /// The range shown when a request gives neither `from` nor `range`.
 pub const DEFAULT_RANGE: Duration = Duration::from_secs(3600);
+/// The longest window a request may ask for.
+const MAX_RANGE: Duration = Duration::from_secs(400 * 86400);
 /// About how many buckets an automatic step aims for: one per couple of chart pixels.
 const TARGET_BUCKETS: u64 = 300;
 /// Steps an automatic choice picks from, in seconds: round numbers people read easily.
@@ -39,7 +42,9 @@ fn instant(field: &'static str, text: &str) -> Result<i64, AppError> {
             return Ok((seconds * 1e6) as i64);
         }
     }
-    let time = humantime::parse_rfc3339_weak(text).map_err(|_| {
+    // A browser's datetime-local input sends `2026-11-27T10:00` (no seconds, no zone: UTC here).
+    let with_seconds = if text.len() == 16 { format!("{text}:00") } else { text.to_owned() };
+    let time = humantime::parse_rfc3339_weak(&with_seconds).map_err(|_| {
         AppError::bad_request(
             field,
             format!("{field} must be an RFC 3339 time (2026-11-27T10:00:00Z) or Unix seconds"),
@@ -71,15 +76,19 @@ pub fn automatic_step(range: Duration) -> Duration {
     Duration::from_secs(seconds)
 }
 
-/// Builds an activity-series request from `from`, `to`, `range`, `step` and `by`.
+/// A time window of a history request, in microseconds since the epoch, with its step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window {
+    pub from_us: i64,
+    pub to_us: i64,
+    pub step_us: i64,
+}
+
+/// Reads `from`, `to`, `range` and `step`.
 ///
-/// Without `to`, the range ends now, rounded up to a whole step so that live refreshes keep
+/// Without `to`, the window ends now, rounded up to a whole step so that live refreshes keep
 /// bucket boundaries still.
-pub fn activity_series_request(
-    target: TargetName,
-    params: &HashMap<String, String>,
-    now: SystemTime,
-) -> Result<ActivitySeriesRequest, AppError> {
+pub fn window(params: &HashMap<String, String>, now: SystemTime) -> Result<Window, AppError> {
     let given = |name: &str| params.get(name).map(String::as_str).filter(|value| !value.is_empty());
     if given("from").is_some() && given("range").is_some() {
         return Err(AppError::bad_request("range", "give either from or range, not both"));
@@ -90,6 +99,9 @@ pub fn activity_series_request(
         .unwrap_or(DEFAULT_RANGE);
     if range.is_zero() {
         return Err(AppError::bad_request("range", "range must be longer than zero"));
+    }
+    if range > MAX_RANGE {
+        return Err(AppError::bad_request("range", "range must be at most 400 days"));
     }
     let explicit_to = given("to").map(|text| instant("to", text)).transpose()?;
     let explicit_from = given("from").map(|text| instant("from", text)).transpose()?;
@@ -106,6 +118,9 @@ pub fn activity_series_request(
     if step < Duration::from_secs(1) {
         return Err(AppError::bad_request("step", "step must be at least one second"));
     }
+    if step > MAX_RANGE {
+        return Err(AppError::bad_request("step", "step must be at most 400 days"));
+    }
     let step_us = step.as_micros() as i64;
     let to_us = explicit_to.unwrap_or_else(|| {
         let now_us = unix_micros(now);
@@ -115,6 +130,23 @@ pub fn activity_series_request(
     if from_us >= to_us {
         return Err(AppError::bad_request("from", "from must be before to"));
     }
+    let buckets = (to_us - from_us + step_us - 1) / step_us;
+    if buckets > MAX_SERIES_BUCKETS {
+        return Err(AppError::bad_request(
+            "step",
+            format!("the range holds {buckets} steps; at most {MAX_SERIES_BUCKETS} are allowed, choose a larger step"),
+        ));
+    }
+    Ok(Window { from_us, to_us, step_us })
+}
+
+/// Builds an activity-series request from `from`, `to`, `range`, `step` and `by`.
+pub fn activity_series_request(
+    target: TargetName,
+    params: &HashMap<String, String>,
+    now: SystemTime,
+) -> Result<ActivitySeriesRequest, AppError> {
+    let Window { from_us, to_us, step_us } = window(params, now)?;
     let by = dimension(params)?;
     let request = ActivitySeriesRequest {
         target,
@@ -125,6 +157,74 @@ pub fn activity_series_request(
     };
     request.validate().map_err(|e| AppError::bad_request("step", e.to_string()))?;
     Ok(request)
+}
+
+/// A named range of the pages (`15m` … `30d`); the default when absent.
+pub fn page_range(params: &HashMap<String, String>, default: &'static str) -> Result<&'static str, AppError> {
+    match params.get("range").map(String::as_str) {
+        None | Some("") => Ok(default),
+        Some(range) => RANGES.iter().map(|(value, _)| *value).find(|value| *value == range).ok_or_else(|| {
+            let allowed: Vec<&str> = RANGES.iter().map(|(value, _)| *value).collect();
+            AppError::bad_request("range", format!("range must be one of {}", allowed.join(", ")))
+        }),
+    }
+}
+
+/// A positive count up to [`MAX_ROWS`], or `default` when absent.
+pub fn limit(params: &HashMap<String, String>, field: &'static str, default: u32) -> Result<u32, AppError> {
+    match params.get(field).map(String::as_str) {
+        None | Some("") => Ok(default),
+        Some(text) => text
+            .parse::<u32>()
+            .ok()
+            .filter(|value| (1..=MAX_ROWS).contains(value))
+            .ok_or_else(|| AppError::bad_request(field, format!("{field} must be a whole number from 1 to {MAX_ROWS}"))),
+    }
+}
+
+/// A non-empty text parameter, or `None`.
+pub fn text(params: &HashMap<String, String>, field: &str) -> Option<String> {
+    params
+        .get(field)
+        .map(|value| value.trim())
+        .filter(|value| !value.is_empty())
+        .map(str::to_owned)
+}
+
+/// A required non-empty text parameter.
+pub fn required_text(params: &HashMap<String, String>, field: &'static str) -> Result<String, AppError> {
+    text(params, field).ok_or_else(|| AppError::bad_request(field, format!("{field} is required")))
+}
+
+/// One of a fixed set of values, or `default` when absent; the error lists the allowed ones.
+pub fn choice<T: Copy>(params: &HashMap<String, String>, field: &'static str, choices: &[(&str, T)], default: T) -> Result<T, AppError> {
+    match params.get(field).map(String::as_str) {
+        None | Some("") => Ok(default),
+        Some(given) => choices
+            .iter()
+            .find(|(name, _)| *name == given)
+            .map(|(_, value)| *value)
+            .ok_or_else(|| {
+                let allowed: Vec<&str> = choices.iter().map(|(name, _)| *name).collect();
+                AppError::bad_request(field, format!("{field} must be one of {}", allowed.join(", ")))
+            }),
+    }
+}
+
+/// An optional integer parameter.
+pub fn optional_integer<T: std::str::FromStr>(params: &HashMap<String, String>, field: &'static str) -> Result<Option<T>, AppError> {
+    match params.get(field).map(String::as_str) {
+        None | Some("") => Ok(None),
+        Some(text) => text
+            .parse()
+            .map(Some)
+            .map_err(|_| AppError::bad_request(field, format!("{field} must be a whole number"))),
+    }
+}
+
+/// The current time in microseconds since the epoch.
+pub fn now_us() -> i64 {
+    unix_micros(SystemTime::now())
 }
 
 #[cfg(test)]

@@ -1,65 +1,235 @@
-//! What the stream knows about targets right now: which have snapshots, and their newest one.
+//! What the stream knows about targets right now: which exist, their status, and their newest
+//! snapshots (read by direct get, never from DuckDB).
 
-use std::time::{Duration, UNIX_EPOCH};
+use std::collections::{BTreeSet, HashMap};
 
 use async_nats::jetstream;
 use futures::TryStreamExt;
-use pgmon_common::event::{decode_snapshot, AnySnapshot, SnapshotKind};
+use pgmon_common::event::{decode_snapshot, AnySnapshot, SnapshotKind, TargetState};
+use pgmon_common::query::{ObjectOrder, ObjectsRequest};
 use pgmon_common::subjects::{parse_snapshot_subject, snapshot_subject, SNAPSHOT_STREAM};
 use pgmon_common::target::TargetName;
-use pgmon_ui::components::TargetSummary;
+use pgmon_ui::fleet::TargetSummary;
+use pgmon_ui::locks::{BlockingNode, CurrentBlocking};
 
 use crate::error::AppError;
+use crate::{params, AppState};
 
-/// Every target with activity snapshots in the stream, with its newest snapshot read by direct get.
-pub async fn target_summaries(jetstream: &jetstream::Context) -> Result<Vec<TargetSummary>, AppError> {
-    let stream = jetstream
+async fn snapshot_stream(jetstream: &jetstream::Context) -> Result<jetstream::stream::Stream, AppError> {
+    jetstream
         .get_stream(SNAPSHOT_STREAM)
         .await
-        .map_err(|e| AppError::Unavailable(format!("cannot read the snapshot stream: {e}")))?;
+        .map_err(|e| AppError::Unavailable(format!("cannot read the snapshot stream: {e}")))
+}
+
+/// The newest snapshot of one kind of a target, when the stream has one that decodes.
+pub async fn newest_snapshot(
+    jetstream: &jetstream::Context,
+    target: &TargetName,
+    kind: SnapshotKind,
+) -> Result<Option<AnySnapshot>, AppError> {
+    let stream = snapshot_stream(jetstream).await?;
+    let Ok(message) = stream.direct_get_last_for_subject(snapshot_subject(target, kind)).await else {
+        return Ok(None);
+    };
+    Ok(decode_snapshot(&message.payload).ok())
+}
+
+/// Every target that is registered or has sent a status or activity snapshot.
+async fn known_targets(state: &AppState) -> Result<BTreeSet<TargetName>, AppError> {
+    let stream = snapshot_stream(&state.jetstream).await?;
     let subjects: Vec<(String, usize)> = stream
-        .info_with_subjects(format!("pgmon.snap.*.{}", SnapshotKind::Activity.as_str()))
+        .info_with_subjects("pgmon.snap.*.*")
         .await
         .map_err(|e| AppError::Unavailable(format!("cannot list targets: {e}")))?
         .try_collect()
         .await
         .map_err(|e| AppError::Unavailable(format!("cannot list targets: {e}")))?;
-    let mut summaries = Vec::with_capacity(subjects.len());
-    for (subject, snapshots) in subjects {
-        let Some(name) = parse_snapshot_subject(&subject).and_then(|(target, _)| target.parse::<TargetName>().ok()) else {
-            continue;
-        };
-        let newest = newest_activity(&stream, &name).await;
-        summaries.push(TargetSummary {
-            name: name.to_string(),
-            snapshots,
-            last_sample: newest.as_ref().map(|(collected_at_us, _)| format_time(*collected_at_us)),
-            active_sessions_now: newest.map(|(_, active)| active),
-        });
-    }
-    summaries.sort_by(|a, b| a.name.cmp(&b.name));
-    Ok(summaries)
-}
-
-/// The newest activity snapshot's time and count of active client sessions, if readable.
-async fn newest_activity(stream: &jetstream::stream::Stream, target: &TargetName) -> Option<(i64, usize)> {
-    let message = stream
-        .direct_get_last_for_subject(snapshot_subject(target, SnapshotKind::Activity))
-        .await
-        .ok()?;
-    let Ok(AnySnapshot::Activity(snapshot)) = decode_snapshot(&message.payload) else {
-        return None;
-    };
-    let active = snapshot
-        .rows
+    let mut names: BTreeSet<TargetName> = subjects
         .iter()
-        .filter(|row| row.state.as_deref() == Some("active") && row.backend_type.as_deref() == Some("client backend"))
-        .count();
-    Some((snapshot.collected_at_us, active))
+        .filter_map(|(subject, _)| parse_snapshot_subject(subject).and_then(|(target, _)| target.parse().ok()))
+        .collect();
+    let (records, _) = state.registry.list().await.map_err(|e| AppError::Unavailable(e.to_string()))?;
+    names.extend(records.into_iter().map(|record| record.name));
+    Ok(names)
 }
 
-/// Formats microseconds since the epoch as RFC 3339 (UTC, seconds).
-pub fn format_time(unix_us: i64) -> String {
-    let time = UNIX_EPOCH + Duration::from_micros(u64::try_from(unix_us).unwrap_or(0));
-    humantime::format_rfc3339_seconds(time).to_string()
+/// The fleet: every known target with its status, lag, load and size.
+pub async fn target_summaries(state: &AppState) -> Result<Vec<TargetSummary>, AppError> {
+    let names = known_targets(state).await?;
+    let summaries = futures::future::join_all(names.iter().map(|name| target_summary(state, name))).await;
+    summaries.into_iter().collect()
+}
+
+async fn target_summary(state: &AppState, name: &TargetName) -> Result<TargetSummary, AppError> {
+    let (status, activity, database) = tokio::try_join!(
+        newest_snapshot(&state.jetstream, name, SnapshotKind::Status),
+        newest_snapshot(&state.jetstream, name, SnapshotKind::Activity),
+        newest_snapshot(&state.jetstream, name, SnapshotKind::Database),
+    )?;
+    let mut summary = TargetSummary {
+        name: name.to_string(),
+        status: "unknown".to_owned(),
+        status_message: None,
+        limitations: Vec::new(),
+        lag_seconds: None,
+        last_sample_us: None,
+        active_sessions_now: None,
+        max_connections: None,
+        data_bytes: None,
+        server_version: None,
+    };
+    if let Some(AnySnapshot::Status(status)) = status {
+        if let Some(row) = status.rows.first() {
+            summary.status = row.state.as_str().to_owned();
+            if row.state == TargetState::Down {
+                summary.status_message = Some(match (&row.reason, &row.message) {
+                    (Some(reason), Some(message)) => format!("{}: {message}", reason.as_str()),
+                    (Some(reason), None) => reason.as_str().to_owned(),
+                    (None, message) => message.clone().unwrap_or_default(),
+                });
+            }
+            summary.limitations = row.limitations.iter().map(|limitation| limitation.message.clone()).collect();
+        }
+        if status.server.server_version_num > 0 {
+            summary.server_version = Some(status.server.server_version.clone());
+        }
+    }
+    if let Some(AnySnapshot::Activity(activity)) = activity {
+        summary.last_sample_us = Some(activity.collected_at_us);
+        summary.lag_seconds = Some((params::now_us() - activity.collected_at_us).max(0) / 1_000_000);
+        summary.active_sessions_now = Some(
+            activity
+                .rows
+                .iter()
+                .filter(|row| row.state.as_deref() == Some("active") && row.backend_type.as_deref() == Some("client backend"))
+                .count(),
+        );
+    }
+    if let Some(AnySnapshot::Database(database)) = database {
+        summary.max_connections = database.instance.as_ref().map(|instance| instance.max_connections);
+    }
+    // The size needs the ingester; the fleet shows without it.
+    let sizes = ObjectsRequest {
+        target: name.clone(),
+        database: None,
+        schema_name: None,
+        kind: None,
+        name_contains: None,
+        order_by: ObjectOrder::TotalBytes,
+        offset: 0,
+        limit: 1,
+    };
+    if let Ok(reply) = state.ask(&sizes).await {
+        summary.data_bytes = reply.collected_at_us.map(|_| reply.bytes_of_tables);
+    }
+    Ok(summary)
+}
+
+/// Why a kind is not sampled on a target that is up, from its newest status snapshot.
+pub async fn limitation(state: &AppState, target: &TargetName, kind: SnapshotKind) -> Result<Option<String>, AppError> {
+    let Some(AnySnapshot::Status(status)) = newest_snapshot(&state.jetstream, target, SnapshotKind::Status).await? else {
+        return Ok(None);
+    };
+    Ok(status
+        .rows
+        .first()
+        .and_then(|row| row.limitations.iter().find(|limitation| limitation.kind == kind))
+        .map(|limitation| limitation.message.clone()))
+}
+
+/// `max_connections` of a target, from its newest database snapshot.
+pub async fn max_connections(state: &AppState, target: &TargetName) -> Result<Option<i32>, AppError> {
+    Ok(match newest_snapshot(&state.jetstream, target, SnapshotKind::Database).await? {
+        Some(AnySnapshot::Database(snapshot)) => snapshot.instance.map(|instance| instance.max_connections),
+        _ => None,
+    })
+}
+
+/// The databases of a target, from its newest database snapshot.
+pub async fn databases(state: &AppState, target: &TargetName) -> Result<Vec<String>, AppError> {
+    Ok(match newest_snapshot(&state.jetstream, target, SnapshotKind::Database).await? {
+        Some(AnySnapshot::Database(snapshot)) => snapshot.rows.into_iter().map(|row| row.database).collect(),
+        _ => Vec::new(),
+    })
+}
+
+/// Who blocks whom in the newest activity snapshot, with lock modes and objects from the
+/// newest locks snapshot when it was taken at the same moment.
+pub async fn current_blocking(state: &AppState, target: &TargetName) -> Result<CurrentBlocking, AppError> {
+    let (activity, locks) = tokio::try_join!(
+        newest_snapshot(&state.jetstream, target, SnapshotKind::Activity),
+        newest_snapshot(&state.jetstream, target, SnapshotKind::Locks),
+    )?;
+    let Some(AnySnapshot::Activity(activity)) = activity else {
+        return Ok(CurrentBlocking {
+            collected_at_us: None,
+            roots: Vec::new(),
+        });
+    };
+    let awaited: HashMap<i32, (String, Option<i64>)> = match locks {
+        Some(AnySnapshot::Locks(locks)) if (locks.collected_at_us - activity.collected_at_us).abs() <= 2_000_000 => locks
+            .rows
+            .iter()
+            .filter(|row| !row.granted)
+            .map(|row| {
+                let object = row
+                    .relation
+                    .as_deref()
+                    .map(|relation| format!("relation {relation}"))
+                    .or_else(|| row.transaction_id.as_deref().map(|xid| format!("transaction {xid}")))
+                    .or_else(|| row.virtual_xid.as_deref().map(|vxid| format!("virtual transaction {vxid}")))
+                    .unwrap_or_else(|| row.lock_type.clone());
+                (row.pid, (format!("{} on {object}", row.mode), row.waiting_since_us))
+            })
+            .collect(),
+        _ => HashMap::new(),
+    };
+    let tree = pgmon_common::event::blocking_tree_of_activity(&activity.rows);
+    let rows: HashMap<i32, &pgmon_common::event::ActivityRow> = activity.rows.iter().map(|row| (row.pid, row)).collect();
+    let now_us = activity.collected_at_us;
+    fn build(
+        pid: i32,
+        tree: &pgmon_common::event::BlockingTree,
+        rows: &HashMap<i32, &pgmon_common::event::ActivityRow>,
+        awaited: &HashMap<i32, (String, Option<i64>)>,
+        now_us: i64,
+        depth: usize,
+    ) -> BlockingNode {
+        let row = rows.get(&pid);
+        let lock = awaited.get(&pid);
+        let waits = tree.edges.iter().any(|(_, waiter)| *waiter == pid);
+        let waiting_since = lock
+            .and_then(|(_, since)| *since)
+            .or_else(|| waits.then(|| row.and_then(|row| row.state_change_us)).flatten());
+        BlockingNode {
+            pid,
+            backend_start_us: row.and_then(|row| row.backend_start_us),
+            user: row.and_then(|row| row.user.clone()),
+            database: row.and_then(|row| row.database.clone()),
+            state: row.and_then(|row| row.state.clone()),
+            query: row.and_then(|row| row.query.clone()),
+            waiting_seconds: waiting_since.map(|since| (now_us - since).max(0) / 1_000_000),
+            waiting_for: lock.map(|(description, _)| description.clone()),
+            // A cycle (a deadlock about to be broken) must not recurse for ever.
+            waiters: if depth > 32 {
+                Vec::new()
+            } else {
+                tree.edges
+                    .iter()
+                    .filter(|(blocker, _)| *blocker == pid)
+                    .map(|(_, waiter)| build(*waiter, tree, rows, awaited, now_us, depth + 1))
+                    .collect()
+            },
+        }
+    }
+    let roots = tree
+        .root_blockers
+        .iter()
+        .map(|pid| build(*pid, &tree, &rows, &awaited, now_us, 0))
+        .collect();
+    Ok(CurrentBlocking {
+        collected_at_us: Some(activity.collected_at_us),
+        roots,
+    })
 }

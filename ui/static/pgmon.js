@@ -1,5 +1,6 @@
-// pgmon's page behaviour: draws the stacked average-active-sessions chart with uPlot and
-// refreshes it; htmx swaps panels, this script (re)binds charts after each swap.
+// pgmon's page behaviour: draws charts with uPlot (stacked activity with drag-to-zoom and
+// click-for-slice, sparklines, statement, growth and lock charts) and refreshes live ones;
+// htmx swaps fragments, and this script (re)binds charts after each swap.
 (function () {
   "use strict";
 
@@ -9,6 +10,23 @@
 
   function colourFor(name, index) {
     return fixedColours[name] || palette[index % palette.length];
+  }
+
+  function showMessage(container, className, text) {
+    container.innerHTML = "";
+    const p = document.createElement("p");
+    p.className = className;
+    p.textContent = text;
+    container.appendChild(p);
+  }
+
+  async function fetchJson(url) {
+    const response = await fetch(url, { headers: { Accept: "application/json" }, credentials: "same-origin" });
+    const body = await response.json().catch(() => ({}));
+    if (!response.ok) {
+      throw new Error(body.error || response.statusText);
+    }
+    return body;
   }
 
   function stack(series) {
@@ -23,14 +41,18 @@
     return stacked;
   }
 
-  function draw(container, reply) {
-    const width = Math.max(container.clientWidth - 16, 300);
+  function chartWidth(container) {
+    return Math.max(container.clientWidth - 16, 300);
+  }
+
+  // The activity chart: stacked bands, a max_connections line, drag to zoom, click for a slice.
+  function drawActivity(container, reply) {
     container.innerHTML = "";
     if (reply.series.length === 0) {
       const hasSamples = reply.samples.some((n) => n > 0);
-      container.innerHTML = hasSamples
-        ? '<p class="empty">No active sessions in this range.</p>'
-        : '<p class="empty">No samples in this range: is the collector running for this target?</p>';
+      showMessage(container, "empty", hasSamples
+        ? "No active sessions in this range."
+        : "No samples in this range: is the collector running for this target?");
       return;
     }
     const xs = reply.bucket_starts_us.map((us) => us / 1e6);
@@ -49,46 +71,132 @@
         return raw === null || raw === undefined ? "–" : raw.toFixed(2);
       },
     })));
-    new uPlot({
-      width: width,
+    const maxConnections = Number(container.dataset.maxConnections || 0);
+    if (maxConnections > 0) {
+      data.push(xs.map(() => maxConnections));
+      uSeries.push({ label: "max_connections", stroke: "#1d2433", dash: [6, 4], width: 1, points: { show: false } });
+    }
+    const step = reply.step_us / 1e6;
+    const topOfLoad = Math.max(0, ...stacked[stacked.length - 1].filter((v) => v !== null));
+    const chart = new uPlot({
+      width: chartWidth(container),
       height: 360,
       series: uSeries,
-      scales: { y: { range: (u, min, max) => [0, Math.max(1, max * 1.1)] } },
+      // Scaled to the load, so the max_connections line shows only when the load nears it.
+      scales: { x: { time: true }, y: { range: () => [0, Math.max(1, topOfLoad * 1.15)] } },
       axes: [{}, { label: "average active sessions" }],
       legend: { live: true },
+      cursor: { drag: { x: true, y: false, setScale: false } },
+      hooks: {
+        setSelect: [(u) => {
+          if (u.select.width < 4) return;
+          const from = Math.floor(u.posToVal(u.select.left, "x"));
+          const to = Math.ceil(u.posToVal(u.select.left + u.select.width, "x"));
+          u.setSelect({ width: 0 }, false);
+          if (to - from < 2) return;
+          window.location.href = container.dataset.zoomUrl + "&from=" + from + "&to=" + to;
+        }],
+      },
     }, data, container);
+    chart.over.addEventListener("click", () => {
+      const idx = chart.cursor.idx;
+      if (idx === null || idx === undefined) return;
+      const from = xs[idx];
+      loadSlice(container, Math.floor(from), Math.ceil(from + step));
+    });
   }
 
-  async function refresh(container) {
-    const url = container.dataset.seriesUrl;
+  function loadSlice(container, from, to) {
+    const target = document.getElementById("slice");
+    if (!target || !window.htmx) return;
+    htmx.ajax("GET", container.dataset.sliceUrl + "?from=" + from + "&to=" + to, { target: "#slice", swap: "innerHTML" });
+  }
+
+  // A small line without axes, for tables: the total of every series per bucket, or one field.
+  function drawSparkline(container, reply) {
+    let xs;
+    let ys;
+    if (Array.isArray(reply.points)) {
+      const field = container.dataset.sparklineField;
+      xs = reply.points.map((p) => p.bucket_start_us / 1e6);
+      ys = reply.points.map((p) => p[field]);
+    } else {
+      xs = reply.bucket_starts_us.map((us) => us / 1e6);
+      ys = xs.map((_, i) => reply.series.reduce((sum, s) => sum + (s.values[i] || 0), 0));
+    }
+    container.innerHTML = "";
+    if (xs.length === 0) return;
+    new uPlot({
+      width: 140, height: 32,
+      series: [{}, { stroke: "#2457c5", fill: "#2457c533", width: 1, points: { show: false } }],
+      axes: [{ show: false }, { show: false }],
+      legend: { show: false },
+      cursor: { show: false },
+      scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(max, 0.01)] } },
+    }, [xs, ys], container);
+  }
+
+  function lineChart(container, xs, series, label) {
+    container.innerHTML = "";
+    new uPlot({
+      width: chartWidth(container),
+      height: 300,
+      series: [{}].concat(series.map((s, i) => ({ label: s.label, stroke: palette[i], width: 2, points: { show: xs.length < 60 }, scale: s.scale || "y" }))),
+      axes: [{}, { label: label, scale: "y" }].concat(series.some((s) => s.scale === "y2") ? [{ side: 1, scale: "y2", label: series.find((s) => s.scale === "y2").label, grid: { show: false } }] : []),
+      scales: { x: { time: true } },
+    }, [xs].concat(series.map((s) => s.values)), container);
+  }
+
+  const drawers = {
+    seriesUrl: drawActivity,
+    sparklineUrl: drawSparkline,
+    statementUrl: (container, reply) => {
+      const xs = reply.points.map((p) => p.bucket_start_us / 1e6);
+      lineChart(container, xs, [
+        { label: "calls", values: reply.points.map((p) => p.calls) },
+        { label: "mean time (ms)", values: reply.points.map((p) => p.mean_exec_time_ms), scale: "y2" },
+      ], "calls");
+    },
+    growthUrl: (container, reply) => {
+      const xs = reply.points.map((p) => p.collected_at_us / 1e6);
+      const mb = (bytes) => bytes / 1048576;
+      lineChart(container, xs, [
+        { label: "total (MB)", values: reply.points.map((p) => mb(p.total_bytes)) },
+        { label: "table (MB)", values: reply.points.map((p) => mb(p.table_bytes)) },
+        { label: "indexes (MB)", values: reply.points.map((p) => mb(p.index_bytes)) },
+      ], "MB");
+    },
+    locksUrl: (container, reply) => {
+      const xs = reply.buckets.map((b) => b.bucket_start_us / 1e6);
+      lineChart(container, xs, [{ label: "sessions waiting", values: reply.buckets.map((b) => b.max_waiting_sessions) }], "sessions waiting");
+    },
+  };
+
+  async function refresh(container, key) {
+    const url = container.dataset[key];
     try {
-      const response = await fetch(url, { headers: { Accept: "application/json" } });
-      const body = await response.json();
-      if (!response.ok) {
-        container.innerHTML = '<p class="error"></p>';
-        container.firstChild.textContent = body.error || response.statusText;
-        return;
-      }
-      draw(container, body);
+      drawers[key](container, await fetchJson(url));
     } catch (error) {
-      container.innerHTML = '<p class="error"></p>';
-      container.firstChild.textContent = "Cannot load the series: " + error;
+      showMessage(container, "error", "Cannot load the chart: " + error.message);
     }
   }
 
   function bindCharts(root) {
-    root.querySelectorAll("[data-series-url]").forEach((container) => {
-      if (container.dataset.bound) return;
-      container.dataset.bound = "1";
-      refresh(container);
-      const seconds = Number(container.dataset.refreshSeconds || 0);
-      if (seconds > 0) {
-        const timer = setInterval(() => {
-          if (!document.body.contains(container)) { clearInterval(timer); return; }
-          refresh(container);
-        }, seconds * 1000);
-      }
-    });
+    for (const key of Object.keys(drawers)) {
+      const attribute = "data-" + key.replace(/[A-Z]/g, (c) => "-" + c.toLowerCase());
+      root.querySelectorAll("[" + attribute + "]").forEach((container) => {
+        if (container.dataset.bound) return;
+        container.dataset.bound = "1";
+        refresh(container, key);
+        const seconds = Number(container.dataset.refreshSeconds || 0);
+        if (seconds > 0) {
+          const timer = setInterval(() => {
+            if (!document.body.contains(container)) { clearInterval(timer); return; }
+            refresh(container, key);
+          }, seconds * 1000);
+        }
+      });
+    }
   }
 
   document.addEventListener("DOMContentLoaded", () => bindCharts(document));

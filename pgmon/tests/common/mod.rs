@@ -247,3 +247,35 @@ pub async fn start_lock_wait(postgres: &pgmon_test_support::TestPostgres) -> Loc
     let waiting = tokio::spawn(async move { waiter.batch_execute("BEGIN; LOCK TABLE contended; COMMIT").await });
     LockWait { holder, waiting }
 }
+
+/// The web role's configuration against a test NATS server, on a free local port.
+pub fn serve_config(nats_url: &str) -> pgmon_query_api::ServeConfig {
+    pgmon_query_api::ServeConfig {
+        nats: nats_args(nats_url),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        query_timeout: Duration::from_secs(5),
+        secure_cookies: false,
+        first_admin: None,
+        generated_admin_password_file: None,
+        secret_key: None,
+    }
+}
+
+/// An HTTP client acting as a new user of `role`, with an API token of theirs.
+pub async fn api_client(nats_url: &str, role: pgmon_common::access::Role) -> reqwest::Client {
+    let jetstream = pgmon_common::nats_setup::connect_jetstream(&nats_args(nats_url), "test-users")
+        .await
+        .unwrap();
+    let access = pgmon_common::access::AccessStore::open(&jetstream).await.unwrap();
+    let name: pgmon_common::access::UserName = format!("test-{}", role.as_str()).parse().unwrap();
+    if access.user(&name).await.unwrap().is_none() {
+        access.add_user(&name, role, "a long test password").await.unwrap();
+    }
+    let token = access.create_api_token(&name, "test").await.unwrap();
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
+    );
+    reqwest::Client::builder().default_headers(headers).build().unwrap()
+}

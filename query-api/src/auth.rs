@@ -1,0 +1,461 @@
+//! Sign-in and access control: sessions (cookie + KV), API bearer tokens, roles, CSRF checks on
+//! every mutation, and a rate limit on sign-in attempts.
+//!
+//! Sessions live in the `pgmon_sessions` KV bucket under the SHA-256 of their id, so every web
+//! server behind a load balancer knows them and a stolen bucket holds no usable cookie. Each
+//! request looks its user up again, so a removed user or a changed role takes effect at once.
+
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+
+use async_nats::jetstream::{self, kv};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::{Extension, Form};
+use axum_extra::extract::cookie::{Cookie, CookieJar, SameSite};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD as BASE64_URL;
+use base64::Engine;
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use maud::Markup;
+use pgmon_common::access::{token_key, AccessStore, Role, UserName, UserRecord};
+use pgmon_common::nats_setup::SESSION_LIFETIME;
+use pgmon_common::subjects::SESSIONS_BUCKET;
+use pgmon_ui::layout::Viewer;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{AppError, PageError};
+use crate::AppState;
+
+/// The cookie holding the session id.
+pub const SESSION_COOKIE: &str = "pgmon_session";
+/// The header htmx (and scripts) send the CSRF token in.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+/// The form field plain HTML forms send the CSRF token in.
+pub const CSRF_FIELD: &str = "csrf_token";
+/// The biggest form body read to find the CSRF token.
+const MAX_FORM_BYTES: usize = 1 << 20;
+
+/// Who is making a request, as the authentication middleware found.
+#[derive(Clone, Debug)]
+pub struct Principal {
+    pub user: UserName,
+    pub role: Role,
+    /// The session's CSRF token; `None` for API tokens, which browsers never send by themselves.
+    pub csrf_token: Option<String>,
+}
+
+impl Principal {
+    /// What the page frame shows of the signed-in user.
+    pub fn viewer(&self) -> Viewer {
+        Viewer {
+            user_name: self.user.to_string(),
+            is_admin: self.role == Role::Admin,
+            csrf_token: self.csrf_token.clone(),
+        }
+    }
+}
+
+/// The request was made by an admin; any other principal gets 403.
+pub struct Admin(pub Principal);
+
+impl<S: Send + Sync> FromRequestParts<S> for Admin {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Admin, AppError> {
+        let principal = parts
+            .extensions
+            .get::<Principal>()
+            .cloned()
+            .ok_or_else(|| AppError::Unauthorized("sign in first".to_owned()))?;
+        if principal.role != Role::Admin {
+            return Err(AppError::Forbidden("only admins may do this".to_owned()));
+        }
+        Ok(Admin(principal))
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct SessionRecord {
+    user: UserName,
+    csrf_token: String,
+    created_at_us: i64,
+}
+
+/// Sign-in attempts allowed per minute, per user name and per client address.
+const ATTEMPTS_PER_MINUTE_PER_USER: u32 = 10;
+const ATTEMPTS_PER_MINUTE_PER_ADDRESS: u32 = 30;
+
+/// Everything authentication needs, shared by the handlers.
+pub struct Authenticator {
+    pub access: AccessStore,
+    sessions: kv::Store,
+    attempts_per_user: DefaultKeyedRateLimiter<String>,
+    attempts_per_address: DefaultKeyedRateLimiter<IpAddr>,
+    /// Mark cookies `Secure` even when no proxy says the request came over TLS.
+    always_secure_cookies: bool,
+}
+
+fn per_minute(attempts: u32) -> Quota {
+    Quota::per_minute(NonZeroU32::new(attempts).expect("a positive number of attempts"))
+}
+
+fn random_token() -> String {
+    BASE64_URL.encode(rand::random::<[u8; 32]>())
+}
+
+fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|since| since.as_micros() as i64)
+        .unwrap_or(0)
+}
+
+impl Authenticator {
+    pub async fn open(jetstream: &jetstream::Context, always_secure_cookies: bool) -> Result<Authenticator, String> {
+        let access = AccessStore::open(jetstream).await.map_err(|e| e.to_string())?;
+        let sessions = jetstream
+            .get_key_value(SESSIONS_BUCKET)
+            .await
+            .map_err(|e| format!("cannot open the KV bucket {SESSIONS_BUCKET}: {e}"))?;
+        Ok(Authenticator {
+            access,
+            sessions,
+            attempts_per_user: RateLimiter::keyed(per_minute(ATTEMPTS_PER_MINUTE_PER_USER)),
+            attempts_per_address: RateLimiter::keyed(per_minute(ATTEMPTS_PER_MINUTE_PER_ADDRESS)),
+            always_secure_cookies,
+        })
+    }
+
+    async fn start_session(&self, user: &UserRecord) -> Result<String, AppError> {
+        let session_id = random_token();
+        let record = SessionRecord {
+            user: user.name.clone(),
+            csrf_token: random_token(),
+            created_at_us: now_us(),
+        };
+        let bytes = serde_json::to_vec(&record).expect("a session record serialises");
+        self.sessions
+            .put(token_key(&session_id), bytes.into())
+            .await
+            .map_err(|e| AppError::Unavailable(format!("cannot store the session: {e}")))?;
+        Ok(session_id)
+    }
+
+    async fn end_session(&self, session_id: &str) {
+        if let Err(error) = self.sessions.delete(token_key(session_id)).await {
+            tracing::warn!(%error, "session not deleted at sign-out; it expires by itself");
+        }
+    }
+
+    async fn session_principal(&self, session_id: &str) -> Result<Option<Principal>, AppError> {
+        let unavailable = |e: &dyn std::fmt::Display| AppError::Unavailable(format!("cannot read sessions: {e}"));
+        let Some(bytes) = self.sessions.get(token_key(session_id)).await.map_err(|e| unavailable(&e))? else {
+            return Ok(None);
+        };
+        let Ok(session) = serde_json::from_slice::<SessionRecord>(&bytes) else {
+            return Ok(None);
+        };
+        let user = self.access.user(&session.user).await.map_err(|e| unavailable(&e))?;
+        Ok(user.map(|user| Principal {
+            user: user.name,
+            role: user.role,
+            csrf_token: Some(session.csrf_token),
+        }))
+    }
+
+    async fn token_principal(&self, token: &str) -> Result<Option<Principal>, AppError> {
+        let user = self
+            .access
+            .user_of_api_token(token)
+            .await
+            .map_err(|e| AppError::Unavailable(format!("cannot read API tokens: {e}")))?;
+        Ok(user.map(|user| Principal {
+            user: user.name,
+            role: user.role,
+            csrf_token: None,
+        }))
+    }
+
+    /// Whether a cookie set for this request should be `Secure`: always when configured, and
+    /// whenever a TLS-terminating proxy says the browser came over HTTPS.
+    fn secure_cookie(&self, headers: &HeaderMap) -> bool {
+        self.always_secure_cookies
+            || headers
+                .get("x-forwarded-proto")
+                .and_then(|value| value.to_str().ok())
+                .is_some_and(|proto| proto.eq_ignore_ascii_case("https"))
+    }
+}
+
+/// Paths anyone may reach: probes, metrics, the sign-in page and its static assets.
+fn is_public(path: &str) -> bool {
+    matches!(path, "/healthz" | "/readyz" | "/metrics" | "/sign-in") || path.starts_with("/assets/")
+}
+
+fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// The answer to a request without a valid session or token: 401 for the API and htmx,
+/// a redirect to the sign-in page for a browser.
+fn sign_in_required(request: &Request, message: &str) -> Response {
+    let path_and_query = request.uri().path_and_query().map_or("/", |value| value.as_str());
+    let sign_in = format!(
+        "/sign-in?next={}",
+        percent_encoding::utf8_percent_encode(path_and_query, percent_encoding::NON_ALPHANUMERIC)
+    );
+    if request.uri().path().starts_with("/api/") {
+        let mut response = AppError::Unauthorized(message.to_owned()).into_response();
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"pgmon\""));
+        return response;
+    }
+    if request.headers().contains_key("hx-request") {
+        let mut response = StatusCode::UNAUTHORIZED.into_response();
+        if let Ok(location) = HeaderValue::from_str(&sign_in) {
+            response.headers_mut().insert("hx-redirect", location);
+        }
+        return response;
+    }
+    Redirect::to(&sign_in).into_response()
+}
+
+/// A cross-site request: its `Origin` names another host than the one it was sent to.
+fn is_cross_origin(headers: &HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|value| value.to_str().ok()) else {
+        return false;
+    };
+    let host = headers.get(header::HOST).and_then(|value| value.to_str().ok()).unwrap_or_default();
+    let origin_host = origin.split_once("://").map_or(origin, |(_, rest)| rest);
+    !origin_host.eq_ignore_ascii_case(host)
+}
+
+fn same_secret(given: &str, expected: &str) -> bool {
+    // Comparing digests keeps the comparison's time independent of where the inputs differ.
+    token_key(given) == token_key(expected)
+}
+
+/// Checks a mutation's CSRF token (header, or form field of a form body); gives the request
+/// back with its body intact when it passes.
+async fn check_csrf(request: Request, expected: &str) -> Result<Request, AppError> {
+    let forbidden = || AppError::Forbidden("the form is stale or was sent from another site: reload the page and try again".to_owned());
+    if is_cross_origin(request.headers()) {
+        return Err(forbidden());
+    }
+    if let Some(given) = request.headers().get(CSRF_HEADER).and_then(|value| value.to_str().ok()) {
+        return if same_secret(given, expected) {
+            Ok(request)
+        } else {
+            Err(forbidden())
+        };
+    }
+    let is_form = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/x-www-form-urlencoded"));
+    if !is_form {
+        return Err(forbidden());
+    }
+    let (parts, body) = request.into_parts();
+    let bytes = axum::body::to_bytes(body, MAX_FORM_BYTES)
+        .await
+        .map_err(|_| AppError::bad_request("body", "the form is larger than 1 MiB"))?;
+    let fields: Vec<(String, String)> = serde_urlencoded::from_bytes(&bytes).map_err(|_| forbidden())?;
+    let given = fields
+        .iter()
+        .find(|(name, _)| name == CSRF_FIELD)
+        .map(|(_, value)| value.as_str())
+        .ok_or_else(forbidden)?;
+    if !same_secret(given, expected) {
+        return Err(forbidden());
+    }
+    Ok(Request::from_parts(parts, axum::body::Body::from(bytes)))
+}
+
+/// Middleware: finds the principal of every non-public request (bearer token or session
+/// cookie), checks CSRF on mutations made with a session, and refuses anyone else.
+pub async fn authenticate(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if is_public(request.uri().path()) {
+        return next.run(request).await;
+    }
+    let authenticator = &state.authenticator;
+    let found = if let Some(token) = bearer_token(request.headers()) {
+        match authenticator.token_principal(token).await {
+            Ok(None) => return sign_in_required(&request, "the API token is not valid (revoked, or its user was removed)"),
+            other => other,
+        }
+    } else {
+        match CookieJar::from_headers(request.headers()).get(SESSION_COOKIE) {
+            Some(cookie) => authenticator.session_principal(cookie.value()).await,
+            None => Ok(None),
+        }
+    };
+    let principal = match found {
+        Ok(Some(principal)) => principal,
+        Ok(None) => return sign_in_required(&request, "sign in, or send an API token as Authorization: Bearer <token>"),
+        Err(error) => return error.into_response(),
+    };
+    let mut request = request;
+    let is_mutation = !matches!(*request.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+    if is_mutation {
+        if let Some(expected) = &principal.csrf_token {
+            request = match check_csrf(request, expected).await {
+                Ok(request) => request,
+                Err(error) => return error.into_response(),
+            };
+        }
+    }
+    request.extensions_mut().insert(principal);
+    next.run(request).await
+}
+
+#[derive(Deserialize)]
+pub struct SignInQuery {
+    next: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct SignInForm {
+    #[serde(default)]
+    user: String,
+    #[serde(default)]
+    password: String,
+    next: Option<String>,
+}
+
+/// Where to go after signing in: a path on this server only, never another site.
+fn local_destination(next: Option<&str>) -> String {
+    match next {
+        Some(path) if path.starts_with('/') && !path.starts_with("//") && !path.contains('\\') => path.to_owned(),
+        _ => "/".to_owned(),
+    }
+}
+
+fn sign_in_page(status: StatusCode, next: &str, user: &str, error: Option<&str>) -> Response {
+    let body: Markup = pgmon_ui::sign_in::sign_in_form(next, user, error);
+    (status, pgmon_ui::layout::bare_page("Sign in", body)).into_response()
+}
+
+/// `GET /sign-in`.
+pub async fn sign_in_form(axum::extract::Query(query): axum::extract::Query<SignInQuery>) -> Response {
+    sign_in_page(StatusCode::OK, &local_destination(query.next.as_deref()), "", None)
+}
+
+fn client_address(request_extensions: &axum::http::Extensions) -> Option<IpAddr> {
+    request_extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(address)| address.ip())
+}
+
+/// `POST /sign-in`: checks the password (rate-limited) and starts a session.
+pub async fn sign_in(State(state): State<AppState>, request: Request) -> Result<Response, PageError> {
+    let address = client_address(request.extensions());
+    let headers = request.headers().clone();
+    if is_cross_origin(&headers) {
+        return Err(AppError::Forbidden("sign-in from another site is refused".to_owned()).into());
+    }
+    let Form(form) = Form::<SignInForm>::from_request(request, &())
+        .await
+        .map_err(|_| AppError::bad_request("body", "send the form fields user and password"))?;
+    let next = local_destination(form.next.as_deref());
+    let authenticator = &state.authenticator;
+    let user_key = form.user.trim().to_lowercase();
+    let limited = authenticator.attempts_per_user.check_key(&user_key).is_err()
+        || address.is_some_and(|address| authenticator.attempts_per_address.check_key(&address).is_err());
+    if limited {
+        tracing::warn!(user = %user_key, address = ?address, "sign-in attempts rate-limited");
+        let mut response = sign_in_page(
+            StatusCode::TOO_MANY_REQUESTS,
+            &next,
+            &form.user,
+            Some("too many sign-in attempts: wait a minute and try again"),
+        );
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
+        return Ok(response);
+    }
+    let verified = authenticator
+        .access
+        .verify(&user_key, &form.password)
+        .await
+        .map_err(|e| AppError::Unavailable(e.to_string()))?;
+    let Some(user) = verified else {
+        tracing::info!(user = %user_key, address = ?address, "sign-in refused");
+        return Ok(sign_in_page(
+            StatusCode::UNAUTHORIZED,
+            &next,
+            &form.user,
+            Some("wrong user name or password"),
+        ));
+    };
+    let session_id = authenticator.start_session(&user).await?;
+    tracing::info!(user = %user.name, address = ?address, "signed in");
+    let cookie = Cookie::build((SESSION_COOKIE, session_id))
+        .path("/")
+        .http_only(true)
+        .same_site(SameSite::Lax)
+        .secure(authenticator.secure_cookie(&headers))
+        .max_age(time::Duration::seconds(SESSION_LIFETIME.as_secs() as i64))
+        .build();
+    Ok((CookieJar::new().add(cookie), Redirect::to(&next)).into_response())
+}
+
+/// `POST /sign-out`: ends the session (CSRF-checked like every mutation).
+pub async fn sign_out(State(state): State<AppState>, jar: CookieJar, Extension(principal): Extension<Principal>) -> Response {
+    if let Some(cookie) = jar.get(SESSION_COOKIE) {
+        state.authenticator.end_session(cookie.value()).await;
+    }
+    tracing::info!(user = %principal.user, "signed out");
+    let expired = Cookie::build((SESSION_COOKIE, "")).path("/").max_age(time::Duration::ZERO).build();
+    (jar.add(expired), Redirect::to("/sign-in")).into_response()
+}
+
+/// The shared authenticator, as handlers hold it.
+pub type SharedAuthenticator = Arc<Authenticator>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_local_paths_are_followed_after_sign_in() {
+        assert_eq!(local_destination(Some("/targets/db?range=1h")), "/targets/db?range=1h");
+        assert_eq!(local_destination(Some("//evil.example/")), "/");
+        assert_eq!(local_destination(Some("https://evil.example/")), "/");
+        assert_eq!(local_destination(Some("/\\evil.example")), "/");
+        assert_eq!(local_destination(None), "/");
+    }
+
+    #[test]
+    fn cross_origin_requests_are_recognised() {
+        let headers = |origin: Option<&str>| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::HOST, HeaderValue::from_static("pgmon.example:8080"));
+            if let Some(origin) = origin {
+                headers.insert(header::ORIGIN, HeaderValue::from_str(origin).unwrap());
+            }
+            headers
+        };
+        assert!(!is_cross_origin(&headers(None)));
+        assert!(!is_cross_origin(&headers(Some("http://pgmon.example:8080"))));
+        assert!(is_cross_origin(&headers(Some("https://evil.example"))));
+        assert!(is_cross_origin(&headers(Some("null"))));
+    }
+
+    #[test]
+    fn bearer_tokens_are_read_from_the_authorization_header() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(bearer_token(&headers), None);
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer pgmon_abc"));
+        assert_eq!(bearer_token(&headers), Some("pgmon_abc"));
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Basic abc"));
+        assert_eq!(bearer_token(&headers), None);
+    }
+}
