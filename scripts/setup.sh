@@ -23,6 +23,8 @@ missing=()
 need() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed" || missing+=("$1"); }
 # openssl: the TLS tests make their certificates with it.
 for package in postgresql postgresql-contrib pkg-config build-essential ca-certificates openssl; do need "$package"; done
+# chromium and its WebDriver: the browser tests drive the UI headless and save screenshots.
+for package in chromium chromium-driver fonts-dejavu-core; do need "$package"; done
 # Tools already on PATH (pyenv's python, a node from elsewhere) are used as they are.
 command -v python3 >/dev/null || need python3
 python3 -m pip --version >/dev/null 2>&1 || need python3-pip
@@ -90,7 +92,7 @@ for major in 13 14 15 16 17 18; do
   echo "PostgreSQL $major: $(LD_LIBRARY_PATH=$destination/lib "$destination/bin/postgres" --version)"
 done
 
-step "Python packages of the tests (nats-py, jsonschema, kubernetes-validate; pinned by scripts/requirements-test.txt) into /opt/pgmon/venv"
+step "Python packages of the tests (nats-py, jsonschema, kubernetes-validate, schemathesis; pinned by scripts/requirements-test.txt) into /opt/pgmon/venv"
 if ! cmp -s scripts/requirements-test.txt /opt/pgmon/venv/requirements-test.txt 2>/dev/null; then
   # Debian's python3 makes virtual environments only with python3-venv (ensurepip).
   python3 -c 'import ensurepip' 2>/dev/null || as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv

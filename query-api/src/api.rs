@@ -270,16 +270,49 @@ pub async fn database_stats(
 )]
 pub struct ApiDocument;
 
+/// Declares the bearer scheme, and the error answers every operation can give (each with an
+/// [`ErrorBody`]), so no handler lists them again.
 struct BearerSecurity;
+
+/// Statuses any endpoint may answer with, and when.
+const COMMON_ERRORS: &[(&str, &str)] = &[
+    ("400", "a parameter or the body is wrong; `field` names it"),
+    ("401", "no valid session or API token"),
+    ("403", "the user's role does not allow this"),
+    ("404", "no such target or object"),
+    ("503", "no ingester answered, or NATS is unreachable"),
+];
 
 impl utoipa::Modify for BearerSecurity {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+        components
+            .schemas
+            .entry("ErrorBody".to_owned())
+            .or_insert_with(<ErrorBody as utoipa::PartialSchema>::schema);
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [&mut item.get, &mut item.post, &mut item.put, &mut item.delete];
+            for operation in operations.into_iter().flatten() {
+                for (status, description) in COMMON_ERRORS {
+                    operation.responses.responses.entry((*status).to_owned()).or_insert_with(|| {
+                        ResponseBuilder::new()
+                            .description(*description)
+                            .content(
+                                "application/json",
+                                ContentBuilder::new().schema(Some(Ref::from_schema_name("ErrorBody"))).build(),
+                            )
+                            .build()
+                            .into()
+                    });
+                }
+            }
+        }
     }
 }
 

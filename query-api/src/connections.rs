@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Request};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -71,6 +73,22 @@ fn enabled_by_default() -> bool {
 }
 
 type FieldErrors = Vec<(&'static str, String)>;
+
+/// A JSON body whose rejections (not JSON, wrong types, no `Content-Type`) are the API's JSON
+/// 400 naming the body, like every other bad input.
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = AppError;
+
+    async fn from_request(request: Request, state: &S) -> Result<ApiJson<T>, AppError> {
+        match Json::<T>::from_request(request, state).await {
+            Ok(Json(value)) => Ok(ApiJson(value)),
+            Err(JsonRejection::MissingJsonContentType(_)) => Err(AppError::bad_request("body", "send the body as application/json")),
+            Err(rejection) => Err(AppError::bad_request("body", rejection.body_text())),
+        }
+    }
+}
 
 /// Checks an input and builds the record to store; every problem names its field.
 fn record_of(state: &AppState, name: &str, input: &TargetInput, existing: Option<&TargetRecord>) -> Result<TargetRecord, FieldErrors> {
@@ -165,7 +183,11 @@ pub async fn get_target(State(state): State<AppState>, Path(target): Path<String
 /// `POST /api/v1/targets` (admin).
 #[utoipa::path(post, path = "/api/v1/targets", tag = "targets", request_body = TargetInput,
     responses((status = 201, body = TargetView), (status = 400, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
-pub async fn create_target(State(state): State<AppState>, _admin: Admin, Json(input): Json<TargetInput>) -> Result<Response, AppError> {
+pub async fn create_target(
+    State(state): State<AppState>,
+    _admin: Admin,
+    ApiJson(input): ApiJson<TargetInput>,
+) -> Result<Response, AppError> {
     if existing(&state, &input.name).await?.is_some() {
         return Err(AppError::Conflict(format!("a target named {} exists already", input.name)));
     }
@@ -181,7 +203,7 @@ pub async fn update_target(
     State(state): State<AppState>,
     _admin: Admin,
     Path(target): Path<String>,
-    Json(input): Json<TargetInput>,
+    ApiJson(input): ApiJson<TargetInput>,
 ) -> Result<Json<TargetView>, AppError> {
     let current = existing(&state, &target)
         .await?

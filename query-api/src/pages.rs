@@ -104,7 +104,8 @@ pub async fn slice(State(state): State<AppState>, Path(target): Path<String>, Qu
         state.ask(&statements),
         targets::limitation(&state, &target, SnapshotKind::Statements),
     )?;
-    let statements = limitation.is_none().then_some(statements.as_slice());
+    // A limitation reported earlier may be gone (the extension created since): trust the data.
+    let statements = (limitation.is_none() || !statements.is_empty()).then_some(statements.as_slice());
     Ok(pgmon_ui::activity::slice(
         target.as_str(),
         window.from_us,
@@ -179,7 +180,8 @@ pub async fn statements(
         target: target.as_str(),
         range,
         order_by: order_name,
-        limitation: limitation.as_deref(),
+        // A limitation reported earlier may be gone (the extension created since): trust the data.
+        limitation: limitation.as_deref().filter(|_| statements.is_empty()),
         statements: &statements,
     };
     Ok(page(

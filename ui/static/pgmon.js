@@ -132,7 +132,8 @@
       axes: [{ show: false }, { show: false }],
       legend: { show: false },
       cursor: { show: false },
-      scales: { x: { time: true }, y: { range: (u, min, max) => [0, Math.max(max, 0.01)] } },
+      // A little room below zero keeps an idle (all-zero) line visible.
+      scales: { x: { time: true }, y: { range: (u, min, max) => [-0.05 * Math.max(max, 1), Math.max(max, 1)] } },
     }, [xs, ys], container);
   }
 

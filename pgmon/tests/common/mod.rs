@@ -261,8 +261,8 @@ pub fn serve_config(nats_url: &str) -> pgmon_query_api::ServeConfig {
     }
 }
 
-/// An HTTP client acting as a new user of `role`, with an API token of theirs.
-pub async fn api_client(nats_url: &str, role: pgmon_common::access::Role) -> reqwest::Client {
+/// An API token of a new user of `role` (`test-admin`, `test-viewer`).
+pub async fn api_token(nats_url: &str, role: pgmon_common::access::Role) -> String {
     let jetstream = pgmon_common::nats_setup::connect_jetstream(&nats_args(nats_url), "test-users")
         .await
         .unwrap();
@@ -271,7 +271,12 @@ pub async fn api_client(nats_url: &str, role: pgmon_common::access::Role) -> req
     if access.user(&name).await.unwrap().is_none() {
         access.add_user(&name, role, "a long test password").await.unwrap();
     }
-    let token = access.create_api_token(&name, "test").await.unwrap();
+    access.create_api_token(&name, "test").await.unwrap()
+}
+
+/// An HTTP client acting as a new user of `role`, with an API token of theirs.
+pub async fn api_client(nats_url: &str, role: pgmon_common::access::Role) -> reqwest::Client {
+    let token = api_token(nats_url, role).await;
     let mut headers = reqwest::header::HeaderMap::new();
     headers.insert(
         reqwest::header::AUTHORIZATION,

@@ -1,0 +1,294 @@
+//! The UI in a real browser (Debian's chromium, headless, driven through chromedriver): sign
+//! in, add a target pointing at a test PostgreSQL, see its activity chart draw real data, see a
+//! blocking chain on the locks page and find a new table in the object tree. Each page's
+//! screenshot is saved under `target/browser-screenshots/`.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{collector_config, ingester_config, serve_config, start_lock_wait};
+use fantoccini::{Client, ClientBuilder, Locator};
+use pgmon_common::access::{AccessStore, Role};
+use pgmon_common::nats_setup::connect_jetstream;
+use pgmon_common::secret::SecretKey;
+use pgmon_test_support::{free_local_port, TestNats, TestPostgres};
+use tokio_util::sync::CancellationToken;
+
+const ADMIN_PASSWORD: &str = "browser test password";
+
+/// chromedriver, stopped when the test ends however it ends.
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_chromedriver(port: u16) -> Driver {
+    let child = Command::new("/usr/bin/chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver is missing: scripts/setup.sh installs Debian's chromium-driver");
+    Driver(child)
+}
+
+async fn open_browser(driver_port: u16, profile: &std::path::Path) -> Client {
+    let arguments = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-dev-shm-usage",
+        "--window-size=1440,1000",
+        &format!("--user-data-dir={}", profile.display()),
+    ];
+    let capabilities = serde_json::json!({
+        "goog:chromeOptions": { "binary": "/usr/bin/chromium", "args": arguments }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        let attempt = ClientBuilder::new(connector)
+            .capabilities(capabilities.as_object().unwrap().clone())
+            .connect(&format!("http://127.0.0.1:{driver_port}"))
+            .await;
+        match attempt {
+            Ok(client) => return client,
+            Err(error) if Instant::now() < deadline => {
+                let _ = error;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(error) => panic!("cannot start chromium through chromedriver: {error}"),
+        }
+    }
+}
+
+fn screenshot_dir() -> PathBuf {
+    let directory = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/browser-screenshots");
+    std::fs::create_dir_all(&directory).unwrap();
+    directory
+}
+
+async fn screenshot(browser: &Client, name: &str) {
+    let png = browser.screenshot().await.unwrap();
+    std::fs::write(screenshot_dir().join(format!("{name}.png")), png).unwrap();
+}
+
+/// Waits until the page's text (of `selector`) contains `text`, reloading it with `reload`.
+async fn wait_for_text(browser: &Client, selector: &str, text: &str, limit: Duration, reload: bool) -> String {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Ok(element) = browser.find(Locator::Css(selector)).await {
+            if let Ok(found) = element.text().await {
+                if found.contains(text) {
+                    return found;
+                }
+                if Instant::now() > deadline {
+                    panic!("{selector} never showed {text:?}; it shows: {found}");
+                }
+            }
+        } else if Instant::now() > deadline {
+            panic!("{selector} never appeared on {}", browser.current_url().await.unwrap());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if reload {
+            browser.refresh().await.unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dba_signs_in_adds_a_target_and_sees_activity_locks_and_objects() {
+    let postgres = TestPostgres::start();
+    let nats = TestNats::start();
+    let data_dir = tempfile::tempdir().unwrap();
+    let profile = tempfile::tempdir().unwrap();
+    let shutdown = CancellationToken::new();
+    let key = SecretKey::generate();
+    postgres
+        .connect()
+        .await
+        .batch_execute("CREATE ROLE shop_monitor LOGIN PASSWORD 'shop-monitor-pw' IN ROLE pg_monitor")
+        .await
+        .unwrap();
+    postgres.require_passwords();
+
+    // A collector that follows the registry, an ingester and the web server on a real port.
+    let mut collector = collector_config(&nats.url(), &[], Duration::from_millis(500));
+    collector.secret_key = Some(SecretKey::parse(&key).unwrap());
+    let collector = tokio::spawn(pgmon_collector::run(collector, shutdown.clone()));
+    let ingester = tokio::spawn(pgmon_ingester::run(ingester_config(&nats.url(), data_dir.path()), shutdown.clone()));
+    let mut web_config = serve_config(&nats.url());
+    web_config.secret_key = Some(SecretKey::parse(&key).unwrap());
+    let server = pgmon_query_api::bind(&web_config).await.unwrap();
+    let base = format!("http://{}", server.local_addr());
+    let web = tokio::spawn(server.serve(shutdown.clone()));
+    let jetstream = connect_jetstream(&common::nats_args(&nats.url()), "test").await.unwrap();
+    AccessStore::open(&jetstream)
+        .await
+        .unwrap()
+        .add_user(&"dba".parse().unwrap(), Role::Admin, ADMIN_PASSWORD)
+        .await
+        .unwrap();
+
+    let driver_port = free_local_port();
+    let _driver = start_chromedriver(driver_port);
+    let browser = open_browser(driver_port, profile.path()).await;
+
+    // Sign in: the fleet sends the browser to the sign-in page first.
+    browser.goto(&format!("{base}/")).await.unwrap();
+    assert!(browser.current_url().await.unwrap().path().starts_with("/sign-in"));
+    screenshot(&browser, "sign-in").await;
+    browser.find(Locator::Id("user")).await.unwrap().send_keys("dba").await.unwrap();
+    browser
+        .find(Locator::Id("password"))
+        .await
+        .unwrap()
+        .send_keys(ADMIN_PASSWORD)
+        .await
+        .unwrap();
+    browser
+        .find(Locator::Css("form button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_text(&browser, "main h1", "Fleet", Duration::from_secs(10), false).await;
+
+    // Add a connection, testing it first.
+    browser.goto(&format!("{base}/connections/new")).await.unwrap();
+    browser.find(Locator::Id("name")).await.unwrap().send_keys("shop").await.unwrap();
+    let dsn = format!("host=127.0.0.1 port={} user=shop_monitor dbname=postgres", postgres.port());
+    browser.find(Locator::Id("dsn")).await.unwrap().send_keys(&dsn).await.unwrap();
+    browser
+        .find(Locator::Id("password"))
+        .await
+        .unwrap()
+        .send_keys("wrong")
+        .await
+        .unwrap();
+    browser
+        .find(Locator::XPath("//button[normalize-space()='Test connection']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_text(&browser, "#test-result", "authentication failed", Duration::from_secs(15), false).await;
+    let password = browser.find(Locator::Id("password")).await.unwrap();
+    password.clear().await.unwrap();
+    password.send_keys("shop-monitor-pw").await.unwrap();
+    browser
+        .find(Locator::XPath("//button[normalize-space()='Test connection']"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_for_text(&browser, "#test-result", "Connected.", Duration::from_secs(15), false).await;
+    screenshot(&browser, "connection-test").await;
+    browser
+        .find(Locator::Css("form.connection button[type=submit]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let list = wait_for_text(&browser, "table.connections", "shop", Duration::from_secs(10), false).await;
+    assert!(list.contains("stored (encrypted)") && !list.contains("shop-monitor-pw"), "{list}");
+    screenshot(&browser, "connections").await;
+
+    // Real load: sessions sleeping, so the chart has bands.
+    let mut sleepers = Vec::new();
+    for _ in 0..3 {
+        let client = postgres.connect().await;
+        sleepers.push(tokio::spawn(async move { client.batch_execute("SELECT pg_sleep(20)").await }));
+    }
+    browser.goto(&format!("{base}/")).await.unwrap();
+    wait_for_text(&browser, "#fleet-table", "up", Duration::from_secs(30), true).await;
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    screenshot(&browser, "fleet").await;
+
+    // The activity chart draws the sleepers (wait event type Timeout) from the stored samples.
+    browser.goto(&format!("{base}/targets/shop?range=15m")).await.unwrap();
+    let legend = wait_for_text(&browser, "#activity-chart .u-legend", "Timeout", Duration::from_secs(30), true).await;
+    assert!(legend.contains("Timeout"), "{legend}");
+    browser.find(Locator::Css("#activity-chart canvas")).await.unwrap();
+    // Clicking the chart lists that moment's sessions.
+    let over = browser.find(Locator::Css("#activity-chart .u-over")).await.unwrap();
+    over.click().await.unwrap();
+    wait_for_text(&browser, "#slice", "Sessions, busiest first", Duration::from_secs(15), false).await;
+    screenshot(&browser, "activity").await;
+
+    // A blocking chain shows on the locks page, refreshed live.
+    let lock_wait = start_lock_wait(&postgres).await;
+    browser.goto(&format!("{base}/targets/shop/locks")).await.unwrap();
+    let tree = wait_for_text(&browser, "#current-blocking", "waiting", Duration::from_secs(30), false).await;
+    assert!(
+        tree.contains("LOCK TABLE contended") || tree.contains("AccessExclusiveLock"),
+        "{tree}"
+    );
+    screenshot(&browser, "locks").await;
+    lock_wait.holder.batch_execute("COMMIT").await.unwrap();
+
+    // A table created by the test is found by searching the object tree.
+    postgres
+        .connect()
+        .await
+        .batch_execute("CREATE TABLE browser_orders (id bigint PRIMARY KEY, note text); INSERT INTO browser_orders SELECT g, repeat('x', 200) FROM generate_series(1, 20000) g; ANALYZE browser_orders;")
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        browser.goto(&format!("{base}/targets/shop/objects")).await.unwrap();
+        if let Ok(search) = browser.find(Locator::Css("form.filters input[name=name]")).await {
+            search.send_keys("browser_orders").await.unwrap();
+            browser
+                .find(Locator::Css("form.filters button[type=submit]"))
+                .await
+                .unwrap()
+                .click()
+                .await
+                .unwrap();
+            // The results page replaces the form's page; read it once it is there.
+            let results = browser
+                .wait()
+                .at_most(Duration::from_secs(10))
+                .for_element(Locator::Css("main"))
+                .await
+                .unwrap();
+            if results.text().await.unwrap_or_default().contains("browser_orders_pkey") {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "browser_orders never appeared in the object tree");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    screenshot(&browser, "objects").await;
+    browser.goto(&format!("{base}/targets/shop/objects")).await.unwrap();
+    screenshot(&browser, "objects-overview").await;
+    browser.goto(&format!("{base}/targets/shop/statements?range=15m")).await.unwrap();
+    wait_for_text(&browser, "main", "Statements", Duration::from_secs(5), false).await;
+    screenshot(&browser, "statements").await;
+
+    browser.close().await.unwrap();
+    for sleeper in sleepers {
+        let _ = sleeper.await;
+    }
+    shutdown.cancel();
+    collector.await.unwrap().unwrap();
+    ingester.await.unwrap().unwrap();
+    web.await.unwrap().unwrap();
+}
