@@ -85,6 +85,14 @@ async fn screenshot(browser: &Client, name: &str) {
     std::fs::write(screenshot_dir().join(format!("{name}.png")), png).unwrap();
 }
 
+async fn click(browser: &Client, locator: Locator<'_>) {
+    browser.find(locator).await.unwrap().click().await.unwrap();
+}
+
+async fn type_into(browser: &Client, locator: Locator<'_>, text: &str) {
+    browser.find(locator).await.unwrap().send_keys(text).await.unwrap();
+}
+
 /// Waits until the page's text (of `selector`) contains `text`, reloading it with `reload`.
 async fn wait_for_text(browser: &Client, selector: &str, text: &str, limit: Duration, reload: bool) -> String {
     let deadline = Instant::now() + limit;
@@ -150,62 +158,26 @@ async fn a_dba_signs_in_adds_a_target_and_sees_activity_locks_and_objects() {
     browser.goto(&format!("{base}/")).await.unwrap();
     assert!(browser.current_url().await.unwrap().path().starts_with("/sign-in"));
     screenshot(&browser, "sign-in").await;
-    browser.find(Locator::Id("user")).await.unwrap().send_keys("dba").await.unwrap();
-    browser
-        .find(Locator::Id("password"))
-        .await
-        .unwrap()
-        .send_keys(ADMIN_PASSWORD)
-        .await
-        .unwrap();
-    browser
-        .find(Locator::Css("form button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    type_into(&browser, Locator::Id("user"), "dba").await;
+    type_into(&browser, Locator::Id("password"), ADMIN_PASSWORD).await;
+    click(&browser, Locator::Css("form button[type=submit]")).await;
     wait_for_text(&browser, "main h1", "Fleet", Duration::from_secs(10), false).await;
 
     // Add a connection, testing it first.
     browser.goto(&format!("{base}/connections/new")).await.unwrap();
-    browser.find(Locator::Id("name")).await.unwrap().send_keys("shop").await.unwrap();
+    type_into(&browser, Locator::Id("name"), "shop").await;
     let dsn = format!("host=127.0.0.1 port={} user=shop_monitor dbname=postgres", postgres.port());
-    browser.find(Locator::Id("dsn")).await.unwrap().send_keys(&dsn).await.unwrap();
-    browser
-        .find(Locator::Id("password"))
-        .await
-        .unwrap()
-        .send_keys("wrong")
-        .await
-        .unwrap();
-    browser
-        .find(Locator::XPath("//button[normalize-space()='Test connection']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    type_into(&browser, Locator::Id("dsn"), &dsn).await;
+    type_into(&browser, Locator::Id("password"), "wrong").await;
+    click(&browser, Locator::XPath("//button[normalize-space()='Test connection']")).await;
     wait_for_text(&browser, "#test-result", "authentication failed", Duration::from_secs(15), false).await;
     let password = browser.find(Locator::Id("password")).await.unwrap();
     password.clear().await.unwrap();
     password.send_keys("shop-monitor-pw").await.unwrap();
-    browser
-        .find(Locator::XPath("//button[normalize-space()='Test connection']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&browser, Locator::XPath("//button[normalize-space()='Test connection']")).await;
     wait_for_text(&browser, "#test-result", "Connected.", Duration::from_secs(15), false).await;
     screenshot(&browser, "connection-test").await;
-    browser
-        .find(Locator::Css("form.connection button[type=submit]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    click(&browser, Locator::Css("form.connection button[type=submit]")).await;
     let list = wait_for_text(&browser, "table.connections", "shop", Duration::from_secs(10), false).await;
     assert!(list.contains("stored (encrypted)") && !list.contains("shop-monitor-pw"), "{list}");
     screenshot(&browser, "connections").await;
@@ -255,13 +227,7 @@ async fn a_dba_signs_in_adds_a_target_and_sees_activity_locks_and_objects() {
         browser.goto(&format!("{base}/targets/shop/objects")).await.unwrap();
         if let Ok(search) = browser.find(Locator::Css("form.filters input[name=name]")).await {
             search.send_keys("browser_orders").await.unwrap();
-            browser
-                .find(Locator::Css("form.filters button[type=submit]"))
-                .await
-                .unwrap()
-                .click()
-                .await
-                .unwrap();
+            click(&browser, Locator::Css("form.filters button[type=submit]")).await;
             // The results page replaces the form's page; read it once it is there.
             let results = browser
                 .wait()

@@ -144,6 +144,27 @@ async fn existing(state: &AppState, name: &str) -> Result<Option<TargetRecord>, 
     state.registry.get(&name).await.map_err(|e| AppError::Unavailable(e.to_string()))
 }
 
+/// The registered target of that name, or 404.
+async fn registered(state: &AppState, name: &str) -> Result<TargetRecord, AppError> {
+    existing(state, name)
+        .await?
+        .ok_or_else(|| AppError::NotFound(format!("no registered target is named {name}")))
+}
+
+/// Removes a registered target, or 404.
+async fn remove_registered(state: &AppState, target: &str) -> Result<TargetName, AppError> {
+    let name = crate::params::target_name(target)?;
+    let removed = state
+        .registry
+        .remove(&name)
+        .await
+        .map_err(|e| AppError::Unavailable(e.to_string()))?;
+    if !removed {
+        return Err(AppError::NotFound(format!("no registered target is named {target}")));
+    }
+    Ok(name)
+}
+
 async fn store(state: &AppState, record: &TargetRecord) -> Result<(), AppError> {
     state.registry.put(record).await.map_err(|e| AppError::Unavailable(e.to_string()))
 }
@@ -174,9 +195,7 @@ pub async fn list_targets(State(state): State<AppState>) -> Result<Json<Vec<Targ
 #[utoipa::path(get, path = "/api/v1/targets/{target}", tag = "targets", params(("target" = String, Path)),
     responses((status = 200, body = TargetView), (status = 404, body = crate::error::ErrorBody)))]
 pub async fn get_target(State(state): State<AppState>, Path(target): Path<String>) -> Result<Json<TargetView>, AppError> {
-    let record = existing(&state, &target)
-        .await?
-        .ok_or_else(|| AppError::NotFound(format!("no registered target is named {target}")))?;
+    let record = registered(&state, &target).await?;
     Ok(Json(TargetView::from(&record)))
 }
 
@@ -205,9 +224,7 @@ pub async fn update_target(
     Path(target): Path<String>,
     ApiJson(input): ApiJson<TargetInput>,
 ) -> Result<Json<TargetView>, AppError> {
-    let current = existing(&state, &target)
-        .await?
-        .ok_or_else(|| AppError::NotFound(format!("no registered target is named {target}")))?;
+    let current = registered(&state, &target).await?;
     let record = record_of(&state, &target, &input, Some(&current)).map_err(first_error)?;
     store(&state, &record).await?;
     Ok(Json(TargetView::from(&record)))
@@ -217,15 +234,7 @@ pub async fn update_target(
 #[utoipa::path(delete, path = "/api/v1/targets/{target}", tag = "targets", params(("target" = String, Path)),
     responses((status = 204), (status = 404, body = crate::error::ErrorBody)))]
 pub async fn delete_target(State(state): State<AppState>, _admin: Admin, Path(target): Path<String>) -> Result<StatusCode, AppError> {
-    let name: TargetName = crate::params::target_name(&target)?;
-    let removed = state
-        .registry
-        .remove(&name)
-        .await
-        .map_err(|e| AppError::Unavailable(e.to_string()))?;
-    if !removed {
-        return Err(AppError::NotFound(format!("no registered target is named {target}")));
-    }
+    remove_registered(&state, &target).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -237,9 +246,7 @@ pub async fn test_target(
     _admin: Admin,
     Path(target): Path<String>,
 ) -> Result<Json<ConnectionTestReport>, AppError> {
-    let record = existing(&state, &target)
-        .await?
-        .ok_or_else(|| AppError::NotFound(format!("no registered target is named {target}")))?;
+    let record = registered(&state, &target).await?;
     Ok(Json(run_test(&state, &record).await?))
 }
 
@@ -349,9 +356,7 @@ pub async fn edit_connection(
     Admin(principal): Admin,
     Path(target): Path<String>,
 ) -> Result<Markup, PageError> {
-    let record = existing(&state, &target)
-        .await?
-        .ok_or_else(|| AppError::NotFound(format!("no registered target is named {target}")))?;
+    let record = registered(&state, &target).await?;
     let viewer = principal.viewer();
     let values = ConnectionFormValues {
         name: record.name.to_string(),
@@ -418,9 +423,7 @@ pub async fn update_connection(
     Path(target): Path<String>,
     Form(form): Form<ConnectionForm>,
 ) -> Result<Response, PageError> {
-    let current = existing(&state, &target)
-        .await?
-        .ok_or_else(|| AppError::NotFound(format!("no registered target is named {target}")))?;
+    let current = registered(&state, &target).await?;
     let has_password = current.sealed_password.is_some();
     let result = form.input().and_then(|input| record_of(&state, &target, &input, Some(&current)));
     match result {
@@ -445,9 +448,7 @@ pub async fn set_enabled(
     Path(target): Path<String>,
     Form(form): Form<EnabledForm>,
 ) -> Result<Response, PageError> {
-    let mut record = existing(&state, &target)
-        .await?
-        .ok_or_else(|| AppError::NotFound(format!("no registered target is named {target}")))?;
+    let mut record = registered(&state, &target).await?;
     record.enabled = match form.enabled.as_str() {
         "true" => true,
         "false" => false,
@@ -464,15 +465,7 @@ pub async fn delete_connection(
     Admin(principal): Admin,
     Path(target): Path<String>,
 ) -> Result<Response, PageError> {
-    let name = crate::params::target_name(&target)?;
-    let removed = state
-        .registry
-        .remove(&name)
-        .await
-        .map_err(|e| AppError::Unavailable(e.to_string()))?;
-    if !removed {
-        return Err(AppError::NotFound(format!("no registered target is named {target}")).into());
-    }
+    let name = remove_registered(&state, &target).await?;
     tracing::info!(target = %name, user = %principal.user, "target removed");
     Ok(Redirect::to("/connections").into_response())
 }
