@@ -17,7 +17,7 @@ use pgmon_ui::locks::CurrentBlocking;
 use utoipa::{IntoParams, OpenApi};
 
 use crate::error::{AppError, ErrorBody};
-use crate::pages::{OBJECT_ORDER_CHOICES, STATEMENT_ORDER_CHOICES};
+use crate::pages::{check_kind, OBJECT_ORDER_CHOICES, STATEMENT_ORDER_CHOICES};
 use crate::{connections, params, targets, AppState};
 
 type Params = Query<HashMap<String, String>>;
@@ -169,14 +169,7 @@ pub async fn objects(
     Query(query): Params,
 ) -> Result<Json<ObjectsReply>, AppError> {
     let kind = params::text(&query, "kind");
-    if let Some(kind) = &kind {
-        if !pgmon_ui::objects::OBJECT_KINDS.iter().any(|(value, _)| value == kind) {
-            return Err(AppError::bad_request(
-                "kind",
-                "kind must be one of table, partitioned_table, index, partitioned_index, toast, materialized_view",
-            ));
-        }
-    }
+    check_kind(kind.as_deref())?;
     let request = ObjectsRequest {
         target: params::target_name(&target)?,
         database: params::text(&query, "database"),

@@ -167,7 +167,7 @@ pub async fn statements(
         .iter()
         .find(|(_, value)| *value == order)
         .map_or("total_time", |(name, _)| name);
-    let window = params::window(&HashMap::from([("range".to_owned(), range.to_owned())]), SystemTime::now())?;
+    let window = range_window(range)?;
     let request = TopStatementsRequest {
         target: target.clone(),
         from_us: window.from_us,
@@ -203,7 +203,7 @@ pub async fn statement(
         .parse()
         .map_err(|_| AppError::bad_request("query_id", "query_id must be a whole number"))?;
     let range = params::page_range(&query, "24h")?;
-    let window = params::window(&HashMap::from([("range".to_owned(), range.to_owned())]), SystemTime::now())?;
+    let window = range_window(range)?;
     let request = StatementHistoryRequest {
         target: target.clone(),
         query_id,
@@ -227,14 +227,20 @@ fn object_filter(query: &HashMap<String, String>) -> ObjectFilter {
     }
 }
 
-fn check_kind(filter: &ObjectFilter) -> Result<(), AppError> {
-    match &filter.kind {
-        Some(kind) if !pgmon_ui::objects::OBJECT_KINDS.iter().any(|(value, _)| value == kind) => {
+/// An object kind filter must be one of the kinds pgmon reports.
+pub fn check_kind(kind: Option<&str>) -> Result<(), AppError> {
+    match kind {
+        Some(kind) if !pgmon_ui::objects::OBJECT_KINDS.iter().any(|(value, _)| *value == kind) => {
             let allowed: Vec<&str> = pgmon_ui::objects::OBJECT_KINDS.iter().map(|(value, _)| *value).collect();
             Err(AppError::bad_request("kind", format!("kind must be one of {}", allowed.join(", "))))
         }
         _ => Ok(()),
     }
+}
+
+/// The window of a named page range, ending now.
+fn range_window(range: &str) -> Result<params::Window, AppError> {
+    params::window(&HashMap::from([("range".to_owned(), range.to_owned())]), SystemTime::now())
 }
 
 fn objects_request(
@@ -268,7 +274,7 @@ pub async fn objects(
 ) -> Result<Markup, PageError> {
     let target = params::target_name(&target)?;
     let filter = object_filter(&query);
-    check_kind(&filter)?;
+    check_kind(filter.kind.as_deref())?;
     let matching = objects_request(&target, &filter, ObjectOrder::Name, 0, TREE_LIMIT);
     let biggest = objects_request(&target, &ObjectFilter::default(), ObjectOrder::TotalBytes, 0, 10);
     let (matching, biggest, databases) = tokio::try_join!(state.ask(&matching), state.ask(&biggest), targets::databases(&state, &target),)?;
@@ -305,7 +311,7 @@ pub async fn all_objects(
 ) -> Result<Markup, PageError> {
     let target = params::target_name(&target)?;
     let filter = object_filter(&query);
-    check_kind(&filter)?;
+    check_kind(filter.kind.as_deref())?;
     let order = params::choice(&query, "order_by", OBJECT_ORDER_CHOICES, ObjectOrder::TotalBytes)?;
     let order_name = OBJECT_ORDER_CHOICES
         .iter()
@@ -339,7 +345,7 @@ pub async fn object(
 ) -> Result<Markup, PageError> {
     let target = params::target_name(&target)?;
     let range = params::page_range(&query, "7d")?;
-    let window = params::window(&HashMap::from([("range".to_owned(), range.to_owned())]), SystemTime::now())?;
+    let window = range_window(range)?;
     let request = ObjectGrowthRequest {
         target: target.clone(),
         database: database.clone(),
@@ -373,7 +379,7 @@ pub async fn locks(
 ) -> Result<Markup, PageError> {
     let target = params::target_name(&target)?;
     let range = params::page_range(&query, "1h")?;
-    let window = params::window(&HashMap::from([("range".to_owned(), range.to_owned())]), SystemTime::now())?;
+    let window = range_window(range)?;
     let request = LockHistoryRequest {
         target: target.clone(),
         from_us: window.from_us,
