@@ -205,10 +205,10 @@ pub enum IngesterError {
     Subscribe(#[from] async_nats::SubscribeError),
 }
 
-/// Runs the ingester until `shutdown` is cancelled.
 /// The role's name in `/readyz`.
 pub const ROLE: &str = "ingester";
 
+/// Runs the ingester until `shutdown` is cancelled.
 pub async fn run(config: IngesterConfig, shutdown: CancellationToken) -> Result<(), IngesterError> {
     let jetstream = connect_jetstream(&config.nats, "pgmon-ingester").await?;
     let store = open_store(&config).await?;

@@ -35,7 +35,7 @@ pub(crate) async fn serve_queries(
         subscriptions.push(client.queue_subscribe(subject, QUERY_QUEUE_GROUP.to_owned()).await?);
     }
     let mut requests = futures::stream::select_all(subscriptions);
-    let reader = Arc::new(Mutex::new(reader));
+    let readers = Arc::new(Readers::new(reader));
     loop {
         let request = tokio::select! {
             _ = shutdown.cancelled() => return Ok(()),
@@ -46,10 +46,11 @@ pub(crate) async fn serve_queries(
         };
         let Some(reply_subject) = request.reply.clone() else { continue };
         let client = client.clone();
-        let reader = Arc::clone(&reader);
+        let readers = Arc::clone(&readers);
         tokio::spawn(async move {
             let query_name = request.subject.as_str().split('.').nth(2).unwrap_or_default().to_owned();
-            let reply = tokio::task::spawn_blocking(move || answer(&query_name, &request.payload, &reader))
+            let reply = readers
+                .with_reader(move |connection| answer(&query_name, &request.payload, connection))
                 .await
                 .unwrap_or_else(|panic| encode(&QueryReply::<()>::Failed(format!("query task failed: {panic}"))));
             if let Err(error) = client.publish(reply_subject, reply.into()).await {
@@ -59,11 +60,69 @@ pub(crate) async fn serve_queries(
     }
 }
 
+/// Connections reading the ingester's database, one per core: the several queries of one page
+/// (and the pages of several people) run side by side, where one shared connection answered
+/// them in turn. DuckDB lets them read while the ingester writes.
+struct Readers {
+    idle: Mutex<Vec<Connection>>,
+    /// One permit per idle connection.
+    available: tokio::sync::Semaphore,
+    /// Cloned to replace a connection lost with a query that panicked.
+    template: Mutex<Connection>,
+}
+
+impl Readers {
+    fn new(template: Connection) -> Readers {
+        let count = std::thread::available_parallelism().map_or(2, |cores| cores.get().max(2));
+        let idle: Vec<Connection> = (0..count).filter_map(|_| template.try_clone().ok()).collect();
+        Readers {
+            available: tokio::sync::Semaphore::new(idle.len()),
+            idle: Mutex::new(idle),
+            template: Mutex::new(template),
+        }
+    }
+
+    /// Runs `work` on an idle connection on the blocking pool, waiting for one when all are busy.
+    async fn with_reader<T: Send + 'static>(
+        self: &Arc<Self>,
+        work: impl FnOnce(&Connection) -> T + Send + 'static,
+    ) -> Result<T, tokio::task::JoinError> {
+        let permit = self.available.acquire().await.expect("the semaphore is never closed");
+        let connection = lock(&self.idle).pop().expect("a permit stands for an idle connection");
+        let done = tokio::task::spawn_blocking(move || {
+            let result = work(&connection);
+            (connection, result)
+        })
+        .await;
+        match done {
+            Ok((connection, result)) => {
+                lock(&self.idle).push(connection);
+                drop(permit);
+                Ok(result)
+            }
+            Err(panic) => {
+                match lock(&self.template).try_clone() {
+                    Ok(replacement) => lock(&self.idle).push(replacement),
+                    Err(error) => {
+                        tracing::error!(%error, "cannot replace a query connection; queries run on fewer");
+                        permit.forget();
+                    }
+                }
+                Err(panic)
+            }
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn encode<T: serde::Serialize>(reply: &QueryReply<T>) -> Vec<u8> {
     serde_json::to_vec(reply).expect("query replies always serialise")
 }
 
-fn answer(query_name: &str, payload: &[u8], reader: &Mutex<Connection>) -> Vec<u8> {
+fn answer(query_name: &str, payload: &[u8], reader: &Connection) -> Vec<u8> {
     match query_name {
         ActivitySeriesRequest::NAME => run(payload, reader, activity_series),
         SessionsRequest::NAME => run(payload, reader, history::sessions),
@@ -83,7 +142,7 @@ fn answer(query_name: &str, payload: &[u8], reader: &Mutex<Connection>) -> Vec<u
 /// logged here and reported without details.
 fn run<Query: NamedQuery>(
     payload: &[u8],
-    reader: &Mutex<Connection>,
+    connection: &Connection,
     query: impl FnOnce(&Connection, &Query) -> duckdb::Result<Query::Reply>,
 ) -> Vec<u8> {
     let request: Query = match serde_json::from_slice(payload) {
@@ -93,9 +152,8 @@ fn run<Query: NamedQuery>(
     if let Err(error) = request.validate() {
         return encode(&QueryReply::<()>::Invalid(error.to_string()));
     }
-    let connection = reader.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let started = std::time::Instant::now();
-    let answered = query(&connection, &request);
+    let answered = query(connection, &request);
     crate::metrics::metrics()
         .query_duration
         .get_or_create(&crate::metrics::QueryLabels {
