@@ -5,11 +5,13 @@
 //! `cargo bench -p pgmon --bench storage` (sizes: PGMON_BENCH_SNAPSHOTS, PGMON_BENCH_SESSIONS,
 //! PGMON_BENCH_STORAGE_SNAPSHOTS, PGMON_BENCH_QUERY_TARGETS; 0 skips a part).
 
+mod synthetic;
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use duckdb::types::{TimeUnit, Value};
-use pgmon_common::event::{encode_snapshot, ActivityRow, ServerIdentity, Snapshot, SnapshotKind, CURRENT_SCHEMA_VERSION};
+use pgmon_common::event::{encode_snapshot, ActivityRow, Snapshot, SnapshotKind};
 use pgmon_common::nats_setup::{connect_jetstream, NatsArgs};
 use pgmon_common::query::{ActivityDimension, ActivitySeriesRequest};
 use pgmon_common::subjects::snapshot_subject;
@@ -20,70 +22,6 @@ const DAY_US: i64 = 86_400_000_000;
 
 fn setting(name: &str, default: usize) -> usize {
     std::env::var(name).ok().and_then(|value| value.parse().ok()).unwrap_or(default)
-}
-
-const WAITS: &[(Option<&str>, Option<&str>)] = &[
-    (None, None),
-    (None, None),
-    (Some("IO"), Some("DataFileRead")),
-    (Some("Lock"), Some("transactionid")),
-    (Some("LWLock"), Some("WALWrite")),
-    (Some("Client"), Some("ClientRead")),
-];
-
-/// One second-sample of `sessions` backends of a busy application: a few statements, most
-/// sessions idle or waiting on the client, some active on CPU or I/O.
-fn activity_snapshot(second: i64, sessions: usize, start_us: i64) -> Snapshot<ActivityRow> {
-    let collected_at_us = start_us + second * 1_000_000;
-    let rows = (0..sessions)
-        .map(|session| {
-            let turn = (second as usize + session * 7) % 23;
-            let (wait_event_type, wait_event) = WAITS[turn % WAITS.len()];
-            let active = !turn.is_multiple_of(3);
-            let statement = (session + second as usize / 30) % 20;
-            let query_start_us = collected_at_us - 20_000 * (turn as i64 + 1);
-            ActivityRow {
-                pid: 10_000 + session as i32,
-                database: Some("shop".into()),
-                user: Some(if session.is_multiple_of(5) { "batch" } else { "app" }.into()),
-                application: Some(if session.is_multiple_of(5) { "reports" } else { "web" }.into()),
-                client_addr: Some(format!("10.0.0.{}", session % 8 + 1)),
-                backend_type: Some("client backend".into()),
-                state: Some(if active { "active" } else { "idle" }.into()),
-                wait_event_type: if active { wait_event_type.map(Into::into) } else { Some("Client".into()) },
-                wait_event: if active { wait_event.map(Into::into) } else { Some("ClientRead".into()) },
-                query_id: Some(-4_000_000_000_000 + statement as i64 * 7_919),
-                query: Some(format!(
-                    "SELECT o.id, o.total, c.name FROM orders o JOIN customers c ON c.id = o.customer_id WHERE o.status = $1 AND o.region = {statement}"
-                )),
-                // Pools connect at different times: a start of its own per backend.
-                backend_start_us: Some(start_us - 3_600_000_000 - session as i64 * 97_654_321),
-                // As PostgreSQL reports them: a transaction starts with or before its query (the
-                // batch jobs run several per transaction), an active session's state changed
-                // when its query started, an idle one's when its query ended.
-                xact_start_us: active.then_some(query_start_us - if session.is_multiple_of(5) { 5_000_000 } else { 0 }),
-                query_start_us: Some(query_start_us),
-                state_change_us: Some(if active { query_start_us } else { query_start_us + 3_000 }),
-                blocking_pids: Vec::new(),
-            }
-        })
-        .collect();
-    Snapshot {
-        schema_version: CURRENT_SCHEMA_VERSION,
-        kind: SnapshotKind::Activity,
-        target: "bench".parse().unwrap(),
-        collected_at_us,
-        server: ServerIdentity {
-            system_identifier: Some("7321456789012345678".into()),
-            server_version_num: 170_002,
-            server_version: "17.2".into(),
-        },
-        collector: None,
-        instance: None,
-        statements_info: None,
-        part: None,
-        rows,
-    }
 }
 
 fn directory_bytes(path: &Path) -> u64 {
@@ -164,7 +102,7 @@ async fn ingest_benchmark() {
         .as_micros() as i64
         - snapshot_count as i64 * 1_000_000;
     let snapshots: Vec<_> = (0..snapshot_count as i64)
-        .map(|second| activity_snapshot(second, sessions, start_us))
+        .map(|second| synthetic::busy_activity_snapshot("bench", second, sessions, start_us))
         .collect();
     let subject = snapshot_subject(&"bench".parse().unwrap(), SnapshotKind::Activity);
     let mut pending = Vec::new();
@@ -294,7 +232,8 @@ fn storage_benchmark() {
     let message = |second: usize, stored_at_us: i64| pgmon_ingester::store::BatchMessage {
         sequence: second as u64 + 1,
         stored_at_us,
-        snapshot: Some(pgmon_common::event::AnySnapshot::Activity(activity_snapshot(
+        snapshot: Some(pgmon_common::event::AnySnapshot::Activity(synthetic::busy_activity_snapshot(
+            "bench",
             second as i64,
             sessions,
             yesterday_us,
@@ -354,7 +293,8 @@ fn query_benchmark() {
             .map(|day| pgmon_ingester::store::BatchMessage {
                 sequence: day as u64 + 1,
                 stored_at_us: first_day_us + day * DAY_US,
-                snapshot: Some(pgmon_common::event::AnySnapshot::Activity(activity_snapshot(
+                snapshot: Some(pgmon_common::event::AnySnapshot::Activity(synthetic::busy_activity_snapshot(
+                    "bench",
                     0,
                     1,
                     first_day_us + day * DAY_US,
