@@ -19,7 +19,7 @@ use crate::store::{attach_statement, remove_files, Access, StoreError};
 /// How the rows of a table are ordered in a closed partition; tables not listed keep the order
 /// they were written in (by time). Each backend's rows span the whole period: runs shorter
 /// than DuckDB's compression groups (2,048 values) would break the delta encoding of
-/// `collected_at` at every run's end.
+/// `collected_at` at every run's end. (`activity_minutes` has a copy of its own, below.)
 const SORT_KEYS: &[(&str, &str)] = &[
     ("activity_sample_rows", "target, pid, backend_start, collected_at"),
     ("statement_samples", "target, database, user_name, query_id, toplevel, collected_at"),
@@ -45,7 +45,7 @@ pub(crate) fn compact(connection: &Connection, partition: &Partition) -> Result<
     let target = format!("compacting_{source}");
     let error = |error| compaction_error(&partition.path, error);
     connection
-        .execute_batch(&attach_statement(&staged.path, &target, Access::ReadWrite))
+        .execute_batch(&attach_statement(&staged.path, &target, Access::Compacted))
         .map_err(error)?;
     migrate(connection, &target, &staged.path)?;
     let tables: Vec<String> = connection
@@ -116,12 +116,14 @@ fn staged(partition: &Partition) -> Partition {
 fn copy_sql(table: &str, source: &str, target: &str) -> String {
     if table == "activity_minutes" {
         // Each batch wrote its own rows for a minute; one row per minute and combination is
-        // what readers sum anyway.
+        // what readers sum anyway. The rollup stays in time order (charts read it by time
+        // range), a minute's rows grouped by statement and wait, which its other columns
+        // mostly follow: a third fewer bytes than in arrival order.
         return format!(
             "INSERT INTO {target}.activity_minutes BY NAME
              SELECT target, minute, wait_event_type, wait_event, query_id, database, user_name, application,
                     client_addr, backend_type, sum(active_rows)::INTEGER AS active_rows
-             FROM {source}.activity_minutes GROUP BY ALL ORDER BY target, minute;\n"
+             FROM {source}.activity_minutes GROUP BY ALL ORDER BY target, minute, query_id, wait_event_type, wait_event;\n"
         );
     }
     let order = SORT_KEYS

@@ -416,6 +416,8 @@ fn catalog_connection(data_dir: &Path) -> Result<Connection, StoreError> {
 pub(crate) enum Access {
     ReadWrite,
     ReadOnly,
+    /// A new file that compaction fills once and closes: written with [`COMPACTED_BLOCK_SIZE`].
+    Compacted,
 }
 
 /// The storage format of the files pgmon writes: DuckDB 1.5's, whose compression stores
@@ -423,11 +425,20 @@ pub(crate) enum Access {
 /// the files then open in DuckDB 1.5 or newer, the version pgmon ships with.
 const STORAGE_VERSION: &str = "v1.5.0";
 
+/// The block size of compacted partitions. DuckDB stores a column's segment of a row group in
+/// blocks shared with other segments; with its default 256 KiB blocks, segments of 128 to
+/// 256 KiB (a bit-packed column of 9 to 16 bits per value, 122,880 values) each take a block of
+/// their own, half empty. 64 KiB blocks leave little of that slack: 6% fewer bytes per activity
+/// row in the storage benchmark. Smaller blocks (16 and 32 KiB) multiply the segments and take
+/// three times the space. Files keep their block size; DuckDB reads it from their header.
+const COMPACTED_BLOCK_SIZE: u32 = 65_536;
+
 /// The statement attaching the DuckDB file `path` as `alias`.
 pub(crate) fn attach_statement(path: &Path, alias: &str, access: Access) -> String {
     let options = match access {
         Access::ReadOnly => "READ_ONLY".to_owned(),
         Access::ReadWrite => format!("STORAGE_VERSION '{STORAGE_VERSION}'"),
+        Access::Compacted => format!("STORAGE_VERSION '{STORAGE_VERSION}', BLOCK_SIZE {COMPACTED_BLOCK_SIZE}"),
     };
     let path = path.display().to_string().replace('\'', "''");
     format!("ATTACH '{path}' AS {alias} ({options})")
