@@ -123,20 +123,15 @@ pub fn objects_snapshot(target: &str, collected_at_us: i64, objects: usize, samp
                 toast_bytes,
             ),
         ));
-        rows.push(object(
-            &schema,
-            format!("{name}_pkey"),
-            ObjectKind::Index,
-            Some(parent.clone()),
-            (primary_key_bytes, primary_key_bytes, 0, 0),
-        ));
-        rows.push(object(
-            &schema,
-            format!("{name}_created_at_idx"),
-            ObjectKind::Index,
-            Some(parent.clone()),
-            (index_bytes, index_bytes, 0, 0),
-        ));
+        for (suffix, bytes) in [("pkey", primary_key_bytes), ("created_at_idx", index_bytes)] {
+            rows.push(object(
+                &schema,
+                format!("{name}_{suffix}"),
+                ObjectKind::Index,
+                Some(parent.clone()),
+                (bytes, bytes, 0, 0),
+            ));
+        }
         rows.push(object(
             "pg_toast",
             format!("pg_toast_{}", 16_384 + table),
