@@ -8,6 +8,10 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
+/// The allocator the pgmon binary uses, so figures are those of the binary.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;

@@ -7,6 +7,10 @@
 
 mod synthetic;
 
+/// The allocator the pgmon binary uses, so figures are those of the binary.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::Path;
 use std::time::{Duration, Instant};
 

@@ -11,6 +11,10 @@
 mod common;
 mod synthetic;
 
+/// The allocator the pgmon binary uses, so figures are those of the binary.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::future::Future;
 use std::path::Path;
 use std::time::{Duration, Instant};

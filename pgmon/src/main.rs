@@ -21,6 +21,13 @@ use pgmon_ingester::{IngesterArgs, IngesterConfig, RebuildArgs};
 use pgmon_query_api::{ServeArgs, ServeConfig};
 use tokio_util::sync::CancellationToken;
 
+/// mimalloc instead of glibc's malloc: ingestion allocates and frees millions of small strings
+/// (decoded rows) and multi-megabyte Arrow buffers per second; with glibc those buffers are
+/// mapped and unmapped on every batch. About 6% more rows per second end to end
+/// (`cargo bench -p pgmon --bench storage`, which uses the same allocator).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// pgmon records what PostgreSQL servers are doing, second by second, and lets you look back at it.
 #[derive(Parser)]
 #[command(name = "pgmon", version, about)]
