@@ -428,7 +428,7 @@ const STORAGE_VERSION: &str = "v1.5.0";
 /// The block size of compacted partitions. DuckDB stores a column's segment of a row group in
 /// blocks shared with other segments; with its default 256 KiB blocks, segments of 128 to
 /// 256 KiB (a bit-packed column of 9 to 16 bits per value, 122,880 values) each take a block of
-/// their own, half empty. 64 KiB blocks leave little of that slack: 6% fewer bytes per activity
+/// their own, half empty. 64 KiB blocks leave little of that slack: 8% fewer bytes per activity
 /// row in the storage benchmark. Smaller blocks (16 and 32 KiB) multiply the segments and take
 /// three times the space. Files keep their block size; DuckDB reads it from their header.
 const COMPACTED_BLOCK_SIZE: u32 = 65_536;
