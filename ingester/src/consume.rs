@@ -25,6 +25,9 @@ use crate::{IngestStats, IngesterConfig, IngesterError};
 
 const STORE_RETRY_DELAY: Duration = Duration::from_secs(2);
 
+/// Room for a message's subject and headers beside its payload in a pull request's byte limit.
+const MESSAGE_OVERHEAD_BYTES: usize = 64 * 1024;
+
 /// Creates the ingester's durable consumer so that it delivers from `next_sequence` on.
 async fn consumer_from(jetstream: &jetstream::Context, config: &IngesterConfig, next_sequence: u64) -> Result<PullConsumer, IngesterError> {
     let name = &config.consumer_name;
@@ -87,7 +90,11 @@ pub(crate) async fn consume(
     tracing::info!(consumer = %config.consumer_name, resume_after_sequence = applied, "consuming snapshots");
     let (fetched_sender, fetched_receiver) = tokio::sync::mpsc::channel::<Vec<Message>>(1);
     let (work_sender, mut work_receiver) = tokio::sync::mpsc::channel::<Work>(1);
-    let fetching = fetch_batches(&consumer, config, applied, &shutdown, fetched_sender);
+    // A message larger than a pull request's byte limit is never delivered: the limit is
+    // raised to the largest message the server takes.
+    let server_max_payload = jetstream.client().server_info().max_payload;
+    let batch_max_bytes = config.batch_max_bytes.max(server_max_payload + MESSAGE_OVERHEAD_BYTES);
+    let fetching = fetch_batches(&consumer, config, batch_max_bytes, applied, &shutdown, fetched_sender);
     let decoding = decode_batches(&jetstream, config, fetched_receiver, work_sender);
     let storing_shutdown = shutdown.clone();
     let storing = async move {
@@ -116,6 +123,7 @@ pub(crate) async fn consume(
 async fn fetch_batches(
     consumer: &PullConsumer,
     config: &IngesterConfig,
+    batch_max_bytes: usize,
     applied: u64,
     shutdown: &CancellationToken,
     fetched_sender: tokio::sync::mpsc::Sender<Vec<Message>>,
@@ -124,7 +132,7 @@ async fn fetch_batches(
     while !shutdown.is_cancelled() && config.stop_after.is_none_or(|last| last_read < last) {
         let messages = tokio::select! {
             _ = shutdown.cancelled() => break,
-            messages = fetch_batch(consumer, config) => messages,
+            messages = fetch_batch(consumer, config, batch_max_bytes) => messages,
         };
         match messages.last().map(|message| message.info()) {
             Some(Ok(info)) => {
@@ -185,10 +193,11 @@ async fn close_idle_partition(store: Store) -> Result<Store, IngesterError> {
     Ok(store)
 }
 
-async fn fetch_batch(consumer: &PullConsumer, config: &IngesterConfig) -> Vec<Message> {
+async fn fetch_batch(consumer: &PullConsumer, config: &IngesterConfig, batch_max_bytes: usize) -> Vec<Message> {
     let mut batch = match consumer
         .batch()
         .max_messages(config.batch_max_messages)
+        .max_bytes(batch_max_bytes)
         .expires(config.batch_wait)
         .messages()
         .await

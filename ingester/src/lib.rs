@@ -34,8 +34,16 @@ pub struct IngesterArgs {
     pub data_dir: PathBuf,
 
     /// Most messages stored in one transaction.
-    #[arg(long, env = "PGMON_BATCH_MAX_MESSAGES", default_value_t = 1000)]
+    #[arg(long, env = "PGMON_BATCH_MAX_MESSAGES", default_value_t = DEFAULT_BATCH_MAX_MESSAGES)]
     pub batch_max_messages: usize,
+
+    /// Most bytes of messages stored in one transaction (raised to the server's largest message
+    /// when below it, so every message fits in a batch). A batch carrying 122,880 or more rows
+    /// of a table lets DuckDB write them compressed straight to the file instead of through its
+    /// log: the default holds that many activity rows and drains a backlog about 1.4 times as
+    /// fast as batches of 50,000 rows, for some 400 MiB more memory while it does.
+    #[arg(long, env = "PGMON_BATCH_MAX_BYTES", default_value_t = DEFAULT_BATCH_MAX_BYTES)]
+    pub batch_max_bytes: usize,
 
     /// Longest wait for a batch to fill before storing what arrived.
     #[arg(long, env = "PGMON_BATCH_WAIT", default_value = "250ms", value_parser = humantime::parse_duration)]
@@ -61,6 +69,13 @@ pub struct IngesterArgs {
 
 /// The default of `--max-message-bytes`: NATS allows at most 64 MiB per message.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
+
+/// The default of `--batch-max-messages`: enough that the byte limit usually ends a batch.
+pub const DEFAULT_BATCH_MAX_MESSAGES: usize = 10_000;
+
+/// The default of `--batch-max-bytes`: about 150,000 activity rows as the collector encodes
+/// them (some 450 bytes each), above DuckDB's row group of 122,880 rows.
+pub const DEFAULT_BATCH_MAX_BYTES: usize = 64 * 1024 * 1024;
 
 /// Settings of `pgmon rebuild`: a fresh directory, and a consumer of its own so the live
 /// ingester's is left alone.
@@ -141,6 +156,7 @@ pub struct IngesterConfig {
     pub nats: NatsArgs,
     pub data_dir: PathBuf,
     pub batch_max_messages: usize,
+    pub batch_max_bytes: usize,
     pub batch_wait: Duration,
     pub consumer_name: String,
     pub max_message_bytes: usize,
@@ -161,6 +177,7 @@ impl IngesterConfig {
             nats,
             data_dir: args.data_dir,
             batch_max_messages: args.batch_max_messages.max(1),
+            batch_max_bytes: args.batch_max_bytes,
             batch_wait: args.batch_wait.max(Duration::from_millis(10)),
             consumer_name: args.consumer_name,
             max_message_bytes: args.max_message_bytes,
@@ -176,7 +193,8 @@ impl IngesterConfig {
         IngesterConfig {
             nats,
             data_dir: args.data_dir,
-            batch_max_messages: 1000,
+            batch_max_messages: DEFAULT_BATCH_MAX_MESSAGES,
+            batch_max_bytes: DEFAULT_BATCH_MAX_BYTES,
             batch_wait: Duration::from_millis(250),
             consumer_name: args.consumer_name,
             max_message_bytes: DEFAULT_MAX_MESSAGE_BYTES,

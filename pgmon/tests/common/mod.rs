@@ -48,6 +48,7 @@ pub fn ingester_config(nats_url: &str, data_dir: &Path) -> IngesterConfig {
         nats: nats_args(nats_url),
         data_dir: data_dir.to_owned(),
         batch_max_messages: 500,
+        batch_max_bytes: pgmon_ingester::DEFAULT_BATCH_MAX_BYTES,
         batch_wait: Duration::from_millis(100),
         consumer_name: "pgmon-ingester".to_owned(),
         max_message_bytes: pgmon_ingester::DEFAULT_MAX_MESSAGE_BYTES,
