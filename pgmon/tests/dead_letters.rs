@@ -49,6 +49,8 @@ async fn unusable_messages_are_dead_lettered_with_a_reason_and_ingestion_goes_on
     let shutdown = CancellationToken::new();
     let mut config = ingester_config(&nats.url(), data_dir.path());
     config.max_message_bytes = 64 * 1024;
+    // Below every message's size: raised to the server's largest message, so nothing stalls.
+    config.batch_max_bytes = 1;
     let stats = config.stats.clone();
     let ingester = tokio::spawn(pgmon_ingester::run(config, shutdown.clone()));
 
