@@ -123,6 +123,9 @@ async fn watch_commits(stats: std::sync::Arc<pgmon_ingester::IngestStats>) -> f6
 async fn ingest_benchmark() {
     let snapshot_count = setting("PGMON_BENCH_SNAPSHOTS", 40_000);
     let sessions = setting("PGMON_BENCH_SESSIONS", 50);
+    if snapshot_count == 0 {
+        return;
+    }
     let nats = TestNats::start();
     let jetstream = connect_jetstream(&nats_args(nats.url()), "bench").await.unwrap();
     let start_us = std::time::SystemTime::now()
