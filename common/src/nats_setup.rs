@@ -215,6 +215,11 @@ async fn ensure_streams_and_bucket(context: &jetstream::Context, nats: &NatsArgs
             if source.to_string().to_lowercase().contains("jetstream not enabled") {
                 return Err(NatsSetupError::JetStreamDisabled { url: url.clone() });
             }
+            // Another pgmon process created it between our look and our create (roles starting
+            // together), with flags of its own: the first one's stream is the one to use.
+            if context.get_stream(stream_name).await.is_ok() {
+                continue;
+            }
             return Err(NatsSetupError::CreateStream {
                 stream: stream_name,
                 source,
