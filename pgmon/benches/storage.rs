@@ -3,7 +3,8 @@
 //! chart over 100+ million synthetic session rows.
 //!
 //! `cargo bench -p pgmon --bench storage` (sizes: PGMON_BENCH_SNAPSHOTS, PGMON_BENCH_SESSIONS,
-//! PGMON_BENCH_STORAGE_SNAPSHOTS, PGMON_BENCH_QUERY_TARGETS; 0 skips a part).
+//! PGMON_BENCH_STORAGE_SNAPSHOTS, PGMON_BENCH_QUERY_TARGETS; 0 skips a part;
+//! PGMON_BENCH_BATCH_BYTES: the ingester's `--batch-max-bytes`).
 
 mod synthetic;
 
@@ -165,13 +166,14 @@ async fn ingest_benchmark() {
     let mut rebuild_runs = Vec::new();
     let mut steady_rates = Vec::new();
     let mut data_dirs = Vec::new();
+    let batch_max_bytes = setting("PGMON_BENCH_BATCH_BYTES", pgmon_ingester::DEFAULT_BATCH_MAX_BYTES);
     // Resets the peak resident size, so the peak after the runs is theirs (above what the
     // benchmark itself holds).
     std::fs::write("/proc/self/clear_refs", "5").unwrap();
     let resident_before = memory_kib("VmRSS");
     for run in 0..3 {
         let data_dir = tempfile::tempdir().unwrap();
-        let config = IngesterConfig::for_rebuild(
+        let mut config = IngesterConfig::for_rebuild(
             pgmon_ingester::RebuildArgs {
                 data_dir: data_dir.path().to_owned(),
                 consumer_name: format!("bench-{run}"),
@@ -182,8 +184,7 @@ async fn ingest_benchmark() {
             },
             nats_args(nats.url()),
         );
-        let mut config = config;
-        config.batch_max_bytes = setting("PGMON_BENCH_BATCH_BYTES", config.batch_max_bytes);
+        config.batch_max_bytes = batch_max_bytes;
         let commits = tokio::spawn(watch_commits(std::sync::Arc::clone(&config.stats)));
         let started = Instant::now();
         let summary = pgmon_ingester::rebuild(config, tokio_util::sync::CancellationToken::new())
@@ -204,7 +205,7 @@ async fn ingest_benchmark() {
     // Where the time goes: decoding alone, and storing alone (decoded batches of as many
     // messages as the ingester fetches at once).
     let payloads: Vec<Vec<u8>> = snapshots.iter().map(encode_snapshot).collect();
-    let messages_per_batch = pgmon_ingester::DEFAULT_BATCH_MAX_BYTES / (payload_bytes / snapshot_count);
+    let messages_per_batch = batch_max_bytes / (payload_bytes / snapshot_count);
     let started = Instant::now();
     let decoded: Vec<_> = payloads
         .iter()
