@@ -544,6 +544,82 @@ impl AnySnapshot {
     pub fn collected_at_us(&self) -> i64 {
         with_any_snapshot!(self, snapshot => snapshot.collected_at_us)
     }
+
+    /// Which part of its sample this message carried; `None` for a sample sent whole.
+    pub fn part(&self) -> Option<SnapshotPart> {
+        with_any_snapshot!(self, snapshot => snapshot.part)
+    }
+}
+
+/// Which sample a message belongs to and which part of it it carries, read without its rows:
+/// what a reader needs to put a split sample together before decoding it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+pub struct SampleHead {
+    pub collected_at_us: i64,
+    #[serde(default)]
+    pub part: Option<SnapshotPart>,
+}
+
+/// Reads the [`SampleHead`] of a snapshot payload.
+pub fn sample_head(payload: &[u8]) -> Result<SampleHead, DecodeError> {
+    serde_json::from_slice(payload).map_err(DecodeError::NotAnEnvelope)
+}
+
+/// Why parts cannot be joined into one sample.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum JoinPartsError {
+    #[error("no part to join")]
+    NoParts,
+    #[error("the parts belong to different samples (target, kind or collection time differ)")]
+    DifferentSamples,
+    #[error("part {index} of {count} is missing or given twice")]
+    MissingPart { index: u32, count: u32 },
+}
+
+/// Puts the parts of one sample back together: the envelope of its parts (without `part`) and
+/// the rows of every part, in the order of the parts. A sample sent whole is returned as it is.
+/// Parts are transport: every count and "now" view works on the joined sample.
+pub fn join_parts(mut parts: Vec<AnySnapshot>) -> Result<AnySnapshot, JoinPartsError> {
+    parts.sort_by_key(|part| part.part().map_or(0, |part| part.index));
+    let count = parts.first().ok_or(JoinPartsError::NoParts)?.part().map_or(1, |part| part.count);
+    for (expected, part) in (0..).zip(&parts) {
+        let found = part.part().unwrap_or(SnapshotPart { index: 0, count: 1 });
+        if found.index != expected || found.count != count {
+            return Err(JoinPartsError::MissingPart { index: expected, count });
+        }
+    }
+    if parts.len() != count as usize {
+        return Err(JoinPartsError::MissingPart {
+            index: u32::try_from(parts.len()).unwrap_or(u32::MAX),
+            count,
+        });
+    }
+    let mut parts = parts.into_iter();
+    let mut joined = parts.next().ok_or(JoinPartsError::NoParts)?;
+    for part in parts {
+        if (part.kind(), part.target(), part.collected_at_us()) != (joined.kind(), joined.target(), joined.collected_at_us()) {
+            return Err(JoinPartsError::DifferentSamples);
+        }
+        joined = append_rows_of(joined, part)?;
+    }
+    with_any_snapshot!(&mut joined, snapshot => snapshot.part = None);
+    Ok(joined)
+}
+
+/// `sample` with the rows of `part` (a snapshot of the same kind) appended.
+fn append_rows_of(sample: AnySnapshot, part: AnySnapshot) -> Result<AnySnapshot, JoinPartsError> {
+    macro_rules! append {
+        ($($variant:ident),*) => {
+            match (sample, part) {
+                $((AnySnapshot::$variant(mut sample), AnySnapshot::$variant(part)) => {
+                    sample.rows.extend(part.rows);
+                    Ok(AnySnapshot::$variant(sample))
+                })*
+                _ => Err(JoinPartsError::DifferentSamples),
+            }
+        };
+    }
+    append!(Activity, Locks, Database, Status, Statements, Objects)
 }
 
 /// Why a message is not a usable snapshot; the text becomes the dead-letter reason.
@@ -867,6 +943,44 @@ mod tests {
             pids.extend(decoded.rows.iter().map(|row| row.pid));
         }
         assert_eq!(pids, (0..1000).collect::<Vec<i32>>());
+    }
+
+    #[test]
+    fn parts_join_into_their_sample_in_any_order_and_a_missing_one_is_named() {
+        let mut snapshot = sample();
+        snapshot.rows = (0..300)
+            .map(|pid| ActivityRow {
+                pid,
+                query: Some("z".repeat(100)),
+                ..ActivityRow::default()
+            })
+            .collect();
+        let mut parts: Vec<AnySnapshot> = encode_snapshot_parts(&snapshot, 8_000)
+            .unwrap()
+            .iter()
+            .map(|(_, payload)| decode_snapshot(payload).unwrap())
+            .collect();
+        let count = parts.len() as u32;
+        assert!(count > 3);
+        let head = sample_head(&encode_snapshot_parts(&snapshot, 8_000).unwrap()[1].1).unwrap();
+        assert_eq!(head.collected_at_us, snapshot.collected_at_us);
+        assert_eq!(head.part, Some(SnapshotPart { index: 1, count }));
+        parts.reverse();
+        assert_eq!(join_parts(parts.clone()).unwrap(), AnySnapshot::Activity(snapshot.clone()));
+
+        let mut missing = parts.clone();
+        missing.remove(1);
+        assert_eq!(
+            join_parts(missing).unwrap_err(),
+            JoinPartsError::MissingPart { index: count - 2, count }
+        );
+        let mut other_sample = parts;
+        if let AnySnapshot::Activity(part) = &mut other_sample[0] {
+            part.collected_at_us += 1;
+        }
+        assert_eq!(join_parts(other_sample).unwrap_err(), JoinPartsError::DifferentSamples);
+        let whole = AnySnapshot::Activity(sample());
+        assert_eq!(join_parts(vec![whole.clone()]).unwrap(), whole);
     }
 
     #[test]

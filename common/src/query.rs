@@ -71,6 +71,16 @@ impl ActivityDimension {
     }
 }
 
+/// How many series a chart stacks when the request does not say: the rest is summed in one
+/// "other" series.
+pub const DEFAULT_TOP_SERIES: u32 = 20;
+/// The most series a chart may stack; beyond a few dozen, bands are too thin to read anyway.
+pub const MAX_TOP_SERIES: u32 = 100;
+
+fn default_top_series() -> u32 {
+    DEFAULT_TOP_SERIES
+}
+
 /// Average active sessions of one target from `from_us` (inclusive) to `to_us` (exclusive) in
 /// buckets of `step_us`, the first bucket starting at `from_us`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -80,6 +90,10 @@ pub struct ActivitySeriesRequest {
     pub to_us: i64,
     pub step_us: i64,
     pub by: ActivityDimension,
+    /// How many series to keep, biggest first; the others are summed into one "other" series,
+    /// so the stack still adds up to the average active sessions.
+    #[serde(default = "default_top_series")]
+    pub top: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -94,11 +108,16 @@ pub enum SeriesRequestError {
     BadLimit,
     #[error("{0} must not be empty")]
     EmptyField(&'static str),
+    #[error("top must be between 1 and {MAX_TOP_SERIES}")]
+    BadTop,
 }
 
 impl ActivitySeriesRequest {
     /// Checks the request before any work is done; the query API maps each error to its field.
     pub fn validate(&self) -> Result<(), SeriesRequestError> {
+        if !(1..=MAX_TOP_SERIES).contains(&self.top) {
+            return Err(SeriesRequestError::BadTop);
+        }
         validate_step(self.from_us, self.to_us, self.step_us)
     }
 
@@ -114,6 +133,13 @@ impl ActivitySeriesRequest {
 pub struct ActivitySeries {
     pub name: String,
     pub values: Vec<Option<f64>>,
+    /// Set on the last series only when there were more series than the request's `top`: the
+    /// sum of the others, and how many they are.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub other_series: Option<u32>,
+    /// Stacked by query id: the start of the statement's text, when pgmon has it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
 }
 
 /// The reply to [`ActivitySeriesRequest`].
@@ -128,7 +154,8 @@ pub struct ActivitySeriesReply {
     pub bucket_starts_us: Vec<i64>,
     /// How many samples the collector took in each bucket (0: no data, for example an outage).
     pub samples: Vec<u32>,
-    /// Series ordered by their total, biggest first.
+    /// Series ordered by their total, biggest first; an "other" series (see
+    /// [`ActivitySeries::other_series`]) comes last.
     pub series: Vec<ActivitySeries>,
 }
 
@@ -141,6 +168,98 @@ pub enum QueryReply<T> {
     Invalid(String),
     /// The ingester failed; details are in its log.
     Failed(String),
+    /// The answer is larger than a reply may carry ([`MAX_REPLY_BYTES`]); the text says how
+    /// large and what to narrow, and is safe to show to the user.
+    TooLarge(String),
+}
+
+/// The most bytes a named-query reply may carry, all its messages together: it bounds the
+/// memory of both sides and the time a reply holds the connection.
+pub const MAX_REPLY_BYTES: usize = 32 * 1024 * 1024;
+
+/// Header of each message of a reply larger than one NATS message: `<index>/<count>`, the
+/// index from 0. A reply that fits one message has no such header.
+pub const REPLY_PART_HEADER: &str = "Pgmon-Reply-Part";
+
+/// The messages carrying an encoded reply, each at most `message_bytes` long, with the value
+/// of its [`REPLY_PART_HEADER`] when there is more than one.
+pub fn reply_messages(payload: Vec<u8>, message_bytes: usize) -> Vec<(Option<String>, Vec<u8>)> {
+    if payload.len() <= message_bytes {
+        return vec![(None, payload)];
+    }
+    let chunks: Vec<&[u8]> = payload.chunks(message_bytes.max(SMALLEST_REPLY_PART_BYTES)).collect();
+    let count = chunks.len();
+    chunks
+        .into_iter()
+        .enumerate()
+        .map(|(index, chunk)| (Some(format!("{index}/{count}")), chunk.to_vec()))
+        .collect()
+}
+
+/// Why the messages of a reply cannot be put together.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ReplyPartError {
+    #[error("reply part header {0:?} is not INDEX/COUNT")]
+    BadHeader(String),
+    #[error("reply part {index} of {count} does not fit the reply's other parts")]
+    Inconsistent { index: usize, count: usize },
+    #[error("a reply of {count} parts is larger than {MAX_REPLY_BYTES} bytes")]
+    TooManyParts { count: usize },
+    #[error("the reply's parts carry more than {MAX_REPLY_BYTES} bytes")]
+    TooLarge,
+}
+
+/// The fewest bytes a part of a reply carries (all but the last): bounds how many parts a
+/// reply may claim to have.
+const SMALLEST_REPLY_PART_BYTES: usize = 1024;
+
+/// Collects the messages of one reply until all have arrived.
+#[derive(Debug, Default)]
+pub struct ReplyAssembly {
+    parts: Vec<Option<Vec<u8>>>,
+    received: usize,
+    bytes: usize,
+}
+
+impl ReplyAssembly {
+    /// Takes one message (its [`REPLY_PART_HEADER`] value, if any, and payload); returns the
+    /// whole reply once every part has arrived.
+    pub fn accept(&mut self, part_header: Option<&str>, payload: &[u8]) -> Result<Option<Vec<u8>>, ReplyPartError> {
+        let Some(header) = part_header else {
+            return Ok(Some(payload.to_vec()));
+        };
+        let bad_header = || ReplyPartError::BadHeader(header.to_owned());
+        let (index, count) = header.split_once('/').ok_or_else(bad_header)?;
+        let index: usize = index.parse().map_err(|_| bad_header())?;
+        let count: usize = count.parse().map_err(|_| bad_header())?;
+        if count > MAX_REPLY_BYTES / SMALLEST_REPLY_PART_BYTES + 1 {
+            return Err(ReplyPartError::TooManyParts { count });
+        }
+        self.bytes += payload.len();
+        if self.bytes > MAX_REPLY_BYTES + SMALLEST_REPLY_PART_BYTES {
+            return Err(ReplyPartError::TooLarge);
+        }
+        if self.parts.is_empty() {
+            self.parts = vec![None; count];
+        }
+        let expected_count = self.parts.len();
+        let slot = self
+            .parts
+            .get_mut(index)
+            .filter(|slot| slot.is_none() && count == expected_count)
+            .ok_or(ReplyPartError::Inconsistent { index, count })?;
+        *slot = Some(payload.to_vec());
+        self.received += 1;
+        if self.received < self.parts.len() {
+            return Ok(None);
+        }
+        Ok(Some(self.parts.drain(..).flatten().flatten().collect()))
+    }
+
+    /// How many parts have arrived, and how many the reply has (0 before the first).
+    pub fn progress(&self) -> (usize, usize) {
+        (self.received, self.parts.len())
+    }
 }
 
 /// A named query: its name on the wire (`pgmon.query.<name>.<target>`), its reply, and the
@@ -529,7 +648,53 @@ mod tests {
             to_us,
             step_us,
             by: ActivityDimension::WaitEvent,
+            top: DEFAULT_TOP_SERIES,
         }
+    }
+
+    #[test]
+    fn a_large_reply_is_sent_in_parts_and_put_back_together_in_any_order() {
+        let payload: Vec<u8> = (0..10_000u32).flat_map(|n| n.to_le_bytes()).collect();
+        let messages = reply_messages(payload.clone(), 3_000);
+        assert_eq!(messages.len(), 14);
+        assert_eq!(messages[0].0.as_deref(), Some("0/14"));
+        assert!(messages.iter().all(|(_, chunk)| chunk.len() <= 3_000));
+        let mut assembly = ReplyAssembly::default();
+        let mut whole = None;
+        for (header, chunk) in messages.iter().rev() {
+            assert_eq!(whole, None);
+            whole = assembly.accept(header.as_deref(), chunk).unwrap();
+        }
+        assert_eq!(whole, Some(payload));
+        assert_eq!(reply_messages(vec![1, 2, 3], 3), vec![(None, vec![1, 2, 3])]);
+        assert_eq!(ReplyAssembly::default().accept(None, b"x").unwrap(), Some(b"x".to_vec()));
+    }
+
+    #[test]
+    fn reply_parts_that_do_not_fit_together_are_errors() {
+        let mut assembly = ReplyAssembly::default();
+        assert_eq!(assembly.accept(Some("0/3"), b"a").unwrap(), None);
+        assert_eq!(
+            assembly.accept(Some("0/3"), b"a"),
+            Err(ReplyPartError::Inconsistent { index: 0, count: 3 })
+        );
+        assert_eq!(
+            assembly.accept(Some("1/4"), b"b"),
+            Err(ReplyPartError::Inconsistent { index: 1, count: 4 })
+        );
+        assert_eq!(
+            assembly.accept(Some("7/3"), b"b"),
+            Err(ReplyPartError::Inconsistent { index: 7, count: 3 })
+        );
+        assert_eq!(assembly.progress(), (1, 3));
+        assert!(matches!(
+            ReplyAssembly::default().accept(Some("x"), b""),
+            Err(ReplyPartError::BadHeader(_))
+        ));
+        assert!(matches!(
+            ReplyAssembly::default().accept(Some("0/99999999999"), b""),
+            Err(ReplyPartError::TooManyParts { .. })
+        ));
     }
 
     #[test]

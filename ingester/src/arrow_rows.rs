@@ -9,7 +9,8 @@ use pgmon_common::event::{ActivityRow, DatabaseRow, Snapshot, SnapshotPart};
 use serde::{Deserialize, Serialize};
 use serde_arrow::schema::{SchemaLike, TracingOptions};
 
-/// Rows of `activity_snapshots`: one per snapshot.
+/// Rows of `activity_snapshots`: one per message, with the part of its sample it carried (a
+/// sample sent whole is part 0 of 1).
 pub(crate) fn activity_snapshots_batch(snapshots: &[(u64, &Snapshot<ActivityRow>)]) -> RecordBatch {
     let mut target = StringBuilder::new();
     let mut collected_at = TimestampMicrosecondBuilder::new();
@@ -17,13 +18,18 @@ pub(crate) fn activity_snapshots_batch(snapshots: &[(u64, &Snapshot<ActivityRow>
     let mut server_version_num = Int32Builder::new();
     let mut system_identifier = StringBuilder::new();
     let mut row_count = Int32Builder::new();
+    let mut part_index = Int32Builder::new();
+    let mut part_count = Int32Builder::new();
     for (sequence, snapshot) in snapshots {
+        let part = snapshot.part.unwrap_or(SnapshotPart { index: 0, count: 1 });
         target.append_value(snapshot.target.as_str());
         collected_at.append_value(snapshot.collected_at_us);
         stream_sequence.append_value(*sequence);
         server_version_num.append_value(snapshot.server.server_version_num);
         system_identifier.append_option(snapshot.server.system_identifier.as_deref());
         row_count.append_value(i32::try_from(snapshot.rows.len()).unwrap_or(i32::MAX));
+        part_index.append_value(i32::try_from(part.index).unwrap_or(i32::MAX));
+        part_count.append_value(i32::try_from(part.count).unwrap_or(i32::MAX));
     }
     record_batch(vec![
         ("target", Arc::new(target.finish())),
@@ -32,6 +38,8 @@ pub(crate) fn activity_snapshots_batch(snapshots: &[(u64, &Snapshot<ActivityRow>
         ("server_version_num", Arc::new(server_version_num.finish())),
         ("system_identifier", Arc::new(system_identifier.finish())),
         ("row_count", Arc::new(row_count.finish())),
+        ("part_index", Arc::new(part_index.finish())),
+        ("part_count", Arc::new(part_count.finish())),
     ])
 }
 

@@ -22,7 +22,7 @@ const BUCKET_START: &str = "$2 + ((epoch_us(collected_at) - $2) // $4) * $4";
 
 /// Runs `sql` and reads its rows into `Row` by column name (through Arrow, with `serde_arrow`):
 /// each query names its columns after the fields of its reply type.
-fn rows<Row: serde::de::DeserializeOwned>(
+pub(crate) fn rows<Row: serde::de::DeserializeOwned>(
     connection: &Connection,
     sql: &str,
     parameters: &[&dyn duckdb::ToSql],

@@ -145,6 +145,14 @@ pub(crate) const MIGRATIONS: &[(i32, &[&str])] = &[
             "CREATE TABLE compactions (compacted_at TIMESTAMP NOT NULL);",
         ],
     ),
+    (
+        9,
+        // Which part of its sample each activity message carried: a sample counts once all its
+        // parts are stored, however many messages carried it. Rows before this have NULLs and
+        // count once per collection time.
+        &["ALTER TABLE activity_snapshots ADD COLUMN part_index INTEGER;
+     ALTER TABLE activity_snapshots ADD COLUMN part_count INTEGER;"],
+    ),
 ];
 
 /// Activity rows keep `xact_start` and `state_change` as microseconds from the query's start

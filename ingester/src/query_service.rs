@@ -1,15 +1,17 @@
 //! Answers named queries over NATS request/reply with the ingester's own DuckDB connection.
 //!
 //! No other process may open the file the ingester writes (DuckDB's one-writer rule), so
-//! history is read here and shipped as JSON. Only named, parameterised queries exist.
+//! history is read here and shipped as JSON, in several messages when one is too small (never
+//! more than `MAX_REPLY_BYTES`). Only named, parameterised queries exist.
 
 use std::sync::{Arc, Mutex};
 
 use duckdb::Connection;
 use futures::StreamExt;
 use pgmon_common::query::{
-    ActivitySeriesRequest, BlockingRequest, DatabaseSeriesRequest, LockHistoryRequest, NamedQuery, ObjectGrowthRequest, ObjectsRequest,
-    QueryReply, SessionHistoryRequest, SessionsRequest, StatementHistoryRequest, TopStatementsRequest,
+    reply_messages, ActivitySeriesRequest, BlockingRequest, DatabaseSeriesRequest, LockHistoryRequest, NamedQuery, ObjectGrowthRequest,
+    ObjectsRequest, QueryReply, SessionHistoryRequest, SessionsRequest, StatementHistoryRequest, TopStatementsRequest, MAX_REPLY_BYTES,
+    REPLY_PART_HEADER,
 };
 use pgmon_common::subjects::{query_subject, QUERY_QUEUE_GROUP};
 use pgmon_common::target::TargetName;
@@ -49,13 +51,12 @@ pub(crate) async fn serve_queries(
         let readers = Arc::clone(&readers);
         tokio::spawn(async move {
             let query_name = request.subject.as_str().split('.').nth(2).unwrap_or_default().to_owned();
+            let answered_name = query_name.clone();
             let reply = readers
                 .with_reader(move |connection| answer(&query_name, &request.payload, connection))
                 .await
                 .unwrap_or_else(|panic| encode(&QueryReply::<()>::Failed(format!("query task failed: {panic}"))));
-            if let Err(error) = client.publish(reply_subject, reply.into()).await {
-                tracing::warn!(%error, "cannot send a query reply");
-            }
+            send_reply(&client, reply_subject, reply, &answered_name).await;
         });
     }
 }
@@ -116,6 +117,39 @@ impl Readers {
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Room left beside a reply message's payload for its headers.
+const REPLY_HEADER_ROOM: usize = 1024;
+
+/// Sends a reply in as many messages as the server's message size needs; one larger than any
+/// reply may be becomes a [`QueryReply::TooLarge`] the asker can show.
+async fn send_reply(client: &async_nats::Client, reply_subject: async_nats::Subject, reply: Vec<u8>, query_name: &str) {
+    let reply = if reply.len() > MAX_REPLY_BYTES {
+        tracing::info!(query = query_name, bytes = reply.len(), "query answer too large to send");
+        encode(&QueryReply::<()>::TooLarge(format!(
+            "the answer is {} MiB, more than the {} MiB a reply may carry: choose a shorter time range, a lower limit or a narrower filter",
+            reply.len().div_ceil(1024 * 1024),
+            MAX_REPLY_BYTES / (1024 * 1024)
+        )))
+    } else {
+        reply
+    };
+    let message_bytes = client.server_info().max_payload.saturating_sub(REPLY_HEADER_ROOM);
+    for (part, payload) in reply_messages(reply, message_bytes) {
+        let sent = match part {
+            None => client.publish(reply_subject.clone(), payload.into()).await,
+            Some(part) => {
+                let mut headers = async_nats::HeaderMap::new();
+                headers.insert(REPLY_PART_HEADER, part.as_str());
+                client.publish_with_headers(reply_subject.clone(), headers, payload.into()).await
+            }
+        };
+        if let Err(error) = sent {
+            tracing::warn!(query = query_name, %error, "cannot send a query reply");
+            return;
+        }
+    }
 }
 
 fn encode<T: serde::Serialize>(reply: &QueryReply<T>) -> Vec<u8> {

@@ -986,12 +986,62 @@ mod tests {
             to_us: from_us + 180_000_000,
             step_us: 60_000_000,
             by: ActivityDimension::WaitEvent,
+            top: 20,
         };
         let from_rollup = crate::series::activity_series(&reader, &request(minute_start)).unwrap();
         let from_rows = crate::series::activity_series(&reader, &request(minute_start + 1)).unwrap();
         assert_eq!(from_rollup.samples, vec![60, 60, 60]);
         assert_eq!(from_rollup.series, from_rows.series);
         assert!(count(&store, "activity_minutes") > 0);
+    }
+
+    /// Part `index` of `count` of a sample, holding `rows` active sessions.
+    fn part_of(collected_at_us: i64, index: u32, count: u32, rows: usize) -> AnySnapshot {
+        let mut part = snapshot(collected_at_us, rows);
+        part.part = Some(pgmon_common::event::SnapshotPart { index, count });
+        AnySnapshot::Activity(part)
+    }
+
+    /// A sample split into parts counts once, whether its parts arrive in one batch or in
+    /// several; one whose part never arrives counts nowhere, from the rollup and the rows alike.
+    #[test]
+    fn a_sample_in_parts_counts_once_and_an_incomplete_one_not_at_all() {
+        use pgmon_common::query::{ActivityDimension, ActivitySeriesRequest};
+        let directory = tempfile::tempdir().unwrap();
+        let mut store = Store::open(directory.path(), "PGMON", StorageOptions::default()).unwrap();
+        let minute_start = (now_us() / 60_000_000 - 5) * 60_000_000;
+        let (split, incomplete, whole) = (minute_start + 1_000_000, minute_start + 2_000_000, minute_start + 3_000_000);
+        store
+            .apply(&batch_of(vec![
+                (1, part_of(split, 0, 3, 2)),
+                (2, part_of(split, 1, 3, 2)),
+                (3, part_of(incomplete, 0, 2, 2)),
+            ]))
+            .unwrap();
+        store
+            .apply(&batch_of(vec![
+                (4, part_of(split, 2, 3, 2)),
+                (5, AnySnapshot::Activity(snapshot(whole, 3))),
+            ]))
+            .unwrap();
+        let reader = store.reader().unwrap();
+        let request = |from_us: i64, step_us: i64| ActivitySeriesRequest {
+            target: "db1".parse().unwrap(),
+            from_us,
+            to_us: minute_start + 60_000_000,
+            step_us,
+            by: ActivityDimension::WaitEvent,
+            top: 20,
+        };
+        for (path, request) in [
+            ("rollup", request(minute_start, 60_000_000)),
+            ("rows", request(minute_start - 1_000_000, 61_000_000)),
+        ] {
+            let reply = crate::series::activity_series(&reader, &request).unwrap();
+            assert_eq!(reply.samples, vec![2], "{path}");
+            assert_eq!(reply.series.len(), 1, "{path}");
+            assert_eq!(reply.series[0].values, vec![Some((6.0 + 3.0) / 2.0)], "{path}");
+        }
     }
 
     const DAY_US: i64 = 86_400_000_000;

@@ -28,6 +28,7 @@ async fn answerable(client: &async_nats::Client, collected_at_us: i64) -> bool {
         to_us: collected_at_us + 1_000_000,
         step_us: 1_000_000,
         by: ActivityDimension::WaitEventType,
+        top: pgmon_common::query::DEFAULT_TOP_SERIES,
     };
     let subject = query_subject(ActivitySeriesRequest::NAME, "db");
     let Ok(reply) = client.request(subject, serde_json::to_vec(&request).unwrap().into()).await else {

@@ -371,7 +371,7 @@ fn query_benchmark() {
         connection
             .execute_batch(&format!(
                 "INSERT INTO activity_snapshots
-                 SELECT 'target-' || t, make_timestamp({day_start} + s * 1000000), 0, 170002, NULL, {sessions}
+                 SELECT 'target-' || t, make_timestamp({day_start} + s * 1000000), 0, 170002, NULL, {sessions}, 0, 1
                  FROM range(86400) r(s), range({targets}) u(t);
                  INSERT INTO activity_sample_rows (target, collected_at, pid, database, user_name, application, backend_type, state, wait_event_type, wait_event, query_id)
                  SELECT 'target-' || t, make_timestamp({day_start} + s * 1000000), 10000 + p, 'shop', 'app', 'web', 'client backend',
@@ -407,6 +407,7 @@ fn query_benchmark() {
         to_us,
         step_us,
         by: ActivityDimension::WaitEvent,
+        top: pgmon_common::query::DEFAULT_TOP_SERIES,
     };
     let time = |request: &ActivitySeriesRequest, runs: usize| {
         let mut timings = Vec::new();

@@ -194,6 +194,7 @@ fn main() {
             to_us,
             step_us: DAY_CHART_STEP_US,
             by: ActivityDimension::WaitEventType,
+            top: pgmon_common::query::DEFAULT_TOP_SERIES,
         };
         let tree_request = ObjectsRequest {
             target: TARGET.parse().unwrap(),

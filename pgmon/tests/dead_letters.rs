@@ -136,6 +136,7 @@ async fn unusable_messages_are_dead_lettered_with_a_reason_and_ingestion_goes_on
         to_us: 1_700_000_010_000_000,
         step_us: 10_000_000,
         by: ActivityDimension::WaitEventType,
+        top: pgmon_common::query::DEFAULT_TOP_SERIES,
     };
     let reply = client
         .request(

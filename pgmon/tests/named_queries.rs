@@ -122,6 +122,7 @@ async fn every_named_query_answers_from_recorded_history() {
             to_us,
             step_us: 10_000_000,
             by: ActivityDimension::Application,
+            top: pgmon_common::query::DEFAULT_TOP_SERIES,
         },
     )
     .await;

@@ -20,6 +20,7 @@ async fn samples_of(client: &async_nats::Client, target: &str) -> u32 {
         to_us: now_us() + 1_000_000,
         step_us: 61_000_000,
         by: ActivityDimension::WaitEventType,
+        top: pgmon_common::query::DEFAULT_TOP_SERIES,
     };
     let asked = client
         .request(

@@ -54,7 +54,8 @@ fn target_and_window(target: &str, query: &HashMap<String, String>) -> Result<(T
 /// `GET /api/v1/targets/{target}/activity`: average active sessions, stacked by a dimension.
 #[utoipa::path(get, path = "/api/v1/targets/{target}/activity", tag = "activity",
     params(("target" = String, Path), WindowParams,
-        ("by" = Option<String>, Query, description = "wait_event_type (default), wait_event, query_id, database, user, application, client_address, backend_type")),
+        ("by" = Option<String>, Query, description = "wait_event_type (default), wait_event, query_id, database, user, application, client_address, backend_type"),
+        ("top" = Option<u32>, Query, description = "series to keep, biggest first, 1 to 100 (default 20); the others are summed in a last series named other")),
     responses((status = 200, body = ActivitySeriesReply), (status = 400, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn activity(
     State(state): State<AppState>,

@@ -1,8 +1,10 @@
-//! Reads history by asking the ingesters named queries over NATS request/reply.
+//! Reads history by asking the ingesters named queries over NATS request/reply; a reply too
+//! large for one message arrives in parts and is put back together here.
 
 use std::time::Duration;
 
-use pgmon_common::query::{NamedQuery, QueryReply};
+use futures::StreamExt;
+use pgmon_common::query::{NamedQuery, QueryReply, ReplyAssembly, REPLY_PART_HEADER};
 use pgmon_common::subjects::query_subject;
 
 use crate::error::AppError;
@@ -16,29 +18,49 @@ pub async fn named_query<Query: NamedQuery>(
     let query_name = Query::NAME;
     let payload = serde_json::to_vec(request).map_err(|e| AppError::Internal(format!("encode {query_name} request: {e}")))?;
     let subject = query_subject(query_name, request.target().as_str());
-    let asked = tokio::time::timeout(timeout, client.request(subject, payload.into())).await;
-    let message = match asked {
-        Err(_) => {
-            return Err(AppError::Unavailable(format!(
-                "no ingester answered within {timeout:?}; history is unavailable"
-            )))
+    let inbox = client.new_inbox();
+    let cannot_reach = |error: &dyn std::fmt::Display| AppError::Unavailable(format!("cannot reach the ingesters: {error}"));
+    let mut replies = client.subscribe(inbox.clone()).await.map_err(|e| cannot_reach(&e))?;
+    client
+        .publish_with_reply(subject, inbox, payload.into())
+        .await
+        .map_err(|e| cannot_reach(&e))?;
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut assembly = ReplyAssembly::default();
+    let whole = loop {
+        let message = match tokio::time::timeout_at(deadline, replies.next()).await {
+            Ok(Some(message)) => message,
+            Ok(None) => return Err(cannot_reach(&"the reply subscription ended")),
+            Err(_) => {
+                return Err(match assembly.progress() {
+                    (0, _) => AppError::Unavailable(format!("no ingester answered within {timeout:?}; history is unavailable")),
+                    (received, count) => AppError::Unavailable(format!(
+                        "the ingester's answer was cut off: {received} of its {count} parts arrived within {timeout:?}"
+                    )),
+                })
+            }
+        };
+        if message.status == Some(async_nats::StatusCode::NO_RESPONDERS) {
+            return Err(AppError::Unavailable("no ingester is running; history is unavailable".to_owned()));
         }
-        Ok(Err(error)) if matches!(error.kind(), async_nats::RequestErrorKind::NoResponders) => {
-            return Err(AppError::Unavailable("no ingester is running; history is unavailable".to_owned()))
+        let part = message
+            .headers
+            .as_ref()
+            .and_then(|headers| headers.get(REPLY_PART_HEADER))
+            .map(|value| value.as_str());
+        match assembly.accept(part, &message.payload) {
+            Ok(Some(whole)) => break whole,
+            Ok(None) => {}
+            Err(error) => return Err(AppError::Internal(format!("{query_name} reply: {error}"))),
         }
-        Ok(Err(error)) if matches!(error.kind(), async_nats::RequestErrorKind::TimedOut) => {
-            return Err(AppError::Unavailable(format!(
-                "no ingester answered within {timeout:?}; history is unavailable"
-            )))
-        }
-        Ok(Err(error)) => return Err(AppError::Unavailable(format!("cannot reach the ingesters: {error}"))),
-        Ok(Ok(message)) => message,
     };
+    // Dropping the subscription unsubscribes; a reply cannot arrive twice.
+    drop(replies);
     let reply: QueryReply<Query::Reply> =
-        serde_json::from_slice(&message.payload).map_err(|e| AppError::Internal(format!("undecodable {query_name} reply: {e}")))?;
+        serde_json::from_slice(&whole).map_err(|e| AppError::Internal(format!("undecodable {query_name} reply: {e}")))?;
     match reply {
         QueryReply::Ok(answer) => Ok(answer),
-        QueryReply::Invalid(message) => Err(AppError::bad_request("query", message)),
+        QueryReply::Invalid(message) | QueryReply::TooLarge(message) => Err(AppError::bad_request("query", message)),
         QueryReply::Failed(message) => Err(AppError::Internal(format!("{query_name}: {message}"))),
     }
 }

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use pgmon_common::query::{ActivityDimension, ActivitySeriesRequest, MAX_ROWS, MAX_SERIES_BUCKETS};
+use pgmon_common::query::{ActivityDimension, ActivitySeriesRequest, DEFAULT_TOP_SERIES, MAX_ROWS, MAX_SERIES_BUCKETS, MAX_TOP_SERIES};
 use pgmon_common::target::TargetName;
 use pgmon_ui::components::RANGES;
 
@@ -148,12 +148,21 @@ pub fn activity_series_request(
 ) -> Result<ActivitySeriesRequest, AppError> {
     let Window { from_us, to_us, step_us } = window(params, now)?;
     let by = dimension(params)?;
+    let top = match params.get("top").map(String::as_str) {
+        None | Some("") => DEFAULT_TOP_SERIES,
+        Some(text) => text
+            .parse::<u32>()
+            .ok()
+            .filter(|top| (1..=MAX_TOP_SERIES).contains(top))
+            .ok_or_else(|| AppError::bad_request("top", format!("top must be a whole number from 1 to {MAX_TOP_SERIES}")))?,
+    };
     let request = ActivitySeriesRequest {
         target,
         from_us,
         to_us,
         step_us,
         by,
+        top,
     };
     request.validate().map_err(|e| AppError::bad_request("step", e.to_string()))?;
     Ok(request)

@@ -1,11 +1,11 @@
 //! What the stream knows about targets right now: which exist, their status, and their newest
-//! snapshots (read by direct get, never from DuckDB).
+//! samples (read by direct get, never from DuckDB; a sample sent in parts is joined first).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use async_nats::jetstream;
 use futures::TryStreamExt;
-use pgmon_common::event::{decode_snapshot, AnySnapshot, SnapshotKind, TargetState};
+use pgmon_common::event::{decode_snapshot, join_parts, sample_head, AnySnapshot, SampleHead, SnapshotKind, TargetState};
 use pgmon_common::query::{ObjectOrder, ObjectsRequest};
 use pgmon_common::subjects::{parse_snapshot_subject, snapshot_subject, SNAPSHOT_STREAM};
 use pgmon_common::target::TargetName;
@@ -22,17 +22,122 @@ async fn snapshot_stream(jetstream: &jetstream::Context) -> Result<jetstream::st
         .map_err(|e| AppError::Unavailable(format!("cannot read the snapshot stream: {e}")))
 }
 
-/// The newest snapshot of one kind of a target, when the stream has one that decodes.
-pub async fn newest_snapshot(
+/// The newest complete sample of one kind of a target, when the stream has one that decodes.
+/// A sample too large for one message arrives in parts: "now" is the newest sample of which
+/// every part is stored, joined, never the last part alone.
+pub async fn newest_sample(
     jetstream: &jetstream::Context,
     target: &TargetName,
     kind: SnapshotKind,
 ) -> Result<Option<AnySnapshot>, AppError> {
     let stream = snapshot_stream(jetstream).await?;
-    let Ok(message) = stream.direct_get_last_for_subject(snapshot_subject(target, kind)).await else {
+    let subject = snapshot_subject(target, kind);
+    let Ok(last) = stream.direct_get_last_for_subject(subject.as_str()).await else {
         return Ok(None);
     };
-    Ok(decode_snapshot(&message.payload).ok())
+    let Ok(head) = sample_head(&last.payload) else {
+        return Ok(None);
+    };
+    if head.part.is_none() {
+        return Ok(decode_snapshot(&last.payload).ok());
+    }
+    let Some(payloads) = parts_of_newest_complete_sample(&stream, &subject, last.sequence, (head, last.payload)).await? else {
+        return Ok(None);
+    };
+    let parts: Result<Vec<AnySnapshot>, _> = payloads.iter().map(|payload| decode_snapshot(payload)).collect();
+    Ok(parts.ok().and_then(|parts| join_parts(parts).ok()))
+}
+
+/// The most a "now" view reads of one subject to find a complete split sample: the parts of
+/// the newest samples (a sample of ten thousand sessions is some fifteen parts), never a scan
+/// of history.
+const MOST_BYTES_READ_FOR_NOW: usize = 64 * 1024 * 1024;
+
+/// The payloads of the newest sample on `subject` whose parts are all stored, in stream order,
+/// reading back from the newest message (`last_sequence`, already read). Parts of one sample
+/// are published in order, after every part of the samples before it, so messages of an older
+/// sample below a sample's first part show that nothing of it lies further back. The window of
+/// stream sequences read back grows until it holds such a sample (other targets' messages
+/// interleave with this subject's).
+async fn parts_of_newest_complete_sample(
+    stream: &jetstream::stream::Stream,
+    subject: &str,
+    last_sequence: u64,
+    last: (SampleHead, bytes::Bytes),
+) -> Result<Option<Vec<bytes::Bytes>>, AppError> {
+    let mut read: ReadMessages = BTreeMap::from([(last_sequence, last)]);
+    let mut bytes_read = read[&last_sequence].1.len();
+    let mut read_from = last_sequence;
+    let mut window = 2 * u64::from(read[&last_sequence].0.part.map_or(1, |part| part.count));
+    loop {
+        let start = last_sequence.saturating_sub(window).max(1);
+        let mut sequence = start;
+        while sequence < read_from {
+            let Ok(message) = stream.direct_get_next_for_subject(subject, Some(sequence)).await else {
+                break;
+            };
+            if message.sequence >= read_from {
+                break;
+            }
+            sequence = message.sequence + 1;
+            bytes_read += message.payload.len();
+            if bytes_read > MOST_BYTES_READ_FOR_NOW {
+                return Err(AppError::Unavailable(format!(
+                    "the newest samples on {subject} are incomplete: no sample with all its parts within the last {} MiB",
+                    MOST_BYTES_READ_FOR_NOW >> 20
+                )));
+            }
+            if let Ok(head) = sample_head(&message.payload) {
+                read.insert(message.sequence, (head, message.payload));
+            }
+        }
+        read_from = start;
+        match newest_complete_sample(&read, start == 1) {
+            SampleSearch::Found(payloads) => return Ok(Some(payloads)),
+            SampleSearch::NoneInStream => return Ok(None),
+            SampleSearch::ReadFurtherBack => window = window.saturating_mul(4),
+        }
+    }
+}
+
+/// Messages of one subject read so far, by stream sequence: the head of each and its payload.
+type ReadMessages = BTreeMap<u64, (SampleHead, bytes::Bytes)>;
+
+/// What the messages read so far tell about the newest complete sample.
+#[derive(Debug, PartialEq)]
+enum SampleSearch {
+    Found(Vec<bytes::Bytes>),
+    /// Every message of the subject was read and no sample is complete.
+    NoneInStream,
+    ReadFurtherBack,
+}
+
+/// Looks for the newest complete sample among `read` (messages of one subject by stream
+/// sequence); `read_all` says the subject's first message is among them.
+fn newest_complete_sample(read: &ReadMessages, read_all: bool) -> SampleSearch {
+    let mut samples: Vec<(i64, Vec<(SampleHead, &bytes::Bytes)>)> = Vec::new();
+    for (head, payload) in read.values() {
+        match samples.last_mut() {
+            Some((collected_at_us, parts)) if *collected_at_us == head.collected_at_us => parts.push((*head, payload)),
+            _ => samples.push((head.collected_at_us, vec![(*head, payload)])),
+        }
+    }
+    for (position, (_, parts)) in samples.iter().enumerate().rev() {
+        let count = parts[0].0.part.map_or(1, |part| part.count);
+        let indexes: BTreeSet<u32> = parts.iter().map(|(head, _)| head.part.map_or(0, |part| part.index)).collect();
+        if parts.len() == count as usize && indexes.len() == parts.len() && indexes.iter().copied().eq(0..count) {
+            return SampleSearch::Found(parts.iter().map(|(_, payload)| (*payload).clone()).collect());
+        }
+        // The oldest sample read may have parts further back.
+        if position == 0 && !read_all {
+            return SampleSearch::ReadFurtherBack;
+        }
+    }
+    if read_all {
+        SampleSearch::NoneInStream
+    } else {
+        SampleSearch::ReadFurtherBack
+    }
 }
 
 /// Every target that is registered or has sent a status or activity snapshot.
@@ -63,9 +168,9 @@ pub async fn target_summaries(state: &AppState) -> Result<Vec<TargetSummary>, Ap
 
 async fn target_summary(state: &AppState, name: &TargetName) -> Result<TargetSummary, AppError> {
     let (status, activity, database) = tokio::try_join!(
-        newest_snapshot(&state.jetstream, name, SnapshotKind::Status),
-        newest_snapshot(&state.jetstream, name, SnapshotKind::Activity),
-        newest_snapshot(&state.jetstream, name, SnapshotKind::Database),
+        newest_sample(&state.jetstream, name, SnapshotKind::Status),
+        newest_sample(&state.jetstream, name, SnapshotKind::Activity),
+        newest_sample(&state.jetstream, name, SnapshotKind::Database),
     )?;
     let mut summary = TargetSummary {
         name: name.to_string(),
@@ -128,7 +233,7 @@ async fn target_summary(state: &AppState, name: &TargetName) -> Result<TargetSum
 
 /// Why a kind is not sampled on a target that is up, from its newest status snapshot.
 pub async fn limitation(state: &AppState, target: &TargetName, kind: SnapshotKind) -> Result<Option<String>, AppError> {
-    let Some(AnySnapshot::Status(status)) = newest_snapshot(&state.jetstream, target, SnapshotKind::Status).await? else {
+    let Some(AnySnapshot::Status(status)) = newest_sample(&state.jetstream, target, SnapshotKind::Status).await? else {
         return Ok(None);
     };
     Ok(status
@@ -140,7 +245,7 @@ pub async fn limitation(state: &AppState, target: &TargetName, kind: SnapshotKin
 
 /// `max_connections` of a target, from its newest database snapshot.
 pub async fn max_connections(state: &AppState, target: &TargetName) -> Result<Option<i32>, AppError> {
-    Ok(match newest_snapshot(&state.jetstream, target, SnapshotKind::Database).await? {
+    Ok(match newest_sample(&state.jetstream, target, SnapshotKind::Database).await? {
         Some(AnySnapshot::Database(snapshot)) => snapshot.instance.map(|instance| instance.max_connections),
         _ => None,
     })
@@ -148,7 +253,7 @@ pub async fn max_connections(state: &AppState, target: &TargetName) -> Result<Op
 
 /// The databases of a target, from its newest database snapshot.
 pub async fn databases(state: &AppState, target: &TargetName) -> Result<Vec<String>, AppError> {
-    Ok(match newest_snapshot(&state.jetstream, target, SnapshotKind::Database).await? {
+    Ok(match newest_sample(&state.jetstream, target, SnapshotKind::Database).await? {
         Some(AnySnapshot::Database(snapshot)) => snapshot.rows.into_iter().map(|row| row.database).collect(),
         _ => Vec::new(),
     })
@@ -158,8 +263,8 @@ pub async fn databases(state: &AppState, target: &TargetName) -> Result<Vec<Stri
 /// newest locks snapshot when it was taken at the same moment.
 pub async fn current_blocking(state: &AppState, target: &TargetName) -> Result<CurrentBlocking, AppError> {
     let (activity, locks) = tokio::try_join!(
-        newest_snapshot(&state.jetstream, target, SnapshotKind::Activity),
-        newest_snapshot(&state.jetstream, target, SnapshotKind::Locks),
+        newest_sample(&state.jetstream, target, SnapshotKind::Activity),
+        newest_sample(&state.jetstream, target, SnapshotKind::Locks),
     )?;
     let Some(AnySnapshot::Activity(activity)) = activity else {
         return Ok(CurrentBlocking {
@@ -232,4 +337,68 @@ pub async fn current_blocking(state: &AppState, target: &TargetName) -> Result<C
         collected_at_us: Some(activity.collected_at_us),
         roots,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pgmon_common::event::SnapshotPart;
+
+    fn message(collected_at_us: i64, part: Option<(u32, u32)>) -> (SampleHead, bytes::Bytes) {
+        let head = SampleHead {
+            collected_at_us,
+            part: part.map(|(index, count)| SnapshotPart { index, count }),
+        };
+        (head, bytes::Bytes::from(format!("{collected_at_us}/{part:?}")))
+    }
+
+    /// A message: its stream sequence, the collection time of its sample and which part it is.
+    type Message = (u64, i64, Option<(u32, u32)>);
+
+    fn read(messages: &[Message]) -> ReadMessages {
+        messages
+            .iter()
+            .map(|(sequence, collected_at_us, part)| (*sequence, message(*collected_at_us, *part)))
+            .collect()
+    }
+
+    #[test]
+    fn the_newest_sample_with_every_part_is_found() {
+        let messages = read(&[
+            (10, 1, Some((0, 2))),
+            (14, 1, Some((1, 2))),
+            (20, 2, Some((0, 2))),
+            (23, 2, Some((1, 2))),
+        ]);
+        let SampleSearch::Found(parts) = newest_complete_sample(&messages, false) else {
+            panic!("not found")
+        };
+        assert_eq!(parts, vec![messages[&20].1.clone(), messages[&23].1.clone()]);
+    }
+
+    #[test]
+    fn a_sample_still_arriving_gives_way_to_the_one_before() {
+        let messages = read(&[
+            (10, 1, Some((0, 2))),
+            (14, 1, Some((1, 2))),
+            (20, 2, Some((0, 3))),
+            (23, 2, Some((1, 3))),
+        ]);
+        let SampleSearch::Found(parts) = newest_complete_sample(&messages, false) else {
+            panic!("not found")
+        };
+        assert_eq!(parts, vec![messages[&10].1.clone(), messages[&14].1.clone()]);
+    }
+
+    #[test]
+    fn the_oldest_sample_read_may_continue_further_back() {
+        let messages = read(&[(20, 2, Some((1, 3))), (23, 2, Some((2, 3)))]);
+        assert_eq!(newest_complete_sample(&messages, false), SampleSearch::ReadFurtherBack);
+        assert_eq!(newest_complete_sample(&messages, true), SampleSearch::NoneInStream);
+        let whole = read(&[(3, 1, None), (20, 2, Some((1, 3)))]);
+        assert_eq!(
+            newest_complete_sample(&whole, false),
+            SampleSearch::Found(vec![whole[&3].1.clone()])
+        );
+    }
 }

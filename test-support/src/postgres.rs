@@ -21,6 +21,8 @@ pub struct TestPostgres {
     run_as: Option<(u32, u32)>,
     port: u16,
     child: Option<Child>,
+    /// Server settings given beside the defaults (`-c name=value`), kept across restarts.
+    settings: Vec<(String, String)>,
 }
 
 /// The CA certificates of [`TestPostgres::enable_tls`].
@@ -35,7 +37,13 @@ impl TestPostgres {
     /// Creates and starts a cluster with superuser `postgres` (trust authentication on 127.0.0.1)
     /// from the default PostgreSQL installation.
     pub fn start() -> TestPostgres {
-        TestPostgres::start_from(find_bin_dir())
+        TestPostgres::start_from(find_bin_dir(), &[])
+    }
+
+    /// The same with server settings of the test's own, e.g. `[("max_connections", "500")]`
+    /// for a test with hundreds of sessions.
+    pub fn start_with_settings(settings: &[(&str, &str)]) -> TestPostgres {
+        TestPostgres::start_from(find_bin_dir(), settings)
     }
 
     /// The same with PostgreSQL `major` (13 to 18) from the version matrix that
@@ -50,10 +58,10 @@ impl TestPostgres {
             "PostgreSQL {major} is not installed in {}: run scripts/setup.sh",
             bin_dir.display()
         );
-        TestPostgres::start_from(bin_dir)
+        TestPostgres::start_from(bin_dir, &[])
     }
 
-    fn start_from(bin_dir: PathBuf) -> TestPostgres {
+    fn start_from(bin_dir: PathBuf, settings: &[(&str, &str)]) -> TestPostgres {
         let run_as = unprivileged_user_when_root();
         let directory = tempfile::Builder::new().prefix("pgmon-test-pg-").tempdir().unwrap();
         if let Some((uid, gid)) = run_as {
@@ -65,6 +73,10 @@ impl TestPostgres {
             run_as,
             port: free_local_port(),
             child: None,
+            settings: settings
+                .iter()
+                .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+                .collect(),
         };
         postgres.initdb();
         postgres.start_again();
@@ -119,6 +131,11 @@ impl TestPostgres {
             .args(["-c", "shared_preload_libraries=pg_stat_statements"])
             .args(["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"])
             .args(["-c", "max_connections=100"])
+            .args(
+                self.settings
+                    .iter()
+                    .flat_map(|(name, value)| ["-c".to_owned(), format!("{name}={value}")]),
+            )
             .stdin(Stdio::null())
             .stdout(log_file.try_clone().unwrap())
             .stderr(log_file);

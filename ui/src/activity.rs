@@ -60,6 +60,7 @@ pub fn activity_page(view: &ActivityView<'_>) -> Markup {
             data-refresh-seconds=[view.range.map(|_| "5")]
             data-zoom-url={ "/targets/" (target) "?by=" (view.by) }
             data-slice-url={ "/targets/" (target) "/slice" }
+            data-statement-url={ "/targets/" (target) "/statements/" }
             data-max-connections=[view.max_connections] {
             p.loading { "Loading…" }
         }

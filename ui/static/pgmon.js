@@ -8,8 +8,41 @@
   // Wait event types get stable colours, as in Performance Insights.
   const fixedColours = { CPU: "#2a9d4b", Lock: "#c23b3b", LWLock: "#e07b00", IO: "#2457c5", IPC: "#7b4bc2", Timeout: "#b5a000", Client: "#0f8c8c", Activity: "#8c5a2b", BufferPin: "#d14fa3", Extension: "#5b6475" };
 
-  function colourFor(name, index) {
-    return fixedColours[name] || palette[index % palette.length];
+  function colourFor(series, index) {
+    if (series.other_series) return "#9aa1ad";
+    return fixedColours[series.name] || palette[index % palette.length];
+  }
+
+  // What a legend calls a series: the statement's text when stacked by query, "other (N)" for
+  // the sum of the series beyond the top ones.
+  function seriesLabel(series, length) {
+    if (series.other_series) return "other (" + series.other_series + " series)";
+    const text = series.query || series.name;
+    return text.length > length ? text.slice(0, length - 1) + "…" : text;
+  }
+
+  // Stacked by query: each statement's text, linking to its page.
+  function statementLegend(container, reply) {
+    const list = document.createElement("ol");
+    list.className = "series-legend";
+    reply.series.forEach((series, i) => {
+      const item = document.createElement("li");
+      const swatch = document.createElement("span");
+      swatch.className = "swatch";
+      swatch.style.background = colourFor(series, i);
+      item.appendChild(swatch);
+      if (series.other_series) {
+        item.appendChild(document.createTextNode(seriesLabel(series, 200)));
+      } else {
+        const link = document.createElement("a");
+        link.href = container.dataset.statementUrl + encodeURIComponent(series.name);
+        link.title = series.query || "query id " + series.name;
+        link.textContent = series.query ? seriesLabel(series, 120) : "query id " + series.name + " (text not collected yet)";
+        item.appendChild(link);
+      }
+      list.appendChild(item);
+    });
+    container.appendChild(list);
   }
 
   function showMessage(container, className, text) {
@@ -61,9 +94,9 @@
     const order = reply.series.map((_, i) => i).reverse();
     const data = [xs].concat(order.map((i) => stacked[i]));
     const uSeries = [{}].concat(order.map((i) => ({
-      label: reply.series[i].name,
-      stroke: colourFor(reply.series[i].name, i),
-      fill: colourFor(reply.series[i].name, i) + "cc",
+      label: seriesLabel(reply.series[i], 40),
+      stroke: colourFor(reply.series[i], i),
+      fill: colourFor(reply.series[i], i) + "cc",
       width: 1,
       points: { show: false },
       value: (u, v, si, idx) => {
@@ -104,6 +137,9 @@
       const from = xs[idx];
       loadSlice(container, Math.floor(from), Math.ceil(from + step));
     });
+    if (reply.by === "query_id" && container.dataset.statementUrl) {
+      statementLegend(container, reply);
+    }
   }
 
   function loadSlice(container, from, to) {
