@@ -76,11 +76,26 @@ pub struct CollectorArgs {
     #[command(flatten)]
     pub secret_key: SecretKeyArgs,
 
-    /// How many MiB of snapshots per target may wait for NATS (while it is unreachable) before
-    /// new snapshots are dropped; the default holds well over ten minutes of a busy target.
+    /// How many MiB of snapshots may wait for NATS (while it is unreachable or slow), all
+    /// targets together; when full, the oldest waiting snapshot makes room and is counted in
+    /// pgmon_collector_snapshots_dropped_total. 256 MiB hold some three hours of one busy
+    /// target's activity (50 sessions), a minute of 200 such targets.
     #[arg(long, env = "PGMON_PUBLISH_BUFFER_MIB", default_value_t = 256)]
     pub publish_buffer_mib: u32,
+
+    /// Where the snapshots NATS has not acknowledged when shutdown ends are written, to be
+    /// published first at the next start (default: pgmon-spool for collect, DATA_DIR/spool for up).
+    #[arg(long, env = "PGMON_SPOOL_DIR", value_name = "DIRECTORY")]
+    pub spool_dir: Option<PathBuf>,
+
+    /// How long a shutdown may take: publishing what is buffered stops then and the rest is
+    /// spooled (keep it below the orchestrator's grace period, 30 s in Kubernetes).
+    #[arg(long, env = "PGMON_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub shutdown_timeout: Duration,
 }
+
+/// The spool directory of `pgmon collect` when none is given.
+pub const DEFAULT_SPOOL_DIR: &str = "pgmon-spool";
 
 /// A monitored server: its name and how to connect. Debug output never shows the password.
 #[derive(Clone)]
@@ -312,6 +327,8 @@ pub struct CollectorConfig {
     pub query_text_max_length: u32,
     pub statement_timeout: Duration,
     pub publish_buffer_mib: u32,
+    pub spool_dir: PathBuf,
+    pub shutdown_timeout: Duration,
     pub collector_id: String,
     pub only_labels: BTreeMap<String, String>,
     pub secret_key: Option<SecretKey>,
@@ -391,6 +408,8 @@ impl CollectorConfig {
             query_text_max_length: args.query_text_max_length,
             statement_timeout: args.statement_timeout,
             publish_buffer_mib: args.publish_buffer_mib,
+            spool_dir: args.spool_dir.unwrap_or_else(|| PathBuf::from(DEFAULT_SPOOL_DIR)),
+            shutdown_timeout: args.shutdown_timeout,
             collector_id,
             only_labels: args.only_labels.into_iter().collect(),
             secret_key: args.secret_key.load()?,
@@ -466,6 +485,8 @@ mod tests {
             query_text_max_length: 100,
             statement_timeout: Duration::from_secs(1),
             publish_buffer_mib: 10,
+            spool_dir: None,
+            shutdown_timeout: Duration::from_secs(10),
             collector_id: None,
             only_labels: Vec::new(),
             secret_key: SecretKeyArgs::default(),

@@ -3,9 +3,11 @@
 //! Targets come from the command line or a file (always sampled by this collector) and from
 //! the registry in NATS KV, watched live and split between the collectors alive (`sharding`).
 //! Each target gets a sampler owning one long-lived connection, a statements sampler with a
-//! session of its own, an objects sampler visiting its databases, and a publisher that sends their snapshots to JetStream in order. A buffer
-//! bounded in bytes between them keeps a slow or absent NATS from delaying sampling, and a
-//! down target from touching other targets.
+//! session of its own, an objects sampler visiting its databases, and a publisher that sends
+//! their samples to JetStream in order. One buffer, bounded in bytes for all targets together,
+//! sits between them (`publisher`): a slow or absent NATS never delays sampling, and the oldest
+//! samples make room when it is full. At shutdown, what NATS has not taken in time is spooled
+//! to disk and published first at the next start.
 
 mod activity;
 mod config;
@@ -31,13 +33,17 @@ use pgmon_common::target::TargetName;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use config::{parse_intervals, parse_label, targets_file_schema, CollectorArgs, CollectorConfig, ConfigError, TargetSpec};
+pub use config::{
+    parse_intervals, parse_label, targets_file_schema, CollectorArgs, CollectorConfig, ConfigError, TargetSpec, DEFAULT_SPOOL_DIR,
+};
 pub use connection_test::test_connection;
+pub use publisher::SpoolError;
 pub use sharding::ShardError;
 
 use pgmon_common::nats_setup::{connect_jetstream, NatsSetupError};
 
 use crate::config::SamplingSettings;
+use crate::publisher::Outbox;
 use crate::sharding::Shard;
 
 /// Room left in a NATS message for headers beside the snapshot payload.
@@ -56,12 +62,15 @@ pub enum CollectorError {
     Shard(#[from] ShardError),
     #[error(transparent)]
     Target(#[from] ConfigError),
+    #[error(transparent)]
+    Spool(#[from] SpoolError),
 }
 
-/// Runs the collector until `shutdown` is cancelled, then drains what is queued for NATS.
 /// The role's name in `/readyz`.
 pub const ROLE: &str = "collector";
 
+/// Runs the collector until `shutdown` is cancelled, then publishes what is buffered for at
+/// most `shutdown_timeout` and spools the rest to disk, to be published first at the next start.
 pub async fn run(config: CollectorConfig, shutdown: CancellationToken) -> Result<(), CollectorError> {
     // Registered at start, so a scrape shows every metric before the first snapshot.
     metrics::metrics();
@@ -71,11 +80,12 @@ pub async fn run(config: CollectorConfig, shutdown: CancellationToken) -> Result
     let registry = Registry::open(&jetstream).await?;
     check_stored_passwords(&registry, &config).await?;
     let mut shard = Shard::join(&jetstream, &config.collector_id, &config.only_labels).await?;
+    let outbox = Outbox::new(jetstream.clone(), config.publish_buffer_mib);
+    outbox.load_spool(&config.spool_dir);
     pgmon_common::health::ready(ROLE);
     let mut running = RunningTargets {
-        jetstream: jetstream.clone(),
+        outbox: std::sync::Arc::clone(&outbox),
         settings: config.sampling(max_message_bytes),
-        publish_buffer_mib: config.publish_buffer_mib,
         shutdown: shutdown.clone(),
         targets: HashMap::new(),
     };
@@ -117,8 +127,20 @@ pub async fn run(config: CollectorConfig, shutdown: CancellationToken) -> Result
         }
         reconcile(&config, &registered, &mut shard, &mut running, membership_due).await;
     }
+    // One deadline for the whole shutdown: stop sampling, publish what NATS takes, spool the rest.
+    let deadline = tokio::time::Instant::now() + config.shutdown_timeout;
     running.stop_all().await;
-    shard.leave().await;
+    outbox.drain_until(deadline).await;
+    let spooled = outbox.spool(&config.spool_dir, &config.collector_id)?;
+    if spooled > 0 {
+        tracing::warn!(samples = spooled, directory = %config.spool_dir.display(), "NATS did not take every snapshot before the shutdown timeout; the rest is spooled and published first at the next start");
+    }
+    if tokio::time::timeout(deadline.saturating_duration_since(tokio::time::Instant::now()), shard.leave())
+        .await
+        .is_err()
+    {
+        tracing::info!("leaving the collectors' membership timed out; its entries expire by themselves");
+    }
     tracing::info!("collector stopped");
     Ok(())
 }
@@ -201,13 +223,11 @@ struct RunningTarget {
     fingerprint: String,
     stop: CancellationToken,
     samplers: Vec<JoinHandle<()>>,
-    publisher: JoinHandle<()>,
 }
 
 struct RunningTargets {
-    jetstream: async_nats::jetstream::Context,
+    outbox: std::sync::Arc<Outbox>,
     settings: SamplingSettings,
-    publish_buffer_mib: u32,
     shutdown: CancellationToken,
     targets: HashMap<TargetName, RunningTarget>,
 }
@@ -216,13 +236,7 @@ impl RunningTargets {
     fn start(&mut self, target: TargetSpec, fingerprint: String) {
         tracing::info!(target = %target.name, "sampling target");
         let stop = self.shutdown.child_token();
-        let (queue, outgoing) = publisher::publish_buffer(target.name.clone(), self.publish_buffer_mib);
-        let publisher = tokio::spawn(publisher::publish_in_order(
-            self.jetstream.clone(),
-            target.name.clone(),
-            outgoing,
-            stop.clone(),
-        ));
+        let queue = self.outbox.queue(&target.name);
         let samplers = vec![
             tokio::spawn(sampler::sample_statements(
                 target.clone(),
@@ -244,7 +258,6 @@ impl RunningTargets {
                 fingerprint,
                 stop,
                 samplers,
-                publisher,
             },
         );
         metrics::metrics().targets_sampled.set(self.targets.len() as i64);
@@ -261,14 +274,13 @@ impl RunningTargets {
         }
     }
 
-    /// At shutdown: stops every sampler and waits until each publisher has drained its queue.
+    /// At shutdown: stops every sampler.
     async fn stop_all(&mut self) {
         for (_, target) in self.targets.drain() {
             target.stop.cancel();
             for sampler in target.samplers {
                 let _ = sampler.await;
             }
-            let _ = target.publisher.await;
         }
     }
 }

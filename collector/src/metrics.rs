@@ -28,11 +28,18 @@ pub(crate) struct TargetLabels {
     pub target: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub(crate) struct DropLabels {
+    pub target: String,
+    /// `buffer_full` (the oldest waiting snapshot made room) or `too_large` (cannot be sent).
+    pub reason: &'static str,
+}
+
 pub(crate) struct CollectorMetrics {
     pub snapshots: Family<SnapshotLabels, Counter>,
     pub snapshot_duration: DurationHistograms<KindLabels>,
     pub publish_buffer_bytes: Family<TargetLabels, Gauge>,
-    pub snapshots_dropped: Family<TargetLabels, Counter>,
+    pub snapshots_dropped: Family<DropLabels, Counter>,
     pub targets_sampled: Gauge,
 }
 
@@ -57,12 +64,12 @@ static METRICS: LazyLock<CollectorMetrics> = LazyLock::new(|| {
         );
         registry.register(
             "collector_publish_buffer_bytes",
-            "Snapshots waiting to be acknowledged by NATS, per target",
+            "Bytes of snapshots waiting to be acknowledged by NATS, per target (all targets share one budget)",
             metrics.publish_buffer_bytes.clone(),
         );
         registry.register(
             "collector_snapshots_dropped",
-            "Snapshots lost because the publish buffer was full, per target",
+            "Snapshots lost, per target and reason: buffer_full (NATS away or slow; the oldest waiting one made room) or too_large",
             metrics.snapshots_dropped.clone(),
         );
         registry.register(

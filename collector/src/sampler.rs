@@ -21,7 +21,7 @@ use crate::database;
 use crate::locks;
 use crate::metrics::record_snapshot;
 use crate::objects;
-use crate::publisher::{Enqueued, OutgoingSnapshot, PublishQueue};
+use crate::publisher::{record_dropped, DropReason, Enqueued, OutgoingSample, OutgoingSnapshot, PublishQueue};
 use crate::statements::{self, SentTexts, StatementsReader};
 
 const FIRST_RETRY_DELAY: Duration = Duration::from_secs(1);
@@ -141,7 +141,8 @@ struct Encoded<'a> {
 }
 
 impl Encoded<'_> {
-    /// Encodes the snapshot (in parts when it is larger than a NATS message) and queues it.
+    /// Encodes the snapshot (in parts when it is larger than a NATS message) and queues it as
+    /// one sample: its parts are kept or dropped together.
     fn enqueue<Row: Serialize>(
         &self,
         queue: &PublishQueue,
@@ -164,8 +165,9 @@ impl Encoded<'_> {
         let parts = match encode_snapshot_parts(&snapshot, self.settings.max_message_bytes) {
             Ok(parts) => parts,
             Err(error) => {
-                tracing::error!(target = %self.target.name, kind = self.kind.as_str(), error = %error, "snapshot dropped");
+                tracing::error!(target = %self.target.name, kind = self.kind.as_str(), error = %error, "snapshot cannot be sent");
                 record_snapshot(self.target.name.as_str(), self.kind, Err(()));
+                record_dropped(&self.target.name, self.kind, DropReason::TooLarge);
                 return Enqueued::Dropped;
             }
         };
@@ -175,20 +177,15 @@ impl Encoded<'_> {
             self.kind,
             Ok(Duration::from_micros(u64::try_from(taken_us).unwrap_or(0))),
         );
-        let mut outcome = Enqueued::Queued;
-        for (part, payload) in parts {
-            let outgoing = OutgoingSnapshot {
+        let messages = parts
+            .into_iter()
+            .map(|(part, payload)| OutgoingSnapshot {
                 subject: snapshot_subject(&self.target.name, self.kind),
                 message_id: snapshot_message_id(&self.target.name, self.kind, self.collected_at_us, part),
                 payload: payload.into(),
-            };
-            match queue.enqueue(outgoing, self.kind) {
-                Enqueued::Queued => {}
-                Enqueued::Dropped => outcome = Enqueued::Dropped,
-                Enqueued::Closed => return Enqueued::Closed,
-            }
-        }
-        outcome
+            })
+            .collect();
+        queue.enqueue(OutgoingSample { kind: self.kind, messages })
     }
 }
 
@@ -380,6 +377,10 @@ pub(crate) async fn sample_statements(target: TargetSpec, settings: SamplingSett
         loop {
             if !wait_for_turn(&mut next_due, interval, &shutdown).await {
                 return;
+            }
+            if queue.take_statements_lost() {
+                // A full buffer dropped a snapshot with texts: send them all again.
+                sent_texts.forget();
             }
             let snapshot = Encoded {
                 target: &target,

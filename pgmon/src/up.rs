@@ -23,7 +23,11 @@ pub struct UpArgs {
 
 pub async fn run(args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
     let mut nats = args.nats.clone();
-    let collector = CollectorConfig::from_args(args.collector, nats.clone())?;
+    let spool_given = args.collector.spool_dir.is_some();
+    let mut collector = CollectorConfig::from_args(args.collector, nats.clone())?;
+    if !spool_given {
+        collector.spool_dir = args.ingester.data_dir.join("spool");
+    }
     let embedded = match nats_setup::connect(&nats.url, "pgmon-up").await {
         Ok(_) => {
             tracing::info!(url = %nats.url, "using the running NATS server");

@@ -58,3 +58,106 @@ async fn snapshots_taken_while_nats_is_down_arrive_once_and_in_order() {
     assert!(text.contains("publish failed, retrying"), "{text}");
     assert!(text.contains("publishing resumed"), "{text}");
 }
+
+/// SIGTERM to `pgmon collect` while NATS is away: it stops within its shutdown timeout and
+/// spools what NATS never acknowledged; started again with NATS back, it publishes the spool
+/// first, and every snapshot taken before the stop is in the stream exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_while_nats_is_away_spools_and_loses_nothing() {
+    let postgres = TestPostgres::start();
+    let mut nats = TestNats::start();
+    let url = nats.url();
+    let spool = tempfile::tempdir().unwrap();
+    let shutdown_timeout = Duration::from_secs(3);
+    let collect = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_pgmon"))
+            .args([
+                "collect",
+                "--nats-url",
+                &url,
+                "--health-listen",
+                "127.0.0.1:0",
+                "--activity-interval",
+                "200ms",
+            ])
+            .args(["--shutdown-timeout", "3s", "--collector-id", "spooling"])
+            .arg("--target")
+            .arg(format!("db={}", postgres.connection_string("postgres")))
+            .arg("--spool-dir")
+            .arg(spool.path())
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let stop = |child: &mut std::process::Child| -> (Duration, std::process::ExitStatus) {
+        let stopping = std::time::Instant::now();
+        // SAFETY: kill(2) on our own, not yet reaped child.
+        unsafe {
+            libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+        }
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return (stopping.elapsed(), status);
+            }
+            if stopping.elapsed() > shutdown_timeout + Duration::from_secs(20) {
+                let _ = child.kill();
+                panic!("pgmon collect still ran {:?} after SIGTERM", stopping.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+
+    let mut first = collect();
+    wait_until(Duration::from_secs(20), "snapshots before the outage", || async {
+        stream_activity(&url).await.len() >= 5
+    })
+    .await;
+    nats.stop();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let stopped_at_us = common::now_us();
+    let (took, status) = stop(&mut first);
+    eprintln!("pgmon collect stopped {took:?} after SIGTERM with NATS away (shutdown timeout {shutdown_timeout:?})");
+    assert!(status.success(), "pgmon collect exited with {status}");
+    let spooled = || -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(spool.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .collect()
+    };
+    assert_eq!(spooled().len(), 1, "one spool file: {:?}", spooled());
+
+    nats.start_again();
+    let mut second = collect();
+    wait_until(Duration::from_secs(60), "the spool to be published and deleted", || async {
+        spooled().is_empty()
+            && stream_activity(&url)
+                .await
+                .iter()
+                .any(|snapshot| snapshot.collected_at_us > stopped_at_us)
+    })
+    .await;
+    let (_, status) = stop(&mut second);
+    assert!(status.success(), "pgmon collect exited with {status}");
+
+    let times: Vec<i64> = stream_activity(&url)
+        .await
+        .iter()
+        .map(|snapshot| snapshot.collected_at_us)
+        .collect();
+    assert!(
+        times.windows(2).all(|pair| pair[0] < pair[1]),
+        "snapshots are stored once and in the order taken"
+    );
+    let before_stop: Vec<i64> = times.iter().copied().filter(|at| *at < stopped_at_us).collect();
+    let longest_gap_us = before_stop.windows(2).map(|pair| pair[1] - pair[0]).max().unwrap();
+    assert!(
+        longest_gap_us < 3 * INTERVAL.as_micros() as i64,
+        "a gap of {longest_gap_us} µs before the stop: snapshots of the outage were lost"
+    );
+    let last_before_stop = *before_stop.last().unwrap();
+    assert!(
+        stopped_at_us - last_before_stop < 1_000_000,
+        "the last snapshot in the stream was taken {} µs before SIGTERM: the spool lost the end",
+        stopped_at_us - last_before_stop
+    );
+}

@@ -37,6 +37,8 @@ pub fn collector_config(nats_url: &str, targets: &[(&str, String)], interval: Du
         query_text_max_length: 200,
         statement_timeout: Duration::from_secs(2),
         publish_buffer_mib: 64,
+        spool_dir: unique_temporary_path("pgmon-test-spool"),
+        shutdown_timeout: Duration::from_secs(10),
         collector_id: "test-collector".to_owned(),
         only_labels: Default::default(),
         secret_key: None,
@@ -81,6 +83,13 @@ pub fn spawn_pipeline(nats_url: &str, dsn: String, data_dir: &Path, shutdown: &t
         collector: tokio::spawn(pgmon_collector::run(collector, shutdown.clone())),
         ingester: tokio::spawn(pgmon_ingester::run(ingester_config(nats_url, data_dir), shutdown.clone())),
     }
+}
+
+/// A path under the system's temporary directory that no other test uses; nothing is created.
+pub fn unique_temporary_path(prefix: &str) -> std::path::PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let number = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    std::env::temp_dir().join(format!("{prefix}-{}-{number}", std::process::id()))
 }
 
 /// Microseconds since the Unix epoch, as events carry time.
