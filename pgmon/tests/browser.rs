@@ -54,7 +54,8 @@ async fn open_browser(driver_port: u16, profile: &std::path::Path) -> Client {
         &format!("--user-data-dir={}", profile.display()),
     ];
     let capabilities = serde_json::json!({
-        "goog:chromeOptions": { "binary": "/usr/bin/chromium", "args": arguments }
+        "goog:chromeOptions": { "binary": "/usr/bin/chromium", "args": arguments },
+        "goog:loggingPrefs": { "browser": "ALL" }
     });
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -80,7 +81,34 @@ fn screenshot_dir() -> PathBuf {
     directory
 }
 
+/// chromedriver's console log of the page (`POST /session/{id}/se/log`): what the browser's
+/// developer tools would show, Content-Security-Policy refusals included.
+#[derive(Debug)]
+struct ConsoleLog;
+
+impl fantoccini::wd::WebDriverCompatibleCommand for ConsoleLog {
+    fn endpoint(&self, base_url: &url::Url, session_id: Option<&str>) -> Result<url::Url, url::ParseError> {
+        base_url.join(&format!("session/{}/se/log", session_id.unwrap_or_default()))
+    }
+
+    fn method_and_body(&self, _request_url: &url::Url) -> (http::Method, Option<String>) {
+        (http::Method::POST, Some(r#"{"type":"browser"}"#.to_owned()))
+    }
+}
+
+/// Fails on any error the page logged to the console since the last look.
+async fn assert_no_console_errors(browser: &Client, page: &str) {
+    let entries = browser.issue_cmd(ConsoleLog).await.unwrap();
+    let errors: Vec<&serde_json::Value> = entries
+        .as_array()
+        .map(|entries| entries.iter().filter(|entry| entry["level"] == "SEVERE").collect())
+        .unwrap_or_default();
+    assert!(errors.is_empty(), "the {page} page logged errors to the console: {errors:#?}");
+}
+
+/// Saves a screenshot of the page, after checking it logged no error.
 async fn screenshot(browser: &Client, name: &str) {
+    assert_no_console_errors(browser, name).await;
     let png = browser.screenshot().await.unwrap();
     std::fs::write(screenshot_dir().join(format!("{name}.png")), png).unwrap();
 }
@@ -245,6 +273,23 @@ async fn a_dba_signs_in_adds_a_target_and_sees_activity_locks_and_objects() {
     screenshot(&browser, "objects").await;
     browser.goto(&format!("{base}/targets/shop/objects")).await.unwrap();
     screenshot(&browser, "objects-overview").await;
+    // Stacked by query, the legend names each statement by its text, linking to its page.
+    browser.goto(&format!("{base}/targets/shop?range=15m&by=query_id")).await.unwrap();
+    wait_for_text(
+        &browser,
+        "#activity-chart ol.series-legend",
+        "pg_sleep",
+        Duration::from_secs(60),
+        true,
+    )
+    .await;
+    let link = browser
+        .find(Locator::XPath("//ol[@class='series-legend']//a[contains(., 'pg_sleep')]"))
+        .await
+        .unwrap();
+    let href = link.attr("href").await.unwrap().unwrap();
+    assert!(href.starts_with("/targets/shop/statements/"), "{href}");
+    screenshot(&browser, "activity-by-query").await;
     browser.goto(&format!("{base}/targets/shop/statements?range=15m")).await.unwrap();
     wait_for_text(&browser, "main", "Statements", Duration::from_secs(5), false).await;
     screenshot(&browser, "statements").await;

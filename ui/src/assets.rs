@@ -32,6 +32,7 @@ pub static ASSETS: &[Asset] = &[
     embedded!("uPlot.min.css", "text/css; charset=utf-8", "node_modules/uplot/dist/uPlot.min.css"),
     embedded!("pgmon.js", "text/javascript; charset=utf-8", "static/pgmon.js"),
     embedded!("pgmon.css", "text/css; charset=utf-8", "static/pgmon.css"),
+    embedded!("favicon.svg", "image/svg+xml", "static/favicon.svg"),
 ];
 
 /// Finds an asset by name.

@@ -16,7 +16,11 @@ fn head(title: &str) -> Markup {
         head {
             meta charset="utf-8";
             meta name="viewport" content="width=device-width, initial-scale=1";
+            // htmx would add a <style> element for its request indicators, which the page's
+            // Content-Security-Policy (style-src 'self') refuses; pgmon.css styles them instead.
+            meta name="htmx-config" content=r#"{"includeIndicatorStyles":false}"#;
             title { (title) " · pgmon" }
+            link rel="icon" href="/assets/favicon.svg" type="image/svg+xml";
             link rel="stylesheet" href="/assets/uPlot.min.css";
             link rel="stylesheet" href="/assets/pgmon.css";
             script src="/assets/htmx.min.js" defer {}
