@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tempfile::TempDir;
 
-use crate::process::{free_local_port, stop_child, wait_for_port};
+use crate::process::{read_log, stop_child, wait_for_port};
 
 pub struct TestNats {
     directory: TempDir,
@@ -22,7 +22,7 @@ impl TestNats {
         let mut nats = TestNats {
             directory: tempfile::Builder::new().prefix("pgmon-test-nats-").tempdir().unwrap(),
             binary,
-            port: free_local_port(),
+            port: 0,
             child: None,
         };
         nats.start_again();
@@ -40,22 +40,58 @@ impl TestNats {
         }
     }
 
-    /// Starts the server again on the same port and store.
+    /// Starts the server again on the same port and store. The first start lets the server
+    /// pick a free port itself (and write it to a ports file): a port chosen here could be
+    /// taken by another test's server before this one binds it.
     pub fn start_again(&mut self) {
         assert!(self.child.is_none(), "nats-server is already running");
         let log = self.directory.path().join("nats-server.log");
+        let port = if self.port == 0 { "-1".to_owned() } else { self.port.to_string() };
         let child = Command::new(&self.binary)
-            .args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string(), "-sd"])
+            .args(["-js", "-a", "127.0.0.1", "-p", &port, "-sd"])
             .arg(self.directory.path().join("store"))
             .arg("-l")
             .arg(&log)
+            .arg("--ports_file_dir")
+            .arg(self.directory.path())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}", self.binary.display()));
         let child = self.child.insert(child);
+        if self.port == 0 {
+            self.port = wait_for_ports_file(
+                &self.directory.path().join(format!("nats-server_{}.ports", child.id())),
+                child,
+                &log,
+            );
+        }
         wait_for_port(self.port, child, Duration::from_secs(20), "nats-server", &log);
+    }
+}
+
+/// The client port a nats-server started with `-p -1` wrote to its ports file.
+fn wait_for_ports_file(path: &std::path::Path, child: &mut Child, log: &std::path::Path) -> u16 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let port = std::fs::read_to_string(path).ok().and_then(|text| {
+            let ports: serde_json::Value = serde_json::from_str(&text).ok()?;
+            let url = ports["nats"][0].as_str()?;
+            url.rsplit(':').next()?.parse::<u16>().ok()
+        });
+        if let Some(port) = port {
+            return port;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("nats-server exited with {status} before listening; log:\n{}", read_log(log));
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "nats-server wrote no ports file in 20 s; log:\n{}",
+            read_log(log)
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
