@@ -47,6 +47,11 @@ pub struct CollectorArgs {
     #[arg(long, env = "PGMON_STATEMENTS_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
     pub statements_interval: Duration,
 
+    /// How often each statement's text is sent again (it goes with the first sample of its query
+    /// id): keep it below the stream's max age, so a rebuild from the stream finds every text.
+    #[arg(long, env = "PGMON_STATEMENT_TEXTS_EVERY", default_value = "6h", value_parser = humantime::parse_duration)]
+    pub statement_texts_every: Duration,
+
     /// How often every database's objects and their sizes are sampled.
     #[arg(long, env = "PGMON_OBJECTS_INTERVAL", default_value = "5m", value_parser = humantime::parse_duration)]
     pub objects_interval: Duration,
@@ -322,6 +327,7 @@ pub struct CollectorConfig {
     pub locks_interval: Duration,
     pub database_interval: Duration,
     pub statements_interval: Duration,
+    pub statement_texts_every: Duration,
     pub objects_interval: Duration,
     pub objects_statement_timeout: Duration,
     pub query_text_max_length: u32,
@@ -355,6 +361,7 @@ pub(crate) struct SamplingSettings {
     pub locks_interval: Duration,
     pub database_interval: Duration,
     pub statements_interval: Duration,
+    pub statement_texts_every: Duration,
     pub objects_interval: Duration,
     pub objects_statement_timeout: Duration,
     pub query_text_max_length: u32,
@@ -403,6 +410,7 @@ impl CollectorConfig {
             locks_interval: args.locks_interval,
             database_interval: args.database_interval,
             statements_interval: args.statements_interval,
+            statement_texts_every: args.statement_texts_every,
             objects_interval: args.objects_interval,
             objects_statement_timeout: args.objects_statement_timeout,
             query_text_max_length: args.query_text_max_length,
@@ -422,6 +430,7 @@ impl CollectorConfig {
             locks_interval: self.locks_interval,
             database_interval: self.database_interval,
             statements_interval: self.statements_interval,
+            statement_texts_every: self.statement_texts_every,
             objects_interval: self.objects_interval,
             objects_statement_timeout: self.objects_statement_timeout,
             query_text_max_length: self.query_text_max_length,
@@ -480,6 +489,7 @@ mod tests {
             locks_interval: Duration::from_secs(1),
             database_interval: Duration::from_secs(10),
             statements_interval: Duration::from_secs(10),
+            statement_texts_every: Duration::from_secs(6 * 3600),
             objects_interval: Duration::from_secs(300),
             objects_statement_timeout: Duration::from_secs(30),
             query_text_max_length: 100,

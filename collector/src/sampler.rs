@@ -350,7 +350,7 @@ enum ObjectsError {
 /// reports the target's state and why statements cannot be read; this task only retries.
 pub(crate) async fn sample_statements(target: TargetSpec, settings: SamplingSettings, queue: PublishQueue, shutdown: CancellationToken) {
     let interval = target.interval(SnapshotKind::Statements, settings.statements_interval);
-    let mut sent_texts = SentTexts::default();
+    let mut sent_texts = SentTexts::new(settings.statement_texts_every);
     let mut last_system_identifier: Option<Option<String>> = None;
     let mut retry = Backoff::new();
     loop {

@@ -1,11 +1,12 @@
 //! The `statements` snapshot: pg_stat_statements read without texts, texts fetched only for
-//! query ids not sent before, and pg_stat_statements_info for resets and evictions.
+//! query ids not sent before (or not for `--statement-texts-every`), and pg_stat_statements_info
+//! for resets and evictions.
 //!
 //! Columns are chosen by what the installed extension's view has, not by the server version:
 //! an extension left at an older version after a server upgrade has the older columns.
 
-use std::collections::{BTreeSet, HashSet};
-use std::time::SystemTime;
+use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, Instant, SystemTime};
 
 use pgmon_common::event::{Limitation, LimitationReason, SnapshotKind, StatementRow, StatementsInfo};
 use tokio_postgres::{Client, Row, Statement};
@@ -189,17 +190,32 @@ pub(crate) async fn prepare(client: &Client) -> Result<Result<StatementsReader, 
     Ok(Ok(StatementsReader { counters, texts, info }))
 }
 
-/// Query ids whose text this collector has already published for a target.
-#[derive(Default)]
+/// Query ids whose text this collector has published for a target, and when. A text is sent
+/// again once `resend_after` has passed, so that the stream always holds a recent copy: a
+/// rebuild from a stream whose oldest messages have expired still finds every text.
 pub(crate) struct SentTexts {
-    query_ids: HashSet<i64>,
+    sent_at: HashMap<i64, Instant>,
+    resend_after: Duration,
 }
 
 impl SentTexts {
+    pub(crate) fn new(resend_after: Duration) -> SentTexts {
+        SentTexts {
+            sent_at: HashMap::new(),
+            resend_after,
+        }
+    }
+
     /// Forgets every text, so the next snapshot carries all of them again (after a snapshot
     /// that carried texts could not be queued, or a different server answers).
     pub(crate) fn forget(&mut self) {
-        self.query_ids.clear();
+        self.sent_at.clear();
+    }
+
+    fn is_due(&self, query_id: i64, now: Instant) -> bool {
+        self.sent_at
+            .get(&query_id)
+            .is_none_or(|sent| now.duration_since(*sent) >= self.resend_after)
     }
 }
 
@@ -221,13 +237,14 @@ pub(crate) async fn sample(
         None => None,
     };
     let mut rows: Vec<StatementRow> = client.query(&reader.counters, &[]).await?.iter().map(statement_row).collect();
-    if sent_texts.query_ids.len() > SENT_TEXTS_MAX {
+    if sent_texts.sent_at.len() > SENT_TEXTS_MAX {
         sent_texts.forget();
     }
+    let now = Instant::now();
     let unsent: Vec<i64> = rows
         .iter()
         .map(|row| row.query_id)
-        .filter(|query_id| !sent_texts.query_ids.contains(query_id))
+        .filter(|query_id| sent_texts.is_due(*query_id, now))
         .collect::<BTreeSet<i64>>()
         .into_iter()
         .collect();
@@ -246,7 +263,8 @@ pub(crate) async fn sample(
         // One row per query id carries the text; the same id under other users shares it.
         for row in &mut rows {
             if let Some(text) = texts.get(&row.query_id) {
-                if sent_texts.query_ids.insert(row.query_id) {
+                if sent_texts.is_due(row.query_id, now) {
+                    sent_texts.sent_at.insert(row.query_id, now);
                     row.query = Some(text.clone());
                 }
             }

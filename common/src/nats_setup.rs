@@ -58,6 +58,9 @@ pub enum NatsSetupError {
     },
 }
 
+/// How long JetStream remembers a message id to drop a repeated publish of it.
+const DUPLICATE_WINDOW: Duration = Duration::from_secs(20 * 60);
+
 /// The snapshot stream as pgmon creates it; `nats/stream-PGMON.json` holds the same definition
 /// (`common/tests/nats_definitions.rs` checks it against a real server).
 pub fn snapshot_stream_config(max_age: Duration, replicas: u8) -> stream::Config {
@@ -71,7 +74,8 @@ pub fn snapshot_stream_config(max_age: Duration, replicas: u8) -> stream::Config
         max_age,
         // A retried publish (same Nats-Msg-Id) within this window is stored once; it covers the
         // collector's publish retries, and its outage buffer replays with the same ids.
-        duplicate_window: Duration::from_secs(20 * 60),
+        // JetStream refuses a window longer than the stream keeps messages.
+        duplicate_window: DUPLICATE_WINDOW.min(max_age),
         compression: Some(stream::Compression::S2),
         // "Now" views read the newest event per subject with direct get.
         allow_direct: true,
@@ -91,7 +95,7 @@ pub fn dead_letter_stream_config(replicas: u8) -> stream::Config {
         discard: stream::DiscardPolicy::Old,
         max_age: Duration::from_secs(30 * 24 * 3600),
         // A message dead-lettered again after an ingester crash (same Nats-Msg-Id) is stored once.
-        duplicate_window: Duration::from_secs(20 * 60),
+        duplicate_window: DUPLICATE_WINDOW,
         compression: Some(stream::Compression::S2),
         num_replicas: usize::from(replicas),
         ..Default::default()

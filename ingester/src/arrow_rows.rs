@@ -5,7 +5,7 @@ use std::sync::Arc;
 use duckdb::arrow::array::{ArrayRef, Int32Builder, Int64Builder, ListBuilder, StringBuilder, TimestampMicrosecondBuilder, UInt64Builder};
 use duckdb::arrow::datatypes::{DataType, Field, FieldRef, TimeUnit};
 use duckdb::arrow::record_batch::RecordBatch;
-use pgmon_common::event::{ActivityRow, DatabaseRow, Snapshot, SnapshotPart};
+use pgmon_common::event::{ActivityRow, DatabaseRow, Snapshot, SnapshotPart, StatementRow};
 use serde::{Deserialize, Serialize};
 use serde_arrow::schema::{SchemaLike, TracingOptions};
 
@@ -77,6 +77,30 @@ pub(crate) fn snapshot_parts_batch<Row>(snapshots: &[(u64, &Snapshot<Row>)]) -> 
         ("row_count", Arc::new(row_count.finish())),
         ("statements_dealloc", Arc::new(dealloc.finish())),
         ("statements_stats_reset", Arc::new(stats_reset.finish())),
+    ])
+}
+
+/// Rows of `statement_text_copies`: the texts statements snapshots carry (a text is sent with
+/// the first sample of its query id, and again from time to time).
+pub(crate) fn statement_texts_batch(snapshots: &[(u64, &Snapshot<StatementRow>)]) -> RecordBatch {
+    let mut target = StringBuilder::new();
+    let mut query_id = Int64Builder::new();
+    let mut query = StringBuilder::new();
+    let mut seen_at = TimestampMicrosecondBuilder::new();
+    for (_, snapshot) in snapshots {
+        for row in &snapshot.rows {
+            let Some(text) = &row.query else { continue };
+            target.append_value(snapshot.target.as_str());
+            query_id.append_value(row.query_id);
+            query.append_value(text);
+            seen_at.append_value(snapshot.collected_at_us);
+        }
+    }
+    record_batch(vec![
+        ("target", Arc::new(target.finish())),
+        ("query_id", Arc::new(query_id.finish())),
+        ("query", Arc::new(query.finish())),
+        ("seen_at", Arc::new(seen_at.finish())),
     ])
 }
 

@@ -23,6 +23,7 @@ use crate::store::{attach_statement, remove_files, Access, StoreError};
 const SORT_KEYS: &[(&str, &str)] = &[
     ("activity_sample_rows", "target, pid, backend_start, collected_at"),
     ("statement_samples", "target, database, user_name, query_id, toplevel, collected_at"),
+    ("statement_text_copies", "target, query_id, seen_at"),
     ("object_samples", "target, database, schema_name, name, collected_at"),
     ("lock_samples", "target, collected_at, pid"),
 ];

@@ -136,7 +136,14 @@ pub(crate) const MIGRATIONS: &[(i32, &[&str])] = &[
          active_rows INTEGER NOT NULL
      );"],
     ),
-    (7, &["DROP VIEW statement_deltas; DROP VIEW statement_texts;", STATEMENT_VIEWS]),
+    (
+        7,
+        &[
+            "DROP VIEW statement_deltas; DROP VIEW statement_texts;",
+            STATEMENT_TEXTS_VIEW_7,
+            STATEMENT_DELTAS_VIEW_7,
+        ],
+    ),
     (
         8,
         &[
@@ -153,7 +160,40 @@ pub(crate) const MIGRATIONS: &[(i32, &[&str])] = &[
         &["ALTER TABLE activity_snapshots ADD COLUMN part_index INTEGER;
      ALTER TABLE activity_snapshots ADD COLUMN part_count INTEGER;"],
     ),
+    (
+        10,
+        &[
+            MIGRATION_10_STATEMENT_TEXT_COPIES,
+            "DROP VIEW statement_texts;",
+            STATEMENT_TEXTS_VIEW_10,
+        ],
+    ),
 ];
+
+/// Statement texts in a table of their own, so that they outlive the partition they arrived
+/// in: each text as it arrives, and, when a partition opens, a copy of the texts of every
+/// statement the partition before it holds samples of (`Store::carry_statement_texts`).
+/// Existing texts move there from the samples.
+const MIGRATION_10_STATEMENT_TEXT_COPIES: &str = "CREATE TABLE statement_text_copies (
+         target VARCHAR NOT NULL,
+         query_id BIGINT NOT NULL,
+         query VARCHAR NOT NULL,
+         seen_at TIMESTAMP NOT NULL
+     );
+     INSERT INTO statement_text_copies
+     SELECT target, query_id, arg_max(query, collected_at), max(collected_at)
+     FROM statement_samples WHERE query IS NOT NULL GROUP BY target, query_id;";
+
+/// The text view as migration 10 created it; the live one.
+const STATEMENT_TEXTS_VIEW_10: &str = "-- The newest text of each query id, from the copies every partition keeps.
+     CREATE VIEW statement_texts AS
+         SELECT target, query_id, arg_max(query, seen_at) AS query, min(seen_at) AS first_seen
+         FROM statement_text_copies GROUP BY target, query_id;";
+
+/// The statement views as the newest migrations define them, for the views across all
+/// partitions (each view's text is that of the migration that created it, never shared with a
+/// later one).
+pub(crate) const LIVE_STATEMENT_VIEWS: &[&str] = &[STATEMENT_TEXTS_VIEW_10, STATEMENT_DELTAS_VIEW_7];
 
 /// Activity rows keep `xact_start` and `state_change` as microseconds from the query's start
 /// (or, without one, from the sample): usually 0 or a few milliseconds, where the timestamps
@@ -320,12 +360,14 @@ const STATEMENT_VIEWS_5: &str = "-- The text of each query id, sent once per col
                 CASE WHEN counts_from_zero THEN wal_bytes WHEN previous_calls IS NOT NULL THEN wal_bytes - previous_wal_bytes END AS wal_bytes
          FROM classified;";
 
-/// Views over the statement tables, as of migration 7; also defined over all partitions together.
-pub(crate) const STATEMENT_VIEWS: &str = "-- The text of each query id, sent once per collector run.
+/// The text view as migration 7 created it (replaced by migration 10).
+const STATEMENT_TEXTS_VIEW_7: &str = "-- The text of each query id, sent once per collector run.
      CREATE VIEW statement_texts AS
          SELECT target, query_id, arg_max(query, collected_at) AS query, min(collected_at) AS first_seen
-         FROM statement_samples WHERE query IS NOT NULL GROUP BY target, query_id;
-     -- What each entry did between two samples. An entry counts from zero again after a reset of
+         FROM statement_samples WHERE query IS NOT NULL GROUP BY target, query_id;";
+
+/// The deltas view as migration 7 created it; still the live one.
+const STATEMENT_DELTAS_VIEW_7: &str = "-- What each entry did between two samples. An entry counts from zero again after a reset of
      -- all statistics (stats_reset moved), after its own reset or eviction (stats_since moved, a
      -- counter went down, or it was missing from the target's snapshot before: every snapshot
      -- lists every entry), so deltas are never negative. An entry first seen after the target's

@@ -33,6 +33,7 @@ pub const DATA_TABLES: &[&str] = &[
     "target_status",
     "snapshot_parts",
     "statement_samples",
+    "statement_text_copies",
     "object_samples",
 ];
 
@@ -159,7 +160,7 @@ pub(crate) fn union_views_sql(sources: &[String], create: &str) -> String {
 
 /// The statement views (`statement_texts`, `statement_deltas`) created with `create`.
 pub(crate) fn derived_views_sql(create: &str) -> String {
-    crate::migrations::STATEMENT_VIEWS.replace("CREATE VIEW", create)
+    crate::migrations::LIVE_STATEMENT_VIEWS.join("\n").replace("CREATE VIEW", create)
 }
 
 /// The script for the `duckdb` CLI: attach every closed partition read-only and define the views.

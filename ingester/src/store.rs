@@ -18,6 +18,7 @@ use pgmon_common::event::{AnySnapshot, Snapshot};
 
 use crate::arrow_rows::{
     activity_minutes_batch, activity_rows_batch, activity_snapshots_batch, instance_rows_batch, sample_rows_batch, snapshot_parts_batch,
+    statement_texts_batch,
 };
 use crate::compaction::{compact, is_compacted, remove_staging};
 use crate::migrations::{latest_version, migrate, schema_version};
@@ -249,6 +250,13 @@ impl Store {
         applied.rows += append_built_alongside(&transaction, table("database_samples"), &kinds.database, sample_rows_batch)?;
         applied.rows += append_built_alongside(&transaction, table("target_status"), &kinds.status, sample_rows_batch)?;
         applied.rows += append_in_parts(&transaction, table("statement_samples"), &kinds.statements)?;
+        if !kinds.statements.is_empty() {
+            append(
+                &transaction,
+                table("statement_text_copies"),
+                statement_texts_batch(&kinds.statements),
+            )?;
+        }
         applied.rows += append_in_parts(&transaction, table("object_samples"), &kinds.objects)?;
         if last_sequence > already_applied {
             record_progress(&transaction, &alias, &self.stream, last_sequence).map_err(StoreError::Write)?;
@@ -263,13 +271,17 @@ impl Store {
         if self.open.as_ref().is_some_and(|open| open.start == start) {
             return Ok(());
         }
-        if let Some(previous) = self.open.take() {
-            self.close(previous)?;
+        let previous = self.open.take();
+        if let Some(previous) = &previous {
+            self.close(previous.clone())?;
         }
         let partition = Partition::new(&self.data_dir, start);
         attach(&self.connection, &partition, Access::ReadWrite)?;
         if self.last_applied > 0 {
             record_progress(&self.connection, &partition.alias(), &self.stream, self.last_applied).map_err(StoreError::Write)?;
+        }
+        if let Some(previous) = &previous {
+            carry_statement_texts(&self.connection, previous, &partition)?;
         }
         tracing::info!(partition = %partition.path.display(), "opened partition");
         self.open = Some(partition);
@@ -361,6 +373,24 @@ impl Store {
         }
         Ok(last)
     }
+}
+
+/// Copies into a partition that opens the texts of every statement the partition before it
+/// holds samples of: a statement's text then lives as long as its samples do, whenever it was
+/// sent, even once retention has deleted the partition it arrived in. A new partition already
+/// holding texts (a restart that opened it before) gets none twice.
+fn carry_statement_texts(connection: &Connection, previous: &Partition, next: &Partition) -> Result<(), StoreError> {
+    let (previous, next) = (previous.alias(), next.alias());
+    connection
+        .execute_batch(&format!(
+            "INSERT INTO {next}.statement_text_copies
+             SELECT target, query_id, arg_max(query, seen_at), max(seen_at)
+             FROM {previous}.statement_text_copies t
+             WHERE NOT EXISTS (SELECT 1 FROM {next}.statement_text_copies)
+               AND EXISTS (SELECT 1 FROM {previous}.statement_samples s WHERE s.target = t.target AND s.query_id = t.query_id)
+             GROUP BY target, query_id"
+        ))
+        .map_err(StoreError::Write)
 }
 
 /// Opens every partition of `data_dir` read-only, with the views across them, for tools and
@@ -477,7 +507,7 @@ fn adopt_legacy_file(connection: &Connection, data_dir: &Path, period: Partition
     let alias = legacy_partition.alias();
     let newest_sql = crate::partitions::DATA_TABLES
         .iter()
-        .filter(|table| **table != "activity_minutes")
+        .filter(|table| !["activity_minutes", "statement_text_copies"].contains(table))
         .map(|table| format!("SELECT max(collected_at) AS newest FROM {alias}.{table}"))
         .collect::<Vec<_>>()
         .join(" UNION ALL ");

@@ -1,5 +1,6 @@
 //! pg_stat_statements end to end: calls deltas between snapshots, resets and evictions that never make a delta
-//! negative, texts sent once, and snapshots larger than a NATS message arriving whole in parts.
+//! negative, texts sent once and kept as long as their statement's samples (across retention and
+//! rebuilds), and snapshots larger than a NATS message arriving whole in parts.
 
 mod common;
 
@@ -8,6 +9,8 @@ use std::time::Duration;
 
 use common::{spawn_pipeline, stream_of_kind, wait_until};
 use pgmon_common::event::{AnySnapshot, Snapshot, StatementRow};
+use pgmon_common::query::{NamedQuery, QueryReply, StatementHistoryReply, StatementHistoryRequest};
+use pgmon_common::subjects::query_subject;
 use pgmon_test_support::{TestNats, TestPostgres};
 use tokio_util::sync::CancellationToken;
 
@@ -339,4 +342,160 @@ async fn an_entry_that_left_and_returned_counts_from_zero() {
         .unwrap();
     assert_eq!(calls, RETURNED_CALLS, "the returned entry's calls, counted from zero");
     assert_eq!(negative, 0);
+}
+
+/// The probe's text as the ingester answers it (statement history over the last hour).
+async fn stored_probe_text(client: &async_nats::Client, query_id: i64) -> Option<String> {
+    let request = StatementHistoryRequest {
+        target: "db".parse().unwrap(),
+        query_id,
+        from_us: common::now_us() - 3_600_000_000,
+        to_us: common::now_us(),
+        step_us: 60_000_000,
+    };
+    let subject = query_subject(StatementHistoryRequest::NAME, "db");
+    // No responder yet: the ingester is still starting.
+    let reply = client.request(subject, serde_json::to_vec(&request).unwrap().into()).await.ok()?;
+    match serde_json::from_slice(&reply.payload).unwrap() {
+        QueryReply::<StatementHistoryReply>::Ok(history) => history.query,
+        other => panic!("statement history failed: {other:?}"),
+    }
+}
+
+/// How many statements snapshots in the stream carry the probe's text.
+async fn texts_sent(nats_url: &str, query_id: i64) -> usize {
+    stream_statements(nats_url)
+        .await
+        .iter()
+        .flat_map(|snapshot| snapshot.rows.iter())
+        .filter(|row| row.query_id == query_id && row.query.is_some())
+        .count()
+}
+
+/// A text sent once outlives the partition it arrived in: retention deletes that partition
+/// while the statement is still sampled, and the text is still there (each partition that
+/// opens keeps a copy of the texts of the statements sampled in the one before).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_text_outlives_the_partition_it_arrived_in() {
+    let nats = TestNats::start();
+    let postgres = TestPostgres::start();
+    let client = postgres.connect().await;
+    client.batch_execute("CREATE EXTENSION pg_stat_statements").await.unwrap();
+    client.query(PROBE, &[&1]).await.unwrap();
+    let query_id: i64 = client
+        .query_one("SELECT queryid FROM pg_stat_statements WHERE query LIKE '%delta_probe%'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let data_dir = tempfile::tempdir().unwrap();
+    let shutdown = CancellationToken::new();
+    let collector = common::collector_config(
+        &nats.url(),
+        &[("db", postgres.connection_string("postgres"))],
+        Duration::from_secs(1),
+    );
+    let mut ingester = common::ingester_config(&nats.url(), data_dir.path());
+    ingester.storage = pgmon_ingester::StorageOptions {
+        period: pgmon_ingester::PartitionPeriod::new(Duration::from_secs(2)).unwrap(),
+        retention: Duration::from_secs(4),
+    };
+    let collector = tokio::spawn(pgmon_collector::run(collector, shutdown.clone()));
+    let ingester = tokio::spawn(pgmon_ingester::run(ingester, shutdown.clone()));
+    let asker = async_nats::connect(nats.url()).await.unwrap();
+
+    wait_until(Duration::from_secs(30), "the probe's text stored", || async {
+        stored_probe_text(&asker, query_id).await.is_some()
+    })
+    .await;
+    let first_partitions = pgmon_ingester::partitions::list_partitions(data_dir.path()).unwrap();
+    wait_until(
+        Duration::from_secs(60),
+        "retention to delete the partitions the text arrived in",
+        || async {
+            let now = pgmon_ingester::partitions::list_partitions(data_dir.path()).unwrap();
+            first_partitions.iter().all(|partition| !now.contains(partition))
+        },
+    )
+    .await;
+    let text = stored_probe_text(&asker, query_id).await;
+    assert!(text.as_deref().is_some_and(|text| text.contains("delta_probe")), "{text:?}");
+    assert_eq!(texts_sent(&nats.url(), query_id).await, 1, "the text was sent once");
+
+    shutdown.cancel();
+    collector.await.unwrap().unwrap();
+    ingester.await.unwrap().unwrap();
+}
+
+/// A rebuild from a stream whose first messages have expired, the one that carried a text
+/// among them, still finds the text: the collector sends every text again from time to time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebuild_finds_texts_whose_first_message_expired() {
+    let nats = TestNats::start();
+    let postgres = TestPostgres::start();
+    let client = postgres.connect().await;
+    client.batch_execute("CREATE EXTENSION pg_stat_statements").await.unwrap();
+    client.query(PROBE, &[&1]).await.unwrap();
+    let query_id: i64 = client
+        .query_one("SELECT queryid FROM pg_stat_statements WHERE query LIKE '%delta_probe%'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    let shutdown = CancellationToken::new();
+    let mut collector = common::collector_config(
+        &nats.url(),
+        &[("db", postgres.connection_string("postgres"))],
+        Duration::from_secs(1),
+    );
+    collector.nats.stream_max_age = Duration::from_secs(6);
+    collector.statement_texts_every = Duration::from_secs(2);
+    let collector = tokio::spawn(pgmon_collector::run(collector, shutdown.clone()));
+
+    let url = nats.url();
+    let first_text_sequence = || async {
+        common::stream_snapshots(&url)
+            .await
+            .into_iter()
+            .find_map(|(sequence, snapshot)| match snapshot {
+                AnySnapshot::Statements(snapshot) => snapshot
+                    .rows
+                    .iter()
+                    .any(|row| row.query_id == query_id && row.query.is_some())
+                    .then_some(sequence),
+                _ => None,
+            })
+    };
+    wait_until(Duration::from_secs(30), "the probe's text in the stream", || async {
+        first_text_sequence().await.is_some()
+    })
+    .await;
+    let original = first_text_sequence().await.unwrap();
+    let jetstream = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    wait_until(Duration::from_secs(30), "the text's first message to expire", || async {
+        let mut stream = jetstream.get_stream(pgmon_common::subjects::SNAPSHOT_STREAM).await.unwrap();
+        stream.info().await.unwrap().state.first_sequence > original
+    })
+    .await;
+    shutdown.cancel();
+    collector.await.unwrap().unwrap();
+
+    let rebuilt = tempfile::tempdir().unwrap();
+    let args = pgmon_ingester::RebuildArgs {
+        data_dir: rebuilt.path().to_owned(),
+        consumer_name: "rebuild".to_owned(),
+        storage: pgmon_ingester::StorageArgs {
+            partition_period: pgmon_ingester::PartitionPeriod::DAY,
+            retention: Duration::from_secs(30 * 86_400),
+        },
+    };
+    pgmon_ingester::rebuild(
+        pgmon_ingester::IngesterConfig::for_rebuild(args, common::nats_args(&nats.url())),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap();
+    let database = pgmon_ingester::open_read_only(rebuilt.path()).unwrap();
+    let text: String = database
+        .query_row("SELECT query FROM statement_texts WHERE query_id = ?", [query_id], |row| row.get(0))
+        .unwrap();
+    assert!(text.contains("delta_probe"), "{text}");
 }

@@ -32,6 +32,7 @@ pub fn collector_config(nats_url: &str, targets: &[(&str, String)], interval: Du
         locks_interval: interval,
         database_interval: Duration::from_secs(1),
         statements_interval: Duration::from_secs(1),
+        statement_texts_every: Duration::from_secs(6 * 3600),
         objects_interval: Duration::from_secs(2),
         objects_statement_timeout: Duration::from_secs(10),
         query_text_max_length: 200,
