@@ -116,10 +116,19 @@ pub struct Store {
     options: StorageOptions,
     /// Read-only partitions, oldest first.
     closed: Vec<Partition>,
+    /// Partitions whose period is over but which could not be closed (a full or read-only
+    /// disk): still attached read-write and read by the views; closing them is retried.
+    closing: Vec<Partition>,
+    /// When closing is tried again, and the wait after that one fails too.
+    close_retry: Option<(std::time::Instant, Duration)>,
     /// The newest partition, attached read-write.
     open: Option<Partition>,
     last_applied: u64,
 }
+
+/// The first wait before closing a partition again, doubled after each failure.
+const FIRST_CLOSE_RETRY: Duration = Duration::from_secs(1);
+const LONGEST_CLOSE_RETRY: Duration = Duration::from_secs(300);
 
 impl Store {
     /// Opens (creating if needed) the partitions in `data_dir`, brings their schema up to date
@@ -143,6 +152,8 @@ impl Store {
             stream: stream.to_owned(),
             options,
             closed: Vec::new(),
+            closing: Vec::new(),
+            close_retry: None,
             open: None,
             last_applied: 0,
         };
@@ -170,7 +181,14 @@ impl Store {
 
     /// The partitions, oldest first; the last one is the open one.
     pub fn partitions(&self) -> Vec<Partition> {
-        self.closed.iter().chain(&self.open).cloned().collect()
+        let mut partitions: Vec<Partition> = self.closed.iter().chain(&self.closing).chain(&self.open).cloned().collect();
+        partitions.sort();
+        partitions
+    }
+
+    /// Partitions whose closing failed and is being retried.
+    pub fn partitions_closing(&self) -> &[Partition] {
+        &self.closing
     }
 
     /// Bytes of the partition files (and write-ahead logs) on disk.
@@ -185,8 +203,10 @@ impl Store {
 
     /// Stores a batch: the messages of each partition in one transaction with their last sequence.
     pub fn apply(&mut self, batch: &IngestBatch) -> Result<AppliedBatch, StoreError> {
+        self.retry_closing()?;
         let mut runs: Vec<(i64, std::ops::Range<usize>)> = Vec::new();
-        let mut newest = self.open.as_ref().map(|partition| partition.start);
+        // Never into a partition older than the newest, open or not (one failing to open).
+        let mut newest = self.partitions().last().map(|partition| partition.start);
         for (index, message) in batch.messages.iter().enumerate() {
             let start = partition_start_for(self.options.period, message.stored_at_us, newest);
             newest = Some(start);
@@ -206,6 +226,7 @@ impl Store {
     /// Closes the open partition once its period has ended (plus a grace for messages in
     /// flight) while nothing arrives, so a quiet system's partitions close too.
     pub fn close_idle_partition(&mut self, now_us: i64) -> Result<(), StoreError> {
+        self.retry_closing()?;
         let Some(open) = &self.open else { return Ok(()) };
         let grace_us = (self.options.period.as_duration() / 2).min(Duration::from_secs(10)).as_micros() as i64;
         let current = self.options.period.start_of(now_us - grace_us);
@@ -266,27 +287,111 @@ impl Store {
         Ok(applied)
     }
 
-    /// Makes the partition starting at `start` the open one, closing the one before it.
+    /// Makes the partition starting at `start` the open one, closing the one before it. A
+    /// partition that cannot be closed stays readable (see [`Store::close_or_keep`]).
     fn open_partition(&mut self, start: i64) -> Result<(), StoreError> {
         if self.open.as_ref().is_some_and(|open| open.start == start) {
             return Ok(());
         }
-        let previous = self.open.take();
-        if let Some(previous) = &previous {
-            self.close(previous.clone())?;
+        if let Some(previous) = self.open.take() {
+            self.close_or_keep(previous);
+        }
+        if let Some(index) = self.closing.iter().position(|closing| closing.start == start) {
+            // The newest partition failed to close and its successor to open: it takes the
+            // rows of its period again, once it can be written.
+            let partition = self.closing.remove(index);
+            if let Err(error) = self.reattach(&partition, Access::ReadWrite) {
+                self.keep_readable(&partition);
+                self.closing.insert(index, partition);
+                self.refresh_views()?;
+                return Err(error);
+            }
+            self.open = Some(partition);
+            return self.refresh_views();
         }
         let partition = Partition::new(&self.data_dir, start);
-        attach(&self.connection, &partition, Access::ReadWrite)?;
+        if let Err(error) = attach(&self.connection, &partition, Access::ReadWrite) {
+            // What is stored stays readable while the new partition cannot be made.
+            self.refresh_views()?;
+            return Err(error);
+        }
         if self.last_applied > 0 {
             record_progress(&self.connection, &partition.alias(), &self.stream, self.last_applied).map_err(StoreError::Write)?;
         }
-        if let Some(previous) = &previous {
-            carry_statement_texts(&self.connection, previous, &partition)?;
+        if let Some(previous) = self.partitions().into_iter().rfind(|before| before.start < start) {
+            carry_statement_texts(&self.connection, &previous, &partition)?;
         }
         tracing::info!(partition = %partition.path.display(), "opened partition");
         self.open = Some(partition);
         self.refresh_views()?;
         self.remove_expired_partitions(now_us())
+    }
+
+    /// Closes `partition`, or, when that fails, keeps it attached (and read by the views) among
+    /// the partitions being closed, and schedules another try.
+    fn close_or_keep(&mut self, partition: Partition) {
+        if let Err(error) = self.close(partition.clone()) {
+            tracing::error!(partition = %partition.path.display(), %error, "cannot close a partition; it stays readable and closing is retried");
+            self.keep_readable(&partition);
+            self.closing.push(partition);
+            if self.close_retry.is_none() {
+                self.close_retry = Some((std::time::Instant::now() + FIRST_CLOSE_RETRY, FIRST_CLOSE_RETRY));
+            }
+        }
+    }
+
+    /// Tries again to close the partitions whose closing failed, once their wait is over; the
+    /// wait doubles while it keeps failing.
+    fn retry_closing(&mut self) -> Result<(), StoreError> {
+        let Some((due, wait)) = self.close_retry else { return Ok(()) };
+        if self.closing.is_empty() || std::time::Instant::now() < due {
+            return Ok(());
+        }
+        for partition in std::mem::take(&mut self.closing) {
+            // One kept read-only must be writable again to be checkpointed and compacted.
+            match self.reattach(&partition, Access::ReadWrite) {
+                Ok(()) => self.close_or_keep(partition),
+                Err(error) => {
+                    tracing::warn!(partition = %partition.path.display(), %error, "a partition still cannot be closed");
+                    self.keep_readable(&partition);
+                    self.closing.push(partition);
+                }
+            }
+        }
+        if self.closing.is_empty() {
+            self.close_retry = None;
+            tracing::info!("closing partitions succeeded after failing before");
+        } else {
+            let wait = (wait * 2).min(LONGEST_CLOSE_RETRY);
+            self.close_retry = Some((std::time::Instant::now() + wait, wait));
+        }
+        self.closed.sort();
+        self.refresh_views()?;
+        self.remove_expired_partitions(now_us())
+    }
+
+    /// After a failed close: DuckDB invalidates a database whose checkpoint failed until it is
+    /// detached and attached again, and a failed compaction may have detached it. Attached
+    /// read-write where the disk allows it (attaching replays the write-ahead log where the
+    /// checkpoint did not complete, then deletes it), read-only otherwise: its rows stay
+    /// readable either way.
+    fn keep_readable(&self, partition: &Partition) {
+        let attached = self
+            .reattach(partition, Access::ReadWrite)
+            .or_else(|_| self.reattach(partition, Access::ReadOnly));
+        if let Err(error) = attached {
+            tracing::error!(partition = %partition.path.display(), %error, "cannot attach a partition that failed to close; its rows are unreadable until closing succeeds");
+        }
+    }
+
+    fn reattach(&self, partition: &Partition, access: Access) -> Result<(), StoreError> {
+        self.connection
+            .execute_batch(&format!("DETACH DATABASE IF EXISTS {}", partition.alias()))
+            .map_err(|source| StoreError::Close {
+                path: partition.path.clone(),
+                source,
+            })?;
+        attach(&self.connection, partition, access)
     }
 
     /// Attaches a closed partition read-only. Only one left with a write-ahead log (a crash
@@ -306,8 +411,18 @@ impl Store {
             }
             detach(&self.connection, &partition)?;
         }
-        attach(&self.connection, &partition, Access::ReadWrite)?;
-        self.close(partition)
+        match attach(&self.connection, &partition, Access::ReadWrite) {
+            Ok(()) => self.close_or_keep(partition),
+            // Cannot be written now (a read-only disk): readable meanwhile, closed later.
+            Err(error @ StoreError::Open { .. }) => {
+                tracing::error!(partition = %partition.path.display(), %error, "cannot finish closing a partition; it stays readable and closing is retried");
+                self.keep_readable(&partition);
+                self.closing.push(partition);
+                self.close_retry = Some((std::time::Instant::now() + FIRST_CLOSE_RETRY, FIRST_CLOSE_RETRY));
+            }
+            Err(error) => return Err(error),
+        }
+        Ok(())
     }
 
     /// Checkpoints and compacts a partition, then attaches it again read-only: from now on it
@@ -342,13 +457,23 @@ impl Store {
             .windows(2)
             .map(|pair| (pair[0].start + period).min(pair[1].start))
             .collect();
-        let expired = ends.iter().take_while(|end| **end <= cutoff).count();
-        for partition in self.closed.drain(..expired).collect::<Vec<_>>() {
-            detach(&self.connection, &partition)?;
-            remove_files(&partition)?;
+        let expired: Vec<i64> = partitions
+            .iter()
+            .zip(&ends)
+            .take_while(|(_, end)| **end <= cutoff)
+            .map(|(partition, _)| partition.start)
+            .collect();
+        // A partition still being closed is kept until it is closed.
+        let (removed, kept): (Vec<Partition>, Vec<Partition>) = std::mem::take(&mut self.closed)
+            .into_iter()
+            .partition(|partition| expired.contains(&partition.start));
+        self.closed = kept;
+        for partition in &removed {
+            detach(&self.connection, partition)?;
+            remove_files(partition)?;
             tracing::info!(partition = %partition.path.display(), "removed a partition past retention");
         }
-        if expired > 0 {
+        if !removed.is_empty() {
             self.refresh_views()?;
         }
         write_views_script(&self.data_dir, &self.closed).map_err(files_error("write the views script in", &self.data_dir))
@@ -1243,6 +1368,81 @@ mod tests {
         let store = Store::open(directory.path(), "PGMON", StorageOptions::default()).unwrap();
         assert!(!closed.path.with_extension("duckdb.compacting").exists());
         assert_eq!(store.last_applied_sequence(), 200);
+    }
+
+    /// A directory in which no file can be created or deleted, as a full or read-only disk
+    /// would have it: immutable (`chattr +i`, which binds root too) when the tests run as root,
+    /// without write permission otherwise. Writable again when dropped.
+    struct UnwritableDirectory(PathBuf);
+
+    impl UnwritableDirectory {
+        fn new(path: PathBuf) -> UnwritableDirectory {
+            // SAFETY: geteuid(2) has no preconditions.
+            if unsafe { libc::geteuid() } == 0 {
+                let status = std::process::Command::new("chattr").arg("+i").arg(&path).status().unwrap();
+                assert!(status.success(), "chattr +i {}", path.display());
+            } else {
+                std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o555)).unwrap();
+            }
+            UnwritableDirectory(path)
+        }
+    }
+
+    impl Drop for UnwritableDirectory {
+        fn drop(&mut self) {
+            // SAFETY: geteuid(2) has no preconditions.
+            if unsafe { libc::geteuid() } == 0 {
+                let _ = std::process::Command::new("chattr").arg("-i").arg(&self.0).status();
+            } else {
+                let _ = std::fs::set_permissions(&self.0, std::os::unix::fs::PermissionsExt::from_mode(0o755));
+            }
+        }
+    }
+
+    /// A partition whose closing fails (its directory takes no new file: neither the compacted
+    /// copy nor the next partition can be made) stays readable, nothing is lost, and closing
+    /// succeeds once the directory is writable again.
+    #[test]
+    fn a_partition_that_cannot_be_closed_stays_readable_and_closes_later() {
+        let directory = tempfile::tempdir().unwrap();
+        let mut store = Store::open(directory.path(), "PGMON", StorageOptions::default()).unwrap();
+        let yesterday = PartitionPeriod::DAY.start_of(now_us() - DAY_US) * 1_000_000 + 3_600_000_000;
+        store
+            .apply(&IngestBatch {
+                messages: vec![activity_at(1, yesterday, yesterday)],
+            })
+            .unwrap();
+        let today = now_us();
+        let today_batch = || IngestBatch {
+            messages: vec![activity_at(2, today, today)],
+        };
+        {
+            let _unwritable = UnwritableDirectory::new(directory.path().join(PARTITIONS_DIRECTORY));
+            let error = store.apply(&today_batch()).unwrap_err();
+            assert!(matches!(error, StoreError::Open { .. }), "{error}");
+            assert_eq!(count(&store, "activity_samples"), 2, "yesterday's rows stay readable");
+            assert_eq!(store.partitions_closing().len(), 1);
+            // Retried later, still failing: still readable.
+            std::thread::sleep(FIRST_CLOSE_RETRY);
+            assert!(store.apply(&today_batch()).is_err());
+            assert_eq!(count(&store, "activity_samples"), 2);
+        }
+        std::thread::sleep(FIRST_CLOSE_RETRY * 2);
+        store.apply(&today_batch()).unwrap();
+        assert!(store.partitions_closing().is_empty());
+        assert_eq!(count(&store, "activity_samples"), 4);
+        let closed = store.partitions().remove(0);
+        let compactions: i64 = store
+            .connection
+            .query_row(&format!("SELECT count(*) FROM {}.compactions", closed.alias()), [], |row| {
+                row.get(0)
+            })
+            .unwrap();
+        assert_eq!(compactions, 1, "the partition was closed (compacted) in the end");
+        drop(store);
+        let store = Store::open(directory.path(), "PGMON", StorageOptions::default()).unwrap();
+        assert_eq!(count(&store, "activity_samples"), 4);
+        assert_eq!(store.last_applied_sequence(), 2);
     }
 
     /// `xact_start` and `state_change` are stored relative to the query's start (or the
