@@ -1,8 +1,12 @@
-//! Connecting to NATS and creating pgmon's JetStream stream, dead-letter stream and KV bucket.
+//! Connecting to NATS and creating pgmon's JetStream streams and KV buckets.
 //!
-//! Every role runs [`connect_jetstream`] at start-up; creation is idempotent and an existing
-//! stream is left exactly as the operator configured it (replicas, limits), so a cluster's
-//! streams can be created beforehand from the JSON files in `nats/`.
+//! Every role runs [`connect_jetstream`] at start-up: what is missing is created, and where an
+//! existing stream or bucket differs from the role's settings in what pgmon sets (max age,
+//! replicas, and what pgmon relies on: direct get, compression, the duplicate window, history)
+//! it is changed, or the start stops with a message saying what differs and how to change it.
+//! Everything else (limits an operator added) is left as configured, so streams can also be
+//! created beforehand from the JSON files in `nats/`. Command-line tools, which may run without
+//! the deployment's settings, use [`connect_jetstream_as_tool`] and only create what is missing.
 
 use std::time::Duration;
 
@@ -56,6 +60,23 @@ pub enum NatsSetupError {
         bucket: &'static str,
         source: jetstream::context::CreateKeyValueError,
     },
+    #[error("cannot read stream {stream}: {message}")]
+    ReadStream { stream: String, message: String },
+    #[error("stream {stream} differs from this role's settings ({differences}) and NATS refused to change it: {message}; start pgmon with the stream's settings, or change the stream first (nats stream edit {stream})")]
+    StreamSettings {
+        stream: String,
+        differences: String,
+        message: String,
+    },
+}
+
+/// What a start does to streams and buckets that exist already.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ExistingStreams {
+    /// Change what differs from the settings (the roles).
+    Reconcile,
+    /// Leave them as they are (command-line tools).
+    Leave,
 }
 
 /// How long JetStream remembers a message id to drop a repeated publish of it.
@@ -172,12 +193,22 @@ pub fn sessions_bucket_config(replicas: u8) -> kv::Config {
     }
 }
 
-/// Connects to NATS as `client_name`, checks the server version and JetStream, and makes sure
-/// pgmon's streams and bucket exist.
+/// Connects to NATS as `client_name`, checks the server version and JetStream, creates pgmon's
+/// streams and buckets where missing, and brings existing ones to these settings (a role).
 pub async fn connect_jetstream(nats: &NatsArgs, client_name: &str) -> Result<jetstream::Context, NatsSetupError> {
+    connect_with(nats, client_name, ExistingStreams::Reconcile).await
+}
+
+/// The same for a command-line tool: creates what is missing, changes nothing that exists (a
+/// tool run from a shell without the deployment's settings must not shorten the stream).
+pub async fn connect_jetstream_as_tool(nats: &NatsArgs, client_name: &str) -> Result<jetstream::Context, NatsSetupError> {
+    connect_with(nats, client_name, ExistingStreams::Leave).await
+}
+
+async fn connect_with(nats: &NatsArgs, client_name: &str, existing: ExistingStreams) -> Result<jetstream::Context, NatsSetupError> {
     let client = connect(&nats.url, client_name).await?;
     let context = jetstream::new(client);
-    ensure_streams_and_bucket(&context, nats).await?;
+    ensure_streams_and_buckets(&context, nats, existing).await?;
     Ok(context)
 }
 
@@ -209,12 +240,22 @@ fn check_server_version(url: &str, version: &str) -> Result<(), NatsSetupError> 
     Ok(())
 }
 
-async fn ensure_streams_and_bucket(context: &jetstream::Context, nats: &NatsArgs) -> Result<(), NatsSetupError> {
+async fn ensure_streams_and_buckets(
+    context: &jetstream::Context,
+    nats: &NatsArgs,
+    existing: ExistingStreams,
+) -> Result<(), NatsSetupError> {
     let (url, replicas) = (&nats.url, nats.stream_replicas);
     for (stream_name, config) in [
         (SNAPSHOT_STREAM, snapshot_stream_config(nats.stream_max_age, replicas)),
         (DEAD_LETTER_STREAM, dead_letter_stream_config(replicas)),
     ] {
+        if context.get_stream(stream_name).await.is_ok() {
+            if existing == ExistingStreams::Reconcile {
+                reconcile_stream(context, stream_name, &config, nats).await?;
+            }
+            continue;
+        }
         if let Err(source) = context.get_or_create_stream(config).await {
             if source.to_string().to_lowercase().contains("jetstream not enabled") {
                 return Err(NatsSetupError::JetStreamDisabled { url: url.clone() });
@@ -242,9 +283,102 @@ async fn ensure_streams_and_bucket(context: &jetstream::Context, nats: &NatsArgs
                 .create_key_value(config)
                 .await
                 .map_err(|source| NatsSetupError::CreateBucket { bucket, source })?;
+        } else if existing == ExistingStreams::Reconcile {
+            let backing = format!("KV_{bucket}");
+            let wanted = stream::Config {
+                num_replicas: config.num_replicas,
+                max_age: config.max_age,
+                max_messages_per_subject: config.history,
+                ..Default::default()
+            };
+            reconcile_stream(context, &backing, &wanted, nats).await?;
         }
     }
     Ok(())
+}
+
+/// One setting of a stream that differs from what this role wants, said for an operator.
+fn differences(found: &stream::Config, wanted: &stream::Config) -> Vec<String> {
+    let mut differences = Vec::new();
+    let seconds =
+        |duration: std::time::Duration| humantime::format_duration(std::time::Duration::from_secs(duration.as_secs())).to_string();
+    if found.max_age != wanted.max_age {
+        differences.push(format!(
+            "max age {} where the settings say {} (--stream-max-age, PGMON_STREAM_MAX_AGE)",
+            seconds(found.max_age),
+            seconds(wanted.max_age)
+        ));
+    }
+    if found.num_replicas != wanted.num_replicas {
+        differences.push(format!(
+            "{} replicas where the settings say {} (--stream-replicas, PGMON_STREAM_REPLICAS)",
+            found.num_replicas, wanted.num_replicas
+        ));
+    }
+    if wanted.max_messages_per_subject != 0 && found.max_messages_per_subject != wanted.max_messages_per_subject {
+        differences.push(format!(
+            "history {} where pgmon keeps {}",
+            found.max_messages_per_subject, wanted.max_messages_per_subject
+        ));
+    }
+    if wanted.allow_direct && !found.allow_direct {
+        differences.push("direct get off, which pgmon's \"now\" views need".to_owned());
+    }
+    if wanted.compression.is_some() && found.compression != wanted.compression {
+        differences.push("no S2 compression".to_owned());
+    }
+    if !wanted.duplicate_window.is_zero() && found.duplicate_window != wanted.duplicate_window {
+        differences.push(format!(
+            "a duplicate window of {} where pgmon needs {}",
+            seconds(found.duplicate_window),
+            seconds(wanted.duplicate_window)
+        ));
+    }
+    differences
+}
+
+/// Brings the settings pgmon owns of an existing stream to `wanted`, leaving the rest as the
+/// operator configured it.
+async fn reconcile_stream(
+    context: &jetstream::Context,
+    name: &str,
+    wanted: &stream::Config,
+    nats: &NatsArgs,
+) -> Result<(), NatsSetupError> {
+    let read_error = |message: String| NatsSetupError::ReadStream {
+        stream: name.to_owned(),
+        message,
+    };
+    let mut stream = context.get_stream(name).await.map_err(|e| read_error(e.to_string()))?;
+    let found = stream.info().await.map_err(|e| read_error(e.to_string()))?.config.clone();
+    let differences = differences(&found, wanted);
+    if differences.is_empty() {
+        return Ok(());
+    }
+    let mut changed = found.clone();
+    changed.max_age = wanted.max_age;
+    changed.num_replicas = wanted.num_replicas;
+    if wanted.max_messages_per_subject != 0 {
+        changed.max_messages_per_subject = wanted.max_messages_per_subject;
+    }
+    changed.allow_direct |= wanted.allow_direct;
+    if wanted.compression.is_some() {
+        changed.compression = wanted.compression.clone();
+    }
+    if !wanted.duplicate_window.is_zero() {
+        changed.duplicate_window = wanted.duplicate_window;
+    }
+    match context.update_stream(&changed).await {
+        Ok(_) => {
+            tracing::info!(stream = name, nats = %nats.url, changes = %differences.join("; "), "changed the stream to this role's settings");
+            Ok(())
+        }
+        Err(error) => Err(NatsSetupError::StreamSettings {
+            stream: name.to_owned(),
+            differences: differences.join("; "),
+            message: error.to_string(),
+        }),
+    }
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! on a real nats-server, the KV bucket's backing stream included.
 
 use async_nats::jetstream::stream;
-use pgmon_common::nats_setup::{connect_jetstream, NatsArgs, DEFAULT_STREAM_MAX_AGE};
+use pgmon_common::nats_setup::{connect_jetstream, connect_jetstream_as_tool, NatsArgs, DEFAULT_STREAM_MAX_AGE};
 use pgmon_test_support::TestNats;
 
 /// The parts of a stream definition that decide behaviour. The server writes "unlimited" as -1
@@ -79,4 +79,42 @@ fn nats_directory_server_configs_are_valid() {
             .unwrap();
         assert!(output.status.success(), "{name}: {}", String::from_utf8_lossy(&output.stderr));
     }
+}
+
+/// A role started with other stream settings than the running stream has changes the stream;
+/// a change the server refuses stops the start with a message saying what differs and how to
+/// change it; a command-line tool changes nothing.
+#[tokio::test]
+async fn roles_apply_their_stream_settings_and_tools_leave_them() {
+    let nats = TestNats::start();
+    let settings = |max_age_seconds: u64, replicas: u8| NatsArgs {
+        url: nats.url(),
+        stream_max_age: std::time::Duration::from_secs(max_age_seconds),
+        stream_replicas: replicas,
+    };
+    let jetstream = connect_jetstream(&settings(3600, 1), "first").await.unwrap();
+    let max_age = || async {
+        let mut stream = jetstream.get_stream("PGMON").await.unwrap();
+        stream.info().await.unwrap().config.max_age.as_secs()
+    };
+    assert_eq!(max_age().await, 3600);
+
+    connect_jetstream(&settings(7200, 1), "second").await.unwrap();
+    assert_eq!(max_age().await, 7200, "a role's --stream-max-age changes the stream");
+
+    connect_jetstream_as_tool(&settings(60, 1), "tool").await.unwrap();
+    assert_eq!(max_age().await, 7200, "a tool leaves the stream as it is");
+
+    let error = connect_jetstream(&settings(7200, 3), "clustered").await.unwrap_err().to_string();
+    assert!(
+        error.starts_with(
+            "stream PGMON differs from this role's settings (1 replicas where the settings say 3 (--stream-replicas, PGMON_STREAM_REPLICAS)) and NATS refused to change it: "
+        ),
+        "{error}"
+    );
+    assert!(
+        error.ends_with("start pgmon with the stream's settings, or change the stream first (nats stream edit PGMON)"),
+        "{error}"
+    );
+    assert_eq!(max_age().await, 7200);
 }

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
-use pgmon_common::nats_setup::{connect_jetstream, NatsArgs, NatsSetupError};
+use pgmon_common::nats_setup::{connect_jetstream, connect_jetstream_as_tool, NatsArgs, NatsSetupError};
 use pgmon_common::subjects::{INGESTER_CONSUMER, SNAPSHOT_STREAM};
 use pgmon_common::target::TargetName;
 use tokio_util::sync::CancellationToken;
@@ -261,7 +261,7 @@ pub struct RebuildSummary {
 /// ingester would have stored it, and returns once the messages present at its start are
 /// stored. It resumes where it stopped if run again on the same directory.
 pub async fn rebuild(mut config: IngesterConfig, shutdown: CancellationToken) -> Result<RebuildSummary, IngesterError> {
-    let jetstream = connect_jetstream(&config.nats, "pgmon-rebuild").await?;
+    let jetstream = connect_jetstream_as_tool(&config.nats, "pgmon-rebuild").await?;
     let mut stream = jetstream
         .get_stream(SNAPSHOT_STREAM)
         .await
