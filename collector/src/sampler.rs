@@ -4,8 +4,8 @@
 use std::time::{Duration, SystemTime};
 
 use pgmon_common::event::{
-    encode_snapshot_parts, InstanceFacts, Limitation, ServerIdentity, Snapshot, SnapshotKind, StatementsInfo, StatusRow, TargetState,
-    CURRENT_SCHEMA_VERSION,
+    encode_snapshot_parts, InstanceFacts, Limitation, ObjectsInfo, ServerIdentity, SkippedDatabase, Snapshot, SnapshotKind, StatementsInfo,
+    StatusRow, TargetState, CURRENT_SCHEMA_VERSION,
 };
 use pgmon_common::subjects::{snapshot_message_id, snapshot_subject};
 use pgmon_common::telemetry::error_chain;
@@ -119,7 +119,7 @@ pub(crate) async fn sample_target(target: TargetSpec, settings: SamplingSettings
             collected_at_us: now_us,
             settings: &settings,
         };
-        if snapshot.enqueue(&queue, None, None, vec![status]) == Enqueued::Closed {
+        if snapshot.enqueue(&queue, EnvelopeExtras::default(), vec![status]) == Enqueued::Closed {
             return;
         }
         let delay = backoff.next();
@@ -140,16 +140,18 @@ struct Encoded<'a> {
     settings: &'a SamplingSettings,
 }
 
+/// What the envelope of some kinds carries beside the rows.
+#[derive(Default)]
+struct EnvelopeExtras {
+    instance: Option<InstanceFacts>,
+    statements_info: Option<StatementsInfo>,
+    objects_info: Option<ObjectsInfo>,
+}
+
 impl Encoded<'_> {
     /// Encodes the snapshot (in parts when it is larger than a NATS message) and queues it as
     /// one sample: its parts are kept or dropped together.
-    fn enqueue<Row: Serialize>(
-        &self,
-        queue: &PublishQueue,
-        instance: Option<InstanceFacts>,
-        statements_info: Option<StatementsInfo>,
-        rows: Vec<Row>,
-    ) -> Enqueued {
+    fn enqueue<Row: Serialize>(&self, queue: &PublishQueue, extras: EnvelopeExtras, rows: Vec<Row>) -> Enqueued {
         let snapshot = Snapshot {
             schema_version: CURRENT_SCHEMA_VERSION,
             kind: self.kind,
@@ -157,8 +159,9 @@ impl Encoded<'_> {
             collected_at_us: self.collected_at_us,
             server: self.server.clone(),
             collector: Some(self.settings.collector_id.to_string()),
-            instance,
-            statements_info,
+            instance: extras.instance,
+            statements_info: extras.statements_info,
+            objects_info: extras.objects_info,
             part: None,
             rows,
         };
@@ -290,11 +293,18 @@ impl Session<'_> {
         let queued = match kind {
             SnapshotKind::Activity => {
                 let rows = activity::sample(self.client, &self.queries.activity, self.settings.query_text_max_length).await?;
-                snapshot.enqueue(self.queue, None, None, rows)
+                snapshot.enqueue(self.queue, EnvelopeExtras::default(), rows)
             }
             SnapshotKind::Database => {
                 let (instance, rows) = database::sample(self.client, &self.queries.database).await?;
-                snapshot.enqueue(self.queue, Some(instance), None, rows)
+                snapshot.enqueue(
+                    self.queue,
+                    EnvelopeExtras {
+                        instance: Some(instance),
+                        ..EnvelopeExtras::default()
+                    },
+                    rows,
+                )
             }
             SnapshotKind::Status => {
                 let status = StatusRow {
@@ -304,14 +314,14 @@ impl Session<'_> {
                     since_us: self.connected_at_us,
                     limitations: self.queries.statements_limitation.iter().cloned().collect(),
                 };
-                snapshot.enqueue(self.queue, None, None, vec![status])
+                snapshot.enqueue(self.queue, EnvelopeExtras::default(), vec![status])
             }
             SnapshotKind::Locks => {
                 let rows = locks::sample(self.client, &self.queries.locks).await?;
                 if rows.is_empty() {
                     return Ok(Enqueued::Queued);
                 }
-                snapshot.enqueue(self.queue, None, None, rows)
+                snapshot.enqueue(self.queue, EnvelopeExtras::default(), rows)
             }
             SnapshotKind::Statements | SnapshotKind::Objects => unreachable!("statements and objects are sampled by their own tasks"),
         };
@@ -390,7 +400,14 @@ pub(crate) async fn sample_statements(target: TargetSpec, settings: SamplingSett
                 settings: &settings,
             };
             match statements::sample(&client, &reader, &mut sent_texts).await {
-                Ok((info, rows)) => match snapshot.enqueue(&queue, None, info, rows) {
+                Ok((info, rows)) => match snapshot.enqueue(
+                    &queue,
+                    EnvelopeExtras {
+                        statements_info: info,
+                        ..EnvelopeExtras::default()
+                    },
+                    rows,
+                ) {
                     Enqueued::Queued => {}
                     // Texts it carried would be missing forever; send them all again instead.
                     Enqueued::Dropped => sent_texts.forget(),
@@ -435,7 +452,7 @@ pub(crate) async fn sample_objects(target: TargetSpec, settings: SamplingSetting
             round = objects_round(&target, &settings) => round,
         };
         match round {
-            Ok((identity, rows)) => {
+            Ok((identity, rows, skipped_databases)) => {
                 let snapshot = Encoded {
                     target: &target,
                     server: &identity,
@@ -443,7 +460,11 @@ pub(crate) async fn sample_objects(target: TargetSpec, settings: SamplingSetting
                     collected_at_us,
                     settings: &settings,
                 };
-                if snapshot.enqueue(&queue, None, None, rows) == Enqueued::Closed {
+                let extras = EnvelopeExtras {
+                    objects_info: (!skipped_databases.is_empty()).then_some(ObjectsInfo { skipped_databases }),
+                    ..EnvelopeExtras::default()
+                };
+                if snapshot.enqueue(&queue, extras, rows) == Enqueued::Closed {
                     return;
                 }
             }
@@ -456,11 +477,12 @@ pub(crate) async fn sample_objects(target: TargetSpec, settings: SamplingSetting
     }
 }
 
-/// Visits each database in turn; a database that cannot be read is skipped with a warning.
-async fn objects_round(
-    target: &TargetSpec,
-    settings: &SamplingSettings,
-) -> Result<(ServerIdentity, Vec<pgmon_common::event::ObjectRow>), ObjectsError> {
+/// What one objects round read: the server, every relation it could list, and the databases
+/// it could not.
+type ObjectsRound = (ServerIdentity, Vec<pgmon_common::event::ObjectRow>, Vec<SkippedDatabase>);
+
+/// Visits each database in turn; a database that cannot be read is skipped, and said so.
+async fn objects_round(target: &TargetSpec, settings: &SamplingSettings) -> Result<ObjectsRound, ObjectsError> {
     let (client, identity) = connection::connect(target, settings.objects_statement_timeout, None).await?;
     let databases: Vec<String> = client
         .query(objects::DATABASES_QUERY, &[])
@@ -471,6 +493,7 @@ async fn objects_round(
         .collect();
     drop(client);
     let mut rows = Vec::new();
+    let mut skipped = Vec::new();
     for database in databases {
         let read = match connection::connect(target, settings.objects_statement_timeout, Some(&database)).await {
             Ok((client, _)) => objects::sample_database(&client).await.map_err(|error| error_chain(&error)),
@@ -478,10 +501,13 @@ async fn objects_round(
         };
         match read {
             Ok(database_rows) => rows.extend(database_rows),
-            Err(error) => tracing::warn!(target = %target.name, %database, %error, "objects of a database skipped"),
+            Err(reason) => {
+                tracing::warn!(target = %target.name, %database, error = %reason, "objects of a database skipped");
+                skipped.push(SkippedDatabase { database, reason });
+            }
         }
     }
-    Ok((identity, rows))
+    Ok((identity, rows, skipped))
 }
 
 #[cfg(test)]

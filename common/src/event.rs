@@ -92,6 +92,10 @@ pub struct Snapshot<Row> {
     /// `pg_stat_statements_info`; sent with `statements` snapshots when the extension has it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub statements_info: Option<StatementsInfo>,
+    /// What an `objects` round could not read; sent with `objects` snapshots when a database
+    /// was skipped.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub objects_info: Option<ObjectsInfo>,
     /// Which part of a snapshot this message holds, when the snapshot was too large for one
     /// NATS message; absent for a snapshot sent whole.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -115,6 +119,22 @@ pub struct StatementsInfo {
     pub dealloc: i64,
     /// Microseconds since the Unix epoch.
     pub stats_reset_us: i64,
+}
+
+/// What an `objects` round could not read.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct ObjectsInfo {
+    /// Databases whose objects could not be listed at all (cannot connect, no privilege, the
+    /// round timed out): their objects are the last ones listed, marked stale.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub skipped_databases: Vec<SkippedDatabase>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct SkippedDatabase {
+    pub database: String,
+    /// What failed, as the server or the network said it.
+    pub reason: String,
 }
 
 /// What a DBA wants to know about an instance beside its counters.
@@ -263,6 +283,11 @@ pub struct ObjectRow {
     pub last_analyze_us: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_autoanalyze_us: Option<i64>,
+    /// Why the sizes could not be measured in this round (the relation, one of its indexes or
+    /// its TOAST table was locked exclusively, by a migration, `VACUUM FULL`, `REINDEX`…). The
+    /// collector then sends sizes of 0; the ingester stores the last sizes it measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_stale_reason: Option<String>,
 }
 
 /// What a relation is (`pg_class.relkind`).
@@ -737,6 +762,7 @@ pub fn encode_snapshot_parts<Row: Serialize>(snapshot: &Snapshot<Row>, max_bytes
                     collector: snapshot.collector.clone(),
                     instance: snapshot.instance.clone(),
                     statements_info: snapshot.statements_info,
+                    objects_info: snapshot.objects_info.clone(),
                     part: Some(part),
                     rows: chunk.iter().collect::<Vec<&Row>>(),
                 };
@@ -806,6 +832,7 @@ mod tests {
             collector: None,
             instance: None,
             statements_info: None,
+            objects_info: None,
             part: None,
             rows: vec![ActivityRow {
                 pid: 42,

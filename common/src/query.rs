@@ -501,7 +501,21 @@ pub struct ObjectsReply {
     /// included: with no filter, the size of the target's data.
     #[serde(default)]
     pub bytes_of_tables: i64,
+    /// How many of the matching objects could not be measured in that round (locked, or their
+    /// database not read): their sizes are the last measured ones.
+    #[serde(default)]
+    pub stale_objects: i64,
+    /// Databases whose objects could not be read in that round, and why.
+    #[serde(default)]
+    pub skipped_databases: Vec<SkippedDatabaseReply>,
     pub objects: Vec<ObjectSize>,
+}
+
+/// A database whose objects could not be read in an objects round.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SkippedDatabaseReply {
+    pub database: String,
+    pub reason: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -516,6 +530,14 @@ pub struct ObjectSize {
     pub index_bytes: i64,
     pub toast_bytes: i64,
     pub row_estimate: Option<i64>,
+    /// Why the sizes are not from this round (the relation was locked, its database could not
+    /// be read); they are then the last measured ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_stale_reason: Option<String>,
+    /// When stale sizes were measured; absent for sizes of this round, and for an object never
+    /// measured yet (sizes 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_measured_at_us: Option<i64>,
 }
 
 named_query!(ObjectsRequest, "objects", ObjectsReply, |request| validate_limit(request.limit));

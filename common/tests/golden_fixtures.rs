@@ -133,6 +133,24 @@ fn version_1_objects_fixture_keeps_its_meaning() {
 }
 
 #[test]
+fn version_1_objects_with_stale_sizes_keeps_its_meaning() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/v1/objects-stale.json");
+    let Ok(AnySnapshot::Objects(snapshot)) = decode_snapshot(&fs::read(path).unwrap()) else {
+        panic!("not an objects snapshot")
+    };
+    let locked = &snapshot.rows[1];
+    assert_eq!(
+        locked.size_stale_reason.as_deref(),
+        Some("locked: AccessExclusiveLock held by pid 4242")
+    );
+    assert_eq!(locked.total_bytes, 0, "the collector sends no size for what it could not measure");
+    assert_eq!(snapshot.rows[0].size_stale_reason, None);
+    let skipped = &snapshot.objects_info.as_ref().unwrap().skipped_databases[0];
+    assert_eq!(skipped.database, "archive");
+    assert!(skipped.reason.contains("too many connections"));
+}
+
+#[test]
 fn version_1_status_with_limitations_keeps_its_meaning() {
     use pgmon_common::event::{LimitationReason, SnapshotKind};
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/v1/status-with-limitations.json");

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use duckdb::arrow::array::{ArrayRef, Int32Builder, Int64Builder, ListBuilder, StringBuilder, TimestampMicrosecondBuilder, UInt64Builder};
 use duckdb::arrow::datatypes::{DataType, Field, FieldRef, TimeUnit};
 use duckdb::arrow::record_batch::RecordBatch;
-use pgmon_common::event::{ActivityRow, DatabaseRow, Snapshot, SnapshotPart, StatementRow};
+use pgmon_common::event::{ActivityRow, DatabaseRow, ObjectRow, Snapshot, SnapshotPart, StatementRow};
 use serde::{Deserialize, Serialize};
 use serde_arrow::schema::{SchemaLike, TracingOptions};
 
@@ -158,6 +158,22 @@ pub(crate) fn sample_rows_batch<Row: Serialize + serde::de::DeserializeOwned>(sn
             .map(|field| field.name().as_str())
             .zip(row_columns.columns().iter().cloned()),
     );
+    record_batch(columns)
+}
+
+/// Rows of `object_samples`: the sample rows, and `size_measured_at`, which the store fills in
+/// for objects whose sizes could not be measured (`stale_sizes`).
+pub(crate) fn object_rows_batch(snapshots: &[(u64, &Snapshot<ObjectRow>)]) -> RecordBatch {
+    let rows = sample_rows_batch(snapshots);
+    let schema = rows.schema();
+    let mut columns: Vec<(&str, ArrayRef)> = schema
+        .fields()
+        .iter()
+        .map(|field| field.name().as_str())
+        .zip(rows.columns().iter().cloned())
+        .collect();
+    let measured_at = duckdb::arrow::array::new_null_array(&DataType::Timestamp(TimeUnit::Microsecond, None), rows.num_rows());
+    columns.push(("size_measured_at", measured_at));
     record_batch(columns)
 }
 

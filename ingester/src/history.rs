@@ -13,6 +13,7 @@ use pgmon_common::query::{
 };
 
 use crate::series::active_session_predicate;
+use crate::stale_sizes::SKIPPED_DATABASE_REASON;
 
 /// `collected_at` within `[from, to)`, with the target as `$1`, from as `$2` and to as `$3`.
 const IN_RANGE: &str = "target = $1 AND collected_at >= make_timestamp($2) AND collected_at < make_timestamp($3)";
@@ -188,6 +189,8 @@ pub fn objects(connection: &Connection, request: &ObjectsRequest) -> duckdb::Res
             collected_at_us: None,
             total: 0,
             bytes_of_tables: 0,
+            stale_objects: 0,
+            skipped_databases: Vec::new(),
             objects: Vec::new(),
         });
     };
@@ -205,13 +208,29 @@ pub fn objects(connection: &Connection, request: &ObjectsRequest) -> duckdb::Res
         request.kind,
         request.name_contains
     ];
-    let (total, bytes_of_tables) = connection.query_row(
-        &format!("SELECT count(*), coalesce(sum(total_bytes) FILTER (WHERE kind IN ('table', 'materialized_view')), 0)::BIGINT {matching}"),
+    let (total, bytes_of_tables, stale_objects) = connection.query_row(
+        &format!(
+            "SELECT count(*), coalesce(sum(total_bytes) FILTER (WHERE kind IN ('table', 'materialized_view')), 0)::BIGINT,
+                    count(*) FILTER (WHERE size_stale_reason IS NOT NULL)
+             {matching}"
+        ),
         filters,
-        |row| Ok((row.get(0)?, row.get(1)?)),
+        |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+    )?;
+    let skipped_databases = rows(
+        connection,
+        &format!(
+            "SELECT database, any_value(substr(size_stale_reason, {start})) AS reason
+             FROM object_samples
+             WHERE target = $1 AND collected_at = make_timestamp($2) AND starts_with(size_stale_reason, $3)
+             GROUP BY database ORDER BY database",
+            start = SKIPPED_DATABASE_REASON.len() + 1
+        ),
+        params![request.target.as_str(), collected_at_us, SKIPPED_DATABASE_REASON],
     )?;
     let sql = format!(
-        "SELECT database, schema_name, name, kind, parent, total_bytes, table_bytes, index_bytes, toast_bytes, row_estimate
+        "SELECT database, schema_name, name, kind, parent, total_bytes, table_bytes, index_bytes, toast_bytes, row_estimate,
+                size_stale_reason, epoch_us(size_measured_at) AS size_measured_at_us
          {matching}
          ORDER BY {order}
          LIMIT $7 OFFSET $8",
@@ -235,6 +254,8 @@ pub fn objects(connection: &Connection, request: &ObjectsRequest) -> duckdb::Res
         collected_at_us: Some(collected_at_us),
         total,
         bytes_of_tables,
+        stale_objects,
+        skipped_databases,
         objects,
     })
 }
@@ -253,12 +274,15 @@ pub fn object_growth(connection: &Connection, request: &ObjectGrowthRequest) -> 
         connection,
         &format!(
             "SELECT epoch_us(collected_at) AS collected_at_us, total_bytes, table_bytes, index_bytes, toast_bytes
-             FROM object_samples WHERE {IN_RANGE} AND {object} ORDER BY collected_at"
+             FROM object_samples WHERE {IN_RANGE} AND {object} AND size_stale_reason IS NULL ORDER BY collected_at"
         ),
         parameters,
     )?;
     let growth_bytes_per_day = connection.query_row(
-        &format!("SELECT regr_slope(total_bytes, epoch(collected_at)) * 86400 FROM object_samples WHERE {IN_RANGE} AND {object}"),
+        &format!(
+            "SELECT regr_slope(total_bytes, epoch(collected_at)) * 86400 FROM object_samples
+             WHERE {IN_RANGE} AND {object} AND size_stale_reason IS NULL"
+        ),
         parameters,
         |row| row.get(0),
     )?;

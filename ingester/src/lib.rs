@@ -9,6 +9,7 @@ mod migrations;
 pub mod partitions;
 mod query_service;
 pub mod series;
+mod stale_sizes;
 pub mod store;
 
 use std::path::PathBuf;

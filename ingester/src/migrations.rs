@@ -168,6 +168,13 @@ pub(crate) const MIGRATIONS: &[(i32, &[&str])] = &[
             STATEMENT_TEXTS_VIEW_10,
         ],
     ),
+    (
+        11,
+        // Objects whose sizes could not be measured (locked, or their database not read): why,
+        // and when the sizes stored with them (the last measured ones) were measured.
+        &["ALTER TABLE object_samples ADD COLUMN size_stale_reason VARCHAR;
+     ALTER TABLE object_samples ADD COLUMN size_measured_at TIMESTAMP;"],
+    ),
 ];
 
 /// Statement texts in a table of their own, so that they outlive the partition they arrived

@@ -17,8 +17,8 @@ use duckdb::Connection;
 use pgmon_common::event::{AnySnapshot, Snapshot};
 
 use crate::arrow_rows::{
-    activity_minutes_batch, activity_rows_batch, activity_snapshots_batch, instance_rows_batch, sample_rows_batch, snapshot_parts_batch,
-    statement_texts_batch,
+    activity_minutes_batch, activity_rows_batch, activity_snapshots_batch, instance_rows_batch, object_rows_batch, sample_rows_batch,
+    snapshot_parts_batch, statement_texts_batch,
 };
 use crate::compaction::{compact, is_compacted, remove_staging};
 use crate::migrations::{latest_version, migrate, schema_version};
@@ -257,6 +257,8 @@ impl Store {
             kinds.push(message.sequence, snapshot);
         }
         let last_sequence = messages.iter().map(|message| message.sequence).max().unwrap_or(0);
+        // Where the last sizes of objects that could not be measured are looked for, newest first.
+        let sources: Vec<String> = self.partitions().iter().rev().map(Partition::alias).collect();
         let transaction = self.connection.transaction().map_err(StoreError::Write)?;
         let table = |name: &'static str| TableRef { catalog: &alias, name };
         if !kinds.activity.is_empty() {
@@ -270,7 +272,7 @@ impl Store {
         }
         applied.rows += append_built_alongside(&transaction, table("database_samples"), &kinds.database, sample_rows_batch)?;
         applied.rows += append_built_alongside(&transaction, table("target_status"), &kinds.status, sample_rows_batch)?;
-        applied.rows += append_in_parts(&transaction, table("statement_samples"), &kinds.statements)?;
+        applied.rows += append_in_parts(&transaction, table("statement_samples"), &kinds.statements, sample_rows_batch)?;
         if !kinds.statements.is_empty() {
             append(
                 &transaction,
@@ -278,7 +280,12 @@ impl Store {
                 statement_texts_batch(&kinds.statements),
             )?;
         }
-        applied.rows += append_in_parts(&transaction, table("object_samples"), &kinds.objects)?;
+        applied.rows += append_in_parts(&transaction, table("object_samples"), &kinds.objects, object_rows_batch)?;
+        if !kinds.objects.is_empty() {
+            for (_, snapshot) in &kinds.objects {
+                crate::stale_sizes::fill_in(&transaction, &alias, &sources, snapshot)?;
+            }
+        }
         if last_sequence > already_applied {
             record_progress(&transaction, &alias, &self.stream, last_sequence).map_err(StoreError::Write)?;
         }
@@ -696,10 +703,11 @@ impl TableRef<'_> {
 }
 
 /// Appends the rows of a kind whose snapshots may come in parts, and which parts arrived.
-fn append_in_parts<Row: serde::Serialize + serde::de::DeserializeOwned + Sync>(
+fn append_in_parts<Row: Sync>(
     connection: &Connection,
     table: TableRef,
     snapshots: &[(u64, &Snapshot<Row>)],
+    build: RowsBuilder<Row>,
 ) -> Result<usize, StoreError> {
     if snapshots.is_empty() {
         return Ok(0);
@@ -709,7 +717,7 @@ fn append_in_parts<Row: serde::Serialize + serde::de::DeserializeOwned + Sync>(
         ..table
     };
     append(connection, parts, snapshot_parts_batch(snapshots))?;
-    append_built_alongside(connection, table, snapshots, sample_rows_batch)
+    append_built_alongside(connection, table, snapshots, build)
 }
 
 /// Builds the record batch of some snapshots' rows (the functions of `arrow_rows`).
@@ -836,6 +844,7 @@ mod tests {
             collector: None,
             instance: None,
             statements_info: None,
+            objects_info: None,
             part: None,
             rows: (0..rows)
                 .map(|pid| ActivityRow {
@@ -951,6 +960,7 @@ mod tests {
             collector: None,
             instance: None,
             statements_info: None,
+            objects_info: None,
             part: None,
             rows: vec![
                 LockRow {

@@ -30,6 +30,7 @@ fn good_snapshot(collected_at_us: i64) -> Vec<u8> {
         collector: None,
         instance: None,
         statements_info: None,
+        objects_info: None,
         part: None,
         rows: vec![ActivityRow {
             pid: 7,

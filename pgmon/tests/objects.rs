@@ -138,3 +138,168 @@ async fn a_table_of_known_size_appears_in_a_database_created_while_running() {
         .unwrap();
     assert_eq!(stored, total);
 }
+
+/// Objects of the latest round, as the API lists them.
+async fn api_objects(http: &reqwest::Client, base: &str) -> serde_json::Value {
+    let response = http
+        .get(format!("{base}/api/v1/targets/db/objects?limit=1000"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
+fn object<'a>(reply: &'a serde_json::Value, database: &str, name: &str) -> Option<&'a serde_json::Value> {
+    reply["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|object| object["database"] == database && object["name"] == name)
+}
+
+/// A table held under ACCESS EXCLUSIVE through several objects rounds, as a migration holds it:
+/// every other object keeps being measured, the locked one keeps its last size, marked stale
+/// with who holds the lock. A database the collector cannot connect to keeps its last objects,
+/// marked with why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_locked_table_keeps_its_last_size_and_every_other_object_is_measured() {
+    let nats = TestNats::start();
+    let postgres = TestPostgres::start();
+    let admin = postgres.connect().await;
+    admin
+        .batch_execute(
+            "CREATE ROLE monitor LOGIN IN ROLE pg_monitor;
+             CREATE TABLE migrated (id int PRIMARY KEY, note text);
+             INSERT INTO migrated SELECT g, repeat('m', 300) FROM generate_series(1, 3000) g;
+             CREATE TABLE growing (id int, note text);",
+        )
+        .await
+        .unwrap();
+    admin.batch_execute("CREATE DATABASE unreachable_later").await.unwrap();
+    let (other, connection) = tokio_postgres::connect(
+        &format!("host=127.0.0.1 port={} user=postgres dbname=unreachable_later", postgres.port()),
+        tokio_postgres::NoTls,
+    )
+    .await
+    .unwrap();
+    tokio::spawn(connection);
+    other
+        .batch_execute("CREATE TABLE kept (id int); INSERT INTO kept SELECT generate_series(1, 5000);")
+        .await
+        .unwrap();
+    drop(other);
+    let size_of = |name: &'static str| {
+        let admin = &admin;
+        async move {
+            admin
+                .query_one("SELECT pg_total_relation_size($1::text::regclass)", &[&name])
+                .await
+                .unwrap()
+                .get::<_, i64>(0)
+        }
+    };
+    let migrated_size = size_of("migrated").await;
+
+    let data_dir = tempfile::tempdir().unwrap();
+    let shutdown = CancellationToken::new();
+    let pipeline = spawn_pipeline(&nats.url(), postgres.connection_string("monitor"), data_dir.path(), &shutdown);
+    let server = pgmon_query_api::bind(&common::serve_config(&nats.url())).await.unwrap();
+    let base = format!("http://{}", server.local_addr());
+    let web = tokio::spawn(server.serve(shutdown.clone()));
+    let http = common::api_client(&nats.url(), pgmon_common::access::Role::Viewer).await;
+    wait_until(Duration::from_secs(30), "both databases measured", || async {
+        let reply = api_objects(&http, &base).await;
+        object(&reply, "postgres", "migrated").is_some_and(|object| object["total_bytes"] == migrated_size)
+            && object(&reply, "unreachable_later", "kept").is_some()
+    })
+    .await;
+    let kept_size = object(&api_objects(&http, &base).await, "unreachable_later", "kept").unwrap()["total_bytes"].clone();
+
+    // A migration locks the table; the other database stops taking connections from pgmon.
+    let holder = postgres.connect().await;
+    holder
+        .batch_execute("BEGIN; LOCK TABLE migrated IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let holder_pid: i32 = holder.query_one("SELECT pg_backend_pid()", &[]).await.unwrap().get(0);
+    admin
+        .batch_execute("ALTER DATABASE unreachable_later CONNECTION LIMIT 0")
+        .await
+        .unwrap();
+    let locked_at_us = common::now_us();
+    admin
+        .batch_execute("INSERT INTO growing SELECT g, repeat('g', 500) FROM generate_series(1, 20000) g")
+        .await
+        .unwrap();
+    let growing_size = size_of("growing").await;
+    let url = nats.url();
+    wait_until(Duration::from_secs(60), "three objects rounds under the lock", || async {
+        let rounds: std::collections::BTreeSet<i64> = stream_objects(&url)
+            .await
+            .iter()
+            .map(|snapshot| snapshot.collected_at_us)
+            .filter(|at| *at > locked_at_us)
+            .collect();
+        rounds.len() >= 3
+    })
+    .await;
+    wait_until(Duration::from_secs(10), "the latest round stored", || async {
+        let reply = api_objects(&http, &base).await;
+        reply["collected_at_us"].as_i64() > Some(locked_at_us + 4_000_000)
+    })
+    .await;
+
+    let reply = api_objects(&http, &base).await;
+    let migrated = object(&reply, "postgres", "migrated").expect("the locked table is still listed");
+    assert_eq!(migrated["total_bytes"], migrated_size, "the locked table keeps its last size");
+    let reason = migrated["size_stale_reason"].as_str().unwrap();
+    assert_eq!(reason, format!("locked: AccessExclusiveLock held by pid {holder_pid}"));
+    assert!(migrated["size_measured_at_us"].as_i64().unwrap() < locked_at_us, "{migrated}");
+    let growing = object(&reply, "postgres", "growing").unwrap();
+    assert_eq!(growing["total_bytes"], growing_size, "every other object is measured: {growing}");
+    assert!(growing.get("size_stale_reason").is_none());
+    let index = object(&reply, "postgres", "migrated_pkey").unwrap();
+    assert!(
+        index.get("size_stale_reason").is_none(),
+        "the locked table's index is measured: {index}"
+    );
+
+    let kept = object(&reply, "unreachable_later", "kept").expect("the unreadable database's objects are kept");
+    assert_eq!(kept["total_bytes"], kept_size);
+    assert!(
+        kept["size_stale_reason"]
+            .as_str()
+            .is_some_and(|reason| reason.starts_with("database not read: ") && reason.contains("too many connections")),
+        "{kept}"
+    );
+    let skipped = reply["skipped_databases"].as_array().unwrap();
+    assert_eq!(skipped.len(), 1);
+    assert_eq!(skipped[0]["database"], "unreachable_later");
+    assert!(reply["stale_objects"].as_i64().unwrap() >= 2, "{}", reply["stale_objects"]);
+
+    // The page says so.
+    let page = http
+        .get(format!("{base}/targets/db/objects/all"))
+        .header("Accept", "text/html")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("stale: locked: AccessExclusiveLock held by pid"), "{page}");
+    assert!(page.contains("could not be read in this round"), "{page}");
+
+    // The lock gone, the next round measures the table again.
+    holder.batch_execute("COMMIT").await.unwrap();
+    wait_until(Duration::from_secs(30), "the table measured again", || async {
+        let reply = api_objects(&http, &base).await;
+        object(&reply, "postgres", "migrated").is_some_and(|object| object.get("size_stale_reason").is_none())
+    })
+    .await;
+
+    shutdown.cancel();
+    pipeline.join().await;
+    web.await.unwrap().unwrap();
+}

@@ -229,6 +229,7 @@ async fn publish_wide_sample(jetstream: &jetstream::Context, target: &str, colle
         collector: None,
         instance: None,
         statements_info: None,
+        objects_info: None,
         part: None,
         rows: (0..sessions)
             .map(|index| ActivityRow {

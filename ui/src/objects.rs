@@ -101,10 +101,32 @@ pub struct ObjectsView<'a> {
     pub biggest: &'a [ObjectSize],
 }
 
+/// Marks an object whose sizes are not from the round shown: why, and since when.
+fn stale_marker(object: &ObjectSize) -> Markup {
+    html! {
+        @if let Some(reason) = &object.size_stale_reason {
+            @let measured = object.size_measured_at_us.map_or_else(|| "never measured yet".to_owned(), |at| format!("sizes as of {} UTC", time(at)));
+            " " span.stale title={ (reason) "; " (measured) } { "stale: " (reason) " (" (measured) ")" }
+        }
+    }
+}
+
+/// Says which sizes of a round are stale and why: objects that were locked, databases not read.
+fn stale_summary(reply: &ObjectsReply) -> Markup {
+    html! {
+        @for skipped in &reply.skipped_databases {
+            p.notice { "Database " strong { (skipped.database) } " could not be read in this round (" (skipped.reason) "): its objects show their last measured sizes." }
+        }
+        @if reply.stale_objects > 0 {
+            p.notice { (reply.stale_objects) " of these objects could not be measured in this round; they show their last measured sizes and are marked stale." }
+        }
+    }
+}
+
 fn object_row(target: &str, object: &ObjectSize, depth: usize) -> Markup {
     html! {
         tr class={ "depth-" (depth) } {
-            td { a href=(object_link(target, object)) { (object.name) } }
+            td { a href=(object_link(target, object)) { (object.name) } (stale_marker(object)) }
             td { (kind_label(&object.kind)) }
             td.number { (bytes(object.total_bytes)) }
             td.number { (bytes(object.table_bytes)) }
@@ -211,6 +233,7 @@ pub fn objects_page(view: &ObjectsView<'_>) -> Markup {
                 (biggest_chart(target, view.biggest))
                 h2 { "Browse" }
                 (filter_form(target, &format!("/targets/{target}/objects"), view.filter, view.databases))
+                (stale_summary(matching))
                 @if matching.objects.is_empty() {
                     p.empty { "No object matches these filters." }
                 } @else {
@@ -252,6 +275,7 @@ pub fn all_objects_page(view: &AllObjectsView<'_>) -> Markup {
         (target_header(target, TargetTab::Objects, "All objects"))
         (filter_form(target, &format!("/targets/{target}/objects/all"), view.filter, view.databases))
         p.lead { (view.reply.total) " objects · page " (view.page) " of " (pages) }
+        (stale_summary(view.reply))
         table.data.all-objects {
             thead { tr {
                 th { "Database" } th { "Schema" }
@@ -265,7 +289,7 @@ pub fn all_objects_page(view: &AllObjectsView<'_>) -> Markup {
                     tr {
                         td { (object.database) } td { (object.schema_name) }
                         td.number { (bytes(object.total_bytes)) } td.number { (bytes(object.table_bytes)) } td.number { (bytes(object.index_bytes)) }
-                        td { a href=(object_link(target, object)) { (object.name) } }
+                        td { a href=(object_link(target, object)) { (object.name) } (stale_marker(object)) }
                         td { (kind_label(&object.kind)) } td.number { (bytes(object.toast_bytes)) }
                         td { (object.parent.as_deref().unwrap_or("")) }
                     }

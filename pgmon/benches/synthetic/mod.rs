@@ -20,6 +20,7 @@ pub fn envelope<Row>(target: &str, kind: SnapshotKind, collected_at_us: i64) -> 
         collector: None,
         instance: None,
         statements_info: None,
+        objects_info: None,
         part: None,
         rows: Vec::new(),
     }
