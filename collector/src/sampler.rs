@@ -368,7 +368,7 @@ pub(crate) async fn sample_statements(target: TargetSpec, settings: SamplingSett
             _ = shutdown.cancelled() => return,
             prepared = connect_for_statements(&target, &settings) => prepared,
         };
-        let (client, identity, reader) = match prepared {
+        let (client, identity, mut reader) = match prepared {
             Some(prepared) => prepared,
             None => {
                 tokio::select! {
@@ -392,6 +392,10 @@ pub(crate) async fn sample_statements(target: TargetSpec, settings: SamplingSett
                 // A full buffer dropped a snapshot with texts: send them all again.
                 sent_texts.forget();
             }
+            let turn = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                turn = settings.heavy_snapshots.acquire() => turn.expect("the semaphore is never closed"),
+            };
             let snapshot = Encoded {
                 target: &target,
                 server: &identity,
@@ -399,7 +403,9 @@ pub(crate) async fn sample_statements(target: TargetSpec, settings: SamplingSett
                 collected_at_us: activity::unix_micros(SystemTime::now()),
                 settings: &settings,
             };
-            match statements::sample(&client, &reader, &mut sent_texts).await {
+            let sampled = statements::sample(&client, &mut reader, &mut sent_texts).await;
+            drop(turn);
+            match sampled {
                 Ok((info, rows)) => match snapshot.enqueue(
                     &queue,
                     EnvelopeExtras {
@@ -446,10 +452,12 @@ pub(crate) async fn sample_objects(target: TargetSpec, settings: SamplingSetting
         if !wait_for_turn(&mut next_due, interval, &shutdown).await {
             return;
         }
-        let collected_at_us = activity::unix_micros(SystemTime::now());
-        let round = tokio::select! {
+        let (collected_at_us, round) = tokio::select! {
             _ = shutdown.cancelled() => return,
-            round = objects_round(&target, &settings) => round,
+            round = async {
+                let _turn = settings.heavy_snapshots.acquire().await.expect("the semaphore is never closed");
+                (activity::unix_micros(SystemTime::now()), objects_round(&target, &settings).await)
+            } => round,
         };
         match round {
             Ok((identity, rows, skipped_databases)) => {
