@@ -120,6 +120,19 @@ struct Buffer {
 }
 
 impl Buffer {
+    fn new(capacity_bytes: usize) -> Buffer {
+        Buffer {
+            capacity_bytes,
+            state: Mutex::new(BufferState {
+                used_bytes: 0,
+                next_order: 1,
+                closed: false,
+                queues: HashMap::new(),
+            }),
+            emptied: Notify::new(),
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, BufferState> {
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
@@ -274,16 +287,7 @@ pub(crate) struct Outbox {
 impl Outbox {
     pub(crate) fn new(jetstream: jetstream::Context, capacity_mib: u32) -> Arc<Outbox> {
         Arc::new(Outbox {
-            buffer: Arc::new(Buffer {
-                capacity_bytes: capacity_mib as usize * 1024 * 1024,
-                state: Mutex::new(BufferState {
-                    used_bytes: 0,
-                    next_order: 1,
-                    closed: false,
-                    queues: HashMap::new(),
-                }),
-                emptied: Notify::new(),
-            }),
+            buffer: Arc::new(Buffer::new(capacity_mib as usize * 1024 * 1024)),
             jetstream,
             abort: CancellationToken::new(),
             publishers: Mutex::new(Vec::new()),
@@ -595,19 +599,6 @@ async fn publish(jetstream: &jetstream::Context, message: &OutgoingSnapshot) -> 
 mod tests {
     use super::*;
 
-    fn buffer(capacity_bytes: usize) -> Buffer {
-        Buffer {
-            capacity_bytes,
-            state: Mutex::new(BufferState {
-                used_bytes: 0,
-                next_order: 1,
-                closed: false,
-                queues: HashMap::new(),
-            }),
-            emptied: Notify::new(),
-        }
-    }
-
     fn register(buffer: &Buffer, target: &TargetName) {
         buffer.lock().queues.insert(
             target.clone(),
@@ -645,7 +636,7 @@ mod tests {
 
     #[test]
     fn a_full_buffer_drops_the_oldest_whole_samples_of_any_target() {
-        let buffer = buffer(1000);
+        let buffer = Buffer::new(1000);
         let (a, b): (TargetName, TargetName) = ("a".parse().unwrap(), "b".parse().unwrap());
         register(&buffer, &a);
         register(&buffer, &b);
@@ -671,7 +662,7 @@ mod tests {
 
     #[test]
     fn a_sample_being_published_is_never_dropped() {
-        let buffer = buffer(1000);
+        let buffer = Buffer::new(1000);
         let a: TargetName = "a".parse().unwrap();
         register(&buffer, &a);
         buffer.enqueue(&a, sample(&a, SnapshotKind::Activity, &[600]));

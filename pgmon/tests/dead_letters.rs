@@ -10,29 +10,17 @@ use std::time::Duration;
 use async_nats::jetstream;
 use common::{ingester_config, wait_until};
 use futures::StreamExt;
-use pgmon_common::event::{encode_snapshot, ActivityRow, ServerIdentity, Snapshot, SnapshotKind, CURRENT_SCHEMA_VERSION};
+use pgmon_common::event::{encode_snapshot, ActivityRow};
 use pgmon_common::query::{ActivityDimension, ActivitySeriesReply, ActivitySeriesRequest, QueryReply, ACTIVITY_SERIES_QUERY};
 use pgmon_common::subjects::{query_subject, DEAD_LETTER_REASON_HEADER, DEAD_LETTER_STREAM, DEAD_LETTER_SUBJECT_HEADER};
 use pgmon_test_support::TestNats;
 use tokio_util::sync::CancellationToken;
 
 fn good_snapshot(collected_at_us: i64) -> Vec<u8> {
-    encode_snapshot(&Snapshot {
-        schema_version: CURRENT_SCHEMA_VERSION,
-        kind: SnapshotKind::Activity,
-        target: "db".parse().unwrap(),
+    encode_snapshot(&common::activity_sample(
+        "db",
         collected_at_us,
-        server: ServerIdentity {
-            system_identifier: None,
-            server_version_num: 170000,
-            server_version: "17.0".into(),
-        },
-        collector: None,
-        instance: None,
-        statements_info: None,
-        objects_info: None,
-        part: None,
-        rows: vec![ActivityRow {
+        vec![ActivityRow {
             pid: 7,
             backend_type: Some("client backend".into()),
             state: Some("active".into()),
@@ -40,7 +28,7 @@ fn good_snapshot(collected_at_us: i64) -> Vec<u8> {
             wait_event: Some("relation".into()),
             ..ActivityRow::default()
         }],
-    })
+    ))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

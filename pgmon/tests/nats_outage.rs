@@ -12,6 +12,26 @@ use tokio_util::sync::CancellationToken;
 const INTERVAL: Duration = Duration::from_millis(200);
 const OUTAGE: Duration = Duration::from_secs(30);
 
+/// When the activity samples in the stream were taken, checked to be stored once each and in
+/// the order taken.
+async fn collection_times_stored_once_in_order(url: &str) -> Vec<i64> {
+    let times: Vec<i64> = stream_activity(url).await.iter().map(|snapshot| snapshot.collected_at_us).collect();
+    assert!(
+        times.windows(2).all(|pair| pair[0] < pair[1]),
+        "snapshots are stored once and in the order taken"
+    );
+    times
+}
+
+/// No two consecutive samples further apart than a few intervals: none was lost.
+fn assert_no_sample_missing(times: &[i64]) {
+    let longest_gap_us = times.windows(2).map(|pair| pair[1] - pair[0]).max().unwrap();
+    assert!(
+        longest_gap_us < 3 * INTERVAL.as_micros() as i64,
+        "a gap of {longest_gap_us} µs in the snapshots: samples of the outage were lost"
+    );
+}
+
 #[tokio::test]
 async fn snapshots_taken_while_nats_is_down_arrive_once_and_in_order() {
     let logs = CapturedLogs::default();
@@ -40,20 +60,8 @@ async fn snapshots_taken_while_nats_is_down_arrive_once_and_in_order() {
     shutdown.cancel();
     collector.await.unwrap().unwrap();
 
-    let times: Vec<i64> = stream_activity(&url)
-        .await
-        .iter()
-        .map(|snapshot| snapshot.collected_at_us)
-        .collect();
-    assert!(
-        times.windows(2).all(|pair| pair[0] < pair[1]),
-        "snapshots are stored once and in the order taken"
-    );
-    let longest_gap_us = times.windows(2).map(|pair| pair[1] - pair[0]).max().unwrap();
-    assert!(
-        longest_gap_us < 3 * INTERVAL.as_micros() as i64,
-        "a gap of {longest_gap_us} µs in the snapshots: the outage lost samples"
-    );
+    let times = collection_times_stored_once_in_order(&url).await;
+    assert_no_sample_missing(&times);
     let text = logs.text();
     assert!(text.contains("publish failed, retrying"), "{text}");
     assert!(text.contains("publishing resumed"), "{text}");
@@ -139,21 +147,9 @@ async fn sigterm_while_nats_is_away_spools_and_loses_nothing() {
     let (_, status) = stop(&mut second);
     assert!(status.success(), "pgmon collect exited with {status}");
 
-    let times: Vec<i64> = stream_activity(&url)
-        .await
-        .iter()
-        .map(|snapshot| snapshot.collected_at_us)
-        .collect();
-    assert!(
-        times.windows(2).all(|pair| pair[0] < pair[1]),
-        "snapshots are stored once and in the order taken"
-    );
+    let times = collection_times_stored_once_in_order(&url).await;
     let before_stop: Vec<i64> = times.iter().copied().filter(|at| *at < stopped_at_us).collect();
-    let longest_gap_us = before_stop.windows(2).map(|pair| pair[1] - pair[0]).max().unwrap();
-    assert!(
-        longest_gap_us < 3 * INTERVAL.as_micros() as i64,
-        "a gap of {longest_gap_us} µs before the stop: snapshots of the outage were lost"
-    );
+    assert_no_sample_missing(&before_stop);
     let last_before_stop = *before_stop.last().unwrap();
     assert!(
         stopped_at_us - last_before_stop < 1_000_000,

@@ -12,7 +12,7 @@ use std::time::Duration;
 use async_nats::jetstream;
 use common::{api_client, collector_config, ingester_config, now_us, serve_config, start_lock_wait, stream_activity, wait_until};
 use pgmon_common::access::Role;
-use pgmon_common::event::{encode_snapshot_parts, ActivityRow, ServerIdentity, Snapshot, SnapshotKind, CURRENT_SCHEMA_VERSION};
+use pgmon_common::event::{encode_snapshot_parts, ActivityRow, SnapshotKind};
 use pgmon_common::subjects::{snapshot_message_id, snapshot_subject};
 use pgmon_test_support::{TestNats, TestPostgres};
 use serde_json::Value;
@@ -215,34 +215,18 @@ async fn samples_sent_in_parts_read_back_exactly() {
 /// Publishes one activity sample of `target` with `sessions` backends, each with a query text
 /// of `text_bytes`, in as many parts as the server's message size needs.
 async fn publish_wide_sample(jetstream: &jetstream::Context, target: &str, collected_at_us: i64, sessions: usize, text_bytes: usize) {
-    let target = target.parse().unwrap();
-    let snapshot = Snapshot {
-        schema_version: CURRENT_SCHEMA_VERSION,
-        kind: SnapshotKind::Activity,
-        target,
-        collected_at_us,
-        server: ServerIdentity {
-            system_identifier: None,
-            server_version_num: 170000,
-            server_version: "17.0".into(),
-        },
-        collector: None,
-        instance: None,
-        statements_info: None,
-        objects_info: None,
-        part: None,
-        rows: (0..sessions)
-            .map(|index| ActivityRow {
-                pid: 100_000 + index as i32,
-                backend_type: Some("client backend".into()),
-                state: Some("active".into()),
-                client_addr: Some(format!("10.{}.{}.{}", index / 65_536, (index / 256) % 256, index % 256)),
-                backend_start_us: Some(collected_at_us - 60_000_000),
-                query: Some(format!("SELECT {index} /* {} */", "q".repeat(text_bytes))),
-                ..ActivityRow::default()
-            })
-            .collect(),
-    };
+    let rows = (0..sessions)
+        .map(|index| ActivityRow {
+            pid: 100_000 + index as i32,
+            backend_type: Some("client backend".into()),
+            state: Some("active".into()),
+            client_addr: Some(format!("10.{}.{}.{}", index / 65_536, (index / 256) % 256, index % 256)),
+            backend_start_us: Some(collected_at_us - 60_000_000),
+            query: Some(format!("SELECT {index} /* {} */", "q".repeat(text_bytes))),
+            ..ActivityRow::default()
+        })
+        .collect();
+    let snapshot = common::activity_sample(target, collected_at_us, rows);
     let max_payload = jetstream.client().server_info().max_payload - 4096;
     for (part, payload) in encode_snapshot_parts(&snapshot, max_payload).unwrap() {
         let mut headers = async_nats::HeaderMap::new();

@@ -344,6 +344,20 @@ async fn an_entry_that_left_and_returned_counts_from_zero() {
     assert_eq!(negative, 0);
 }
 
+/// A fresh PostgreSQL with pg_stat_statements that ran the probe once, and the probe's query id.
+async fn run_probe_once() -> (TestPostgres, i64) {
+    let postgres = TestPostgres::start();
+    let client = postgres.connect().await;
+    client.batch_execute("CREATE EXTENSION pg_stat_statements").await.unwrap();
+    client.query(PROBE, &[&1]).await.unwrap();
+    let query_id: i64 = client
+        .query_one("SELECT queryid FROM pg_stat_statements WHERE query LIKE '%delta_probe%'", &[])
+        .await
+        .unwrap()
+        .get(0);
+    (postgres, query_id)
+}
+
 /// The probe's text as the ingester answers it (statement history over the last hour).
 async fn stored_probe_text(client: &async_nats::Client, query_id: i64) -> Option<String> {
     let request = StatementHistoryRequest {
@@ -378,15 +392,7 @@ async fn texts_sent(nats_url: &str, query_id: i64) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_statement_text_outlives_the_partition_it_arrived_in() {
     let nats = TestNats::start();
-    let postgres = TestPostgres::start();
-    let client = postgres.connect().await;
-    client.batch_execute("CREATE EXTENSION pg_stat_statements").await.unwrap();
-    client.query(PROBE, &[&1]).await.unwrap();
-    let query_id: i64 = client
-        .query_one("SELECT queryid FROM pg_stat_statements WHERE query LIKE '%delta_probe%'", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let (postgres, query_id) = run_probe_once().await;
     let data_dir = tempfile::tempdir().unwrap();
     let shutdown = CancellationToken::new();
     let collector = common::collector_config(
@@ -431,15 +437,7 @@ async fn a_statement_text_outlives_the_partition_it_arrived_in() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rebuild_finds_texts_whose_first_message_expired() {
     let nats = TestNats::start();
-    let postgres = TestPostgres::start();
-    let client = postgres.connect().await;
-    client.batch_execute("CREATE EXTENSION pg_stat_statements").await.unwrap();
-    client.query(PROBE, &[&1]).await.unwrap();
-    let query_id: i64 = client
-        .query_one("SELECT queryid FROM pg_stat_statements WHERE query LIKE '%delta_probe%'", &[])
-        .await
-        .unwrap()
-        .get(0);
+    let (postgres, query_id) = run_probe_once().await;
     let shutdown = CancellationToken::new();
     let mut collector = common::collector_config(
         &nats.url(),

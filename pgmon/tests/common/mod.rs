@@ -86,6 +86,27 @@ pub fn spawn_pipeline(nats_url: &str, dsn: String, data_dir: &Path, shutdown: &t
     }
 }
 
+/// An activity sample of `target` holding `rows`, as a collector of PostgreSQL 17 sends it.
+pub fn activity_sample(target: &str, collected_at_us: i64, rows: Vec<ActivityRow>) -> Snapshot<ActivityRow> {
+    Snapshot {
+        schema_version: pgmon_common::event::CURRENT_SCHEMA_VERSION,
+        kind: pgmon_common::event::SnapshotKind::Activity,
+        target: target.parse().unwrap(),
+        collected_at_us,
+        server: pgmon_common::event::ServerIdentity {
+            system_identifier: None,
+            server_version_num: 170000,
+            server_version: "17.0".into(),
+        },
+        collector: None,
+        instance: None,
+        statements_info: None,
+        objects_info: None,
+        part: None,
+        rows,
+    }
+}
+
 /// A path under the system's temporary directory that no other test uses; nothing is created.
 pub fn unique_temporary_path(prefix: &str) -> std::path::PathBuf {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
