@@ -87,6 +87,11 @@ impl TestPostgres {
         self.port
     }
 
+    /// A program of the installation the server runs from (`pgbench`, `psql`…).
+    pub fn binary(&self, name: &str) -> PathBuf {
+        self.bin_dir.join(name)
+    }
+
     /// A libpq key/value connection string for `user` on database `postgres`.
     pub fn connection_string(&self, user: &str) -> String {
         format!("host=127.0.0.1 port={} user={user} dbname=postgres", self.port)
