@@ -139,15 +139,23 @@ async fn a_table_of_known_size_appears_in_a_database_created_while_running() {
     assert_eq!(stored, total);
 }
 
-/// Objects of the latest round, as the API lists them.
-async fn api_objects(http: &reqwest::Client, base: &str) -> serde_json::Value {
+/// Objects of the latest round, as the API lists them; `None` while no ingester answers yet
+/// (503 before the ingester has subscribed to queries).
+async fn try_api_objects(http: &reqwest::Client, base: &str) -> Option<serde_json::Value> {
     let response = http
         .get(format!("{base}/api/v1/targets/db/objects?limit=1000"))
         .send()
         .await
         .unwrap();
+    if response.status() == 503 {
+        return None;
+    }
     assert_eq!(response.status(), 200);
-    response.json().await.unwrap()
+    Some(response.json().await.unwrap())
+}
+
+async fn api_objects(http: &reqwest::Client, base: &str) -> serde_json::Value {
+    try_api_objects(http, base).await.expect("an ingester answers")
 }
 
 fn object<'a>(reply: &'a serde_json::Value, database: &str, name: &str) -> Option<&'a serde_json::Value> {
@@ -209,7 +217,9 @@ async fn a_locked_table_keeps_its_last_size_and_every_other_object_is_measured()
     let web = tokio::spawn(server.serve(shutdown.clone()));
     let http = common::api_client(&nats.url(), pgmon_common::access::Role::Viewer).await;
     wait_until(Duration::from_secs(30), "both databases measured", || async {
-        let reply = api_objects(&http, &base).await;
+        let Some(reply) = try_api_objects(&http, &base).await else {
+            return false;
+        };
         object(&reply, "postgres", "migrated").is_some_and(|object| object["total_bytes"] == migrated_size)
             && object(&reply, "unreachable_later", "kept").is_some()
     })
