@@ -16,7 +16,7 @@ RUN cargo build --release --locked --bin pgmon
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates && rm -rf /var/lib/apt/lists/* \
   && useradd --system --uid 10001 --home-dir /var/lib/pgmon --create-home pgmon \
- && install -d -o pgmon -g pgmon /var/lib/pgmon/data /var/lib/pgmon/spool
+ && install -d -o pgmon -g pgmon /var/lib/pgmon/data /var/lib/pgmon/spool /var/lib/pgmon/nats-keys
 COPY --from=build /usr/local/lib/libduckdb.so /usr/local/lib/libduckdb.so
 RUN ldconfig
 COPY --from=build /src/target/release/pgmon /usr/local/bin/pgmon

@@ -516,6 +516,8 @@ mod tests {
             url: "nats://x".into(),
             stream_max_age: Duration::from_secs(60),
             stream_replicas: 1,
+            nkey_file: None,
+            ca_file: None,
         };
         let config = CollectorConfig::from_args(args(vec![]), nats.clone()).unwrap();
         assert_eq!(config.targets.len(), 2);

@@ -40,6 +40,7 @@ pub use connection_test::test_connection;
 pub use publisher::SpoolError;
 pub use sharding::ShardError;
 
+use pgmon_common::nats_access::NatsRole;
 use pgmon_common::nats_setup::{connect_jetstream, NatsSetupError};
 
 use crate::config::SamplingSettings;
@@ -74,7 +75,7 @@ pub const ROLE: &str = "collector";
 pub async fn run(config: CollectorConfig, shutdown: CancellationToken) -> Result<(), CollectorError> {
     // Registered at start, so a scrape shows every metric before the first snapshot.
     metrics::metrics();
-    let jetstream = connect_jetstream(&config.nats, "pgmon-collector").await?;
+    let jetstream = connect_jetstream(&config.nats, NatsRole::Collector).await?;
     // Headers and the publish protocol share the server's limit with the payload.
     let max_message_bytes = jetstream.client().server_info().max_payload.saturating_sub(MESSAGE_OVERHEAD_BYTES);
     let registry = Registry::open(&jetstream).await?;

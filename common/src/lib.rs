@@ -4,6 +4,7 @@ pub mod access;
 pub mod event;
 pub mod health;
 pub mod metrics;
+pub mod nats_access;
 pub mod nats_setup;
 pub mod query;
 pub mod registry;

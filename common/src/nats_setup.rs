@@ -13,6 +13,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, kv, stream};
 use clap::Args;
 
+use crate::nats_access::NatsRole;
 use crate::subjects::{
     API_TOKENS_BUCKET, COLLECTORS_BUCKET, DEAD_LETTER_STREAM, DEAD_LETTER_SUBJECTS, SESSIONS_BUCKET, SNAPSHOT_STREAM, SNAPSHOT_SUBJECTS,
     TARGETS_BUCKET, USERS_BUCKET,
@@ -40,12 +41,37 @@ pub struct NatsArgs {
     /// single server, 3 on a cluster of three or more.
     #[arg(long, env = "PGMON_STREAM_REPLICAS", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5))]
     pub stream_replicas: u8,
+
+    /// This role's NATS identity: a file holding its NKey seed (`pgmon nats keys` writes one
+    /// per role). Without it pgmon connects anonymously, which only a NATS server without
+    /// authorization accepts.
+    #[arg(long = "nats-nkey-file", env = "PGMON_NATS_NKEY_FILE", value_name = "FILE")]
+    pub nkey_file: Option<std::path::PathBuf>,
+
+    /// The CA certificate that signed the NATS server's certificate, for a `tls://` URL (the
+    /// system's roots otherwise).
+    #[arg(long = "nats-ca-file", env = "PGMON_NATS_CA_FILE", value_name = "FILE")]
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum NatsSetupError {
     #[error("cannot connect to NATS at {url}: {source}")]
     Connect { url: String, source: async_nats::ConnectError },
+    #[error("NATS at {url} requires credentials: give the {role} role's NKey seed file with --nats-nkey-file (PGMON_NATS_NKEY_FILE); `pgmon nats keys` makes one for every role (docs/security.md)")]
+    CredentialsMissing { url: String, role: &'static str },
+    #[error("NATS at {url} refused the {role} identity of {file}: is its public key in the server's authorization (docs/security.md)?")]
+    CredentialsRefused {
+        url: String,
+        role: &'static str,
+        file: std::path::PathBuf,
+    },
+    #[error("cannot read the NKey seed of the {role} role from {file}: {reason}")]
+    Seed {
+        role: &'static str,
+        file: std::path::PathBuf,
+        reason: String,
+    },
     #[error("nats-server at {url} is version {found}; pgmon needs {MINIMUM_NATS_SERVER_VERSION} or newer (scripts/setup.sh installs a recent one)")]
     ServerTooOld { url: String, found: String },
     #[error("nats-server at {url} has JetStream disabled; start it with -js")]
@@ -193,37 +219,69 @@ pub fn sessions_bucket_config(replicas: u8) -> kv::Config {
     }
 }
 
-/// Connects to NATS as `client_name`, checks the server version and JetStream, creates pgmon's
-/// streams and buckets where missing, and brings existing ones to these settings (a role).
-pub async fn connect_jetstream(nats: &NatsArgs, client_name: &str) -> Result<jetstream::Context, NatsSetupError> {
-    connect_with(nats, client_name, ExistingStreams::Reconcile).await
+/// Connects to NATS as `role`, checks the server version and JetStream, creates the streams and
+/// buckets the role needs where missing, and brings those it owns to these settings.
+pub async fn connect_jetstream(nats: &NatsArgs, role: NatsRole) -> Result<jetstream::Context, NatsSetupError> {
+    connect_with(nats, role, ExistingStreams::Reconcile).await
 }
 
 /// The same for a command-line tool: creates what is missing, changes nothing that exists (a
 /// tool run from a shell without the deployment's settings must not shorten the stream).
-pub async fn connect_jetstream_as_tool(nats: &NatsArgs, client_name: &str) -> Result<jetstream::Context, NatsSetupError> {
-    connect_with(nats, client_name, ExistingStreams::Leave).await
+pub async fn connect_jetstream_as_tool(nats: &NatsArgs, role: NatsRole) -> Result<jetstream::Context, NatsSetupError> {
+    connect_with(nats, role, ExistingStreams::Leave).await
 }
 
-async fn connect_with(nats: &NatsArgs, client_name: &str, existing: ExistingStreams) -> Result<jetstream::Context, NatsSetupError> {
-    let client = connect(&nats.url, client_name).await?;
+async fn connect_with(nats: &NatsArgs, role: NatsRole, existing: ExistingStreams) -> Result<jetstream::Context, NatsSetupError> {
+    let client = connect(nats, role).await?;
     let context = jetstream::new(client);
-    ensure_streams_and_buckets(&context, nats, existing).await?;
+    ensure_streams_and_buckets(&context, nats, role, existing).await?;
     Ok(context)
 }
 
-/// Connects and checks the server version; does not touch JetStream.
-pub async fn connect(url: &str, client_name: &str) -> Result<async_nats::Client, NatsSetupError> {
-    let client = async_nats::ConnectOptions::new()
-        .name(client_name)
-        .connection_timeout(Duration::from_secs(3))
-        .connect(url)
-        .await
-        .map_err(|source| NatsSetupError::Connect {
-            url: url.to_owned(),
-            source,
-        })?;
+/// Connects as `role` (with its NKey seed when one is given, replies under the role's own inbox
+/// prefix) and checks the server version; does not touch JetStream.
+pub async fn connect(nats: &NatsArgs, role: NatsRole) -> Result<async_nats::Client, NatsSetupError> {
+    let url = &nats.url;
+    let mut options = async_nats::ConnectOptions::new()
+        .name(format!("pgmon-{}", role.as_str()))
+        .custom_inbox_prefix(role.inbox_prefix())
+        .connection_timeout(Duration::from_secs(3));
+    if let Some(file) = &nats.nkey_file {
+        let seed_error = |reason: String| NatsSetupError::Seed {
+            role: role.as_str(),
+            file: file.clone(),
+            reason,
+        };
+        let seed = std::fs::read_to_string(file).map_err(|e| seed_error(e.to_string()))?;
+        crate::nats_access::public_key_of_seed(&seed).map_err(seed_error)?;
+        options = options.nkey(seed.trim().to_owned());
+    }
+    if let Some(ca_file) = &nats.ca_file {
+        options = options.add_root_certificates(ca_file.clone()).require_tls(true);
+    }
+    let client = options.connect(url).await.map_err(|source| {
+        if matches!(
+            source.kind(),
+            async_nats::ConnectErrorKind::AuthorizationViolation | async_nats::ConnectErrorKind::Authentication
+        ) {
+            return match &nats.nkey_file {
+                None => NatsSetupError::CredentialsMissing {
+                    url: url.clone(),
+                    role: role.as_str(),
+                },
+                Some(file) => NatsSetupError::CredentialsRefused {
+                    url: url.clone(),
+                    role: role.as_str(),
+                    file: file.clone(),
+                },
+            };
+        }
+        NatsSetupError::Connect { url: url.clone(), source }
+    })?;
     check_server_version(url, &client.server_info().version)?;
+    if !client.server_info().auth_required {
+        tracing::warn!(nats = %url, role = role.as_str(), "NATS accepts anonymous clients: anyone who can reach it can read every query text and make themselves a pgmon admin; see docs/security.md");
+    }
     Ok(client)
 }
 
@@ -243,15 +301,21 @@ fn check_server_version(url: &str, version: &str) -> Result<(), NatsSetupError> 
 async fn ensure_streams_and_buckets(
     context: &jetstream::Context,
     nats: &NatsArgs,
+    role: NatsRole,
     existing: ExistingStreams,
 ) -> Result<(), NatsSetupError> {
     let (url, replicas) = (&nats.url, nats.stream_replicas);
+    let owned = role.owned_streams();
+    let wanted = |name: &str| owned.contains(&name) || role.creates_when_missing().contains(&name);
     for (stream_name, config) in [
         (SNAPSHOT_STREAM, snapshot_stream_config(nats.stream_max_age, replicas)),
         (DEAD_LETTER_STREAM, dead_letter_stream_config(replicas)),
     ] {
+        if !wanted(stream_name) {
+            continue;
+        }
         if context.get_stream(stream_name).await.is_ok() {
-            if existing == ExistingStreams::Reconcile {
+            if existing == ExistingStreams::Reconcile && owned.contains(&stream_name) {
                 reconcile_stream(context, stream_name, &config, nats).await?;
             }
             continue;
@@ -278,12 +342,18 @@ async fn ensure_streams_and_buckets(
         (API_TOKENS_BUCKET, api_tokens_bucket_config(replicas)),
         (SESSIONS_BUCKET, sessions_bucket_config(replicas)),
     ] {
+        if !wanted(bucket) {
+            continue;
+        }
         if context.get_key_value(bucket).await.is_err() {
-            context
-                .create_key_value(config)
-                .await
-                .map_err(|source| NatsSetupError::CreateBucket { bucket, source })?;
-        } else if existing == ExistingStreams::Reconcile {
+            if let Err(source) = context.create_key_value(config).await {
+                // Created meanwhile by another process, as with streams.
+                if context.get_key_value(bucket).await.is_ok() {
+                    continue;
+                }
+                return Err(NatsSetupError::CreateBucket { bucket, source });
+            }
+        } else if existing == ExistingStreams::Reconcile && owned.contains(&bucket) {
             let backing = format!("KV_{bucket}");
             let wanted = stream::Config {
                 num_replicas: config.num_replicas,

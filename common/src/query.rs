@@ -100,6 +100,8 @@ pub struct ActivitySeriesRequest {
 pub enum SeriesRequestError {
     #[error("from must be before to")]
     EmptyRange,
+    #[error("from and to must be at most {MAX_WINDOW_DAYS} days apart")]
+    WindowTooLong,
     #[error("step must be at least one second")]
     StepTooSmall,
     #[error("the range holds {buckets} steps; at most {MAX_SERIES_BUCKETS} are allowed, choose a larger step")]
@@ -213,6 +215,9 @@ pub enum ReplyPartError {
 /// reply may claim to have.
 const SMALLEST_REPLY_PART_BYTES: usize = 1024;
 
+/// The most parts a reply may have.
+pub const MAX_REPLY_PARTS: usize = MAX_REPLY_BYTES / SMALLEST_REPLY_PART_BYTES + 1;
+
 /// Collects the messages of one reply until all have arrived.
 #[derive(Debug, Default)]
 pub struct ReplyAssembly {
@@ -232,7 +237,7 @@ impl ReplyAssembly {
         let (index, count) = header.split_once('/').ok_or_else(bad_header)?;
         let index: usize = index.parse().map_err(|_| bad_header())?;
         let count: usize = count.parse().map_err(|_| bad_header())?;
-        if count > MAX_REPLY_BYTES / SMALLEST_REPLY_PART_BYTES + 1 {
+        if count > MAX_REPLY_PARTS {
             return Err(ReplyPartError::TooManyParts { count });
         }
         self.bytes += payload.len();
@@ -274,9 +279,16 @@ pub trait NamedQuery: Serialize + DeserializeOwned + Send + 'static {
 /// The most rows a list reply may hold.
 pub const MAX_ROWS: u32 = 10_000;
 
+/// The longest window a request may ask about: every request's work is bounded, whether it
+/// gives a range or two instants.
+pub const MAX_WINDOW_DAYS: i64 = 400;
+
 fn validate_range(from_us: i64, to_us: i64) -> Result<(), SeriesRequestError> {
     if from_us >= to_us {
         return Err(SeriesRequestError::EmptyRange);
+    }
+    if to_us.saturating_sub(from_us) > MAX_WINDOW_DAYS * 86_400_000_000 {
+        return Err(SeriesRequestError::WindowTooLong);
     }
     Ok(())
 }

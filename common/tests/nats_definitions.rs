@@ -2,6 +2,7 @@
 //! on a real nats-server, the KV bucket's backing stream included.
 
 use async_nats::jetstream::stream;
+use pgmon_common::nats_access::NatsRole;
 use pgmon_common::nats_setup::{connect_jetstream, connect_jetstream_as_tool, NatsArgs, DEFAULT_STREAM_MAX_AGE};
 use pgmon_test_support::TestNats;
 
@@ -37,8 +38,10 @@ async fn nats_directory_streams_match_the_server_after_start_up() {
             url: nats.url(),
             stream_max_age: DEFAULT_STREAM_MAX_AGE,
             stream_replicas: 1,
+            nkey_file: Some(pgmon_test_support::key_file_for(&nats.url(), NatsRole::Admin)),
+            ca_file: None,
         },
-        "test",
+        NatsRole::Admin,
     )
     .await
     .unwrap();
@@ -68,13 +71,40 @@ async fn nats_directory_streams_match_the_server_after_start_up() {
 }
 
 #[test]
+fn nats_directory_authorization_is_the_roles_permissions() {
+    let directory = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../nats");
+    let shipped = std::fs::read_to_string(directory.join("authorization.conf")).unwrap();
+    assert!(
+        shipped == pgmon_common::nats_access::shipped_authorization_config(),
+        "nats/authorization.conf differs from the roles' permissions: run `pgmon nats authorization > nats/authorization.conf`"
+    );
+}
+
+/// Both server configurations load with the roles' public keys in the environment; the
+/// cluster's TLS files are stood in for by a test CA's.
+#[test]
 fn nats_directory_server_configs_are_valid() {
     let directory = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../nats");
+    let keys = tempfile::tempdir().unwrap();
+    let public_keys = pgmon_common::nats_access::write_identities(keys.path()).unwrap();
+    let certificates = pgmon_test_support::TestCertificates::make(&keys.path().join("tls"));
+    let copy = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(&directory).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|extension| extension == "conf") {
+            let text = std::fs::read_to_string(&path)
+                .unwrap()
+                .replace("/etc/nats-tls/tls.crt", &certificates.server_certificate.display().to_string())
+                .replace("/etc/nats-tls/tls.key", &certificates.server_key.display().to_string());
+            std::fs::write(copy.path().join(path.file_name().unwrap()), text).unwrap();
+        }
+    }
     for name in ["single.conf", "cluster.conf"] {
         let output = std::process::Command::new(pgmon_test_support::find_nats_server())
             .args(["-t", "-c"])
-            .arg(directory.join(name))
+            .arg(copy.path().join(name))
             .env("NATS_SERVER_NAME", "pgmon-test")
+            .envs(public_keys.iter().map(|(role, key)| (role.public_key_variable(), key.clone())))
             .output()
             .unwrap();
         assert!(output.status.success(), "{name}: {}", String::from_utf8_lossy(&output.stderr));
@@ -91,21 +121,26 @@ async fn roles_apply_their_stream_settings_and_tools_leave_them() {
         url: nats.url(),
         stream_max_age: std::time::Duration::from_secs(max_age_seconds),
         stream_replicas: replicas,
+        nkey_file: Some(pgmon_test_support::key_file_for(&nats.url(), NatsRole::Ingester)),
+        ca_file: None,
     };
-    let jetstream = connect_jetstream(&settings(3600, 1), "first").await.unwrap();
+    let jetstream = connect_jetstream(&settings(3600, 1), NatsRole::Ingester).await.unwrap();
     let max_age = || async {
         let mut stream = jetstream.get_stream("PGMON").await.unwrap();
         stream.info().await.unwrap().config.max_age.as_secs()
     };
     assert_eq!(max_age().await, 3600);
 
-    connect_jetstream(&settings(7200, 1), "second").await.unwrap();
+    connect_jetstream(&settings(7200, 1), NatsRole::Ingester).await.unwrap();
     assert_eq!(max_age().await, 7200, "a role's --stream-max-age changes the stream");
 
-    connect_jetstream_as_tool(&settings(60, 1), "tool").await.unwrap();
+    connect_jetstream_as_tool(&settings(60, 1), NatsRole::Ingester).await.unwrap();
     assert_eq!(max_age().await, 7200, "a tool leaves the stream as it is");
 
-    let error = connect_jetstream(&settings(7200, 3), "clustered").await.unwrap_err().to_string();
+    let error = connect_jetstream(&settings(7200, 3), NatsRole::Ingester)
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(
         error.starts_with(
             "stream PGMON differs from this role's settings (1 replicas where the settings say 3 (--stream-replicas, PGMON_STREAM_REPLICAS)) and NATS refused to change it: "

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Args;
+use pgmon_common::nats_access::NatsRole;
 use pgmon_common::nats_setup::{connect_jetstream, connect_jetstream_as_tool, NatsArgs, NatsSetupError};
 use pgmon_common::subjects::{INGESTER_CONSUMER, SNAPSHOT_STREAM};
 use pgmon_common::target::TargetName;
@@ -229,7 +230,7 @@ pub const ROLE: &str = "ingester";
 
 /// Runs the ingester until `shutdown` is cancelled.
 pub async fn run(config: IngesterConfig, shutdown: CancellationToken) -> Result<(), IngesterError> {
-    let jetstream = connect_jetstream(&config.nats, "pgmon-ingester").await?;
+    let jetstream = connect_jetstream(&config.nats, NatsRole::Ingester).await?;
     let store = open_store(&config).await?;
     metrics::metrics().partition_bytes.set(store.partition_bytes() as i64);
     tracing::info!(data_dir = %config.data_dir.display(), partitions = store.partitions().len(), "ingester started");
@@ -262,7 +263,7 @@ pub struct RebuildSummary {
 /// ingester would have stored it, and returns once the messages present at its start are
 /// stored. It resumes where it stopped if run again on the same directory.
 pub async fn rebuild(mut config: IngesterConfig, shutdown: CancellationToken) -> Result<RebuildSummary, IngesterError> {
-    let jetstream = connect_jetstream_as_tool(&config.nats, "pgmon-rebuild").await?;
+    let jetstream = connect_jetstream_as_tool(&config.nats, NatsRole::Reader).await?;
     let mut stream = jetstream
         .get_stream(SNAPSHOT_STREAM)
         .await

@@ -47,7 +47,16 @@ struct DefaultSettings {
 
 /// A collector with the default schedule, sampling `dsn` as target `db`.
 fn default_collector(nats_url: &str, dsn: &str) -> CollectorConfig {
-    let settings = DefaultSettings::parse_from(["bench", "--nats-url", nats_url, "--target", &format!("db={dsn}")]);
+    let key_file = pgmon_test_support::key_file_for(nats_url, pgmon_common::nats_access::NatsRole::Collector);
+    let settings = DefaultSettings::parse_from([
+        "bench",
+        "--nats-url",
+        nats_url,
+        "--target",
+        &format!("db={dsn}"),
+        "--nats-nkey-file",
+        &key_file.display().to_string(),
+    ]);
     let mut config = CollectorConfig::from_args(settings.collector, settings.nats).unwrap();
     config.spool_dir = common::unique_temporary_path("pgmon-bench-spool");
     config
@@ -417,6 +426,10 @@ async fn measure_collect_process(nats_url: &str, file: &std::path::Path, seconds
     let spool = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_pgmon"))
         .args(["collect", "--nats-url", nats_url, "--health-listen", "127.0.0.1:0", "--log", "warn"])
+        .env(
+            "PGMON_NATS_NKEY_FILE",
+            pgmon_test_support::key_file_for(nats_url, pgmon_common::nats_access::NatsRole::Collector),
+        )
         .arg("--targets-file")
         .arg(file)
         .arg("--spool-dir")
@@ -559,7 +572,7 @@ async fn bench_objects() {
     })
     .await;
     let rows: usize = parts.iter().map(|part| part.rows.len()).sum();
-    let jetstream = async_nats::jetstream::new(async_nats::connect(&url).await.unwrap());
+    let jetstream = async_nats::jetstream::new(pgmon_test_support::connect_as(&&url, pgmon_common::nats_access::NatsRole::Admin).await);
     let stream = jetstream.get_stream(pgmon_common::subjects::SNAPSHOT_STREAM).await.unwrap();
     let last = stream
         .direct_get_last_for_subject(pgmon_common::subjects::snapshot_subject(

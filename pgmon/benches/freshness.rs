@@ -64,7 +64,7 @@ fn main() {
         ingester.batch_wait = Duration::from_millis(250);
         let collector = tokio::spawn(pgmon_collector::run(collector, shutdown.clone()));
         let ingester = tokio::spawn(pgmon_ingester::run(ingester, shutdown.clone()));
-        let client = async_nats::connect(nats.url()).await.unwrap();
+        let client = pgmon_test_support::connect_as(&nats.url(), pgmon_common::nats_access::NatsRole::Admin).await;
         let mut published = client
             .subscribe(snapshot_subject(&"db".parse().unwrap(), SnapshotKind::Activity))
             .await

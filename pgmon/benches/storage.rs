@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use duckdb::types::{TimeUnit, Value};
 use pgmon_common::event::{encode_snapshot, ActivityRow, Snapshot, SnapshotKind};
+use pgmon_common::nats_access::NatsRole;
 use pgmon_common::nats_setup::{connect_jetstream, NatsArgs};
 use pgmon_common::query::{ActivityDimension, ActivitySeriesRequest};
 use pgmon_common::subjects::snapshot_subject;
@@ -88,11 +89,13 @@ fn raw_appender(snapshots: &[Snapshot<ActivityRow>], template_dir: &Path, direct
     started.elapsed()
 }
 
-fn nats_args(url: String) -> NatsArgs {
+fn nats_args(url: String, role: NatsRole) -> NatsArgs {
     NatsArgs {
+        nkey_file: Some(pgmon_test_support::key_file_for(&url, role)),
         url,
         stream_max_age: Duration::from_secs(7 * 86_400),
         stream_replicas: 1,
+        ca_file: None,
     }
 }
 
@@ -128,7 +131,9 @@ async fn ingest_benchmark() {
         return;
     }
     let nats = TestNats::start();
-    let jetstream = connect_jetstream(&nats_args(nats.url()), "bench").await.unwrap();
+    let jetstream = connect_jetstream(&nats_args(nats.url(), NatsRole::Admin), NatsRole::Admin)
+        .await
+        .unwrap();
     let start_us = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -182,7 +187,7 @@ async fn ingest_benchmark() {
                     retention: Duration::from_secs(30 * 86_400),
                 },
             },
-            nats_args(nats.url()),
+            nats_args(nats.url(), NatsRole::Reader),
         );
         config.batch_max_bytes = batch_max_bytes;
         let commits = tokio::spawn(watch_commits(std::sync::Arc::clone(&config.stats)));

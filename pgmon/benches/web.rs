@@ -175,7 +175,7 @@ fn main() {
             filling.elapsed().as_secs_f64()
         );
 
-        let jetstream = connect_jetstream(&common::nats_args(&nats.url()), "bench").await.unwrap();
+        let jetstream = connect_jetstream(&common::nats_args(&nats.url()), pgmon_common::nats_access::NatsRole::Admin).await.unwrap();
         publish_target_facts(&jetstream, now_us, sessions).await;
         let shutdown = CancellationToken::new();
         let ingester = tokio::spawn(pgmon_ingester::run(

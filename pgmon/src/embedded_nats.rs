@@ -1,13 +1,16 @@
-//! The nats-server child process `pgmon up` starts when no usable NATS answers.
+//! The nats-server child process `pgmon up` starts when no usable NATS answers: JetStream on,
+//! every client authenticated with one of pgmon's role keys.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
+use pgmon_common::nats_access::{authorization_block, NatsRole};
 use pgmon_common::nats_setup::MINIMUM_NATS_SERVER_VERSION;
 
-/// A running `nats-server -js` with its store under pgmon's data directory.
+/// A running nats-server with its store under pgmon's data directory.
 pub struct EmbeddedNats {
     child: tokio::process::Child,
     pub url: String,
@@ -35,15 +38,19 @@ async fn check_version(binary: &Path) -> anyhow::Result<()> {
 }
 
 impl EmbeddedNats {
-    /// Starts nats-server on 127.0.0.1:`port` with JetStream storage in `store_dir`.
-    pub async fn start(store_dir: &Path, port: u16) -> anyhow::Result<EmbeddedNats> {
+    /// Starts nats-server on 127.0.0.1:`port` with JetStream storage in `store_dir`, accepting
+    /// only the roles whose public keys are given.
+    pub async fn start(store_dir: &Path, port: u16, public_keys: &BTreeMap<NatsRole, String>) -> anyhow::Result<EmbeddedNats> {
         let binary = nats_server_binary();
         check_version(&binary).await?;
         std::fs::create_dir_all(store_dir).with_context(|| format!("cannot create {}", store_dir.display()))?;
         let log = store_dir.join("nats-server.log");
+        let config_file = store_dir.join("nats-server.conf");
+        std::fs::write(&config_file, server_config(store_dir, port, public_keys))
+            .with_context(|| format!("cannot write {}", config_file.display()))?;
         let child = tokio::process::Command::new(&binary)
-            .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-            .arg(store_dir)
+            .arg("-c")
+            .arg(&config_file)
             .arg("-l")
             .arg(&log)
             .stdin(Stdio::null())
@@ -80,4 +87,14 @@ impl EmbeddedNats {
             let _ = self.child.kill().await;
         }
     }
+}
+
+/// The server's configuration: listening on loopback only, no client without a role key.
+fn server_config(store_dir: &Path, port: u16, public_keys: &BTreeMap<NatsRole, String>) -> String {
+    // Debug formatting quotes and escapes the path as the configuration's strings are.
+    format!(
+        "# Written by pgmon up at each start.\nlisten: 127.0.0.1:{port}\njetstream {{\n  store_dir: {:?}\n}}\n{}",
+        store_dir.display().to_string(),
+        authorization_block(|role| public_keys[&role].clone())
+    )
 }

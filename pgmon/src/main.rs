@@ -104,10 +104,19 @@ enum Command {
     /// Prints the configuration reference (Markdown): every command, flag, environment
     /// variable and targets-file key.
     Reference,
+    /// Makes the NATS keys of pgmon's roles.
+    Nats {
+        #[command(subcommand)]
+        command: NatsCommand,
+    },
     /// Run collector, ingester and web UI in one process; starts a nats-server when none answers.
     Up {
         #[command(flatten)]
         nats: NatsArgs,
+        /// Where each role's NATS key is (`<role>.nk`), made there when missing; the embedded
+        /// nats-server accepts these keys only. Default: `<data dir>/nats-keys`.
+        #[arg(long, env = "PGMON_NATS_KEYS_DIR", value_name = "DIR")]
+        nats_keys_dir: Option<std::path::PathBuf>,
         #[command(flatten)]
         collector: CollectorArgs,
         #[command(flatten)]
@@ -115,6 +124,24 @@ enum Command {
         #[command(flatten)]
         serve: ServeArgs,
     },
+}
+
+#[derive(Subcommand)]
+enum NatsCommand {
+    /// Writes a new NKey for every role into a directory: `<role>.nk` (the seed, readable by its
+    /// owner only; give it to the role with --nats-nkey-file) and `public-keys.env` (the
+    /// variables nats/single.conf and nats/cluster.conf read). Refuses to overwrite keys.
+    Keys {
+        /// The directory to write into.
+        #[arg(long, value_name = "DIR")]
+        out: std::path::PathBuf,
+        /// Leave keys already in the directory as they are and succeed (a first-start step).
+        #[arg(long)]
+        keep_existing: bool,
+    },
+    /// Prints the `authorization` block of a nats-server configuration for pgmon's roles (the
+    /// shipped nats/authorization.conf), each role's public key read from `$PGMON_NKEY_<ROLE>`.
+    Authorization,
 }
 
 fn main() -> std::process::ExitCode {
@@ -193,8 +220,32 @@ async fn run(command: Command, nats_url_given: bool) -> anyhow::Result<()> {
             tracing::info!(events = printed, "replay done");
             Ok(())
         }
+        Command::Nats {
+            command: NatsCommand::Keys { out, keep_existing },
+        } => {
+            if pgmon_common::nats_access::seed_file(&out, pgmon_common::nats_access::NatsRole::Collector).exists() {
+                if keep_existing {
+                    println!("{} already holds NATS keys; left as they are", out.display());
+                    return Ok(());
+                }
+                anyhow::bail!(
+                    "{} already holds NATS keys; write new ones into another directory and swap them in (docs/security.md)",
+                    out.display()
+                );
+            }
+            pgmon_common::nats_access::write_identities(&out).with_context(|| format!("cannot write NATS keys into {}", out.display()))?;
+            println!("wrote one NATS key per role and public-keys.env into {}", out.display());
+            Ok(())
+        }
+        Command::Nats {
+            command: NatsCommand::Authorization,
+        } => {
+            print!("{}", pgmon_common::nats_access::shipped_authorization_config());
+            Ok(())
+        }
         Command::Up {
             nats,
+            nats_keys_dir,
             collector,
             ingester,
             serve,
@@ -203,6 +254,7 @@ async fn run(command: Command, nats_url_given: bool) -> anyhow::Result<()> {
                 up::UpArgs {
                     nats,
                     nats_url_given,
+                    nats_keys_dir,
                     collector,
                     ingester,
                     serve,

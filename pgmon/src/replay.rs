@@ -9,6 +9,7 @@ use async_nats::jetstream::consumer::{self, DeliverPolicy};
 use clap::Args;
 use futures::StreamExt;
 use pgmon_common::event::SnapshotKind;
+use pgmon_common::nats_access::NatsRole;
 use pgmon_common::nats_setup::{connect_jetstream_as_tool, NatsArgs};
 use pgmon_common::subjects::{snapshot_subject, SNAPSHOT_STREAM, SNAPSHOT_SUBJECTS};
 use pgmon_common::target::TargetName;
@@ -59,7 +60,7 @@ pub async fn run(nats: NatsArgs, args: ReplayArgs, out: &mut impl Write) -> anyh
     if let (Some(since), Some(until)) = (args.since, args.until) {
         anyhow::ensure!(since <= until, "--since is after --until");
     }
-    let jetstream = connect_jetstream_as_tool(&nats, "pgmon-replay").await?;
+    let jetstream = connect_jetstream_as_tool(&nats, NatsRole::Reader).await?;
     let stream = jetstream
         .get_stream(SNAPSHOT_STREAM)
         .await

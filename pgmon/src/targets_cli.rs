@@ -7,6 +7,7 @@ use std::io::BufRead;
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use pgmon_collector::{parse_intervals, parse_label, TargetSpec};
+use pgmon_common::nats_access::NatsRole;
 use pgmon_common::nats_setup::{connect_jetstream_as_tool, NatsArgs};
 use pgmon_common::registry::{Registry, TargetRecord};
 use pgmon_common::secret::{SecretKey, SecretKeyArgs};
@@ -91,7 +92,7 @@ pub async fn run(nats: NatsArgs, secret_key: SecretKeyArgs, command: TargetsComm
         println!("{}", SecretKey::generate());
         return Ok(());
     }
-    let jetstream = connect_jetstream_as_tool(&nats, "pgmon-targets").await?;
+    let jetstream = connect_jetstream_as_tool(&nats, NatsRole::Admin).await?;
     let registry = Registry::open(&jetstream).await?;
     match command {
         TargetsCommand::Add {

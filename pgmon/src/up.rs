@@ -2,9 +2,11 @@
 
 use std::future::Future;
 use std::net::TcpListener;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use pgmon_collector::{CollectorArgs, CollectorConfig};
+use pgmon_common::nats_access::{self, NatsRole};
 use pgmon_common::nats_setup::{self, NatsArgs, NatsSetupError};
 use pgmon_ingester::{IngesterArgs, IngesterConfig};
 use pgmon_query_api::{ServeArgs, ServeConfig};
@@ -16,44 +18,61 @@ pub struct UpArgs {
     pub nats: NatsArgs,
     /// Whether --nats-url was given: an unusable server there is then an error, not replaced.
     pub nats_url_given: bool,
+    /// Where the roles' NATS keys are (made there when missing); `<data dir>/nats-keys` when
+    /// not given.
+    pub nats_keys_dir: Option<PathBuf>,
     pub collector: CollectorArgs,
     pub ingester: IngesterArgs,
     pub serve: ServeArgs,
 }
 
 pub async fn run(args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
+    if args.nats.nkey_file.is_some() {
+        anyhow::bail!("pgmon up connects each role with its own key from --nats-keys-dir; --nats-nkey-file is for the separate roles");
+    }
+    let keys_dir = args
+        .nats_keys_dir
+        .clone()
+        .unwrap_or_else(|| args.ingester.data_dir.join("nats-keys"));
+    let public_keys = load_or_make_keys(&keys_dir)?;
     let mut nats = args.nats.clone();
     let spool_given = args.collector.spool_dir.is_some();
     let mut collector = CollectorConfig::from_args(args.collector, nats.clone())?;
     if !spool_given {
         collector.spool_dir = args.ingester.data_dir.join("spool");
     }
-    let embedded = match nats_setup::connect(&nats.url, "pgmon-up").await {
-        Ok(_) => {
+    let probe = nats_setup::connect(&as_role(&nats, &keys_dir, NatsRole::Reader), NatsRole::Reader).await;
+    let embedded = match probe {
+        Ok(client) if client.server_info().auth_required || args.nats_url_given => {
             tracing::info!(url = %nats.url, "using the running NATS server");
             None
         }
-        Err(error @ NatsSetupError::ServerTooOld { .. }) if args.nats_url_given => {
+        Err(error @ (NatsSetupError::ServerTooOld { .. } | NatsSetupError::CredentialsRefused { .. })) if args.nats_url_given => {
             return Err(error).context("--nats-url names a server pgmon cannot use");
         }
-        Err(error) => {
-            let port = match error {
-                // Something old answers there: leave it alone and run our own elsewhere.
-                NatsSetupError::ServerTooOld { .. } => free_port()?,
-                _ => local_port_of(&nats.url)?,
+        found => {
+            let port = match &found {
+                // Something answers there that pgmon will not use (too old, open to anyone,
+                // other keys): leave it alone and run our own elsewhere.
+                Ok(_) | Err(NatsSetupError::ServerTooOld { .. } | NatsSetupError::CredentialsRefused { .. }) => free_port()?,
+                Err(_) => local_port_of(&nats.url)?,
             };
-            tracing::info!(reason = %error, port, "starting a local nats-server");
-            let embedded = EmbeddedNats::start(&args.ingester.data_dir.join("nats"), port).await?;
+            let reason = match found {
+                Ok(_) => "the NATS server at the default URL accepts anonymous clients".to_owned(),
+                Err(error) => error.to_string(),
+            };
+            tracing::info!(reason = %reason, port, "starting a local nats-server");
+            let embedded = EmbeddedNats::start(&args.ingester.data_dir.join("nats"), port, &public_keys).await?;
             nats.url = embedded.url.clone();
             Some(embedded)
         }
     };
     let collector = CollectorConfig {
-        nats: nats.clone(),
+        nats: as_role(&nats, &keys_dir, NatsRole::Collector),
         ..collector
     };
-    let ingester = IngesterConfig::from_args(args.ingester, nats.clone());
-    let mut serve_config = ServeConfig::from_args(args.serve, nats.clone(), collector.secret_key.clone());
+    let ingester = IngesterConfig::from_args(args.ingester, as_role(&nats, &keys_dir, NatsRole::Ingester));
+    let mut serve_config = ServeConfig::from_args(args.serve, as_role(&nats, &keys_dir, NatsRole::Web), collector.secret_key.clone());
     let password_file = ingester.data_dir.join("initial-admin-password");
     serve_config.generated_admin_password_file = Some(password_file.clone());
     let server = pgmon_query_api::bind(&serve_config).await?;
@@ -79,6 +98,24 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()
         embedded.stop().await;
     }
     ingested.and(collected).and(served)
+}
+
+/// The public keys of the roles' keys in `directory`, made first when there are none.
+fn load_or_make_keys(directory: &Path) -> anyhow::Result<std::collections::BTreeMap<NatsRole, String>> {
+    if !nats_access::seed_file(directory, NatsRole::Collector).exists() {
+        tracing::info!(directory = %directory.display(), "making a NATS key for each role");
+        return nats_access::write_identities(directory).with_context(|| format!("cannot write NATS keys into {}", directory.display()));
+    }
+    nats_access::read_public_keys(directory)
+        .map_err(|reason| anyhow::anyhow!("the NATS keys in {} are not usable: {reason}", directory.display()))
+}
+
+/// The NATS settings of one role: the shared ones with the role's own key.
+fn as_role(nats: &NatsArgs, keys_dir: &Path, role: NatsRole) -> NatsArgs {
+    NatsArgs {
+        nkey_file: Some(nats_access::seed_file(keys_dir, role)),
+        ..nats.clone()
+    }
 }
 
 async fn stop_others_on_exit(roles: &CancellationToken, role: impl Future<Output = anyhow::Result<()>>) -> anyhow::Result<()> {

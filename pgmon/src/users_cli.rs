@@ -6,6 +6,7 @@ use std::io::BufRead;
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
 use pgmon_common::access::{AccessStore, Role, UserName};
+use pgmon_common::nats_access::NatsRole;
 use pgmon_common::nats_setup::{connect_jetstream_as_tool, NatsArgs};
 
 #[derive(Subcommand)]
@@ -70,7 +71,7 @@ impl UserPasswordArgs {
 }
 
 pub async fn run(nats: NatsArgs, command: UsersCommand) -> anyhow::Result<()> {
-    let jetstream = connect_jetstream_as_tool(&nats, "pgmon-users").await?;
+    let jetstream = connect_jetstream_as_tool(&nats, NatsRole::Admin).await?;
     let access = AccessStore::open(&jetstream).await?;
     match command {
         UsersCommand::Add { name, role, password } => {

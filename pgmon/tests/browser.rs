@@ -170,7 +170,9 @@ async fn a_dba_signs_in_adds_a_target_and_sees_activity_locks_and_objects() {
     let server = pgmon_query_api::bind(&web_config).await.unwrap();
     let base = format!("http://{}", server.local_addr());
     let web = tokio::spawn(server.serve(shutdown.clone()));
-    let jetstream = connect_jetstream(&common::nats_args(&nats.url()), "test").await.unwrap();
+    let jetstream = connect_jetstream(&common::nats_args(&nats.url()), pgmon_common::nats_access::NatsRole::Admin)
+        .await
+        .unwrap();
     AccessStore::open(&jetstream)
         .await
         .unwrap()

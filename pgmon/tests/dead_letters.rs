@@ -43,7 +43,7 @@ async fn unusable_messages_are_dead_lettered_with_a_reason_and_ingestion_goes_on
     let stats = config.stats.clone();
     let ingester = tokio::spawn(pgmon_ingester::run(config, shutdown.clone()));
 
-    let client = async_nats::connect(nats.url()).await.unwrap();
+    let client = pgmon_test_support::connect_as(&nats.url(), pgmon_common::nats_access::NatsRole::Admin).await;
     let jetstream = jetstream::new(client.clone());
     wait_until(Duration::from_secs(10), "the ingester to create the streams", || async {
         jetstream.get_stream(DEAD_LETTER_STREAM).await.is_ok()

@@ -16,6 +16,10 @@ use tokio_util::sync::CancellationToken;
 fn replay(nats_url: &str, arguments: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_pgmon"))
         .args(["replay", "--nats-url", nats_url])
+        .env(
+            "PGMON_NATS_NKEY_FILE",
+            pgmon_test_support::key_file_for(nats_url, pgmon_common::nats_access::NatsRole::Reader),
+        )
         .args(arguments)
         .output()
         .unwrap()
@@ -51,6 +55,10 @@ async fn events_of_every_kind_match_the_published_schema_and_replay_as_json_line
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/validate_stream.py"))
         .arg(nats.url())
         .arg(&schema)
+        .arg(pgmon_test_support::key_file_for(
+            &nats.url(),
+            pgmon_common::nats_access::NatsRole::Reader,
+        ))
         .output()
         .unwrap();
     let summary = String::from_utf8_lossy(&validated.stdout);

@@ -31,6 +31,10 @@ const KIND_TABLES: &[(SnapshotKind, &str)] = &[
 fn start_ingester(nats_url: &str, data_dir: &Path, log: &Path) -> Child {
     let log_file = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
     Command::new(env!("CARGO_BIN_EXE_pgmon"))
+        .env(
+            "PGMON_NATS_NKEY_FILE",
+            pgmon_test_support::key_file_for(nats_url, pgmon_common::nats_access::NatsRole::Ingester),
+        )
         .args([
             "ingest",
             "--nats-url",
@@ -68,7 +72,7 @@ fn stop_gracefully(child: &mut Child) {
 }
 
 async fn consumer_caught_up(nats_url: &str) -> bool {
-    let client = async_nats::connect(nats_url).await.unwrap();
+    let client = pgmon_test_support::connect_as(&nats_url, pgmon_common::nats_access::NatsRole::Admin).await;
     let jetstream = jetstream::new(client);
     let mut stream = jetstream.get_stream(SNAPSHOT_STREAM).await.unwrap();
     let last_sequence = stream.info().await.unwrap().state.last_sequence;

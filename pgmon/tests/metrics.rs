@@ -8,6 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::wait_until;
+use pgmon_common::nats_access::NatsRole;
 use pgmon_test_support::{find_nats_server, free_local_port, TestNats, TestPostgres};
 
 /// A role's process, killed when the test ends however it ends.
@@ -70,6 +71,7 @@ async fn every_role_serves_metrics_that_parse_and_move() {
     let _collector = start_role(&[
         "collect".into(),
         format!("--nats-url={nats_url}"),
+        format!("--nats-nkey-file={}", nats.key_file(NatsRole::Collector).display()),
         format!("--target=db={}", postgres.url()),
         "--activity-interval=250ms".into(),
         format!("--health-listen=127.0.0.1:{collector_port}"),
@@ -77,12 +79,14 @@ async fn every_role_serves_metrics_that_parse_and_move() {
     let _ingester = start_role(&[
         "ingest".into(),
         format!("--nats-url={nats_url}"),
+        format!("--nats-nkey-file={}", nats.key_file(NatsRole::Ingester).display()),
         format!("--data-dir={}", data_dir.path().display()),
         format!("--health-listen=127.0.0.1:{ingester_port}"),
     ]);
     let _web = start_role(&[
         "serve".into(),
         format!("--nats-url={nats_url}"),
+        format!("--nats-nkey-file={}", nats.key_file(NatsRole::Web).display()),
         format!("--listen=127.0.0.1:{web_port}"),
     ]);
     let http = reqwest::Client::new();

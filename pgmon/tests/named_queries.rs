@@ -66,7 +66,7 @@ async fn every_named_query_answers_from_recorded_history() {
     }
     sleeping.await.unwrap().unwrap();
 
-    let client = async_nats::connect(nats.url()).await.unwrap();
+    let client = pgmon_test_support::connect_as(&nats.url(), pgmon_common::nats_access::NatsRole::Admin).await;
     let target: TargetName = "db".parse().unwrap();
     let (from_us, to_us) = (started_us - 60_000_000, now_us() + 60_000_000);
     // Objects come every 2 s (a round may be skipped while the table is locked) and statements

@@ -31,7 +31,8 @@ async fn the_nats_directory_consumer_is_the_one_the_ingester_creates() {
     let shutdown = CancellationToken::new();
     let config = ingester_config(&nats.url(), data_dir.path());
     let ingester = tokio::spawn(pgmon_ingester::run(config.clone(), shutdown.clone()));
-    let jetstream = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    let jetstream =
+        async_nats::jetstream::new(pgmon_test_support::connect_as(&nats.url(), pgmon_common::nats_access::NatsRole::Admin).await);
     wait_until(Duration::from_secs(20), "the ingester's consumer", || async {
         match jetstream.get_stream(SNAPSHOT_STREAM).await {
             Ok(stream) => stream.consumer_info(&config.consumer_name).await.is_ok(),

@@ -89,6 +89,10 @@ async fn sigterm_while_nats_is_away_spools_and_loses_nothing() {
                 "200ms",
             ])
             .args(["--shutdown-timeout", "3s", "--collector-id", "spooling"])
+            .env(
+                "PGMON_NATS_NKEY_FILE",
+                pgmon_test_support::key_file_for(&url, pgmon_common::nats_access::NatsRole::Collector),
+            )
             .arg("--target")
             .arg(format!("db={}", postgres.connection_string("postgres")))
             .arg("--spool-dir")

@@ -100,7 +100,7 @@ async fn a_rebuild_from_the_stream_equals_the_live_tables() {
     let stats = ingester.stats.clone();
     let collector = tokio::spawn(pgmon_collector::run(collector, shutdown.clone()));
     let ingester = tokio::spawn(pgmon_ingester::run(ingester, shutdown.clone()));
-    let client = async_nats::connect(nats.url()).await.unwrap();
+    let client = pgmon_test_support::connect_as(&nats.url(), pgmon_common::nats_access::NatsRole::Admin).await;
     let jetstream = async_nats::jetstream::new(client);
     tokio::time::sleep(Duration::from_secs(3)).await;
     // An unusable message among the snapshots: dead-lettered live, skipped by the rebuild.
@@ -143,6 +143,10 @@ async fn a_rebuild_from_the_stream_equals_the_live_tables() {
 
     let output = Command::new(env!("CARGO_BIN_EXE_pgmon"))
         .args(["rebuild", "--nats-url", &nats.url(), "--partition-period", "2s"])
+        .env(
+            "PGMON_NATS_NKEY_FILE",
+            pgmon_test_support::key_file_for(&nats.url(), pgmon_common::nats_access::NatsRole::Reader),
+        )
         .arg("--data-dir")
         .arg(rebuilt_dir.path())
         .output()

@@ -26,6 +26,10 @@ fn pgmon_targets(nats_url: &str, key: &str, arguments: &[&str], stdin: &str) -> 
         .arg("targets")
         .args(arguments)
         .env("PGMON_NATS_URL", nats_url)
+        .env(
+            "PGMON_NATS_NKEY_FILE",
+            pgmon_test_support::key_file_for(nats_url, pgmon_common::nats_access::NatsRole::Admin),
+        )
         .env("PGMON_SECRET_KEY", key)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -89,7 +93,9 @@ async fn targets_are_added_edited_disabled_and_removed_while_the_collector_runs(
     assert!(line.contains("stored") && line.contains("user=monitor"), "{listed}");
 
     // Stored sealed: the bucket never holds the password in clear.
-    let jetstream = connect_jetstream(&common::nats_args(&url), "test").await.unwrap();
+    let jetstream = connect_jetstream(&common::nats_args(&url), pgmon_common::nats_access::NatsRole::Admin)
+        .await
+        .unwrap();
     let registry = Registry::open(&jetstream).await.unwrap();
     let stored = registry.get(&"watched".parse().unwrap()).await.unwrap().unwrap();
     let raw = serde_json::to_string(&stored).unwrap();
@@ -140,7 +146,7 @@ async fn targets_are_added_edited_disabled_and_removed_while_the_collector_runs(
     collector.await.unwrap().unwrap();
 
     // No snapshot anywhere carries the password.
-    let client = async_nats::connect(&url).await.unwrap();
+    let client = pgmon_test_support::connect_as(&&url, pgmon_common::nats_access::NatsRole::Admin).await;
     let stream = async_nats::jetstream::new(client);
     let mut stream = stream.get_stream(pgmon_common::subjects::SNAPSHOT_STREAM).await.unwrap();
     let last = stream.info().await.unwrap().state.last_sequence;
@@ -155,7 +161,9 @@ async fn targets_are_added_edited_disabled_and_removed_while_the_collector_runs(
 async fn a_missing_or_wrong_secret_key_is_a_clear_error_at_start() {
     let nats = TestNats::start();
     let url = nats.url();
-    let jetstream = connect_jetstream(&common::nats_args(&url), "test").await.unwrap();
+    let jetstream = connect_jetstream(&common::nats_args(&url), pgmon_common::nats_access::NatsRole::Admin)
+        .await
+        .unwrap();
     let registry = Registry::open(&jetstream).await.unwrap();
     let key = SecretKey::parse(&SecretKey::generate()).unwrap();
     registry
@@ -211,7 +219,9 @@ async fn two_collectors_split_twenty_targets_and_one_leaving_hands_its_targets_o
     let nats = TestNats::start();
     let postgres = TestPostgres::start();
     let url = nats.url();
-    let jetstream = connect_jetstream(&common::nats_args(&url), "test").await.unwrap();
+    let jetstream = connect_jetstream(&common::nats_args(&url), pgmon_common::nats_access::NatsRole::Admin)
+        .await
+        .unwrap();
     let registry = Registry::open(&jetstream).await.unwrap();
     let names: Vec<String> = (0..20).map(|i| format!("db{i:02}")).collect();
     for name in &names {

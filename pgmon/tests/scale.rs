@@ -251,7 +251,7 @@ async fn ten_thousand_sessions_answer_and_a_reply_too_large_says_so() {
     let base = format!("http://{}", server.local_addr());
     let web = tokio::spawn(server.serve(shutdown.clone()));
     let http = api_client(&nats.url(), Role::Viewer).await;
-    let jetstream = jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    let jetstream = jetstream::new(pgmon_test_support::connect_as(&nats.url(), pgmon_common::nats_access::NatsRole::Admin).await);
 
     let collected_at_us = now_us() - 30_000_000;
     publish_wide_sample(&jetstream, "wide", collected_at_us, 10_000, 2_000).await;

@@ -53,7 +53,7 @@ async fn each_ingester_stores_and_answers_for_its_own_targets() {
         ingesters.push(tokio::spawn(pgmon_ingester::run(config, shutdown.clone())));
     }
 
-    let client = async_nats::connect(nats.url()).await.unwrap();
+    let client = pgmon_test_support::connect_as(&nats.url(), pgmon_common::nats_access::NatsRole::Admin).await;
     wait_until(Duration::from_secs(30), "both targets answered by their owners", || {
         let client = client.clone();
         async move { samples_of(&client, "east").await > 0 && samples_of(&client, "west").await > 0 }

@@ -407,7 +407,7 @@ async fn a_statement_text_outlives_the_partition_it_arrived_in() {
     };
     let collector = tokio::spawn(pgmon_collector::run(collector, shutdown.clone()));
     let ingester = tokio::spawn(pgmon_ingester::run(ingester, shutdown.clone()));
-    let asker = async_nats::connect(nats.url()).await.unwrap();
+    let asker = pgmon_test_support::connect_as(&nats.url(), pgmon_common::nats_access::NatsRole::Admin).await;
 
     wait_until(Duration::from_secs(30), "the probe's text stored", || async {
         stored_probe_text(&asker, query_id).await.is_some()
@@ -467,7 +467,8 @@ async fn a_rebuild_finds_texts_whose_first_message_expired() {
     })
     .await;
     let original = first_text_sequence().await.unwrap();
-    let jetstream = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    let jetstream =
+        async_nats::jetstream::new(pgmon_test_support::connect_as(&nats.url(), pgmon_common::nats_access::NatsRole::Admin).await);
     wait_until(Duration::from_secs(30), "the text's first message to expire", || async {
         let mut stream = jetstream.get_stream(pgmon_common::subjects::SNAPSHOT_STREAM).await.unwrap();
         stream.info().await.unwrap().state.first_sequence > original
@@ -486,7 +487,7 @@ async fn a_rebuild_finds_texts_whose_first_message_expired() {
         },
     };
     pgmon_ingester::rebuild(
-        pgmon_ingester::IngesterConfig::for_rebuild(args, common::nats_args(&nats.url())),
+        pgmon_ingester::IngesterConfig::for_rebuild(args, common::nats_args_as(&nats.url(), pgmon_common::nats_access::NatsRole::Reader)),
         CancellationToken::new(),
     )
     .await

@@ -1,5 +1,6 @@
 //! `pgmon up` as a user runs it: all roles in one process, its own nats-server started when
-//! none answers at the NATS URL and stopped on exit, a live chart served at the printed URL.
+//! none answers at the NATS URL (accepting pgmon's role keys only) and stopped on exit, a live
+//! chart served at the printed URL.
 
 mod common;
 
@@ -50,6 +51,17 @@ async fn up_starts_its_own_nats_serves_a_live_chart_and_cleans_up() {
         "pgmon up started no nats-server on the URL's port"
     );
     assert!(data_dir.path().join("nats").is_dir(), "the nats-server store is under the data dir");
+    // The embedded server lets in pgmon's roles only, each with its key, kept for the owner's eyes.
+    let anonymous = async_nats::ConnectOptions::new()
+        .max_reconnects(Some(0))
+        .connect(format!("nats://127.0.0.1:{nats_port}"))
+        .await;
+    assert!(anonymous.is_err(), "the embedded nats-server let an anonymous client in");
+    for role in pgmon_common::nats_access::NatsRole::ALL {
+        let seed = pgmon_common::nats_access::seed_file(&data_dir.path().join("nats-keys"), *role);
+        let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&seed).unwrap().permissions());
+        assert_eq!(mode & 0o777, 0o600, "{}", seed.display());
+    }
 
     let http = reqwest::Client::builder().cookie_store(true).build().unwrap();
     assert_eq!(

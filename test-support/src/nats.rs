@@ -1,11 +1,16 @@
-//! A throw-away `nats-server -js` on a random port with its store in a temp dir.
+//! A throw-away nats-server with JetStream on a random port, its store in a temp dir, and
+//! pgmon's authorization on: every client connects with one of the roles' keys, as deployed.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
+use pgmon_common::nats_access::{self, NatsRole};
 use tempfile::TempDir;
 
+use crate::postgres::TestCertificates;
 use crate::process::{read_log, stop_child, wait_for_port};
 
 pub struct TestNats {
@@ -13,24 +18,48 @@ pub struct TestNats {
     binary: PathBuf,
     port: u16,
     child: Option<Child>,
+    /// Whether clients must use TLS (with the certificates in `<directory>/tls`).
+    tls: bool,
 }
 
 impl TestNats {
     /// Starts a JetStream-enabled nats-server; panics with the reason if it cannot.
     pub fn start() -> TestNats {
+        TestNats::start_with(false).0
+    }
+
+    /// The same with TLS required of every client, its certificate signed by a test CA.
+    pub fn start_with_tls() -> (TestNats, TestCertificates) {
+        let (nats, certificates) = TestNats::start_with(true);
+        (nats, certificates.expect("certificates were made"))
+    }
+
+    fn start_with(tls: bool) -> (TestNats, Option<TestCertificates>) {
         let binary = find_nats_server();
         let mut nats = TestNats {
             directory: tempfile::Builder::new().prefix("pgmon-test-nats-").tempdir().unwrap(),
             binary,
             port: 0,
             child: None,
+            tls,
         };
+        let certificates = tls.then(|| TestCertificates::make(&nats.directory.path().join("tls")));
         nats.start_again();
-        nats
+        (nats, certificates)
     }
 
     pub fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
+        let scheme = if self.tls { "tls" } else { "nats" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// The file holding a role's NKey seed for this server.
+    pub fn key_file(&self, role: NatsRole) -> PathBuf {
+        nats_access::seed_file(&self.keys_dir(), role)
+    }
+
+    fn keys_dir(&self) -> PathBuf {
+        self.directory.path().join("keys")
     }
 
     /// Stops the server, keeping its store, as an outage would.
@@ -46,10 +75,29 @@ impl TestNats {
     pub fn start_again(&mut self) {
         assert!(self.child.is_none(), "nats-server is already running");
         let log = self.directory.path().join("nats-server.log");
+        let config = self.directory.path().join("nats-server.conf");
+        if !config.exists() {
+            let public_keys = nats_access::write_identities(&self.keys_dir()).expect("write the roles' NATS keys");
+            let mut text = format!(
+                "jetstream {{\n  store_dir: {:?}\n}}\n{}",
+                self.directory.path().join("store").display().to_string(),
+                nats_access::authorization_block(|role| public_keys[&role].clone())
+            );
+            if self.tls {
+                let tls = self.directory.path().join("tls");
+                text.push_str(&format!(
+                    "tls {{\n  cert_file: {:?}\n  key_file: {:?}\n}}\n",
+                    tls.join("server.crt").display().to_string(),
+                    tls.join("server.key").display().to_string()
+                ));
+            }
+            std::fs::write(&config, text).expect("write the nats-server configuration");
+        }
         let port = if self.port == 0 { "-1".to_owned() } else { self.port.to_string() };
         let child = Command::new(&self.binary)
-            .args(["-js", "-a", "127.0.0.1", "-p", &port, "-sd"])
-            .arg(self.directory.path().join("store"))
+            .arg("-c")
+            .arg(&config)
+            .args(["-a", "127.0.0.1", "-p", &port])
             .arg("-l")
             .arg(&log)
             .arg("--ports_file_dir")
@@ -68,7 +116,49 @@ impl TestNats {
             );
         }
         wait_for_port(self.port, child, Duration::from_secs(20), "nats-server", &log);
+        known_servers().lock().unwrap().insert(self.url(), self.directory.path().to_owned());
     }
+}
+
+/// The directories of the servers started in this process, by URL: lets helpers that are given
+/// only a URL connect as a role.
+fn known_servers() -> &'static Mutex<HashMap<String, PathBuf>> {
+    static SERVERS: OnceLock<Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
+    SERVERS.get_or_init(Mutex::default)
+}
+
+fn directory_of(url: &str) -> PathBuf {
+    known_servers()
+        .lock()
+        .unwrap()
+        .get(url)
+        .unwrap_or_else(|| panic!("{url} is not a nats-server this test started"))
+        .clone()
+}
+
+/// The seed file of `role` for the test server at `url`; panics for a server not started here.
+pub fn key_file_for(url: &str, role: NatsRole) -> PathBuf {
+    nats_access::seed_file(&directory_of(url).join("keys"), role)
+}
+
+/// The CA certificate to trust for the test server at `url`, when it requires TLS.
+pub fn ca_file_for(url: &str) -> Option<PathBuf> {
+    Some(directory_of(url).join("tls").join("ca.crt")).filter(|path| path.exists())
+}
+
+/// A plain client of the test server at `url` connected as `role` (its key, its inbox prefix).
+pub async fn connect_as(url: &str, role: NatsRole) -> async_nats::Client {
+    let seed = std::fs::read_to_string(key_file_for(url, role)).unwrap();
+    let mut options = async_nats::ConnectOptions::new()
+        .nkey(seed.trim().to_owned())
+        .custom_inbox_prefix(role.inbox_prefix());
+    if let Some(ca_file) = ca_file_for(url) {
+        options = options.add_root_certificates(ca_file).require_tls(true);
+    }
+    options
+        .connect(url)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to {url} as {role:?}: {e}"))
 }
 
 /// The client port a nats-server started with `-p -1` wrote to its ports file.

@@ -25,12 +25,87 @@ pub struct TestPostgres {
     settings: Vec<(String, String)>,
 }
 
-/// The CA certificates of [`TestPostgres::enable_tls`].
+/// A test CA, a server certificate it signed for `localhost` and `127.0.0.1`, and a second CA
+/// that signed nothing.
 pub struct TestCertificates {
     /// The CA that signed the server's certificate.
     pub ca: PathBuf,
     /// A CA that signed nothing the server has.
     pub other_ca: PathBuf,
+    pub server_certificate: PathBuf,
+    pub server_key: PathBuf,
+}
+
+impl TestCertificates {
+    /// Makes the certificates in `directory` with the `openssl` command.
+    pub fn make(directory: &Path) -> TestCertificates {
+        std::fs::create_dir_all(directory).unwrap();
+        let openssl = |arguments: &[&str]| {
+            let output = Command::new("openssl")
+                .args(arguments)
+                .current_dir(directory)
+                .output()
+                .expect("the openssl command (Debian package openssl)");
+            assert!(
+                output.status.success(),
+                "openssl {arguments:?}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        };
+        for name in ["ca", "other-ca"] {
+            openssl(&[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-keyout",
+                &format!("{name}.key"),
+                "-out",
+                &format!("{name}.crt"),
+                "-subj",
+                &format!("/CN=pgmon test {name}"),
+            ]);
+        }
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=localhost",
+        ]);
+        std::fs::write(directory.join("san.ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n").unwrap();
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-out",
+            "server.crt",
+            "-extfile",
+            "san.ext",
+        ]);
+        TestCertificates {
+            ca: directory.join("ca.crt"),
+            other_ca: directory.join("other-ca.crt"),
+            server_certificate: directory.join("server.crt"),
+            server_key: directory.join("server.key"),
+        }
+    }
 }
 
 impl TestPostgres {
@@ -189,70 +264,11 @@ impl TestPostgres {
     }
 
     /// Turns TLS on with a server certificate for `localhost` and `127.0.0.1`, signed by a
-    /// fresh test CA (made with the `openssl` command). Returns the CA's certificate and that of
-    /// a second CA that signed nothing, for clients that must not trust the server.
+    /// fresh test CA. Returns the CA's certificate and that of a second CA that signed nothing,
+    /// for clients that must not trust the server.
     pub fn enable_tls(&self) -> TestCertificates {
         let directory = self.directory.path().join("tls");
-        std::fs::create_dir_all(&directory).unwrap();
-        let openssl = |arguments: &[&str]| {
-            let output = Command::new("openssl")
-                .args(arguments)
-                .current_dir(&directory)
-                .output()
-                .expect("the openssl command (Debian package openssl)");
-            assert!(
-                output.status.success(),
-                "openssl {arguments:?}: {}",
-                String::from_utf8_lossy(&output.stderr)
-            );
-        };
-        for name in ["ca", "other-ca"] {
-            openssl(&[
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-days",
-                "2",
-                "-keyout",
-                &format!("{name}.key"),
-                "-out",
-                &format!("{name}.crt"),
-                "-subj",
-                &format!("/CN=pgmon test {name}"),
-            ]);
-        }
-        openssl(&[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=localhost",
-        ]);
-        std::fs::write(directory.join("san.ext"), "subjectAltName=DNS:localhost,IP:127.0.0.1\n").unwrap();
-        openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            "server.csr",
-            "-CA",
-            "ca.crt",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-days",
-            "2",
-            "-out",
-            "server.crt",
-            "-extfile",
-            "san.ext",
-        ]);
+        let certificates = TestCertificates::make(&directory);
         for file in ["server.crt", "server.key"] {
             let target = self.data_dir().join(file);
             std::fs::copy(directory.join(file), &target).unwrap();
@@ -268,10 +284,7 @@ impl TestPostgres {
         )
         .unwrap();
         self.reload();
-        TestCertificates {
-            ca: directory.join("ca.crt"),
-            other_ca: directory.join("other-ca.crt"),
-        }
+        certificates
     }
 
     fn wait_until_accepting_connections(&self, log: &Path) {

@@ -12,21 +12,30 @@ use async_nats::jetstream;
 use futures::StreamExt;
 use pgmon_collector::{CollectorConfig, TargetSpec};
 use pgmon_common::event::{decode_snapshot, ActivityRow, AnySnapshot, Snapshot, StatusRow};
+use pgmon_common::nats_access::NatsRole;
 use pgmon_common::nats_setup::NatsArgs;
 use pgmon_common::subjects::SNAPSHOT_STREAM;
 use pgmon_ingester::IngesterConfig;
 
+/// The NATS settings of a tool with every right on the test server at `url`.
 pub fn nats_args(url: &str) -> NatsArgs {
+    nats_args_as(url, NatsRole::Admin)
+}
+
+/// The NATS settings of `role` for the test server at `url`: its own key.
+pub fn nats_args_as(url: &str, role: NatsRole) -> NatsArgs {
     NatsArgs {
         url: url.to_owned(),
         stream_max_age: Duration::from_secs(3600),
         stream_replicas: 1,
+        nkey_file: Some(pgmon_test_support::key_file_for(url, role)),
+        ca_file: pgmon_test_support::ca_file_for(url),
     }
 }
 
 pub fn collector_config(nats_url: &str, targets: &[(&str, String)], interval: Duration) -> CollectorConfig {
     CollectorConfig {
-        nats: nats_args(nats_url),
+        nats: nats_args_as(nats_url, NatsRole::Collector),
         targets: targets.iter().map(|(name, dsn)| TargetSpec::new(name, dsn).unwrap()).collect(),
         activity_interval: interval,
         locks_interval: interval,
@@ -48,7 +57,7 @@ pub fn collector_config(nats_url: &str, targets: &[(&str, String)], interval: Du
 
 pub fn ingester_config(nats_url: &str, data_dir: &Path) -> IngesterConfig {
     IngesterConfig {
-        nats: nats_args(nats_url),
+        nats: nats_args_as(nats_url, NatsRole::Ingester),
         data_dir: data_dir.to_owned(),
         batch_max_messages: 500,
         batch_max_bytes: pgmon_ingester::DEFAULT_BATCH_MAX_BYTES,
@@ -137,7 +146,7 @@ where
 
 /// Every snapshot in the stream, decoded, with its stream sequence (none before it exists).
 pub async fn stream_snapshots(nats_url: &str) -> Vec<(u64, AnySnapshot)> {
-    let client = async_nats::connect(nats_url).await.unwrap();
+    let client = pgmon_test_support::connect_as(&nats_url, pgmon_common::nats_access::NatsRole::Admin).await;
     let jetstream = jetstream::new(client);
     let Ok(mut stream) = jetstream.get_stream(SNAPSHOT_STREAM).await else {
         return Vec::new();
@@ -207,7 +216,7 @@ pub async fn stream_of_kind<Row>(nats_url: &str, of_kind: impl Fn(AnySnapshot) -
 
 /// How many messages the stream holds for each subject matching `filter` (none before it exists).
 pub async fn subject_counts(nats_url: &str, filter: &str) -> std::collections::HashMap<String, usize> {
-    let client = async_nats::connect(nats_url).await.unwrap();
+    let client = pgmon_test_support::connect_as(&nats_url, pgmon_common::nats_access::NatsRole::Admin).await;
     let Ok(stream) = jetstream::new(client).get_stream(SNAPSHOT_STREAM).await else {
         return Default::default();
     };
@@ -283,7 +292,7 @@ pub async fn start_lock_wait(postgres: &pgmon_test_support::TestPostgres) -> Loc
 /// The web role's configuration against a test NATS server, on a free local port.
 pub fn serve_config(nats_url: &str) -> pgmon_query_api::ServeConfig {
     pgmon_query_api::ServeConfig {
-        nats: nats_args(nats_url),
+        nats: nats_args_as(nats_url, NatsRole::Web),
         listen: "127.0.0.1:0".parse().unwrap(),
         query_timeout: Duration::from_secs(5),
         secure_cookies: false,
@@ -295,7 +304,7 @@ pub fn serve_config(nats_url: &str) -> pgmon_query_api::ServeConfig {
 
 /// An API token of a new user of `role` (`test-admin`, `test-viewer`).
 pub async fn api_token(nats_url: &str, role: pgmon_common::access::Role) -> String {
-    let jetstream = pgmon_common::nats_setup::connect_jetstream(&nats_args(nats_url), "test-users")
+    let jetstream = pgmon_common::nats_setup::connect_jetstream(&nats_args(nats_url), pgmon_common::nats_access::NatsRole::Admin)
         .await
         .unwrap();
     let access = pgmon_common::access::AccessStore::open(&jetstream).await.unwrap();

@@ -2,7 +2,8 @@
 
 - every kustomize overlay under k8s/overlays renders, and the rendered objects pass the
   Kubernetes schemas (kubernetes-validate, strict: unknown fields are errors);
-- the NATS configs inlined in the manifests are nats/single.conf and nats/cluster.conf;
+- the NATS configs inlined in the manifests are those of nats/ (server, authorization, TLS),
+  and a NetworkPolicy stands in front of NATS;
 - docker-compose.yml passes the Compose specification's JSON Schema, and every variable it
   requires is in deploy/pgmon.env.example.
 
@@ -44,12 +45,16 @@ def check_overlays(root: Path, kustomize: str, problems: list[str]) -> None:
                 problems.append(f"{overlay.name}: renders no {kind}")
         for document in objects:
             if document["kind"] == "ConfigMap" and document["metadata"]["name"] == "nats-config":
-                replicas = next(
-                    item["spec"]["replicas"] for item in objects if item["kind"] == "StatefulSet" and item["metadata"]["name"] == "nats"
-                )
-                source = root / "nats" / ("cluster.conf" if replicas > 1 else "single.conf")
-                if document["data"]["nats.conf"].strip() != source.read_text(encoding="utf-8").strip():
-                    problems.append(f"{overlay.name}: the NATS config in the manifests differs from {source.relative_to(root)}")
+                data = document["data"]
+                for required in ["authorization.conf", "tls.conf"]:
+                    if required not in data:
+                        problems.append(f"{overlay.name}: the NATS config in the manifests has no {required}")
+                for key, text in data.items():
+                    source = root / "nats" / key
+                    if source.exists() and text.strip() != source.read_text(encoding="utf-8").strip():
+                        problems.append(f"{overlay.name}: {key} in the manifests differs from {source.relative_to(root)}")
+        if "NetworkPolicy" not in kinds:
+            problems.append(f"{overlay.name}: renders no NetworkPolicy in front of NATS")
         print(f"{overlay.name}: {len(objects)} objects rendered and valid")
 
 

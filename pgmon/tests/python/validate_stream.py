@@ -1,7 +1,8 @@
 """Reads every event of pgmon's snapshot stream with nats-py (a client that is not pgmon) and
 validates each against the published JSON Schema of the event contract.
 
-Usage: validate_stream.py NATS_URL SCHEMA_PATH
+Usage: validate_stream.py NATS_URL SCHEMA_PATH NKEY_SEED_FILE (the reader role's key, as the
+nats CLI would use it)
 Prints a JSON summary ({"events": N, "kinds": {...}}); exits 1 naming each invalid event."""
 
 import asyncio
@@ -12,12 +13,14 @@ import jsonschema
 import nats
 
 
-async def main(nats_url: str, schema_path: str) -> int:
+async def main(nats_url: str, schema_path: str, seed_file: str) -> int:
     with open(schema_path, encoding="utf-8") as schema_file:
         schema = json.load(schema_file)
     jsonschema.Draft202012Validator.check_schema(schema)
     validator = jsonschema.Draft202012Validator(schema)
-    connection = await nats.connect(nats_url)
+    connection = await nats.connect(
+        nats_url, nkeys_seed=seed_file, inbox_prefix="_INBOX_reader", max_reconnect_attempts=0, allow_reconnect=False
+    )
     try:
         jetstream = connection.jetstream()
         state = (await jetstream.stream_info("PGMON")).state
@@ -42,4 +45,4 @@ async def main(nats_url: str, schema_path: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(asyncio.run(main(sys.argv[1], sys.argv[2])))
+    sys.exit(asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3])))
