@@ -36,7 +36,9 @@ impl Web {
         let mut config = serve_config(nats_url);
         config.secret_key = Some(SecretKey::parse(&SecretKey::generate()).unwrap());
         let state = pgmon_query_api::app_state(&config).await.unwrap();
-        let jetstream = connect_jetstream(&common::nats_args(nats_url), "test").await.unwrap();
+        let jetstream = connect_jetstream(&common::nats_args(nats_url), pgmon_common::nats_access::NatsRole::Admin)
+            .await
+            .unwrap();
         let access = AccessStore::open(&jetstream).await.unwrap();
         Web {
             router: pgmon_query_api::router(state),
@@ -251,6 +253,35 @@ async fn sign_in_sets_a_safe_session_cookie_and_mutations_need_the_csrf_token() 
     for attribute in ["HttpOnly", "SameSite=Lax", "Secure", "Path=/"] {
         assert!(cookie.contains(attribute), "{attribute} missing: {cookie}");
     }
+    assert!(
+        cookie.starts_with("__Host-pgmon_session="),
+        "over HTTPS the cookie is host-bound: {cookie}"
+    );
+    assert_eq!(signed_in.headers[header::STRICT_TRANSPORT_SECURITY], "max-age=31536000");
+    // Browsers drop a tab from a Location: `/\t/evil.example` would be `//evil.example`.
+    for sneaky in ["/\t/evil.example", "/\n/evil.example", "/\\evil.example"] {
+        let redirected = web
+            .post_form(
+                "/sign-in",
+                &Auth::None,
+                &[("user", "alice"), ("password", PASSWORD), ("next", sneaky)],
+            )
+            .await;
+        assert_eq!(redirected.headers[header::LOCATION], "/", "next={sneaky:?}");
+    }
+    let page = web.get("/", &web.session("carol", Role::Viewer).await).await;
+    assert_eq!(page.headers[header::CACHE_CONTROL], "no-store", "signed-in pages are not cached");
+    // Names that cannot be a user's are refused before anything keys on them, and a form
+    // larger than a sign-in needs is not read at all.
+    let odd_name = web
+        .post_form("/sign-in", &Auth::None, &[("user", &"x".repeat(4000)), ("password", PASSWORD)])
+        .await;
+    assert_eq!(odd_name.status, StatusCode::UNAUTHORIZED);
+    assert!(!odd_name.body.contains(&"x".repeat(100)), "the odd name is not shown back");
+    let huge = web
+        .post_form("/sign-in", &Auth::None, &[("user", &"x".repeat(1_500_000)), ("password", PASSWORD)])
+        .await;
+    assert_eq!(huge.status, StatusCode::PAYLOAD_TOO_LARGE);
 
     let session = web.session("bob", Role::Admin).await;
     let Auth::Cookie(_, Some(csrf)) = &session else { unreachable!() };
@@ -316,7 +347,7 @@ async fn sign_in_sets_a_safe_session_cookie_and_mutations_need_the_csrf_token() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sign_in_attempts_are_rate_limited_per_user() {
+async fn sign_in_attempts_are_rate_limited_per_user_and_client() {
     let nats = TestNats::start();
     let web = Web::start(&nats.url()).await;
     web.user("dave", Role::Viewer).await;
@@ -336,6 +367,34 @@ async fn sign_in_attempts_are_rate_limited_per_user() {
     assert_eq!(right.status, StatusCode::TOO_MANY_REQUESTS);
     assert!(right.body.contains("too many sign-in attempts"));
     assert_eq!(right.headers[header::RETRY_AFTER], "60");
+
+    // The limit is per user and client: failing as dave from elsewhere does not lock dave out.
+    // An IPv6 client counts as its /64.
+    let sign_in_from = |address: &str, password: &str| {
+        let address: std::net::SocketAddr = address.parse().unwrap();
+        let body = serde_urlencoded::to_string([("user", "dave"), ("password", password)]).unwrap();
+        Request::post("/sign-in")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .extension(axum::extract::ConnectInfo(address))
+            .body(Body::from(body))
+            .unwrap()
+    };
+    for _ in 0..12 {
+        web.send(sign_in_from("[2001:db8::1]:5000", "guess guess guess")).await;
+    }
+    let same_network = web.send(sign_in_from("[2001:db8::2]:5000", PASSWORD)).await;
+    assert_eq!(
+        same_network.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "the same /64 is the same client"
+    );
+    let elsewhere = web.send(sign_in_from("192.0.2.7:5000", PASSWORD)).await;
+    assert_eq!(
+        elsewhere.status,
+        StatusCode::SEE_OTHER,
+        "dave signs in from his own machine: {}",
+        elsewhere.body
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -32,6 +32,18 @@ use crate::AppState;
 
 /// The cookie holding the session id.
 pub const SESSION_COOKIE: &str = "pgmon_session";
+
+/// The session cookie's name over HTTPS: the `__Host-` prefix makes browsers refuse it unless it
+/// is Secure, for this host only and for every path, so a sibling subdomain cannot plant one.
+pub const SECURE_SESSION_COOKIE: &str = "__Host-pgmon_session";
+
+fn session_cookie_name(secure: bool) -> &'static str {
+    if secure {
+        SECURE_SESSION_COOKIE
+    } else {
+        SESSION_COOKIE
+    }
+}
 /// The header htmx (and scripts) send the CSRF token in.
 pub const CSRF_HEADER: &str = "x-csrf-token";
 /// The form field plain HTML forms send the CSRF token in.
@@ -85,16 +97,26 @@ struct SessionRecord {
     created_at_us: i64,
 }
 
-/// Sign-in attempts allowed per minute, per user name and per client address.
-const ATTEMPTS_PER_MINUTE_PER_USER: u32 = 10;
-const ATTEMPTS_PER_MINUTE_PER_ADDRESS: u32 = 30;
+/// Sign-in attempts allowed per minute for one user name from one client (address or IPv6
+/// /64), and from one client for all names. Keyed by both, not by the name alone: nobody can
+/// lock the admin out by failing as "admin" from elsewhere.
+const ATTEMPTS_PER_MINUTE_PER_USER_AND_CLIENT: u32 = 10;
+const ATTEMPTS_PER_MINUTE_PER_CLIENT: u32 = 30;
+/// How many (user, client) and client keys the limiters hold before forgetting the idle ones;
+/// when that is not enough (a flood of new clients), a new key is refused until some expire.
+const MAX_LIMITER_KEYS: usize = 100_000;
+/// The largest sign-in form read: user name, password, destination.
+pub(crate) const MAX_SIGN_IN_FORM_BYTES: usize = 8 * 1024;
 
 /// Everything authentication needs, shared by the handlers.
 pub struct Authenticator {
     pub access: AccessStore,
     sessions: kv::Store,
-    attempts_per_user: DefaultKeyedRateLimiter<String>,
-    attempts_per_address: DefaultKeyedRateLimiter<IpAddr>,
+    attempts_per_user_and_client: DefaultKeyedRateLimiter<(UserName, IpAddr)>,
+    attempts_per_client: DefaultKeyedRateLimiter<IpAddr>,
+    /// Password checks running at once: Argon2 takes tens of milliseconds and megabytes of
+    /// memory each, so a burst of sign-ins waits here instead of exhausting the machine.
+    password_checks: tokio::sync::Semaphore,
     /// Mark cookies `Secure` even when no proxy says the request came over TLS.
     always_secure_cookies: bool,
 }
@@ -124,10 +146,29 @@ impl Authenticator {
         Ok(Authenticator {
             access,
             sessions,
-            attempts_per_user: RateLimiter::keyed(per_minute(ATTEMPTS_PER_MINUTE_PER_USER)),
-            attempts_per_address: RateLimiter::keyed(per_minute(ATTEMPTS_PER_MINUTE_PER_ADDRESS)),
+            attempts_per_user_and_client: RateLimiter::keyed(per_minute(ATTEMPTS_PER_MINUTE_PER_USER_AND_CLIENT)),
+            attempts_per_client: RateLimiter::keyed(per_minute(ATTEMPTS_PER_MINUTE_PER_CLIENT)),
+            password_checks: tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |cores| cores.get())),
             always_secure_cookies,
         })
+    }
+
+    /// Whether this attempt is over a limit. Idle keys are forgotten when the limiters grow
+    /// large, so their memory stays bounded whatever names and addresses are sent.
+    fn attempt_limited(&self, user: Option<&UserName>, client: IpAddr) -> bool {
+        for length in [self.attempts_per_client.len(), self.attempts_per_user_and_client.len()] {
+            if length >= MAX_LIMITER_KEYS {
+                self.attempts_per_client.retain_recent();
+                self.attempts_per_user_and_client.retain_recent();
+                self.attempts_per_client.shrink_to_fit();
+                self.attempts_per_user_and_client.shrink_to_fit();
+            }
+        }
+        if self.attempts_per_client.len() >= MAX_LIMITER_KEYS || self.attempts_per_user_and_client.len() >= MAX_LIMITER_KEYS {
+            return true;
+        }
+        self.attempts_per_client.check_key(&client).is_err()
+            || user.is_some_and(|user| self.attempts_per_user_and_client.check_key(&(user.clone(), client)).is_err())
     }
 
     async fn start_session(&self, user: &UserRecord) -> Result<String, AppError> {
@@ -182,7 +223,7 @@ impl Authenticator {
 
     /// Whether a cookie set for this request should be `Secure`: always when configured, and
     /// whenever a TLS-terminating proxy says the browser came over HTTPS.
-    fn secure_cookie(&self, headers: &HeaderMap) -> bool {
+    pub(crate) fn secure_cookie(&self, headers: &HeaderMap) -> bool {
         self.always_secure_cookies
             || headers
                 .get("x-forwarded-proto")
@@ -293,7 +334,8 @@ pub async fn authenticate(State(state): State<AppState>, request: Request, next:
             other => other,
         }
     } else {
-        match CookieJar::from_headers(request.headers()).get(SESSION_COOKIE) {
+        let cookie_name = session_cookie_name(authenticator.secure_cookie(request.headers()));
+        match CookieJar::from_headers(request.headers()).get(cookie_name) {
             Some(cookie) => authenticator.session_principal(cookie.value()).await,
             None => Ok(None),
         }
@@ -331,10 +373,18 @@ pub struct SignInForm {
     next: Option<String>,
 }
 
-/// Where to go after signing in: a path on this server only, never another site.
+/// Where to go after signing in: a path on this server only, never another site. Browsers
+/// drop tabs and line breaks from a Location and read `\\` as `/`, so `/\t/evil.example` or
+/// `/\\evil.example` would leave the site: any control character or backslash sends home.
 fn local_destination(next: Option<&str>) -> String {
     match next {
-        Some(path) if path.starts_with('/') && !path.starts_with("//") && !path.contains('\\') => path.to_owned(),
+        Some(path)
+            if path.starts_with('/')
+                && !path.starts_with("//")
+                && !path.chars().any(|character| character == '\\' || character.is_control()) =>
+        {
+            path.to_owned()
+        }
         _ => "/".to_owned(),
     }
 }
@@ -355,6 +405,18 @@ fn client_address(request_extensions: &axum::http::Extensions) -> Option<IpAddr>
         .map(|ConnectInfo(address)| address.ip())
 }
 
+/// The client a limit applies to: an IPv4 address, or the /64 network of an IPv6 address (one
+/// host commonly holds a whole /64 and could change addresses at will within it).
+fn client_group(address: IpAddr) -> IpAddr {
+    match address {
+        IpAddr::V4(_) => address,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1))),
+        },
+    }
+}
+
 /// `POST /sign-in`: checks the password (rate-limited) and starts a session.
 pub async fn sign_in(State(state): State<AppState>, request: Request) -> Result<Response, PageError> {
     let address = client_address(request.extensions());
@@ -367,53 +429,76 @@ pub async fn sign_in(State(state): State<AppState>, request: Request) -> Result<
         .map_err(|_| AppError::bad_request("body", "send the form fields user and password"))?;
     let next = local_destination(form.next.as_deref());
     let authenticator = &state.authenticator;
-    let user_key = form.user.trim().to_lowercase();
-    let limited = authenticator.attempts_per_user.check_key(&user_key).is_err()
-        || address.is_some_and(|address| authenticator.attempts_per_address.check_key(&address).is_err());
-    if limited {
-        tracing::warn!(user = %user_key, address = ?address, "sign-in attempts rate-limited");
+    // A name that cannot be a user's is refused before anything keys on it or logs it.
+    let user_name = form.user.trim().to_lowercase().parse::<UserName>().ok();
+    let shown_user = user_name.as_ref().map_or("", |name| name.as_str());
+    let client = client_group(address.unwrap_or(IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED)));
+    if authenticator.attempt_limited(user_name.as_ref(), client) {
+        tracing::warn!(user = shown_user, address = ?address, "sign-in attempts rate-limited");
         let mut response = sign_in_page(
             StatusCode::TOO_MANY_REQUESTS,
             &next,
-            &form.user,
+            shown_user,
             Some("too many sign-in attempts: wait a minute and try again"),
         );
         response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
         return Ok(response);
     }
-    let verified = authenticator
-        .access
-        .verify(&user_key, &form.password)
-        .await
-        .map_err(|e| AppError::Unavailable(e.to_string()))?;
+    let verified = match &user_name {
+        Some(name) => {
+            let _turn = authenticator
+                .password_checks
+                .acquire()
+                .await
+                .expect("the semaphore is never closed");
+            authenticator
+                .access
+                .verify(name.as_str(), &form.password)
+                .await
+                .map_err(|e| AppError::Unavailable(e.to_string()))?
+        }
+        None => None,
+    };
     let Some(user) = verified else {
-        tracing::info!(user = %user_key, address = ?address, "sign-in refused");
+        tracing::info!(user = shown_user, address = ?address, "sign-in refused");
         return Ok(sign_in_page(
             StatusCode::UNAUTHORIZED,
             &next,
-            &form.user,
+            shown_user,
             Some("wrong user name or password"),
         ));
     };
     let session_id = authenticator.start_session(&user).await?;
     tracing::info!(user = %user.name, address = ?address, "signed in");
-    let cookie = Cookie::build((SESSION_COOKIE, session_id))
+    let secure = authenticator.secure_cookie(&headers);
+    let cookie = Cookie::build((session_cookie_name(secure), session_id))
         .path("/")
         .http_only(true)
         .same_site(SameSite::Lax)
-        .secure(authenticator.secure_cookie(&headers))
+        .secure(secure)
         .max_age(time::Duration::seconds(SESSION_LIFETIME.as_secs() as i64))
         .build();
     Ok((CookieJar::new().add(cookie), Redirect::to(&next)).into_response())
 }
 
 /// `POST /sign-out`: ends the session (CSRF-checked like every mutation).
-pub async fn sign_out(State(state): State<AppState>, jar: CookieJar, Extension(principal): Extension<Principal>) -> Response {
-    if let Some(cookie) = jar.get(SESSION_COOKIE) {
+pub async fn sign_out(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    jar: CookieJar,
+    Extension(principal): Extension<Principal>,
+) -> Response {
+    let secure = state.authenticator.secure_cookie(&headers);
+    let cookie_name = session_cookie_name(secure);
+    if let Some(cookie) = jar.get(cookie_name) {
         state.authenticator.end_session(cookie.value()).await;
     }
     tracing::info!(user = %principal.user, "signed out");
-    let expired = Cookie::build((SESSION_COOKIE, "")).path("/").max_age(time::Duration::ZERO).build();
+    let expired = Cookie::build((cookie_name, ""))
+        .path("/")
+        .secure(secure)
+        .max_age(time::Duration::ZERO)
+        .build();
     (jar.add(expired), Redirect::to("/sign-in")).into_response()
 }
 
@@ -430,6 +515,15 @@ mod tests {
         assert_eq!(local_destination(Some("//evil.example/")), "/");
         assert_eq!(local_destination(Some("https://evil.example/")), "/");
         assert_eq!(local_destination(Some("/\\evil.example")), "/");
+        for sneaky in [
+            "/\t/evil.example",
+            "/\n/evil.example",
+            "/\r/evil.example",
+            "/\u{0}/evil.example",
+            "/\u{7f}/evil.example",
+        ] {
+            assert_eq!(local_destination(Some(sneaky)), "/", "{sneaky:?}");
+        }
         assert_eq!(local_destination(None), "/");
     }
 

@@ -25,6 +25,7 @@ use axum::Router;
 use clap::Args;
 use pgmon_common::access::{AccessError, Role, UserName};
 use pgmon_common::health::health_routes;
+use pgmon_common::nats_access::NatsRole;
 use pgmon_common::nats_setup::{connect_jetstream, NatsArgs, NatsSetupError};
 use pgmon_common::registry::Registry;
 use pgmon_common::secret::SecretKey;
@@ -145,7 +146,12 @@ pub fn router(state: AppState) -> Router {
         .route("/connections/{target}/edit", get(connections::edit_connection))
         .route("/connections/{target}/enabled", post(connections::set_enabled))
         .route("/connections/{target}/delete", post(connections::delete_connection))
-        .route("/sign-in", get(auth::sign_in_form).post(auth::sign_in))
+        .route(
+            "/sign-in",
+            get(auth::sign_in_form)
+                .post(auth::sign_in)
+                .layer(axum::extract::DefaultBodyLimit::max(auth::MAX_SIGN_IN_FORM_BYTES)),
+        )
         .route("/sign-out", post(auth::sign_out))
         .route("/assets/{name}", get(pages::asset));
     let api = Router::new()
@@ -176,7 +182,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(pages::not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate))
         .layer(axum::middleware::from_fn(metrics::time_requests))
-        .layer(axum::middleware::map_response(security_headers))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), security_headers))
         .with_state(state)
 }
 
@@ -184,8 +190,15 @@ async fn api_not_found() -> AppError {
     AppError::NotFound("there is no API endpoint at this address; see /api/v1/openapi.json".to_owned())
 }
 
-/// Headers that keep pages from being framed or sniffed, and allow scripts from pgmon only.
-async fn security_headers(mut response: axum::response::Response) -> axum::response::Response {
+/// Headers that keep pages from being framed, sniffed or cached, allow scripts from pgmon only,
+/// and keep browsers on HTTPS once they came over it.
+async fn security_headers(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let over_https = state.authenticator.secure_cookie(request.headers());
+    let mut response = next.run(request).await;
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_SECURITY_POLICY,
@@ -193,6 +206,12 @@ async fn security_headers(mut response: axum::response::Response) -> axum::respo
     );
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    // Pages and answers show what a signed-in user may see: no shared or browser cache keeps
+    // them. Static assets say otherwise themselves.
+    headers.entry(header::CACHE_CONTROL).or_insert(HeaderValue::from_static("no-store"));
+    if over_https {
+        headers.insert(header::STRICT_TRANSPORT_SECURITY, HeaderValue::from_static("max-age=31536000"));
+    }
     response
 }
 
@@ -222,7 +241,7 @@ impl BoundServer {
 /// handler needs, for [`router`].
 pub async fn app_state(config: &ServeConfig) -> Result<AppState, ServeError> {
     metrics::register_metrics();
-    let jetstream = connect_jetstream(&config.nats, "pgmon-query-api").await?;
+    let jetstream = connect_jetstream(&config.nats, NatsRole::Web).await?;
     let authenticator = auth::Authenticator::open(&jetstream, config.secure_cookies)
         .await
         .map_err(ServeError::Access)?;

@@ -12,7 +12,7 @@ use crate::error::AppError;
 /// The range shown when a request gives neither `from` nor `range`.
 pub const DEFAULT_RANGE: Duration = Duration::from_secs(3600);
 /// The longest window a request may ask for.
-const MAX_RANGE: Duration = Duration::from_secs(400 * 86400);
+const MAX_RANGE: Duration = Duration::from_secs(pgmon_common::query::MAX_WINDOW_DAYS as u64 * 86400);
 /// About how many buckets an automatic step aims for: one per couple of chart pixels.
 const TARGET_BUCKETS: u64 = 300;
 /// Steps an automatic choice picks from, in seconds: round numbers people read easily.
@@ -111,6 +111,10 @@ pub fn window(params: &HashMap<String, String>, now: SystemTime) -> Result<Windo
         (Some(from), None) => Duration::from_micros(unix_micros(now).saturating_sub(from).max(1) as u64),
         _ => range,
     };
+    // `from=0&to=2100-01-01` is as much work as `range=100y`: the same limit.
+    if span > MAX_RANGE {
+        return Err(AppError::bad_request("from", "from and to must be at most 400 days apart"));
+    }
     let step = match given("step") {
         Some(text) => duration("step", text)?,
         None => automatic_step(span),
@@ -297,6 +301,8 @@ mod tests {
         assert_eq!(error(&[("range", "forever")]), "range");
         assert_eq!(error(&[("by", "colour")]), "by");
         assert_eq!(error(&[("from", "100"), ("range", "1h")]), "range");
+        assert_eq!(error(&[("from", "0"), ("to", "2100-01-01T00:00:00Z"), ("step", "1d")]), "from");
+        assert_eq!(error(&[("from", "0"), ("step", "1d")]), "from");
         assert_eq!(field_of(target_name("Bad.Name").unwrap_err()), "target");
     }
 
