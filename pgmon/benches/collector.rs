@@ -572,7 +572,7 @@ async fn bench_objects() {
     })
     .await;
     let rows: usize = parts.iter().map(|part| part.rows.len()).sum();
-    let jetstream = async_nats::jetstream::new(pgmon_test_support::connect_as(&&url, pgmon_common::nats_access::NatsRole::Admin).await);
+    let jetstream = async_nats::jetstream::new(pgmon_test_support::connect_as(&url, pgmon_common::nats_access::NatsRole::Admin).await);
     let stream = jetstream.get_stream(pgmon_common::subjects::SNAPSHOT_STREAM).await.unwrap();
     let last = stream
         .direct_get_last_for_subject(pgmon_common::subjects::snapshot_subject(

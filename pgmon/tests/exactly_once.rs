@@ -72,7 +72,7 @@ fn stop_gracefully(child: &mut Child) {
 }
 
 async fn consumer_caught_up(nats_url: &str) -> bool {
-    let client = pgmon_test_support::connect_as(&nats_url, pgmon_common::nats_access::NatsRole::Admin).await;
+    let client = pgmon_test_support::connect_as(nats_url, pgmon_common::nats_access::NatsRole::Admin).await;
     let jetstream = jetstream::new(client);
     let mut stream = jetstream.get_stream(SNAPSHOT_STREAM).await.unwrap();
     let last_sequence = stream.info().await.unwrap().state.last_sequence;

@@ -91,7 +91,6 @@ async fn each_role_reaches_only_what_it_needs() {
     let sessions = admin_jetstream.get_key_value(SESSIONS_BUCKET).await.unwrap();
     let targets = admin_jetstream.get_key_value(TARGETS_BUCKET).await.unwrap();
     targets.put("prod", "{\"dsn\":\"host=db\"}".into()).await.unwrap();
-    let admin = connect_as(&url, NatsRole::Admin).await;
 
     let collector = connect_as(&url, NatsRole::Collector).await;
     let mut collector_jetstream = jetstream::new(collector.clone());

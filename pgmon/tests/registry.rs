@@ -146,7 +146,7 @@ async fn targets_are_added_edited_disabled_and_removed_while_the_collector_runs(
     collector.await.unwrap().unwrap();
 
     // No snapshot anywhere carries the password.
-    let client = pgmon_test_support::connect_as(&&url, pgmon_common::nats_access::NatsRole::Admin).await;
+    let client = pgmon_test_support::connect_as(&url, pgmon_common::nats_access::NatsRole::Admin).await;
     let stream = async_nats::jetstream::new(client);
     let mut stream = stream.get_stream(pgmon_common::subjects::SNAPSHOT_STREAM).await.unwrap();
     let last = stream.info().await.unwrap().state.last_sequence;

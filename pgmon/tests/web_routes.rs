@@ -281,7 +281,8 @@ async fn sign_in_sets_a_safe_session_cookie_and_mutations_need_the_csrf_token() 
     let huge = web
         .post_form("/sign-in", &Auth::None, &[("user", &"x".repeat(1_500_000)), ("password", PASSWORD)])
         .await;
-    assert_eq!(huge.status, StatusCode::PAYLOAD_TOO_LARGE);
+    // Refused as a bad form: the body limit stops reading it after 8 KiB.
+    assert_eq!(huge.status, StatusCode::BAD_REQUEST);
 
     let session = web.session("bob", Role::Admin).await;
     let Auth::Cookie(_, Some(csrf)) = &session else { unreachable!() };

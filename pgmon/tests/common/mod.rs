@@ -146,7 +146,7 @@ where
 
 /// Every snapshot in the stream, decoded, with its stream sequence (none before it exists).
 pub async fn stream_snapshots(nats_url: &str) -> Vec<(u64, AnySnapshot)> {
-    let client = pgmon_test_support::connect_as(&nats_url, pgmon_common::nats_access::NatsRole::Admin).await;
+    let client = pgmon_test_support::connect_as(nats_url, pgmon_common::nats_access::NatsRole::Admin).await;
     let jetstream = jetstream::new(client);
     let Ok(mut stream) = jetstream.get_stream(SNAPSHOT_STREAM).await else {
         return Vec::new();
@@ -216,7 +216,7 @@ pub async fn stream_of_kind<Row>(nats_url: &str, of_kind: impl Fn(AnySnapshot) -
 
 /// How many messages the stream holds for each subject matching `filter` (none before it exists).
 pub async fn subject_counts(nats_url: &str, filter: &str) -> std::collections::HashMap<String, usize> {
-    let client = pgmon_test_support::connect_as(&nats_url, pgmon_common::nats_access::NatsRole::Admin).await;
+    let client = pgmon_test_support::connect_as(nats_url, pgmon_common::nats_access::NatsRole::Admin).await;
     let Ok(stream) = jetstream::new(client).get_stream(SNAPSHOT_STREAM).await else {
         return Default::default();
     };
