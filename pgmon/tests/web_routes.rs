@@ -269,7 +269,7 @@ async fn sign_in_sets_a_safe_session_cookie_and_mutations_need_the_csrf_token() 
             .await;
         assert_eq!(redirected.headers[header::LOCATION], "/", "next={sneaky:?}");
     }
-    let page = web.get("/", &web.session("carol", Role::Viewer).await).await;
+    let page = web.get("/", &web.session("cora", Role::Viewer).await).await;
     assert_eq!(page.headers[header::CACHE_CONTROL], "no-store", "signed-in pages are not cached");
     // Names that cannot be a user's are refused before anything keys on them, and a form
     // larger than a sign-in needs is not read at all.
