@@ -284,6 +284,17 @@ pub fn authorization_block(key_of: impl Fn(NatsRole) -> String) -> String {
     block
 }
 
+/// The body of a nats-server configuration for pgmon: JetStream stored in `store_dir`, and
+/// only the roles whose public keys are given admitted. Callers add where it listens.
+pub fn server_configuration(store_dir: &Path, public_keys: &BTreeMap<NatsRole, String>) -> String {
+    // Debug formatting quotes and escapes the path as the configuration's strings are.
+    format!(
+        "jetstream {{\n  store_dir: {:?}\n}}\n{}",
+        store_dir.display().to_string(),
+        authorization_block(|role| public_keys[&role].clone())
+    )
+}
+
 /// `nats/authorization.conf`: the block with each role's public key read from the server's
 /// environment (`$PGMON_NKEY_<ROLE>`), as `pgmon nats authorization` prints it.
 pub fn shipped_authorization_config() -> String {

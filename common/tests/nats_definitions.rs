@@ -35,11 +35,8 @@ async fn nats_directory_streams_match_the_server_after_start_up() {
     let nats = TestNats::start();
     let jetstream = connect_jetstream(
         &NatsArgs {
-            url: nats.url(),
             stream_max_age: DEFAULT_STREAM_MAX_AGE,
-            stream_replicas: 1,
-            nkey_file: Some(pgmon_test_support::key_file_for(&nats.url(), NatsRole::Admin)),
-            ca_file: None,
+            ..pgmon_test_support::nats_args_as(&nats.url(), NatsRole::Admin)
         },
         NatsRole::Admin,
     )
@@ -118,11 +115,9 @@ fn nats_directory_server_configs_are_valid() {
 async fn roles_apply_their_stream_settings_and_tools_leave_them() {
     let nats = TestNats::start();
     let settings = |max_age_seconds: u64, replicas: u8| NatsArgs {
-        url: nats.url(),
         stream_max_age: std::time::Duration::from_secs(max_age_seconds),
         stream_replicas: replicas,
-        nkey_file: Some(pgmon_test_support::key_file_for(&nats.url(), NatsRole::Ingester)),
-        ca_file: None,
+        ..pgmon_test_support::nats_args_as(&nats.url(), NatsRole::Ingester)
     };
     let jetstream = connect_jetstream(&settings(3600, 1), NatsRole::Ingester).await.unwrap();
     let max_age = || async {

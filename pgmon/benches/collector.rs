@@ -156,6 +156,20 @@ async fn open_sessions(postgres: &TestPostgres, user: &str, count: usize) -> Vec
 /// Runs `count` distinct statements (one table each), so pg_stat_statements holds as many
 /// entries, each text padded to about `text_bytes` with a comment (as ORMs and query
 /// annotations make them: real texts run from a few hundred bytes to many kilobytes).
+/// A session of its own role for the naive baseline queries, so their server time is counted
+/// apart from the collector's.
+async fn connect_naive_baseline(admin: &tokio_postgres::Client, postgres: &TestPostgres) -> tokio_postgres::Client {
+    admin
+        .batch_execute("CREATE ROLE bench_naive LOGIN IN ROLE pg_monitor")
+        .await
+        .unwrap();
+    let (naive, connection) = tokio_postgres::connect(&postgres.connection_string("bench_naive"), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    naive
+}
+
 async fn make_statements(admin: &tokio_postgres::Client, count: usize, text_bytes: usize) {
     for first in (1..=count).step_by(500) {
         let last = (first + 499).min(count);
@@ -222,14 +236,7 @@ async fn bench_server_time(seconds: u64) {
 
     // The baseline runs beside the collector, as often as its statements snapshots: the naive
     // read a DBA's script does, every column and every text.
-    admin
-        .batch_execute("CREATE ROLE bench_naive LOGIN IN ROLE pg_monitor")
-        .await
-        .unwrap();
-    let (naive, connection) = tokio_postgres::connect(&postgres.connection_string("bench_naive"), tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let naive = connect_naive_baseline(&admin, &postgres).await;
     let nats = TestNats::start();
     let shutdown = CancellationToken::new();
     let collector = tokio::spawn(pgmon_collector::run(
@@ -590,14 +597,7 @@ async fn bench_objects() {
         .unwrap_or_default();
 
     // The baseline: every relation measured in one query.
-    admin
-        .batch_execute("CREATE ROLE bench_naive LOGIN IN ROLE pg_monitor")
-        .await
-        .unwrap();
-    let (naive, connection) = tokio_postgres::connect(&postgres.connection_string("bench_naive"), tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(connection);
+    let naive = connect_naive_baseline(&admin, &postgres).await;
     let naive_started = Instant::now();
     naive
         .simple_query(

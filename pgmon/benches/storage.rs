@@ -91,11 +91,8 @@ fn raw_appender(snapshots: &[Snapshot<ActivityRow>], template_dir: &Path, direct
 
 fn nats_args(url: String, role: NatsRole) -> NatsArgs {
     NatsArgs {
-        nkey_file: Some(pgmon_test_support::key_file_for(&url, role)),
-        url,
         stream_max_age: Duration::from_secs(7 * 86_400),
-        stream_replicas: 1,
-        ca_file: None,
+        ..pgmon_test_support::nats_args_as(&url, role)
     }
 }
 

@@ -7,7 +7,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use pgmon_common::nats_access::{authorization_block, NatsRole};
+use pgmon_common::nats_access::{server_configuration, NatsRole};
 use pgmon_common::nats_setup::MINIMUM_NATS_SERVER_VERSION;
 
 /// A running nats-server with its store under pgmon's data directory.
@@ -91,10 +91,8 @@ impl EmbeddedNats {
 
 /// The server's configuration: listening on loopback only, no client without a role key.
 fn server_config(store_dir: &Path, port: u16, public_keys: &BTreeMap<NatsRole, String>) -> String {
-    // Debug formatting quotes and escapes the path as the configuration's strings are.
     format!(
-        "# Written by pgmon up at each start.\nlisten: 127.0.0.1:{port}\njetstream {{\n  store_dir: {:?}\n}}\n{}",
-        store_dir.display().to_string(),
-        authorization_block(|role| public_keys[&role].clone())
+        "# Written by pgmon up at each start.\nlisten: 127.0.0.1:{port}\n{}",
+        server_configuration(store_dir, public_keys)
     )
 }

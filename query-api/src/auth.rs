@@ -156,16 +156,15 @@ impl Authenticator {
     /// Whether this attempt is over a limit. Idle keys are forgotten when the limiters grow
     /// large, so their memory stays bounded whatever names and addresses are sent.
     fn attempt_limited(&self, user: Option<&UserName>, client: IpAddr) -> bool {
-        for length in [self.attempts_per_client.len(), self.attempts_per_user_and_client.len()] {
-            if length >= MAX_LIMITER_KEYS {
-                self.attempts_per_client.retain_recent();
-                self.attempts_per_user_and_client.retain_recent();
-                self.attempts_per_client.shrink_to_fit();
-                self.attempts_per_user_and_client.shrink_to_fit();
+        let full = || self.attempts_per_client.len() >= MAX_LIMITER_KEYS || self.attempts_per_user_and_client.len() >= MAX_LIMITER_KEYS;
+        if full() {
+            self.attempts_per_client.retain_recent();
+            self.attempts_per_user_and_client.retain_recent();
+            self.attempts_per_client.shrink_to_fit();
+            self.attempts_per_user_and_client.shrink_to_fit();
+            if full() {
+                return true;
             }
-        }
-        if self.attempts_per_client.len() >= MAX_LIMITER_KEYS || self.attempts_per_user_and_client.len() >= MAX_LIMITER_KEYS {
-            return true;
         }
         self.attempts_per_client.check_key(&client).is_err()
             || user.is_some_and(|user| self.attempts_per_user_and_client.check_key(&(user.clone(), client)).is_err())

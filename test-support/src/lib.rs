@@ -10,6 +10,6 @@ mod nats;
 mod postgres;
 mod process;
 
-pub use nats::{ca_file_for, connect_as, find_nats_server, key_file_for, TestNats};
+pub use nats::{ca_file_for, connect_as, find_nats_server, key_file_for, nats_args_as, TestNats};
 pub use postgres::{TestCertificates, TestPostgres};
 pub use process::free_local_port;

@@ -8,6 +8,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use pgmon_common::nats_access::{self, NatsRole};
+use pgmon_common::nats_setup::{self, NatsArgs};
 use tempfile::TempDir;
 
 use crate::postgres::TestCertificates;
@@ -78,11 +79,7 @@ impl TestNats {
         let config = self.directory.path().join("nats-server.conf");
         if !config.exists() {
             let public_keys = nats_access::write_identities(&self.keys_dir()).expect("write the roles' NATS keys");
-            let mut text = format!(
-                "jetstream {{\n  store_dir: {:?}\n}}\n{}",
-                self.directory.path().join("store").display().to_string(),
-                nats_access::authorization_block(|role| public_keys[&role].clone())
-            );
+            let mut text = nats_access::server_configuration(&self.directory.path().join("store"), &public_keys);
             if self.tls {
                 let tls = self.directory.path().join("tls");
                 text.push_str(&format!(
@@ -146,17 +143,20 @@ pub fn ca_file_for(url: &str) -> Option<PathBuf> {
     Some(directory_of(url).join("tls").join("ca.crt")).filter(|path| path.exists())
 }
 
-/// A plain client of the test server at `url` connected as `role` (its key, its inbox prefix).
-pub async fn connect_as(url: &str, role: NatsRole) -> async_nats::Client {
-    let seed = std::fs::read_to_string(key_file_for(url, role)).unwrap();
-    let mut options = async_nats::ConnectOptions::new()
-        .nkey(seed.trim().to_owned())
-        .custom_inbox_prefix(role.inbox_prefix());
-    if let Some(ca_file) = ca_file_for(url) {
-        options = options.add_root_certificates(ca_file).require_tls(true);
+/// The NATS settings of `role` for the test server at `url`: its own key, the server's CA.
+pub fn nats_args_as(url: &str, role: NatsRole) -> NatsArgs {
+    NatsArgs {
+        url: url.to_owned(),
+        stream_max_age: Duration::from_secs(3600),
+        stream_replicas: 1,
+        nkey_file: Some(key_file_for(url, role)),
+        ca_file: ca_file_for(url),
     }
-    options
-        .connect(url)
+}
+
+/// A plain client of the test server at `url` connected as `role`, the way pgmon's roles connect.
+pub async fn connect_as(url: &str, role: NatsRole) -> async_nats::Client {
+    nats_setup::connect(&nats_args_as(url, role), role)
         .await
         .unwrap_or_else(|e| panic!("cannot connect to {url} as {role:?}: {e}"))
 }

@@ -22,16 +22,7 @@ pub fn nats_args(url: &str) -> NatsArgs {
     nats_args_as(url, NatsRole::Admin)
 }
 
-/// The NATS settings of `role` for the test server at `url`: its own key.
-pub fn nats_args_as(url: &str, role: NatsRole) -> NatsArgs {
-    NatsArgs {
-        url: url.to_owned(),
-        stream_max_age: Duration::from_secs(3600),
-        stream_replicas: 1,
-        nkey_file: Some(pgmon_test_support::key_file_for(url, role)),
-        ca_file: pgmon_test_support::ca_file_for(url),
-    }
-}
+pub use pgmon_test_support::nats_args_as;
 
 pub fn collector_config(nats_url: &str, targets: &[(&str, String)], interval: Duration) -> CollectorConfig {
     CollectorConfig {
