@@ -103,9 +103,15 @@ pub async fn run(config: CollectorConfig, shutdown: CancellationToken) -> Result
     let mut registered: BTreeMap<TargetName, TargetRecord> = BTreeMap::new();
     let mut changes = Box::pin(registry.watch().await?);
     let mut refresh = tokio::time::interval(SHARD_REFRESH);
+    // A refresh that outlasted its period (NATS away: each write waits for its ack timeout)
+    // must not be followed by a burst of catch-up refreshes.
+    refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let mut membership_due = false;
+        // Biased: with NATS away the other branches are always ready, and an unbiased choice
+        // could keep picking them long after SIGTERM.
         tokio::select! {
+            biased;
             _ = shutdown.cancelled() => break,
             change = changes.next() => match change {
                 Some(RegistryChange::Put(record)) => {
@@ -123,10 +129,18 @@ pub async fn run(config: CollectorConfig, shutdown: CancellationToken) -> Result
             },
             _ = refresh.tick() => membership_due = true,
         }
-        if membership_due {
-            shard.refresh_members().await;
+        // Each NATS call here may wait for its timeout; shutdown does not wait for them.
+        let membership_work = async {
+            if membership_due {
+                shard.refresh_members().await;
+            }
+            reconcile(&config, &registered, &mut shard, &mut running, membership_due).await;
+        };
+        tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            _ = membership_work => {}
         }
-        reconcile(&config, &registered, &mut shard, &mut running, membership_due).await;
     }
     // One deadline for the whole shutdown: stop sampling, publish what NATS takes, spool the rest.
     let deadline = tokio::time::Instant::now() + config.shutdown_timeout;

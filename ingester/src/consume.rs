@@ -131,6 +131,7 @@ async fn fetch_batches(
     let mut last_read = applied;
     while !shutdown.is_cancelled() && config.stop_after.is_none_or(|last| last_read < last) {
         let messages = tokio::select! {
+            biased;
             _ = shutdown.cancelled() => break,
             messages = fetch_batch(consumer, config, batch_max_bytes) => messages,
         };
