@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use clap::Args;
 use pgmon_common::nats_setup::NatsArgs;
 use pgmon_common::registry::TargetRecord;
-use pgmon_common::secret::{OpenError, SecretKey, SecretKeyArgs, SecretKeyError};
+use pgmon_common::secret::{OpenError, PasswordBinding, SecretKey, SecretKeyArgs, SecretKeyError};
 use pgmon_common::target::{TargetName, TargetNameError};
 use serde::Deserialize;
 
@@ -111,6 +111,9 @@ pub struct TargetSpec {
     pub tls: TlsSettings,
     /// Sampling intervals that differ from the collector's defaults.
     pub intervals: BTreeMap<SnapshotKind, Duration>,
+    /// Where the password goes, as the connection string says it (defaults not filled in, so
+    /// every process computes the same text): what a stored password is bound to.
+    password_destination: String,
 }
 
 impl std::fmt::Debug for TargetSpec {
@@ -222,7 +225,7 @@ impl TargetSpec {
         if let Some(sealed) = &record.sealed_password {
             let key = key.ok_or_else(|| ConfigError::MissingSecretKey(record.name.clone()))?;
             let password = key
-                .open(sealed, record.name.as_str())
+                .open(sealed, &spec.password_binding())
                 .map_err(|source| ConfigError::PasswordNotOpened {
                     name: record.name.clone(),
                     source,
@@ -230,6 +233,26 @@ impl TargetSpec {
             spec.connection.password(password);
         }
         Ok(spec)
+    }
+
+    /// What this target's stored password is bound to.
+    pub fn password_binding(&self) -> PasswordBinding {
+        PasswordBinding {
+            target: self.name.to_string(),
+            destination: self.password_destination.clone(),
+        }
+    }
+
+    /// Seals `password` for this target: it opens only while the user, hosts, ports and TLS
+    /// settings stay as they are.
+    pub fn seal_password(&self, key: &SecretKey, password: &str) -> String {
+        key.seal(password, &self.password_binding())
+    }
+
+    /// Whether a password stored for `self` may be sent to `other`: same target, user, hosts,
+    /// ports and TLS settings.
+    pub fn same_password_destination(&self, other: &TargetSpec) -> bool {
+        self.password_binding() == other.password_binding()
     }
 
     /// A registry target's connection string must parse and must not carry a password.
@@ -252,6 +275,7 @@ impl TargetSpec {
         if let Some(ssl_mode) = ssl_mode {
             connection.ssl_mode(ssl_mode);
         }
+        let password_destination = password_destination(&connection, &tls);
         if connection.get_user().is_none() {
             // libpq's default: the operating-system user name.
             if let Some(user) = std::env::var_os("USER").or_else(|| std::env::var_os("LOGNAME")) {
@@ -266,8 +290,34 @@ impl TargetSpec {
             connection,
             tls,
             intervals: BTreeMap::new(),
+            password_destination,
         })
     }
+}
+
+/// The user, hosts, host addresses, ports and TLS settings of a parsed connection string, in
+/// one canonical text.
+fn password_destination(connection: &tokio_postgres::Config, tls: &TlsSettings) -> String {
+    let hosts: Vec<String> = connection
+        .get_hosts()
+        .iter()
+        .map(|host| match host {
+            tokio_postgres::config::Host::Tcp(name) => format!("tcp:{name}"),
+            tokio_postgres::config::Host::Unix(path) => format!("unix:{}", path.display()),
+        })
+        .collect();
+    let addresses: Vec<String> = connection.get_hostaddrs().iter().map(ToString::to_string).collect();
+    let ports: Vec<String> = connection.get_ports().iter().map(ToString::to_string).collect();
+    serde_json::json!({
+        "user": connection.get_user(),
+        "hosts": hosts,
+        "hostaddrs": addresses,
+        "ports": ports,
+        "sslmode": format!("{:?}", connection.get_ssl_mode()),
+        "verification": format!("{:?}", tls.verification),
+        "sslrootcert": tls.root_certificates,
+    })
+    .to_string()
 }
 
 /// The targets file (`--targets-file`, TOML).

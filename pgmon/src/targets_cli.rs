@@ -60,6 +60,10 @@ pub enum TargetsCommand {
     Rm { name: TargetName },
     /// Print a new random secret key for PGMON_SECRET_KEY.
     GenerateKey,
+    /// Seal every stored password again with the current secret key: after a key rotation
+    /// (the old key given as --previous-secret-key), and for passwords stored before they were
+    /// bound to their target's user, hosts, ports and TLS settings.
+    Reseal,
 }
 
 /// How a password is given: never on the command line in clear.
@@ -110,7 +114,7 @@ pub async fn run(nats: NatsArgs, secret_key: SecretKeyArgs, command: TargetsComm
             let intervals: BTreeMap<String, String> = intervals.into_iter().collect();
             parse_intervals(name.as_str(), &intervals)?;
             let record = TargetRecord {
-                sealed_password: seal(&secret_key, &name, password.read()?)?,
+                sealed_password: seal(&secret_key, &TargetSpec::new(name.as_str(), &dsn)?, password.read()?)?,
                 name: name.clone(),
                 dsn,
                 enabled: !disabled,
@@ -151,14 +155,18 @@ pub async fn run(nats: NatsArgs, secret_key: SecretKeyArgs, command: TargetsComm
             let Some(mut record) = registry.get(&name).await? else {
                 bail!("target {name} does not exist: add it with pgmon targets add {name} --dsn ...");
             };
+            let stored = TargetSpec::new(name.as_str(), &record.dsn)?;
             if let Some(dsn) = dsn {
                 TargetSpec::check_registry_dsn(&name, &dsn)?;
                 record.dsn = dsn;
             }
+            let edited = TargetSpec::new(name.as_str(), &record.dsn)?;
             if clear_password {
                 record.sealed_password = None;
-            } else if let Some(sealed) = seal(&secret_key, &name, password.read()?)? {
+            } else if let Some(sealed) = seal(&secret_key, &edited, password.read()?)? {
                 record.sealed_password = Some(sealed);
+            } else if record.sealed_password.is_some() && !stored.same_password_destination(&edited) {
+                bail!("the user, host, port or TLS settings of {name} change: give the password again (--password-stdin) or --clear-password; a stored password is only sent where it was given for");
             }
             if enable || disable {
                 record.enabled = enable;
@@ -183,15 +191,49 @@ pub async fn run(nats: NatsArgs, secret_key: SecretKeyArgs, command: TargetsComm
             }
             println!("removed target {name}");
         }
+        TargetsCommand::Reseal => reseal(&registry, &secret_key).await?,
         TargetsCommand::GenerateKey => unreachable!("handled before connecting"),
     }
     Ok(())
 }
 
-fn seal(secret_key: &SecretKeyArgs, name: &TargetName, password: Option<String>) -> anyhow::Result<Option<String>> {
+/// `pgmon targets reseal`: every password the keys open is sealed with the current key and
+/// bound to its destination; one that does not open is named and left as it is.
+async fn reseal(registry: &Registry, secret_key: &SecretKeyArgs) -> anyhow::Result<()> {
+    let Some(key) = secret_key.load()? else {
+        bail!("resealing needs the current key: set PGMON_SECRET_KEY or --secret-key-file (and the old one as PGMON_PREVIOUS_SECRET_KEY)");
+    };
+    let (records, _) = registry.list().await?;
+    let (mut resealed, mut current, mut failed) = (0, 0, 0);
+    for mut record in records {
+        let Some(sealed) = record.sealed_password.clone() else { continue };
+        let target = TargetSpec::new(record.name.as_str(), &record.dsn)?;
+        let binding = target.password_binding();
+        match key.needs_resealing(&sealed, &binding) {
+            Ok(false) => current += 1,
+            Ok(true) => {
+                let password = key.open(&sealed, &binding)?;
+                record.sealed_password = Some(target.seal_password(&key, &password));
+                registry.put(&record).await?;
+                resealed += 1;
+            }
+            Err(error) => {
+                eprintln!("error: target {}: {error}", record.name);
+                failed += 1;
+            }
+        }
+    }
+    println!("resealed {resealed} passwords; {current} were sealed with the current key already");
+    if failed > 0 {
+        bail!("{failed} stored passwords do not open with the given keys and were left as they are");
+    }
+    Ok(())
+}
+
+fn seal(secret_key: &SecretKeyArgs, target: &TargetSpec, password: Option<String>) -> anyhow::Result<Option<String>> {
     let Some(password) = password else { return Ok(None) };
     let Some(key) = secret_key.load()? else {
         bail!("passwords are stored encrypted: set PGMON_SECRET_KEY or --secret-key-file (pgmon targets generate-key makes a key)");
     };
-    Ok(Some(key.seal(&password, name.as_str())))
+    Ok(Some(target.seal_password(&key, &password)))
 }

@@ -11,6 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::{collector_config, newest_status_since, now_us, stream_activity, wait_until};
+use pgmon_collector::TargetSpec;
 use pgmon_common::event::{DownReason, TargetState};
 use pgmon_common::nats_setup::connect_jetstream;
 use pgmon_common::registry::{Registry, TargetRecord};
@@ -20,8 +21,9 @@ use tokio_util::sync::CancellationToken;
 
 const PASSWORD: &str = "right-horse-battery-staple";
 
-/// Runs `pgmon targets <arguments>`, feeding `stdin`; returns stdout, panicking on failure.
-fn pgmon_targets(nats_url: &str, key: &str, arguments: &[&str], stdin: &str) -> String {
+/// Runs `pgmon targets <arguments>` with `environment` added, feeding `stdin`; checks that no
+/// output shows the password.
+fn run_pgmon_targets(nats_url: &str, environment: &[(&str, &str)], arguments: &[&str], stdin: &str) -> std::process::Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_pgmon"))
         .arg("targets")
         .args(arguments)
@@ -30,7 +32,7 @@ fn pgmon_targets(nats_url: &str, key: &str, arguments: &[&str], stdin: &str) -> 
             "PGMON_NATS_NKEY_FILE",
             pgmon_test_support::key_file_for(nats_url, pgmon_common::nats_access::NatsRole::Admin),
         )
-        .env("PGMON_SECRET_KEY", key)
+        .envs(environment.iter().copied())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -38,14 +40,21 @@ fn pgmon_targets(nats_url: &str, key: &str, arguments: &[&str], stdin: &str) -> 
         .unwrap();
     child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
     let output = child.wait_with_output().unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    assert!(output.status.success(), "pgmon targets {arguments:?} failed: {stderr}");
-    assert!(
-        !stdout.contains(PASSWORD) && !stderr.contains(PASSWORD),
-        "password shown: {stdout}{stderr}"
+    let shown = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
     );
-    stdout
+    assert!(!shown.contains(PASSWORD), "password shown: {shown}");
+    output
+}
+
+/// Runs `pgmon targets <arguments>` with the secret key `key`; returns stdout, panicking on failure.
+fn pgmon_targets(nats_url: &str, key: &str, arguments: &[&str], stdin: &str) -> String {
+    let output = run_pgmon_targets(nats_url, &[("PGMON_SECRET_KEY", key)], arguments, stdin);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "pgmon targets {arguments:?} failed: {stderr}");
+    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 async fn latest_activity_us(nats_url: &str, target: &str) -> Option<i64> {
@@ -101,6 +110,18 @@ async fn targets_are_added_edited_disabled_and_removed_while_the_collector_runs(
     let raw = serde_json::to_string(&stored).unwrap();
     assert!(!raw.contains(PASSWORD) && stored.sealed_password.is_some(), "{raw}");
     assert_eq!(stored.intervals.get("objects").map(String::as_str), Some("1h"));
+
+    // The stored password is bound to where it goes: another host without the password again
+    // is refused, and the stored record stays as it was.
+    let moved = run_pgmon_targets(
+        &url,
+        &[("PGMON_SECRET_KEY", &key)],
+        &["edit", "watched", "--dsn", &dsn.replace("127.0.0.1", "localhost")],
+        "",
+    );
+    let refusal = String::from_utf8_lossy(&moved.stderr);
+    assert!(!moved.status.success() && refusal.contains("give the password again"), "{refusal}");
+    assert!(registry.get(&"watched".parse().unwrap()).await.unwrap().unwrap() == stored);
 
     // A wrong password: the collector reconnects with it and says why it fails.
     let edited_at = now_us();
@@ -165,12 +186,15 @@ async fn a_missing_or_wrong_secret_key_is_a_clear_error_at_start() {
         .await
         .unwrap();
     let registry = Registry::open(&jetstream).await.unwrap();
-    let key = SecretKey::parse(&SecretKey::generate()).unwrap();
+    let old_key = SecretKey::generate();
+    let key = SecretKey::parse(&old_key).unwrap();
+    let dsn = "host=127.0.0.1 user=monitor";
+    let spec = TargetSpec::new("sealed", dsn).unwrap();
     registry
         .put(&TargetRecord {
             name: "sealed".parse().unwrap(),
-            dsn: "host=127.0.0.1 user=monitor".into(),
-            sealed_password: Some(key.seal(PASSWORD, "sealed")),
+            dsn: dsn.into(),
+            sealed_password: Some(spec.seal_password(&key, PASSWORD)),
             enabled: true,
             labels: BTreeMap::new(),
             intervals: BTreeMap::new(),
@@ -192,6 +216,37 @@ async fn a_missing_or_wrong_secret_key_is_a_clear_error_at_start() {
         "{error}"
     );
     assert!(!error.contains(PASSWORD));
+
+    // Rotating the key: with the new key current and the old one previous, `reseal` seals the
+    // password again; afterwards the new key alone opens it and the old one no longer does.
+    let new_key = SecretKey::generate();
+    let rotating = [
+        ("PGMON_SECRET_KEY", new_key.as_str()),
+        ("PGMON_PREVIOUS_SECRET_KEY", old_key.as_str()),
+    ];
+    let resealed = run_pgmon_targets(&url, &rotating, &["reseal"], "");
+    assert!(resealed.status.success(), "{}", String::from_utf8_lossy(&resealed.stderr));
+    assert_eq!(
+        String::from_utf8_lossy(&resealed.stdout).trim(),
+        "resealed 1 passwords; 0 were sealed with the current key already"
+    );
+    let again = run_pgmon_targets(&url, &rotating, &["reseal"], "");
+    assert_eq!(
+        String::from_utf8_lossy(&again.stdout).trim(),
+        "resealed 0 passwords; 1 were sealed with the current key already"
+    );
+    let record = registry.get(&"sealed".parse().unwrap()).await.unwrap().unwrap();
+    let new_only = SecretKey::parse(&new_key).unwrap();
+    let opened = TargetSpec::from_record(&record, Some(&new_only)).unwrap();
+    assert_eq!(opened.connection.get_password(), Some(PASSWORD.as_bytes()));
+    assert!(TargetSpec::from_record(&record, Some(&key)).is_err());
+    let unknown_key = run_pgmon_targets(&url, &[("PGMON_SECRET_KEY", &SecretKey::generate())], &["reseal"], "");
+    let stderr = String::from_utf8_lossy(&unknown_key.stderr);
+    assert!(!unknown_key.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("target sealed: the secret key does not open the stored password"),
+        "{stderr}"
+    );
 }
 
 /// Which collector sampled each target, per target, in time order.
