@@ -3,6 +3,10 @@
 //!
 //! Only hashes are stored: a user's password as an argon2id PHC string, a token as its SHA-256
 //! (tokens are 256 random bits, so a fast hash cannot be brute-forced).
+//!
+//! Every user record carries a credentials generation, new at each password or role change and
+//! for a user added again under an old name; sessions and tokens record the generation they
+//! were issued under and stop working when it is no longer the user's.
 
 use std::fmt;
 use std::str::FromStr;
@@ -102,6 +106,10 @@ pub struct UserRecord {
     /// argon2id PHC string (`$argon2id$v=19$...`).
     pub password_hash: String,
     pub created_at_us: i64,
+    /// Changes with the password or the role: sessions and tokens of another generation end.
+    /// (Records stored before generations existed have none, as do their sessions and tokens.)
+    #[serde(default)]
+    pub credentials_generation: String,
 }
 
 impl fmt::Debug for UserRecord {
@@ -122,6 +130,39 @@ pub struct ApiTokenRecord {
     /// The user the token acts as: it has that user's role, and dies with the user.
     pub user: UserName,
     pub created_at_us: i64,
+    /// The user's credentials generation when the token was made.
+    #[serde(default)]
+    pub credentials_generation: String,
+    /// When the token stops working; `None`: when it is revoked or its user changes.
+    #[serde(default)]
+    pub expires_at_us: Option<i64>,
+    /// When it was last used, to within [`LAST_USED_PRECISION`].
+    #[serde(default)]
+    pub last_used_at_us: Option<i64>,
+}
+
+/// How stale a token's "last used" may be: it is written at most this often per token, so
+/// API traffic does not turn into a KV write per request.
+pub const LAST_USED_PRECISION: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// The shortest prefix of a token id that `revoke` accepts, so one id cannot match many.
+pub const MINIMUM_TOKEN_ID_PREFIX: usize = 8;
+
+/// An API token as listed: its id (the start of its stored key, never the token) and record.
+#[derive(Clone, Debug)]
+pub struct ListedApiToken {
+    pub id: String,
+    pub record: ApiTokenRecord,
+    /// The whole stored key.
+    key: String,
+}
+
+/// The length of a listed token id.
+const TOKEN_ID_LENGTH: usize = 16;
+
+/// A new credentials generation.
+fn new_credentials_generation() -> String {
+    BASE64_URL.encode(rand::random::<[u8; 16]>())
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -140,6 +181,12 @@ pub enum AccessError {
     PasswordTooShort,
     #[error("cannot hash the password: {0}")]
     Hash(String),
+    #[error("a token id needs at least {MINIMUM_TOKEN_ID_PREFIX} characters (pgmon users tokens lists them)")]
+    TokenIdTooShort,
+    #[error("no API token has an id starting with {0}")]
+    NoSuchToken(String),
+    #[error("{0} API tokens have ids starting with {1}: give more of the id")]
+    AmbiguousToken(usize, String),
 }
 
 /// Users and API tokens in their KV buckets.
@@ -198,6 +245,18 @@ pub fn token_key(token: &str) -> String {
     Sha256::digest(token.as_bytes()).iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
+/// Every key of a bucket; `what` names its contents in the error.
+async fn bucket_keys(bucket: &kv::Store, what: &str) -> Result<Vec<String>, AccessError> {
+    let read_error = |e: &dyn fmt::Display| AccessError::Read {
+        what: what.to_owned(),
+        reason: e.to_string(),
+    };
+    match bucket.keys().await {
+        Ok(keys) => keys.try_collect().await.map_err(|e| read_error(&e)),
+        Err(e) => Err(read_error(&e)),
+    }
+}
+
 async fn open_bucket(jetstream: &jetstream::Context, bucket: &'static str) -> Result<kv::Store, AccessError> {
     jetstream.get_key_value(bucket).await.map_err(|e| AccessError::Open {
         bucket,
@@ -227,14 +286,7 @@ impl AccessStore {
 
     /// Every user, by name; entries that do not decode are skipped with a warning.
     pub async fn users(&self) -> Result<Vec<UserRecord>, AccessError> {
-        let read_error = |e: &dyn fmt::Display| AccessError::Read {
-            what: "the users".to_owned(),
-            reason: e.to_string(),
-        };
-        let keys: Vec<String> = match self.users.keys().await {
-            Ok(keys) => keys.try_collect().await.map_err(|e| read_error(&e))?,
-            Err(e) => return Err(read_error(&e)),
-        };
+        let keys = bucket_keys(&self.users, "the users").await?;
         let mut users = Vec::with_capacity(keys.len());
         for key in keys {
             let Ok(name) = key.parse::<UserName>() else {
@@ -256,6 +308,7 @@ impl AccessStore {
             role,
             password_hash: hash_password(password)?,
             created_at_us: now_us(),
+            credentials_generation: new_credentials_generation(),
         };
         let bytes = serde_json::to_vec(&record).expect("a user record serialises");
         self.users.create(name.as_str(), bytes.into()).await.map_err(|e| {
@@ -271,7 +324,7 @@ impl AccessStore {
         Ok(record)
     }
 
-    /// Changes a user's password, role, or both.
+    /// Changes a user's password, role, or both; their sessions and tokens end.
     pub async fn update_user(&self, name: &UserName, role: Option<Role>, password: Option<&str>) -> Result<(), AccessError> {
         let mut record = self.user(name).await?.ok_or_else(|| AccessError::NoSuchUser(name.clone()))?;
         if let Some(role) = role {
@@ -280,6 +333,7 @@ impl AccessStore {
         if let Some(password) = password {
             record.password_hash = hash_password(password)?;
         }
+        record.credentials_generation = new_credentials_generation();
         let bytes = serde_json::to_vec(&record).expect("a user record serialises");
         self.users.put(name.as_str(), bytes.into()).await.map_err(|e| AccessError::Write {
             what: format!("user {name}"),
@@ -288,7 +342,8 @@ impl AccessStore {
         Ok(())
     }
 
-    /// Removes a user; their sessions and tokens stop working at their next use.
+    /// Removes a user and their tokens; their sessions stop working at their next use (and
+    /// stay dead if the name is added again: the new user has a new generation).
     pub async fn remove_user(&self, name: &UserName) -> Result<(), AccessError> {
         if self.user(name).await?.is_none() {
             return Err(AccessError::NoSuchUser(name.clone()));
@@ -296,19 +351,33 @@ impl AccessStore {
         self.users.delete(name.as_str()).await.map_err(|e| AccessError::Write {
             what: format!("user {name}"),
             reason: e.to_string(),
-        })
+        })?;
+        for token in self.api_tokens(Some(name)).await? {
+            if let Err(error) = self.delete_token(&token).await {
+                tracing::warn!(user = %name, %error, "a removed user's token was not deleted; it no longer works anyway");
+            }
+        }
+        Ok(())
     }
 
-    /// Creates an API token acting as `user`; the token is returned once and never stored.
-    pub async fn create_api_token(&self, user: &UserName, label: &str) -> Result<String, AccessError> {
-        if self.user(user).await?.is_none() {
-            return Err(AccessError::NoSuchUser(user.clone()));
-        }
+    /// Creates an API token acting as `user`, valid for `valid_for` when given; the token is
+    /// returned once and never stored.
+    pub async fn create_api_token(
+        &self,
+        user: &UserName,
+        label: &str,
+        valid_for: Option<std::time::Duration>,
+    ) -> Result<String, AccessError> {
+        let owner = self.user(user).await?.ok_or_else(|| AccessError::NoSuchUser(user.clone()))?;
         let token = generate_api_token();
+        let created_at_us = now_us();
         let record = ApiTokenRecord {
             label: label.to_owned(),
             user: user.clone(),
-            created_at_us: now_us(),
+            created_at_us,
+            credentials_generation: owner.credentials_generation,
+            expires_at_us: valid_for.map(|valid_for| created_at_us.saturating_add(valid_for.as_micros() as i64)),
+            last_used_at_us: None,
         };
         let bytes = serde_json::to_vec(&record).expect("a token record serialises");
         self.tokens
@@ -321,7 +390,9 @@ impl AccessStore {
         Ok(token)
     }
 
-    /// The user a token acts as, when the token exists and its user still does.
+    /// The user a token acts as, when the token exists, has not expired, and was made under
+    /// its user's current generation. Records when it was used (at most every
+    /// [`LAST_USED_PRECISION`]).
     pub async fn user_of_api_token(&self, token: &str) -> Result<Option<UserRecord>, AccessError> {
         let key = token_key(token);
         let entry = self.tokens.get(&key).await.map_err(|e| AccessError::Read {
@@ -329,10 +400,87 @@ impl AccessStore {
             reason: e.to_string(),
         })?;
         let Some(bytes) = entry else { return Ok(None) };
-        let Ok(record) = serde_json::from_slice::<ApiTokenRecord>(&bytes) else {
+        let Ok(mut record) = serde_json::from_slice::<ApiTokenRecord>(&bytes) else {
             return Ok(None);
         };
-        self.user(&record.user).await
+        let now = now_us();
+        if record.expires_at_us.is_some_and(|expires_at_us| expires_at_us <= now) {
+            return Ok(None);
+        }
+        let Some(user) = self.user(&record.user).await? else {
+            return Ok(None);
+        };
+        if user.credentials_generation != record.credentials_generation {
+            return Ok(None);
+        }
+        if record
+            .last_used_at_us
+            .is_none_or(|last_used| now - last_used >= LAST_USED_PRECISION.as_micros() as i64)
+        {
+            record.last_used_at_us = Some(now);
+            let bytes = serde_json::to_vec(&record).expect("a token record serialises");
+            if let Err(error) = self.tokens.put(&key, bytes.into()).await {
+                tracing::debug!(%error, "a token's last use was not recorded");
+            }
+        }
+        Ok(Some(user))
+    }
+
+    /// The API tokens (of `user` only, when given), oldest first.
+    pub async fn api_tokens(&self, user: Option<&UserName>) -> Result<Vec<ListedApiToken>, AccessError> {
+        let read_error = |e: &dyn fmt::Display| AccessError::Read {
+            what: "the API tokens".to_owned(),
+            reason: e.to_string(),
+        };
+        let keys = bucket_keys(&self.tokens, "the API tokens").await?;
+        let mut tokens = Vec::with_capacity(keys.len());
+        for key in keys {
+            let Some(bytes) = self.tokens.get(&key).await.map_err(|e| read_error(&e))? else {
+                continue;
+            };
+            let Ok(record) = serde_json::from_slice::<ApiTokenRecord>(&bytes) else {
+                continue;
+            };
+            if user.is_none_or(|user| &record.user == user) {
+                tokens.push(ListedApiToken {
+                    id: key.chars().take(TOKEN_ID_LENGTH).collect(),
+                    record,
+                    key,
+                });
+            }
+        }
+        tokens.sort_by_key(|token| token.record.created_at_us);
+        Ok(tokens)
+    }
+
+    /// Revokes the one token whose id starts with `id_prefix`; returns what it was.
+    pub async fn revoke_api_token(&self, id_prefix: &str) -> Result<ApiTokenRecord, AccessError> {
+        let id_prefix = id_prefix.trim().to_ascii_lowercase();
+        if id_prefix.len() < MINIMUM_TOKEN_ID_PREFIX {
+            return Err(AccessError::TokenIdTooShort);
+        }
+        let mut matching: Vec<ListedApiToken> = self
+            .api_tokens(None)
+            .await?
+            .into_iter()
+            .filter(|token| token.id.starts_with(&id_prefix))
+            .collect();
+        match matching.len() {
+            0 => Err(AccessError::NoSuchToken(id_prefix)),
+            1 => {
+                let token = matching.remove(0);
+                self.delete_token(&token).await?;
+                Ok(token.record)
+            }
+            many => Err(AccessError::AmbiguousToken(many, id_prefix)),
+        }
+    }
+
+    async fn delete_token(&self, token: &ListedApiToken) -> Result<(), AccessError> {
+        self.tokens.delete(&token.key).await.map_err(|e| AccessError::Write {
+            what: format!("API token {}", token.id),
+            reason: e.to_string(),
+        })
     }
 
     /// Signs a user in: their record when the password matches, `None` otherwise. Runs argon2
@@ -398,6 +546,7 @@ mod tests {
             role: Role::Viewer,
             password_hash: "$argon2id$secret".to_owned(),
             created_at_us: 0,
+            credentials_generation: String::new(),
         };
         assert!(!format!("{record:?}").contains("argon2id"));
     }

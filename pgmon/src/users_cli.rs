@@ -35,13 +35,41 @@ pub enum UsersCommand {
     },
     /// Remove a user; their sessions and API tokens stop working at once.
     Rm { name: UserName },
-    /// Create an API token acting as a user; it is printed once and stored only as a hash.
+    /// Create an API token acting as a user; it is printed once and stored only as a hash. It
+    /// ends when it expires, when it is revoked, or when the user's password or role changes.
     Token {
         name: UserName,
-        /// What the token is for (shown nowhere but kept with it), e.g. "grafana".
+        /// What the token is for (listed by `pgmon users tokens`), e.g. "grafana".
         #[arg(long, default_value = "api")]
         label: String,
+        /// How long the token works (e.g. 30d, 1y), or "never".
+        #[arg(long, default_value = "90d", value_parser = parse_validity)]
+        expires_in: Validity,
     },
+    /// List the API tokens (of one user when given): id, user, label, created, last used, expiry.
+    Tokens { name: Option<UserName> },
+    /// Revoke one API token by its id (or the first 8 or more characters of it).
+    Revoke { id: String },
+}
+
+/// How long a new token works.
+#[derive(Clone, Copy)]
+pub struct Validity(Option<std::time::Duration>);
+
+fn parse_validity(text: &str) -> Result<Validity, String> {
+    if text.eq_ignore_ascii_case("never") {
+        return Ok(Validity(None));
+    }
+    humantime::parse_duration(text)
+        .map(|duration| Validity(Some(duration)))
+        .map_err(|error| format!("{error}: give a duration such as 30d or 1y, or never"))
+}
+
+/// A moment for the token list: UTC to the minute, or "-".
+fn listed_time(at_us: Option<i64>) -> String {
+    at_us
+        .and_then(chrono::DateTime::from_timestamp_micros)
+        .map_or_else(|| "-".to_owned(), |at| at.format("%Y-%m-%d %H:%M").to_string())
 }
 
 /// How a user's password is given: the environment, or the first line of standard input.
@@ -96,10 +124,34 @@ pub async fn run(nats: NatsArgs, command: UsersCommand) -> anyhow::Result<()> {
             access.remove_user(&name).await?;
             println!("removed user {name}");
         }
-        UsersCommand::Token { name, label } => {
-            let token = access.create_api_token(&name, &label).await?;
+        UsersCommand::Token { name, label, expires_in } => {
+            let token = access.create_api_token(&name, &label, expires_in.0).await?;
             println!("{token}");
             eprintln!("API token for {name}: send it as 'Authorization: Bearer <token>'; it is not shown again");
+        }
+        UsersCommand::Tokens { name } => {
+            println!(
+                "{:<16}  {:<20} {:<20} {:<16}  {:<16}  EXPIRES",
+                "ID", "USER", "LABEL", "CREATED", "LAST USED"
+            );
+            for token in access.api_tokens(name.as_ref()).await? {
+                println!(
+                    "{:<16}  {:<20} {:<20} {:<16}  {:<16}  {}",
+                    token.id,
+                    token.record.user,
+                    token.record.label,
+                    listed_time(Some(token.record.created_at_us)),
+                    listed_time(token.record.last_used_at_us),
+                    token
+                        .record
+                        .expires_at_us
+                        .map_or_else(|| "never".to_owned(), |at| listed_time(Some(at)))
+                );
+            }
+        }
+        UsersCommand::Revoke { id } => {
+            let revoked = access.revoke_api_token(&id).await?;
+            println!("revoked the token {:?} of {}", revoked.label, revoked.user);
         }
     }
     Ok(())
