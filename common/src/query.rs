@@ -179,6 +179,14 @@ pub enum QueryReply<T> {
 /// memory of both sides and the time a reply holds the connection.
 pub const MAX_REPLY_BYTES: usize = 32 * 1024 * 1024;
 
+/// Header of a named-query request: how many milliseconds the asker will wait for the answer.
+/// The ingester stops the query (DuckDB's interrupt) when that time is up, so work nobody
+/// waits for does not hold a reader.
+pub const QUERY_BUDGET_HEADER: &str = "Pgmon-Query-Budget-Ms";
+
+/// The longest a named query may run, whatever its asker says.
+pub const MAX_QUERY_BUDGET: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// Header of each message of a reply larger than one NATS message: `<index>/<count>`, the
 /// index from 0. A reply that fits one message has no such header.
 pub const REPLY_PART_HEADER: &str = "Pgmon-Reply-Part";

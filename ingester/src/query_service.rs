@@ -10,8 +10,8 @@ use duckdb::Connection;
 use futures::StreamExt;
 use pgmon_common::query::{
     reply_messages, ActivitySeriesRequest, BlockingRequest, DatabaseSeriesRequest, LockHistoryRequest, NamedQuery, ObjectGrowthRequest,
-    ObjectsRequest, QueryReply, SessionHistoryRequest, SessionsRequest, StatementHistoryRequest, TopStatementsRequest, MAX_REPLY_BYTES,
-    REPLY_PART_HEADER,
+    ObjectsRequest, QueryReply, SessionHistoryRequest, SessionsRequest, StatementHistoryRequest, TopStatementsRequest, MAX_QUERY_BUDGET,
+    MAX_REPLY_BYTES, QUERY_BUDGET_HEADER, REPLY_PART_HEADER,
 };
 use pgmon_common::subjects::{query_subject, QUERY_QUEUE_GROUP};
 use pgmon_common::target::TargetName;
@@ -40,6 +40,7 @@ pub(crate) async fn serve_queries(
     let readers = Arc::new(Readers::new(reader));
     loop {
         let request = tokio::select! {
+            biased;
             _ = shutdown.cancelled() => return Ok(()),
             request = requests.next() => match request {
                 Some(request) => request,
@@ -52,13 +53,32 @@ pub(crate) async fn serve_queries(
         tokio::spawn(async move {
             let query_name = request.subject.as_str().split('.').nth(2).unwrap_or_default().to_owned();
             let answered_name = query_name.clone();
-            let reply = readers
-                .with_reader(move |connection| answer(&query_name, &request.payload, connection))
+            let deadline = tokio::time::Instant::now() + query_budget(request.headers.as_ref());
+            let reply = match readers
+                .with_reader(deadline, move |connection| answer(&query_name, &request.payload, connection))
                 .await
-                .unwrap_or_else(|panic| encode(&QueryReply::<()>::Failed(format!("query task failed: {panic}"))));
+            {
+                Ok(Some(reply)) => reply,
+                // Nobody waits for the answer any more: none is sent.
+                Ok(None) => {
+                    tracing::info!(query = answered_name, "query stopped at its asker's deadline");
+                    return;
+                }
+                Err(panic) => encode(&QueryReply::<()>::Failed(format!("query task failed: {panic}"))),
+            };
             send_reply(&client, reply_subject, reply, &answered_name).await;
         });
     }
+}
+
+/// How long the asker waits (its [`QUERY_BUDGET_HEADER`]), at most [`MAX_QUERY_BUDGET`].
+fn query_budget(headers: Option<&async_nats::HeaderMap>) -> std::time::Duration {
+    headers
+        .and_then(|headers| headers.get(QUERY_BUDGET_HEADER))
+        .and_then(|value| value.as_str().parse::<u64>().ok())
+        .map_or(MAX_QUERY_BUDGET, |milliseconds| {
+            std::time::Duration::from_millis(milliseconds).min(MAX_QUERY_BUDGET)
+        })
 }
 
 /// Connections reading the ingester's database, one per core: the several queries of one page
@@ -83,23 +103,39 @@ impl Readers {
         }
     }
 
-    /// Runs `work` on an idle connection on the blocking pool, waiting for one when all are busy.
+    /// Runs `work` on an idle connection on the blocking pool, waiting for one when all are
+    /// busy. At `deadline` the wait ends, or the running query is interrupted: `Ok(None)`.
     async fn with_reader<T: Send + 'static>(
         self: &Arc<Self>,
+        deadline: tokio::time::Instant,
         work: impl FnOnce(&Connection) -> T + Send + 'static,
-    ) -> Result<T, tokio::task::JoinError> {
-        let permit = self.available.acquire().await.expect("the semaphore is never closed");
+    ) -> Result<Option<T>, tokio::task::JoinError> {
+        let Ok(permit) = tokio::time::timeout_at(deadline, self.available.acquire()).await else {
+            return Ok(None);
+        };
+        let permit = permit.expect("the semaphore is never closed");
         let connection = lock(&self.idle).pop().expect("a permit stands for an idle connection");
-        let done = tokio::task::spawn_blocking(move || {
+        let interrupt = connection.interrupt_handle();
+        let mut running = tokio::task::spawn_blocking(move || {
             let result = work(&connection);
             (connection, result)
-        })
-        .await;
+        });
+        let (done, interrupted) = tokio::select! {
+            done = &mut running => (done, false),
+            _ = tokio::time::sleep_until(deadline) => loop {
+                // DuckDB forgets an interrupt that comes before the query starts: repeat it
+                // until the query has stopped.
+                interrupt.interrupt();
+                if let Ok(done) = tokio::time::timeout(std::time::Duration::from_millis(100), &mut running).await {
+                    break (done, true);
+                }
+            }
+        };
         match done {
             Ok((connection, result)) => {
                 lock(&self.idle).push(connection);
                 drop(permit);
-                Ok(result)
+                Ok((!interrupted).then_some(result))
             }
             Err(panic) => {
                 match lock(&self.template).try_clone() {
@@ -196,9 +232,48 @@ fn run<Query: NamedQuery>(
         .observe(started.elapsed().as_secs_f64());
     match answered {
         Ok(reply) => encode(&QueryReply::Ok(reply)),
+        // Its asker's deadline passed: nobody reads this reply.
+        Err(error) if error.to_string().contains("INTERRUPT") => {
+            encode(&QueryReply::<()>::Failed("the query was stopped at its deadline".to_owned()))
+        }
         Err(error) => {
             tracing::error!(query = Query::NAME, target = %request.target(), %error, "query failed");
             encode(&QueryReply::<()>::Failed("the query failed; see the ingester log".to_owned()))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_query_past_its_deadline_is_interrupted_and_its_reader_serves_again() {
+        let readers = Arc::new(Readers::new(Connection::open_in_memory().unwrap()));
+        let endless = "SELECT count(*) FROM range(100000000) AS t1, range(100000000) AS t2";
+        let stopped = readers
+            .with_reader(tokio::time::Instant::now() + Duration::from_millis(200), move |connection| {
+                connection.query_row(endless, [], |row| row.get::<_, i64>(0))
+            })
+            .await
+            .unwrap();
+        assert!(stopped.is_none(), "the query ran past its deadline");
+        // Every reader, the interrupted one first (the idle list is a stack), answers again.
+        let far = tokio::time::Instant::now() + Duration::from_secs(60);
+        let reader_count = lock(&readers.idle).len();
+        for _ in 0..reader_count {
+            let answer = readers
+                .with_reader(far, |connection| connection.query_row("SELECT 42", [], |row| row.get::<_, i64>(0)))
+                .await
+                .unwrap();
+            assert_eq!(answer.unwrap().unwrap(), 42);
+        }
+        assert_eq!(query_budget(None), MAX_QUERY_BUDGET);
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(QUERY_BUDGET_HEADER, "5000");
+        assert_eq!(query_budget(Some(&headers)), Duration::from_secs(5));
+        headers.insert(QUERY_BUDGET_HEADER, "99999999");
+        assert_eq!(query_budget(Some(&headers)), MAX_QUERY_BUDGET);
     }
 }

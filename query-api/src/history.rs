@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use futures::StreamExt;
-use pgmon_common::query::{NamedQuery, QueryReply, ReplyAssembly, REPLY_PART_HEADER};
+use pgmon_common::query::{NamedQuery, QueryReply, ReplyAssembly, QUERY_BUDGET_HEADER, REPLY_PART_HEADER};
 use pgmon_common::subjects::query_subject;
 
 use crate::error::AppError;
@@ -21,8 +21,10 @@ pub async fn named_query<Query: NamedQuery>(
     let inbox = client.new_inbox();
     let cannot_reach = |error: &dyn std::fmt::Display| AppError::Unavailable(format!("cannot reach the ingesters: {error}"));
     let mut replies = client.subscribe(inbox.clone()).await.map_err(|e| cannot_reach(&e))?;
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(QUERY_BUDGET_HEADER, timeout.as_millis().to_string().as_str());
     client
-        .publish_with_reply(subject, inbox, payload.into())
+        .publish_with_reply_and_headers(subject, inbox, headers, payload.into())
         .await
         .map_err(|e| cannot_reach(&e))?;
     let deadline = tokio::time::Instant::now() + timeout;
