@@ -89,7 +89,7 @@ impl Web {
 
     async fn token(&self, name: &str, role: Role) -> Auth {
         let user = self.user(name, role).await;
-        Auth::Token(self.access.create_api_token(&user, "test").await.unwrap())
+        Auth::Token(self.access.create_api_token(&user, "test", None).await.unwrap())
     }
 
     /// Signs in through the form; the session cookie and the page's CSRF token.
@@ -347,6 +347,76 @@ async fn sign_in_sets_a_safe_session_cookie_and_mutations_need_the_csrf_token() 
     assert_eq!(web.get("/api/v1/targets", &token).await.status, StatusCode::UNAUTHORIZED);
 }
 
+/// Sessions and tokens end with the credentials they were issued under: a password or role
+/// change, or the user removed and added again under the same name. Tokens expire, are listed
+/// with when they were last used, and are revoked one by one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sessions_and_tokens_end_with_their_credentials() {
+    let nats = TestNats::start();
+    let web = Web::start(&nats.url()).await;
+    let signed_in = |auth: Auth| {
+        let web = &web;
+        async move { web.get("/api/v1/targets", &auth).await.status == StatusCode::OK }
+    };
+
+    let session = web.session("erin", Role::Viewer).await;
+    let erin: UserName = "erin".parse().unwrap();
+    let token = Auth::Token(web.access.create_api_token(&erin, "grafana", None).await.unwrap());
+    assert!(signed_in(session.clone()).await && signed_in(token.clone()).await);
+    web.access.update_user(&erin, None, Some("a brand new passphrase")).await.unwrap();
+    assert!(!signed_in(session).await, "a session outlived a password change");
+    assert!(!signed_in(token).await, "a token outlived a password change");
+
+    let token = Auth::Token(web.access.create_api_token(&erin, "grafana", None).await.unwrap());
+    assert!(signed_in(token.clone()).await);
+    web.access.update_user(&erin, Some(Role::Admin), None).await.unwrap();
+    assert!(!signed_in(token).await, "a token outlived a role change");
+
+    // Removed and added again under the same name: nothing of the old user works.
+    let session = {
+        web.access.remove_user(&erin).await.unwrap();
+        web.session("erin", Role::Viewer).await
+    };
+    let token = Auth::Token(web.access.create_api_token(&erin, "ci", None).await.unwrap());
+    web.access.remove_user(&erin).await.unwrap();
+    web.user("erin", Role::Admin).await;
+    assert!(!signed_in(session).await, "a session came back with the name");
+    assert!(!signed_in(token).await, "a token came back with the name");
+    assert!(
+        web.access.api_tokens(Some(&erin)).await.unwrap().is_empty(),
+        "a removed user's tokens are deleted"
+    );
+
+    // Expiry, the list, and revoking one token while another keeps working.
+    let expiring = Auth::Token(
+        web.access
+            .create_api_token(&erin, "short", Some(Duration::from_millis(1)))
+            .await
+            .unwrap(),
+    );
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    assert!(!signed_in(expiring).await, "an expired token still works");
+    let kept = Auth::Token(web.access.create_api_token(&erin, "kept", None).await.unwrap());
+    let revoked = Auth::Token(web.access.create_api_token(&erin, "revoked", None).await.unwrap());
+    assert!(signed_in(kept.clone()).await && signed_in(revoked.clone()).await);
+    let listed = web.access.api_tokens(Some(&erin)).await.unwrap();
+    let labels: Vec<&str> = listed.iter().map(|token| token.record.label.as_str()).collect();
+    assert_eq!(labels, ["short", "kept", "revoked"]);
+    assert!(listed[1].record.last_used_at_us.is_some() && listed[0].record.last_used_at_us.is_none());
+    assert!(listed.iter().all(|token| token.id.len() == 16));
+    let too_short = web.access.revoke_api_token(&listed[2].id[..4]).await.unwrap_err();
+    assert!(
+        too_short.to_string().starts_with("a token id needs at least 8 characters"),
+        "{too_short}"
+    );
+    let gone = web.access.revoke_api_token(&listed[2].id[..10]).await.unwrap();
+    assert_eq!(gone.label, "revoked");
+    assert!(!signed_in(revoked).await, "a revoked token still works");
+    assert!(signed_in(kept).await, "revoking one token ended another");
+    let again = web.access.revoke_api_token(&listed[2].id).await.unwrap_err();
+    assert!(again.to_string().starts_with("no API token has an id starting with"), "{again}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sign_in_attempts_are_rate_limited_per_user_and_client() {
     let nats = TestNats::start();
@@ -429,6 +499,8 @@ async fn viewers_read_everything_and_change_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admins_manage_connections_with_encrypted_passwords_and_exact_test_results() {
+    let logs = common::CapturedLogs::default();
+    let _logging = logs.install();
     let postgres = TestPostgres::start();
     let nats = TestNats::start();
     let web = Web::start(&nats.url()).await;
@@ -569,6 +641,89 @@ async fn admins_manage_connections_with_encrypted_passwords_and_exact_test_resul
         .await;
     let report: serde_json::Value = serde_json::from_str(&stored_test.body).unwrap();
     assert_eq!(report["ok"], true, "{}", stored_test.body);
+
+    // The stored password goes only where it was given for. Pointed at another host, one that
+    // asks for the password in clear, testing or saving without typing the password again is
+    // refused on the password field, and that host never receives the stored password.
+    let trap = common::CleartextPasswordTrap::start();
+    let elsewhere = format!("host=127.0.0.1 port={} user=monitor dbname=postgres", trap.port);
+    let ask_again = "the user, host, port or TLS settings changed: enter the password again";
+    let test_edit = |dsn: String| {
+        let web = &web;
+        let admin = admin.clone();
+        async move {
+            web.post_form(
+                "/connections/test",
+                &admin,
+                &[("editing", "db"), ("name", "db"), ("dsn", dsn.as_str()), ("password", "")],
+            )
+            .await
+            .body
+        }
+    };
+    assert!(
+        test_edit(dsn.clone()).await.contains("Connected."),
+        "the stored password is used where it belongs"
+    );
+    let tested_elsewhere = test_edit(elsewhere.clone()).await;
+    assert!(tested_elsewhere.contains(ask_again), "{tested_elsewhere}");
+    let other_user = test_edit(dsn.replace("user=monitor", "user=postgres")).await;
+    assert!(other_user.contains(ask_again), "{other_user}");
+    let saved_elsewhere = web
+        .post_form(
+            "/connections/db",
+            &admin,
+            &[
+                ("csrf_token", csrf),
+                ("name", "db"),
+                ("dsn", &elsewhere),
+                ("password", ""),
+                ("enabled", "true"),
+            ],
+        )
+        .await;
+    assert_eq!(saved_elsewhere.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", saved_elsewhere.body);
+    assert!(saved_elsewhere.body.contains(ask_again), "{}", saved_elsewhere.body);
+    let put_elsewhere = web
+        .send_json(
+            "PUT",
+            "/api/v1/targets/db",
+            &admin,
+            serde_json::json!({"name": "db", "dsn": elsewhere, "enabled": true}),
+        )
+        .await;
+    assert_eq!(put_elsewhere.status, StatusCode::BAD_REQUEST, "{}", put_elsewhere.body);
+    assert!(put_elsewhere.body.contains("\"password\""), "{}", put_elsewhere.body);
+    assert_eq!(trap.connections(), 0, "nothing connected to the other host");
+    // A password typed for that host is sent there: the trap works, and it got only that one.
+    test("typed-for-that-host", elsewhere.clone()).await;
+    assert_eq!(trap.received_passwords(), vec!["typed-for-that-host".to_owned()]);
+    let stored_test = web
+        .send_json("POST", "/api/v1/targets/db/test", &admin, serde_json::json!({}))
+        .await;
+    assert!(
+        stored_test.body.contains("\"ok\":true"),
+        "the stored target is unchanged: {}",
+        stored_test.body
+    );
+
+    // The audit trail names who tested and changed which target, and how it went.
+    let audit = logs.text();
+    let audit_lines: Vec<&str> = audit.lines().filter(|line| line.contains("pgmon::audit")).collect();
+    for expected in [
+        "action=\"connection tested\" monitored_target=\"db\" outcome=\"failed: AuthenticationFailed\"",
+        "action=\"connection tested\" monitored_target=\"db\" outcome=\"connected\"",
+        "action=\"target added\" monitored_target=\"db\"",
+        "action=\"target changed\" monitored_target=\"db\"",
+    ] {
+        assert!(
+            audit_lines
+                .iter()
+                .any(|line| line.contains("user=frank role=admin") && line.contains(expected)),
+            "no audit event {expected}: {audit_lines:#?}"
+        );
+    }
+    assert!(!audit.contains("monitor-secret-1") && !audit.contains("typed-for-that-host"));
 
     // Disable, then delete.
     let disabled = web

@@ -5,6 +5,7 @@
 //! server behind a load balancer knows them and a stolen bucket holds no usable cookie. Each
 //! request looks its user up again, so a removed user or a changed role takes effect at once.
 
+use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -95,6 +96,10 @@ struct SessionRecord {
     user: UserName,
     csrf_token: String,
     created_at_us: i64,
+    /// The user's credentials generation at sign-in: a password or role change since, or the
+    /// user removed and added again, ends the session.
+    #[serde(default)]
+    credentials_generation: String,
 }
 
 /// Sign-in attempts allowed per minute for one user name from one client (address or IPv6
@@ -119,6 +124,57 @@ pub struct Authenticator {
     password_checks: tokio::sync::Semaphore,
     /// Mark cookies `Secure` even when no proxy says the request came over TLS.
     always_secure_cookies: bool,
+    /// Requests each user has in progress, so one user (or one script with their token)
+    /// cannot take every ingester reader and web worker from everybody else.
+    requests_in_progress: RequestsInProgress,
+    /// Proxies whose X-Forwarded-For is believed.
+    trusted_proxies: Vec<ipnet::IpNet>,
+}
+
+/// The most requests one user may have in progress at once; more are answered 429. A page
+/// loads its charts and tables with a handful of requests at a time.
+pub const MAX_REQUESTS_IN_PROGRESS_PER_USER: usize = 16;
+
+/// How many requests each user has in progress; only users with some are kept.
+#[derive(Clone, Default)]
+struct RequestsInProgress(Arc<std::sync::Mutex<HashMap<UserName, usize>>>);
+
+impl RequestsInProgress {
+    fn counts(&self) -> std::sync::MutexGuard<'_, HashMap<UserName, usize>> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Counts a request of `user`, or `None` when they have the most in progress already.
+    fn begin(&self, user: &UserName) -> Option<RequestInProgress> {
+        let mut counts = self.counts();
+        let count = counts.entry(user.clone()).or_default();
+        if *count >= MAX_REQUESTS_IN_PROGRESS_PER_USER {
+            return None;
+        }
+        *count += 1;
+        Some(RequestInProgress {
+            requests: self.clone(),
+            user: user.clone(),
+        })
+    }
+}
+
+/// One request of a user in progress; dropping it ends it.
+struct RequestInProgress {
+    requests: RequestsInProgress,
+    user: UserName,
+}
+
+impl Drop for RequestInProgress {
+    fn drop(&mut self) {
+        let mut counts = self.requests.counts();
+        if let Some(count) = counts.get_mut(&self.user) {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.user);
+            }
+        }
+    }
 }
 
 fn per_minute(attempts: u32) -> Quota {
@@ -137,7 +193,11 @@ fn now_us() -> i64 {
 }
 
 impl Authenticator {
-    pub async fn open(jetstream: &jetstream::Context, always_secure_cookies: bool) -> Result<Authenticator, String> {
+    pub async fn open(
+        jetstream: &jetstream::Context,
+        always_secure_cookies: bool,
+        trusted_proxies: Vec<ipnet::IpNet>,
+    ) -> Result<Authenticator, String> {
         let access = AccessStore::open(jetstream).await.map_err(|e| e.to_string())?;
         let sessions = jetstream
             .get_key_value(SESSIONS_BUCKET)
@@ -150,6 +210,8 @@ impl Authenticator {
             attempts_per_client: RateLimiter::keyed(per_minute(ATTEMPTS_PER_MINUTE_PER_CLIENT)),
             password_checks: tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |cores| cores.get())),
             always_secure_cookies,
+            requests_in_progress: RequestsInProgress::default(),
+            trusted_proxies,
         })
     }
 
@@ -176,6 +238,7 @@ impl Authenticator {
             user: user.name.clone(),
             csrf_token: random_token(),
             created_at_us: now_us(),
+            credentials_generation: user.credentials_generation.clone(),
         };
         let bytes = serde_json::to_vec(&record).expect("a session record serialises");
         self.sessions
@@ -200,6 +263,7 @@ impl Authenticator {
             return Ok(None);
         };
         let user = self.access.user(&session.user).await.map_err(|e| unavailable(&e))?;
+        let user = user.filter(|user| user.credentials_generation == session.credentials_generation);
         Ok(user.map(|user| Principal {
             user: user.name,
             role: user.role,
@@ -354,6 +418,15 @@ pub async fn authenticate(State(state): State<AppState>, request: Request, next:
             };
         }
     }
+    let Some(_in_progress) = authenticator.requests_in_progress.begin(&principal.user) else {
+        tracing::info!(user = %principal.user, "request refused: too many of this user's requests in progress");
+        let mut response = AppError::TooManyRequests(format!(
+            "you have {MAX_REQUESTS_IN_PROGRESS_PER_USER} requests in progress already: wait for them to finish"
+        ))
+        .into_response();
+        response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return response;
+    };
     request.extensions_mut().insert(principal);
     next.run(request).await
 }
@@ -398,10 +471,39 @@ pub async fn sign_in_form(axum::extract::Query(query): axum::extract::Query<Sign
     sign_in_page(StatusCode::OK, &local_destination(query.next.as_deref()), "", None)
 }
 
-fn client_address(request_extensions: &axum::http::Extensions) -> Option<IpAddr> {
-    request_extensions
+fn client_address(request: &Request, trusted_proxies: &[ipnet::IpNet]) -> Option<IpAddr> {
+    let peer = request
+        .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|ConnectInfo(address)| address.ip())
+        .map(|ConnectInfo(address)| address.ip())?;
+    Some(forwarded_client(peer, request.headers(), trusted_proxies))
+}
+
+/// The client behind trusted proxies: X-Forwarded-For read from the right (each proxy appends
+/// the address it saw), skipping trusted proxies; the first other address is the client. What
+/// a client writes there itself is to the left of that and never believed.
+fn forwarded_client(peer: IpAddr, headers: &HeaderMap, trusted_proxies: &[ipnet::IpNet]) -> IpAddr {
+    let trusted = |address: &IpAddr| trusted_proxies.iter().any(|network| network.contains(address));
+    if !trusted(&peer) {
+        return peer;
+    }
+    let hops: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .map(str::trim)
+        .collect();
+    let mut nearest = peer;
+    for hop in hops.iter().rev() {
+        match hop.parse::<IpAddr>() {
+            Ok(address) if trusted(&address) => nearest = address,
+            Ok(address) => return address,
+            // A proxy appends only addresses: garbage means the header cannot be followed.
+            Err(_) => return nearest,
+        }
+    }
+    nearest
 }
 
 /// The client a limit applies to: an IPv4 address, or the /64 network of an IPv6 address (one
@@ -418,7 +520,7 @@ fn client_group(address: IpAddr) -> IpAddr {
 
 /// `POST /sign-in`: checks the password (rate-limited) and starts a session.
 pub async fn sign_in(State(state): State<AppState>, request: Request) -> Result<Response, PageError> {
-    let address = client_address(request.extensions());
+    let address = client_address(&request, &state.authenticator.trusted_proxies);
     let headers = request.headers().clone();
     if is_cross_origin(&headers) {
         return Err(AppError::Forbidden("sign-in from another site is refused".to_owned()).into());
@@ -507,6 +609,59 @@ pub type SharedAuthenticator = Arc<Authenticator>;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn x_forwarded_for_is_believed_from_trusted_proxies_only() {
+        let proxies: Vec<ipnet::IpNet> = vec!["10.0.0.0/8".parse().unwrap(), "2001:db8::1/128".parse().unwrap()];
+        let headers = |value: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert("x-forwarded-for", HeaderValue::from_str(value).unwrap());
+            headers
+        };
+        let address = |text: &str| text.parse::<IpAddr>().unwrap();
+        // A client not behind a trusted proxy is taken at its own address, whatever it writes.
+        let direct = address("198.51.100.7");
+        assert_eq!(forwarded_client(direct, &headers("203.0.113.9"), &proxies), direct);
+        // Behind two trusted proxies: the address before them, not what the client forged.
+        let forged_then_real = headers("1.2.3.4, 203.0.113.9, 10.1.1.1");
+        assert_eq!(
+            forwarded_client(address("10.2.2.2"), &forged_then_real, &proxies),
+            address("203.0.113.9")
+        );
+        assert_eq!(
+            forwarded_client(address("2001:db8::1"), &headers("2001:db8:5::9"), &proxies),
+            address("2001:db8:5::9")
+        );
+        // No header, or garbage where a proxy would have written: the nearest known address.
+        assert_eq!(
+            forwarded_client(address("10.2.2.2"), &HeaderMap::new(), &proxies),
+            address("10.2.2.2")
+        );
+        assert_eq!(
+            forwarded_client(address("10.2.2.2"), &headers("203.0.113.9, not-an-address"), &proxies),
+            address("10.2.2.2")
+        );
+        assert_eq!(
+            forwarded_client(address("10.2.2.2"), &headers("203.0.113.9"), &[]),
+            address("10.2.2.2")
+        );
+    }
+
+    #[test]
+    fn each_user_has_a_bounded_number_of_requests_in_progress() {
+        let requests = RequestsInProgress::default();
+        let (alice, bob): (UserName, UserName) = ("alice".parse().unwrap(), "bob".parse().unwrap());
+        let mut held: Vec<RequestInProgress> = (0..MAX_REQUESTS_IN_PROGRESS_PER_USER)
+            .map(|_| requests.begin(&alice).expect("under the bound"))
+            .collect();
+        assert!(requests.begin(&alice).is_none(), "one more than the bound");
+        let of_bob = requests.begin(&bob).expect("another user is not held up");
+        held.pop();
+        assert!(requests.begin(&alice).is_some(), "a finished request makes room");
+        drop(held);
+        drop(of_bob);
+        assert!(requests.counts().is_empty(), "users without requests are forgotten");
+    }
 
     #[test]
     fn only_local_paths_are_followed_after_sign_in() {

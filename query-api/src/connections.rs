@@ -17,7 +17,7 @@ use pgmon_ui::connections::{ConnectionFormValues, ConnectionRow};
 use pgmon_ui::layout::page;
 use serde::{Deserialize, Serialize};
 
-use crate::auth::Admin;
+use crate::auth::{Admin, Principal};
 use crate::error::{AppError, PageError};
 use crate::AppState;
 
@@ -122,19 +122,34 @@ fn record_of(state: &AppState, name: &str, input: &TargetInput, existing: Option
     let Some(name) = name.filter(|_| errors.is_empty()) else {
         return Err(errors);
     };
+    let dsn = input.dsn.trim();
+    let spec = TargetSpec::new(name.as_str(), dsn).map_err(|error| vec![("dsn", error.to_string())])?;
     let sealed_password = match (password, &state.secret_key) {
-        (Some(password), Some(key)) => Some(key.seal(password, name.as_str())),
+        (Some(password), Some(key)) => Some(spec.seal_password(key, password)),
         _ if input.clear_password => None,
-        _ => existing.and_then(|record| record.sealed_password.clone()),
+        _ => match existing.and_then(|record| record.sealed_password.clone()) {
+            Some(_) if !existing.is_some_and(|record| same_password_destination(record, &spec)) => {
+                return Err(vec![(
+                    "password",
+                    "the user, host, port or TLS settings changed: enter the password again or remove it (a stored password is only sent where it was given for)".to_owned(),
+                )]);
+            }
+            kept => kept,
+        },
     };
     Ok(TargetRecord {
         name,
-        dsn: input.dsn.trim().to_owned(),
+        dsn: dsn.to_owned(),
         sealed_password,
         enabled: input.enabled,
         labels: input.labels.clone(),
         intervals: existing.map(|record| record.intervals.clone()).unwrap_or_default(),
     })
+}
+
+/// Whether the stored record's password may go where `spec` connects.
+fn same_password_destination(record: &TargetRecord, spec: &TargetSpec) -> bool {
+    TargetSpec::new(record.name.as_str(), &record.dsn).is_ok_and(|stored| stored.same_password_destination(spec))
 }
 
 async fn existing(state: &AppState, name: &str) -> Result<Option<TargetRecord>, AppError> {
@@ -175,10 +190,23 @@ fn first_error(errors: FieldErrors) -> AppError {
 }
 
 /// Runs "test connection" on what would be stored, the password opened from the record or given.
-async fn run_test(state: &AppState, record: &TargetRecord) -> Result<ConnectionTestReport, AppError> {
+async fn run_test(state: &AppState, principal: &Principal, record: &TargetRecord) -> Result<ConnectionTestReport, AppError> {
     let spec =
         TargetSpec::from_record(record, state.secret_key.as_deref()).map_err(|e| AppError::bad_request("password", e.to_string()))?;
-    Ok(test_connection(&spec).await)
+    let report = test_connection(&spec).await;
+    let outcome = match report.failure {
+        None => "connected".to_owned(),
+        Some(reason) => format!("failed: {reason:?}"),
+    };
+    audit(principal, "connection tested", record.name.as_str(), &outcome);
+    Ok(report)
+}
+
+/// One event of the audit trail: who changed or tested which target, and the outcome. They go
+/// to the log under their own log target, `pgmon::audit`, so they can be kept apart
+/// (`RUST_LOG=info` includes them; `--log-format json` makes them machine-readable).
+fn audit(principal: &Principal, action: &'static str, target: &str, outcome: &str) {
+    tracing::info!(target: "pgmon::audit", user = %principal.user, role = %principal.role.as_str(), action, monitored_target = target, outcome, "audit");
 }
 
 // ---- JSON API ----
@@ -204,7 +232,7 @@ pub async fn get_target(State(state): State<AppState>, Path(target): Path<String
     responses((status = 201, body = TargetView), (status = 400, body = crate::error::ErrorBody), (status = 403, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
 pub async fn create_target(
     State(state): State<AppState>,
-    _admin: Admin,
+    Admin(principal): Admin,
     ApiJson(input): ApiJson<TargetInput>,
 ) -> Result<Response, AppError> {
     if existing(&state, &input.name).await?.is_some() {
@@ -212,6 +240,7 @@ pub async fn create_target(
     }
     let record = record_of(&state, &input.name, &input, None).map_err(first_error)?;
     store(&state, &record).await?;
+    audit(&principal, "target added", record.name.as_str(), "stored");
     Ok((StatusCode::CREATED, Json(TargetView::from(&record))).into_response())
 }
 
@@ -220,21 +249,27 @@ pub async fn create_target(
     responses((status = 200, body = TargetView), (status = 400, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody)))]
 pub async fn update_target(
     State(state): State<AppState>,
-    _admin: Admin,
+    Admin(principal): Admin,
     Path(target): Path<String>,
     ApiJson(input): ApiJson<TargetInput>,
 ) -> Result<Json<TargetView>, AppError> {
     let current = registered(&state, &target).await?;
     let record = record_of(&state, &target, &input, Some(&current)).map_err(first_error)?;
     store(&state, &record).await?;
+    audit(&principal, "target changed", record.name.as_str(), "stored");
     Ok(Json(TargetView::from(&record)))
 }
 
 /// `DELETE /api/v1/targets/{target}` (admin): stops sampling it; its history stays.
 #[utoipa::path(delete, path = "/api/v1/targets/{target}", tag = "targets", params(("target" = String, Path)),
     responses((status = 204), (status = 404, body = crate::error::ErrorBody)))]
-pub async fn delete_target(State(state): State<AppState>, _admin: Admin, Path(target): Path<String>) -> Result<StatusCode, AppError> {
-    remove_registered(&state, &target).await?;
+pub async fn delete_target(
+    State(state): State<AppState>,
+    Admin(principal): Admin,
+    Path(target): Path<String>,
+) -> Result<StatusCode, AppError> {
+    let name = remove_registered(&state, &target).await?;
+    audit(&principal, "target removed", name.as_str(), "removed");
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -243,11 +278,11 @@ pub async fn delete_target(State(state): State<AppState>, _admin: Admin, Path(ta
     responses((status = 200, body = ConnectionTestReport), (status = 404, body = crate::error::ErrorBody)))]
 pub async fn test_target(
     State(state): State<AppState>,
-    _admin: Admin,
+    Admin(principal): Admin,
     Path(target): Path<String>,
 ) -> Result<Json<ConnectionTestReport>, AppError> {
     let record = registered(&state, &target).await?;
-    Ok(Json(run_test(&state, &record).await?))
+    Ok(Json(run_test(&state, &principal, &record).await?))
 }
 
 // ---- pages ----
@@ -409,7 +444,7 @@ pub async fn create_connection(
     match record_of(&state, &input.name, &input, None) {
         Ok(record) => {
             store(&state, &record).await?;
-            tracing::info!(target = %record.name, user = %principal.user, "target added");
+            audit(&principal, "target added", record.name.as_str(), "stored");
             Ok(Redirect::to("/connections").into_response())
         }
         Err(errors) => Ok(form_with_errors(&principal, None, &form, false, &errors)),
@@ -429,7 +464,7 @@ pub async fn update_connection(
     match result {
         Ok(record) => {
             store(&state, &record).await?;
-            tracing::info!(target = %record.name, user = %principal.user, "target changed");
+            audit(&principal, "target changed", record.name.as_str(), "stored");
             Ok(Redirect::to("/connections").into_response())
         }
         Err(errors) => Ok(form_with_errors(&principal, Some(&target), &form, has_password, &errors)),
@@ -455,7 +490,12 @@ pub async fn set_enabled(
         _ => return Err(AppError::bad_request("enabled", "enabled must be true or false").into()),
     };
     store(&state, &record).await?;
-    tracing::info!(target = %record.name, enabled = record.enabled, user = %principal.user, "target sampling switched");
+    audit(
+        &principal,
+        "target sampling switched",
+        record.name.as_str(),
+        if record.enabled { "enabled" } else { "disabled" },
+    );
     Ok(Redirect::to("/connections").into_response())
 }
 
@@ -466,13 +506,17 @@ pub async fn delete_connection(
     Path(target): Path<String>,
 ) -> Result<Response, PageError> {
     let name = remove_registered(&state, &target).await?;
-    tracing::info!(target = %name, user = %principal.user, "target removed");
+    audit(&principal, "target removed", name.as_str(), "removed");
     Ok(Redirect::to("/connections").into_response())
 }
 
 /// `POST /connections/test` (admin, htmx): tests the form's settings without saving them; an
 /// empty password while editing uses the stored one.
-pub async fn test_form(State(state): State<AppState>, _admin: Admin, Form(form): Form<ConnectionForm>) -> Result<Markup, PageError> {
+pub async fn test_form(
+    State(state): State<AppState>,
+    Admin(principal): Admin,
+    Form(form): Form<ConnectionForm>,
+) -> Result<Markup, PageError> {
     let editing = (!form.editing.is_empty()).then_some(form.editing.as_str());
     let current = match editing {
         Some(name) => existing(&state, name).await?,
@@ -487,7 +531,7 @@ pub async fn test_form(State(state): State<AppState>, _admin: Admin, Form(form):
             return Ok(pgmon_ui::connections::test_problem(&messages.join("; ")));
         }
     };
-    match run_test(&state, &record).await {
+    match run_test(&state, &principal, &record).await {
         Ok(report) => Ok(pgmon_ui::connections::test_result(&report)),
         Err(error) => Ok(pgmon_ui::connections::test_problem(&error.to_string())),
     }

@@ -22,6 +22,9 @@ pub enum AppError {
     /// The request conflicts with what exists (a target of that name).
     #[error("{0}")]
     Conflict(String),
+    /// Too many requests of one user at once; retrying in a moment works.
+    #[error("{0}")]
+    TooManyRequests(String),
     /// History cannot be read right now (no ingester answered); retrying later may work.
     #[error("{0}")]
     Unavailable(String),
@@ -45,6 +48,7 @@ impl AppError {
             AppError::Forbidden(_) => StatusCode::FORBIDDEN,
             AppError::NotFound(_) => StatusCode::NOT_FOUND,
             AppError::Conflict(_) => StatusCode::CONFLICT,
+            AppError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -50,6 +50,12 @@ pub struct ServeArgs {
     #[arg(long, env = "PGMON_SECURE_COOKIES")]
     pub secure_cookies: bool,
 
+    /// Proxies in front of pgmon (addresses or CIDR networks, comma-separated) whose
+    /// X-Forwarded-For is believed: the client is then the last address before them, for
+    /// sign-in limits and logs. Requests from anyone else are taken at their own address.
+    #[arg(long = "trusted-proxy", env = "PGMON_TRUSTED_PROXIES", value_delimiter = ',', value_name = "CIDR")]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+
     /// The first admin, created at start when no user exists yet (with PGMON_ADMIN_PASSWORD).
     #[arg(long, env = "PGMON_ADMIN_USER", value_name = "NAME")]
     pub admin_user: Option<UserName>,
@@ -65,6 +71,8 @@ pub struct ServeConfig {
     pub listen: SocketAddr,
     pub query_timeout: Duration,
     pub secure_cookies: bool,
+    /// Proxies whose X-Forwarded-For is believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     pub first_admin: Option<(UserName, String)>,
     /// Where to write a generated first-admin password when no user and no first admin is
     /// configured (`pgmon up`); `None` leaves the server without users until one is added.
@@ -80,6 +88,7 @@ impl ServeConfig {
             listen: args.listen,
             query_timeout: args.query_timeout,
             secure_cookies: args.secure_cookies,
+            trusted_proxies: args.trusted_proxies,
             first_admin: args.admin_user.zip(args.admin_password),
             generated_admin_password_file: None,
             secret_key,
@@ -242,7 +251,7 @@ impl BoundServer {
 pub async fn app_state(config: &ServeConfig) -> Result<AppState, ServeError> {
     metrics::register_metrics();
     let jetstream = connect_jetstream(&config.nats, NatsRole::Web).await?;
-    let authenticator = auth::Authenticator::open(&jetstream, config.secure_cookies)
+    let authenticator = auth::Authenticator::open(&jetstream, config.secure_cookies, config.trusted_proxies.clone())
         .await
         .map_err(ServeError::Access)?;
     ensure_first_admin(&authenticator.access, config).await?;

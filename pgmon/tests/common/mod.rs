@@ -287,6 +287,7 @@ pub fn serve_config(nats_url: &str) -> pgmon_query_api::ServeConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         query_timeout: Duration::from_secs(5),
         secure_cookies: false,
+        trusted_proxies: Vec::new(),
         first_admin: None,
         generated_admin_password_file: None,
         secret_key: None,
@@ -303,7 +304,7 @@ pub async fn api_token(nats_url: &str, role: pgmon_common::access::Role) -> Stri
     if access.user(&name).await.unwrap().is_none() {
         access.add_user(&name, role, "a long test password").await.unwrap();
     }
-    access.create_api_token(&name, "test").await.unwrap()
+    access.create_api_token(&name, "test", None).await.unwrap()
 }
 
 /// An HTTP client acting as a new user of `role`, with an API token of theirs.
@@ -315,4 +316,75 @@ pub async fn api_client(nats_url: &str, role: pgmon_common::access::Role) -> req
         reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
     );
     reqwest::Client::builder().default_headers(headers).build().unwrap()
+}
+
+/// A server that speaks just enough of the PostgreSQL protocol to ask every client for its
+/// password in clear, as an attacker's host would, and keeps whatever password it receives.
+pub struct CleartextPasswordTrap {
+    pub port: u16,
+    connections: Arc<Mutex<usize>>,
+    received: Arc<Mutex<Vec<String>>>,
+}
+
+impl CleartextPasswordTrap {
+    pub fn start() -> CleartextPasswordTrap {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let connections = Arc::new(Mutex::new(0));
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let (counted, kept) = (Arc::clone(&connections), Arc::clone(&received));
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                *counted.lock().unwrap() += 1;
+                if let Some(password) = Self::ask_for_password(stream) {
+                    kept.lock().unwrap().push(password);
+                }
+            }
+        });
+        CleartextPasswordTrap {
+            port,
+            connections,
+            received,
+        }
+    }
+
+    /// Refuses TLS, answers the startup message with AuthenticationCleartextPassword and
+    /// returns the password message's text, if the client sends one.
+    fn ask_for_password(mut stream: std::net::TcpStream) -> Option<String> {
+        use std::io::{Read, Write};
+        const SSL_REQUEST: u32 = 80877103;
+        const GSS_REQUEST: u32 = 80877104;
+        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        loop {
+            let mut length = [0u8; 4];
+            stream.read_exact(&mut length).ok()?;
+            let mut body = vec![0u8; (u32::from_be_bytes(length) as usize).checked_sub(4)?];
+            stream.read_exact(&mut body).ok()?;
+            let code = u32::from_be_bytes(body.get(..4)?.try_into().ok()?);
+            if code == SSL_REQUEST || code == GSS_REQUEST {
+                stream.write_all(b"N").ok()?;
+                continue;
+            }
+            break;
+        }
+        // 'R', length 8, code 3: AuthenticationCleartextPassword.
+        stream.write_all(&[b'R', 0, 0, 0, 8, 0, 0, 0, 3]).ok()?;
+        let mut tag = [0u8; 1];
+        stream.read_exact(&mut tag).ok()?;
+        let mut length = [0u8; 4];
+        stream.read_exact(&mut length).ok()?;
+        let mut body = vec![0u8; (u32::from_be_bytes(length) as usize).checked_sub(4)?];
+        stream.read_exact(&mut body).ok()?;
+        (tag[0] == b'p').then(|| String::from_utf8_lossy(&body).trim_end_matches('\0').to_owned())
+    }
+
+    /// How many clients connected.
+    pub fn connections(&self) -> usize {
+        *self.connections.lock().unwrap()
+    }
+
+    /// The passwords clients sent.
+    pub fn received_passwords(&self) -> Vec<String> {
+        self.received.lock().unwrap().clone()
+    }
 }
