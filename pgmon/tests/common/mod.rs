@@ -334,11 +334,13 @@ impl CleartextPasswordTrap {
         let received = Arc::new(Mutex::new(Vec::new()));
         let (counted, kept) = (Arc::clone(&connections), Arc::clone(&received));
         std::thread::spawn(move || {
-            for stream in listener.incoming().flatten() {
+            for mut stream in listener.incoming().flatten() {
                 *counted.lock().unwrap() += 1;
-                if let Some(password) = Self::ask_for_password(stream) {
+                if let Some(password) = Self::ask_for_password(&mut stream) {
                     kept.lock().unwrap().push(password);
                 }
+                // Closed only once the password is kept: the client sees the end after that.
+                drop(stream);
             }
         });
         CleartextPasswordTrap {
@@ -350,7 +352,7 @@ impl CleartextPasswordTrap {
 
     /// Refuses TLS, answers the startup message with AuthenticationCleartextPassword and
     /// returns the password message's text, if the client sends one.
-    fn ask_for_password(mut stream: std::net::TcpStream) -> Option<String> {
+    fn ask_for_password(stream: &mut std::net::TcpStream) -> Option<String> {
         use std::io::{Read, Write};
         const SSL_REQUEST: u32 = 80877103;
         const GSS_REQUEST: u32 = 80877104;
