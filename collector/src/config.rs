@@ -255,13 +255,14 @@ impl TargetSpec {
         self.password_binding() == other.password_binding()
     }
 
-    /// A registry target's connection string must parse and must not carry a password.
-    pub fn check_registry_dsn(name: &TargetName, dsn: &str) -> Result<(), ConfigError> {
+    /// A registry target's connection string must parse and must not carry a password; the
+    /// target it describes.
+    pub fn check_registry_dsn(name: &TargetName, dsn: &str) -> Result<TargetSpec, ConfigError> {
         let spec = TargetSpec::new(name.as_str(), dsn)?;
         if spec.connection.get_password().is_some() {
             return Err(ConfigError::PasswordInConnectionString(name.clone()));
         }
-        Ok(())
+        Ok(spec)
     }
 
     pub fn new(name: &str, dsn: &str) -> Result<TargetSpec, ConfigError> {

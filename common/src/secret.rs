@@ -186,11 +186,12 @@ impl SecretKey {
         self.open_telling_key(sealed, binding).map(|(password, _)| password)
     }
 
-    /// Whether `sealed` should be sealed again: it opens only with the previous key, or it is
-    /// in the older format.
-    pub fn needs_resealing(&self, sealed: &str, binding: &PasswordBinding) -> Result<bool, OpenError> {
-        let (_, with_current_key) = self.open_telling_key(sealed, binding)?;
-        Ok(!with_current_key || sealed.starts_with(TARGET_ONLY_PREFIX))
+    /// `sealed` sealed again with the current key for `binding`, when it opens only with the
+    /// previous key or is in the older format; `None` when it is current already.
+    pub fn resealed(&self, sealed: &str, binding: &PasswordBinding) -> Result<Option<String>, OpenError> {
+        let (password, with_current_key) = self.open_telling_key(sealed, binding)?;
+        let current = with_current_key && !SecretKey::is_bound_to_target_only(sealed);
+        Ok((!current).then(|| self.seal(&password, binding)))
     }
 
     /// The password, and whether the current key opened it.
@@ -272,7 +273,7 @@ mod tests {
         assert!(SecretKey::is_bound_to_target_only(&sealed));
         assert_eq!(key.open(&sealed, &binding("db1", "anything")).unwrap(), "old");
         assert!(matches!(key.open(&sealed, &binding("db2", "anything")), Err(OpenError::WrongKey)));
-        assert!(key.needs_resealing(&sealed, &binding("db1", "anything")).unwrap());
+        assert!(key.resealed(&sealed, &binding("db1", "anything")).unwrap().is_some());
     }
 
     #[test]
@@ -288,9 +289,9 @@ mod tests {
         };
         let rotating = arguments.load().unwrap().unwrap();
         assert_eq!(rotating.open(&sealed_before, &db1).unwrap(), "s3cret");
-        assert!(rotating.needs_resealing(&sealed_before, &db1).unwrap());
+        assert!(rotating.resealed(&sealed_before, &db1).unwrap().is_some());
         let sealed_after = rotating.seal("s3cret", &db1);
-        assert!(!rotating.needs_resealing(&sealed_after, &db1).unwrap());
+        assert!(rotating.resealed(&sealed_after, &db1).unwrap().is_none());
         let new_only = SecretKey::parse(&new_key).unwrap();
         assert_eq!(new_only.open(&sealed_after, &db1).unwrap(), "s3cret");
         assert!(matches!(new_only.open(&sealed_before, &db1), Err(OpenError::WrongKey)));

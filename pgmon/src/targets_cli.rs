@@ -110,11 +110,11 @@ pub async fn run(nats: NatsArgs, secret_key: SecretKeyArgs, command: TargetsComm
             if registry.get(&name).await?.is_some() {
                 bail!("target {name} already exists: change it with pgmon targets edit {name}");
             }
-            TargetSpec::check_registry_dsn(&name, &dsn)?;
+            let target = TargetSpec::check_registry_dsn(&name, &dsn)?;
             let intervals: BTreeMap<String, String> = intervals.into_iter().collect();
             parse_intervals(name.as_str(), &intervals)?;
             let record = TargetRecord {
-                sealed_password: seal(&secret_key, &TargetSpec::new(name.as_str(), &dsn)?, password.read()?)?,
+                sealed_password: seal(&secret_key, &target, password.read()?)?,
                 name: name.clone(),
                 dsn,
                 enabled: !disabled,
@@ -156,11 +156,14 @@ pub async fn run(nats: NatsArgs, secret_key: SecretKeyArgs, command: TargetsComm
                 bail!("target {name} does not exist: add it with pgmon targets add {name} --dsn ...");
             };
             let stored = TargetSpec::new(name.as_str(), &record.dsn)?;
-            if let Some(dsn) = dsn {
-                TargetSpec::check_registry_dsn(&name, &dsn)?;
-                record.dsn = dsn;
-            }
-            let edited = TargetSpec::new(name.as_str(), &record.dsn)?;
+            let edited = match dsn {
+                Some(dsn) => {
+                    let edited = TargetSpec::check_registry_dsn(&name, &dsn)?;
+                    record.dsn = dsn;
+                    edited
+                }
+                None => stored.clone(),
+            };
             if clear_password {
                 record.sealed_password = None;
             } else if let Some(sealed) = seal(&secret_key, &edited, password.read()?)? {
@@ -208,12 +211,10 @@ async fn reseal(registry: &Registry, secret_key: &SecretKeyArgs) -> anyhow::Resu
     for mut record in records {
         let Some(sealed) = record.sealed_password.clone() else { continue };
         let target = TargetSpec::new(record.name.as_str(), &record.dsn)?;
-        let binding = target.password_binding();
-        match key.needs_resealing(&sealed, &binding) {
-            Ok(false) => current += 1,
-            Ok(true) => {
-                let password = key.open(&sealed, &binding)?;
-                record.sealed_password = Some(target.seal_password(&key, &password));
+        match key.resealed(&sealed, &target.password_binding()) {
+            Ok(None) => current += 1,
+            Ok(Some(sealed_again)) => {
+                record.sealed_password = Some(sealed_again);
                 registry.put(&record).await?;
                 resealed += 1;
             }

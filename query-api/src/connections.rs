@@ -100,11 +100,14 @@ fn record_of(state: &AppState, name: &str, input: &TargetInput, existing: Option
             None
         }
     };
-    if input.dsn.trim().is_empty() {
+    let dsn = input.dsn.trim();
+    let mut spec = None;
+    if dsn.is_empty() {
         errors.push(("dsn", "the connection string is required".to_owned()));
     } else if let Some(name) = &name {
-        if let Err(error) = TargetSpec::check_registry_dsn(name, input.dsn.trim()) {
-            errors.push(("dsn", error.to_string()));
+        match TargetSpec::check_registry_dsn(name, dsn) {
+            Ok(checked) => spec = Some(checked),
+            Err(error) => errors.push(("dsn", error.to_string())),
         }
     }
     for (key, value) in &input.labels {
@@ -119,11 +122,9 @@ fn record_of(state: &AppState, name: &str, input: &TargetInput, existing: Option
             "this web server has no secret key (PGMON_SECRET_KEY), so it cannot store passwords encrypted".to_owned(),
         ));
     }
-    let Some(name) = name.filter(|_| errors.is_empty()) else {
+    let Some((name, spec)) = name.zip(spec).filter(|_| errors.is_empty()) else {
         return Err(errors);
     };
-    let dsn = input.dsn.trim();
-    let spec = TargetSpec::new(name.as_str(), dsn).map_err(|error| vec![("dsn", error.to_string())])?;
     let sealed_password = match (password, &state.secret_key) {
         (Some(password), Some(key)) => Some(spec.seal_password(key, password)),
         _ if input.clear_password => None,
