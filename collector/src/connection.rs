@@ -8,13 +8,28 @@ use pgmon_common::telemetry::error_chain;
 use tokio_postgres::Client;
 
 use crate::config::TargetSpec;
-use crate::tls::{self, TlsError};
+use crate::dial;
+use crate::tls::TlsError;
 
 /// The `application_name` of every pgmon session, so DBAs can recognise (and exclude) it.
 pub(crate) const APPLICATION_NAME: &str = "pgmon";
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ConnectError {
+    #[error("the connection string cannot be used: {0}")]
+    Settings(String),
+    #[error("cannot resolve host {host}: {source}")]
+    Resolve { host: String, source: std::io::Error },
+    #[error("cannot connect to {destination}: {source}")]
+    Socket { destination: String, source: std::io::Error },
+    #[error(
+        "{destination} asked for the password in clear text over a connection that is not TLS-verified, \
+         and pgmon does not send it there: connect with sslmode=verify-full (or verify-ca), \
+         or have pg_hba.conf use scram-sha-256"
+    )]
+    ClearTextPasswordRefused { destination: String },
+    #[error("{destination} is {}, and target_session_attrs asks otherwise", if *.read_only { "read-only" } else { "read-write" })]
+    WrongSessionKind { destination: String, read_only: bool },
     #[error("cannot connect: {}", error_chain(.0))]
     Connect(tokio_postgres::Error),
     #[error("cannot read the server version: {}", error_chain(.0))]
@@ -28,6 +43,10 @@ impl ConnectError {
         match self {
             ConnectError::Connect(error) | ConnectError::Identify(error) => down_reason(error),
             ConnectError::Tls(_) => DownReason::TlsFailed,
+            ConnectError::Settings(_) | ConnectError::Resolve { .. } | ConnectError::Socket { .. } => DownReason::Unreachable,
+            ConnectError::ClearTextPasswordRefused { .. } => DownReason::AuthenticationFailed,
+            // A standby where a primary is asked for (or the reverse) is in the wrong state.
+            ConnectError::WrongSessionKind { .. } => DownReason::ServerNotReady,
         }
     }
 }
@@ -101,7 +120,7 @@ pub(crate) async fn connect(
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(Duration::from_secs(5));
     }
-    let (client, connection) = config.connect(tls::connector(&target.tls)?).await.map_err(ConnectError::Connect)?;
+    let (client, connection) = dial::open(&config, &target.tls).await?;
     let target_name = target.name.clone();
     tokio::spawn(async move {
         if let Err(error) = connection.await {

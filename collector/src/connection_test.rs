@@ -18,7 +18,9 @@ const TEST_STATEMENT_TIMEOUT: Duration = Duration::from_secs(5);
 fn connect_failure_message(error: &ConnectError) -> String {
     let detail = match error {
         ConnectError::Connect(source) | ConnectError::Identify(source) => error_chain(source),
-        ConnectError::Tls(source) => source.to_string(),
+        // Says itself what to do: no generic reason in front.
+        ConnectError::ClearTextPasswordRefused { .. } | ConnectError::WrongSessionKind { .. } => return error.to_string(),
+        other => other.to_string(),
     };
     let lowered = detail.to_lowercase();
     let what = match error.down_reason() {

@@ -10,10 +10,12 @@
 //! to disk and published first at the next start.
 
 mod activity;
+mod clear_text_guard;
 mod config;
 mod connection;
 mod connection_test;
 mod database;
+mod dial;
 mod locks;
 mod metrics;
 mod objects;

@@ -35,26 +35,30 @@ async fn readiness() -> (StatusCode, String) {
     }
 }
 
-/// Routes every role answers: `/healthz` says the process is alive and serving, `/readyz` that
-/// its roles are ready for work, `/metrics` gives the process's Prometheus metrics.
-pub fn health_routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
+/// The probes every role answers: `/healthz` says the process is alive and serving, `/readyz`
+/// that its roles are ready for work.
+pub fn probe_routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readiness))
-        .route(
-            "/metrics",
-            get(|| async {
-                (
-                    [(axum::http::header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
-                    crate::metrics::encode_text(),
-                )
-            }),
-        )
+}
+
+/// The probes, and `/metrics` with the process's Prometheus metrics.
+pub fn health_routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
+    probe_routes().route(
+        "/metrics",
+        get(|| async {
+            (
+                [(axum::http::header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
+                crate::metrics::encode_text(),
+            )
+        }),
+    )
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum HealthServerError {
-    #[error("cannot listen on {address} for /healthz: {source}")]
+    #[error("cannot listen on {address} for /healthz, /readyz and /metrics: {source}")]
     Bind { address: SocketAddr, source: std::io::Error },
     #[error("health server failed: {0}")]
     Serve(std::io::Error),

@@ -1,9 +1,11 @@
 //! `/readyz` and `/metrics` of every role, each started as its own `pgmon` process: each says
 //! it is ready, the exposition parses as OpenMetrics (what Prometheus scrapes) and the counters
-//! move when the role works.
+//! move when the role works; the web's request series stay a fixed set whatever clients send,
+//! and can be served on a listener of their own.
 
 mod common;
 
+use std::collections::BTreeSet;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -165,5 +167,77 @@ async fn every_role_serves_metrics_that_parse_and_move() {
     assert!(
         ingester.contains(r#"pgmon_ingester_query_duration_seconds_count{query="activity_series"}"#),
         "{ingester}"
+    );
+}
+
+/// The label sets of the web's request-duration series in a scrape.
+fn request_series(scrape: &str) -> BTreeSet<String> {
+    scrape
+        .lines()
+        .filter_map(|line| line.strip_prefix("pgmon_http_request_duration_seconds_count"))
+        .filter_map(|rest| rest.rsplit_once(' ').map(|(labels, _)| labels.to_owned()))
+        .collect()
+}
+
+/// Requests an attacker varies freely: made-up methods, paths, targets, query strings.
+async fn vary_everything(http: &reqwest::Client, web_port: u16, wave: &str) {
+    let base = format!("http://127.0.0.1:{web_port}");
+    for index in 0..60 {
+        let made_up = reqwest::Method::from_bytes(format!("BREW{wave}{index}").as_bytes()).unwrap();
+        for path in [
+            format!("/targets/t-{wave}-{index}/activity?range={index}m&by=x{index}"),
+            format!("/no/such/{wave}/{index}"),
+            format!("/api/v1/targets/t-{wave}-{index}/statements?limit={index}"),
+            format!("/assets/{wave}-{index}.js"),
+        ] {
+            http.request(made_up.clone(), format!("{base}{path}")).send().await.unwrap();
+            http.get(format!("{base}{path}")).send().await.unwrap();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn web_request_series_stay_bounded_and_can_leave_the_public_port() {
+    let nats = TestNats::start();
+    let [web_port, metrics_port] = [free_local_port(), free_local_port()];
+    let _web = start_role(&[
+        "serve".into(),
+        format!("--nats-url={}", nats.url()),
+        format!("--nats-nkey-file={}", nats.key_file(NatsRole::Web).display()),
+        format!("--listen=127.0.0.1:{web_port}"),
+        format!("--metrics-listen=127.0.0.1:{metrics_port}"),
+    ]);
+    let http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let metrics_url = format!("http://127.0.0.1:{metrics_port}/metrics");
+    wait_until(Duration::from_secs(30), "the web ready", || {
+        let http = http.clone();
+        let url = format!("http://127.0.0.1:{metrics_port}/readyz");
+        async move { http.get(url).send().await.is_ok_and(|response| response.status() == 200) }
+    })
+    .await;
+    let public = http.get(format!("http://127.0.0.1:{web_port}/metrics")).send().await.unwrap();
+    assert_eq!(public.status(), 404, "/metrics is not on the public port");
+
+    vary_everything(&http, web_port, "first").await;
+    let after_first_wave = request_series(&scrape(&http, &metrics_url).await);
+    vary_everything(&http, web_port, "second").await;
+    let after_second_wave = request_series(&scrape(&http, &metrics_url).await);
+    assert_eq!(
+        after_first_wave, after_second_wave,
+        "other methods, paths and query strings added no series"
+    );
+    assert!(after_second_wave.len() <= 30, "{after_second_wave:#?}");
+    assert!(
+        after_second_wave.iter().any(|labels| labels.contains(r#"method="other""#)),
+        "{after_second_wave:#?}"
+    );
+    assert!(
+        after_second_wave
+            .iter()
+            .all(|labels| !labels.contains("first") && !labels.contains("second")),
+        "{after_second_wave:#?}"
     );
 }

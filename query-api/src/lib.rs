@@ -13,6 +13,7 @@ mod pages;
 mod params;
 mod targets;
 
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -24,7 +25,7 @@ use axum::routing::{get, post};
 use axum::Router;
 use clap::Args;
 use pgmon_common::access::{AccessError, Role, UserName};
-use pgmon_common::health::health_routes;
+use pgmon_common::health::{health_routes, probe_routes, serve_health, HealthServerError};
 use pgmon_common::nats_access::NatsRole;
 use pgmon_common::nats_setup::{connect_jetstream, NatsArgs, NatsSetupError};
 use pgmon_common::registry::Registry;
@@ -56,6 +57,11 @@ pub struct ServeArgs {
     #[arg(long = "trusted-proxy", env = "PGMON_TRUSTED_PROXIES", value_delimiter = ',', value_name = "CIDR")]
     pub trusted_proxies: Vec<ipnet::IpNet>,
 
+    /// Serve /metrics (with /healthz and /readyz) on this address only, for example one only
+    /// the Prometheus network reaches, instead of on --listen beside the UI.
+    #[arg(long, env = "PGMON_METRICS_LISTEN", value_name = "ADDRESS")]
+    pub metrics_listen: Option<SocketAddr>,
+
     /// The first admin, created at start when no user exists yet (with PGMON_ADMIN_PASSWORD).
     #[arg(long, env = "PGMON_ADMIN_USER", value_name = "NAME")]
     pub admin_user: Option<UserName>,
@@ -69,6 +75,8 @@ pub struct ServeArgs {
 pub struct ServeConfig {
     pub nats: NatsArgs,
     pub listen: SocketAddr,
+    /// Where /metrics is served when not on `listen`.
+    pub metrics_listen: Option<SocketAddr>,
     pub query_timeout: Duration,
     pub secure_cookies: bool,
     /// Proxies whose X-Forwarded-For is believed.
@@ -86,6 +94,7 @@ impl ServeConfig {
         ServeConfig {
             nats,
             listen: args.listen,
+            metrics_listen: args.metrics_listen,
             query_timeout: args.query_timeout,
             secure_cookies: args.secure_cookies,
             trusted_proxies: args.trusted_proxies,
@@ -104,6 +113,8 @@ pub struct AppState {
     pub authenticator: auth::SharedAuthenticator,
     pub registry: Registry,
     pub secret_key: Option<Arc<SecretKey>>,
+    /// Whether `/metrics` is served beside the UI (no separate metrics listener).
+    pub metrics_beside_ui: bool,
 }
 
 impl AppState {
@@ -121,6 +132,8 @@ pub enum ServeError {
     Bind { address: SocketAddr, source: std::io::Error },
     #[error("web server failed: {0}")]
     Serve(std::io::Error),
+    #[error(transparent)]
+    Metrics(HealthServerError),
     #[error("cannot open users and sessions: {0}")]
     Access(String),
     #[error("cannot create the first admin: {0}")]
@@ -187,7 +200,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(api_not_found);
     pages
         .merge(api)
-        .merge(health_routes())
+        .merge(if state.metrics_beside_ui { health_routes() } else { probe_routes() })
         .fallback(pages::not_found)
         .layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate))
         .layer(axum::middleware::from_fn(metrics::time_requests))
@@ -227,6 +240,8 @@ async fn security_headers(
 /// A web server bound to its address, not yet serving.
 pub struct BoundServer {
     listener: tokio::net::TcpListener,
+    /// Where `/metrics` is served when not beside the UI.
+    metrics_listen: Option<SocketAddr>,
     state: AppState,
 }
 
@@ -239,10 +254,21 @@ impl BoundServer {
     pub async fn serve(self, shutdown: CancellationToken) -> Result<(), ServeError> {
         tracing::info!(address = %self.local_addr(), "web UI and API serving");
         let app = router(self.state).into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await
-            .map_err(ServeError::Serve)
+        let ui = axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+            .into_future();
+        let Some(metrics_listen) = self.metrics_listen else {
+            return ui.await.map_err(ServeError::Serve);
+        };
+        let metrics = serve_health(metrics_listen, shutdown.clone());
+        tokio::select! {
+            served = ui => served.map_err(ServeError::Serve),
+            served = metrics => {
+                // The UI stops with the metrics listener rather than run unobserved.
+                shutdown.cancel();
+                served.map_err(ServeError::Metrics)
+            }
+        }
     }
 }
 
@@ -262,6 +288,7 @@ pub async fn app_state(config: &ServeConfig) -> Result<AppState, ServeError> {
         authenticator: Arc::new(authenticator),
         registry,
         secret_key: config.secret_key.clone().map(Arc::new),
+        metrics_beside_ui: config.metrics_listen.is_none(),
     })
 }
 
@@ -274,7 +301,11 @@ pub async fn bind(config: &ServeConfig) -> Result<BoundServer, ServeError> {
             address: config.listen,
             source,
         })?;
-    Ok(BoundServer { listener, state })
+    Ok(BoundServer {
+        listener,
+        metrics_listen: config.metrics_listen,
+        state,
+    })
 }
 
 /// With no user at all, creates the configured first admin, or (for `pgmon up`) an `admin`

@@ -230,9 +230,15 @@ impl TestPostgres {
     /// Makes every role but `postgres` authenticate with a password (SCRAM) over TCP, as a
     /// production server would; the superuser keeps trust so tests can administer the server.
     pub fn require_passwords(&self) {
-        let rules = "local all all trust\n\
-                     host all postgres 127.0.0.1/32 trust\n\
-                     host all all 127.0.0.1/32 scram-sha-256\n";
+        self.set_host_based_authentication(
+            "local all all trust\n\
+             host all postgres 127.0.0.1/32 trust\n\
+             host all all 127.0.0.1/32 scram-sha-256\n",
+        );
+    }
+
+    /// Replaces pg_hba.conf with these rules and has the server read them.
+    pub fn set_host_based_authentication(&self, rules: &str) {
         let path = self.data_dir().join("pg_hba.conf");
         std::fs::write(&path, rules).unwrap();
         self.hand_to_server(&path);

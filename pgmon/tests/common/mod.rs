@@ -285,6 +285,7 @@ pub fn serve_config(nats_url: &str) -> pgmon_query_api::ServeConfig {
     pgmon_query_api::ServeConfig {
         nats: nats_args_as(nats_url, NatsRole::Web),
         listen: "127.0.0.1:0".parse().unwrap(),
+        metrics_listen: None,
         query_timeout: Duration::from_secs(5),
         secure_cookies: false,
         trusted_proxies: Vec::new(),
@@ -323,6 +324,8 @@ pub async fn api_client(nats_url: &str, role: pgmon_common::access::Role) -> req
 pub struct CleartextPasswordTrap {
     pub port: u16,
     connections: Arc<Mutex<usize>>,
+    /// Connections whose client sent its password or went away.
+    finished: Arc<Mutex<usize>>,
     received: Arc<Mutex<Vec<String>>>,
 }
 
@@ -331,14 +334,16 @@ impl CleartextPasswordTrap {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let connections = Arc::new(Mutex::new(0));
+        let finished = Arc::new(Mutex::new(0));
         let received = Arc::new(Mutex::new(Vec::new()));
-        let (counted, kept) = (Arc::clone(&connections), Arc::clone(&received));
+        let (counted, counted_finished, kept) = (Arc::clone(&connections), Arc::clone(&finished), Arc::clone(&received));
         std::thread::spawn(move || {
             for mut stream in listener.incoming().flatten() {
                 *counted.lock().unwrap() += 1;
                 if let Some(password) = Self::ask_for_password(&mut stream) {
                     kept.lock().unwrap().push(password);
                 }
+                *counted_finished.lock().unwrap() += 1;
                 // Closed only once the password is kept: the client sees the end after that.
                 drop(stream);
             }
@@ -346,6 +351,7 @@ impl CleartextPasswordTrap {
         CleartextPasswordTrap {
             port,
             connections,
+            finished,
             received,
         }
     }
@@ -385,8 +391,14 @@ impl CleartextPasswordTrap {
         *self.connections.lock().unwrap()
     }
 
-    /// The passwords clients sent.
+    /// The passwords clients sent, once every client that connected has sent its password or
+    /// gone away (so a password on its way is not missed).
     pub fn received_passwords(&self) -> Vec<String> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while *self.finished.lock().unwrap() < self.connections() {
+            assert!(Instant::now() < deadline, "a client neither sent a password nor went away");
+            std::thread::sleep(Duration::from_millis(20));
+        }
         self.received.lock().unwrap().clone()
     }
 }
