@@ -15,18 +15,7 @@ use duckdb::Connection;
 use crate::migrations::migrate;
 use crate::partitions::Partition;
 use crate::store::{attach_statement, remove_files, Access, StoreError};
-
-/// How the rows of a table are ordered in a closed partition; tables not listed keep the order
-/// they were written in (by time). Each backend's rows span the whole period: runs shorter
-/// than DuckDB's compression groups (2,048 values) would break the delta encoding of
-/// `collected_at` at every run's end. (`activity_minutes` has a copy of its own, below.)
-const SORT_KEYS: &[(&str, &str)] = &[
-    ("activity_sample_rows", "target, pid, backend_start, collected_at"),
-    ("statement_samples", "target, database, user_name, query_id, toplevel, collected_at"),
-    ("statement_text_copies", "target, query_id, seen_at"),
-    ("object_samples", "target, database, schema_name, name, collected_at"),
-    ("lock_samples", "target, collected_at, pid"),
-];
+use crate::tables::Compaction;
 
 /// Whether `alias` (an attached partition of the latest schema) was compacted already.
 pub(crate) fn is_compacted(connection: &Connection, alias: &str, path: &Path) -> Result<bool, StoreError> {
@@ -114,25 +103,15 @@ fn staged(partition: &Partition) -> Partition {
     }
 }
 
+/// Copies `table` into the compacted file in the order its declaration asks for (tables
+/// without one, such as `ingest_progress`, as they are).
 fn copy_sql(table: &str, source: &str, target: &str) -> String {
-    if table == "activity_minutes" {
-        // Each batch wrote its own rows for a minute; one row per minute and combination is
-        // what readers sum anyway. The rollup stays in time order (charts read it by time
-        // range), a minute's rows grouped by statement and wait, which its other columns
-        // mostly follow: a third fewer bytes than in arrival order.
-        return format!(
-            "INSERT INTO {target}.activity_minutes BY NAME
-             SELECT target, minute, wait_event_type, wait_event, query_id, database, user_name, application,
-                    client_addr, backend_type, sum(active_rows)::INTEGER AS active_rows
-             FROM {source}.activity_minutes GROUP BY ALL ORDER BY target, minute, query_id, wait_event_type, wait_event;\n"
-        );
+    let plain_copy = |order: &str| format!("INSERT INTO {target}.{table} BY NAME SELECT * FROM {source}.{table}{order};\n");
+    match crate::tables::table_named(table).map(|declared| declared.compaction) {
+        Some(Compaction::Rewritten(statement)) => statement(source, target),
+        Some(Compaction::SortedBy(keys)) => plain_copy(&format!(" ORDER BY {keys}")),
+        Some(Compaction::ArrivalOrder) | None => plain_copy(""),
     }
-    let order = SORT_KEYS
-        .iter()
-        .find(|(name, _)| *name == table)
-        .map(|(_, keys)| format!(" ORDER BY {keys}"))
-        .unwrap_or_default();
-    format!("INSERT INTO {target}.{table} BY NAME SELECT * FROM {source}.{table}{order};\n")
 }
 
 fn file_bytes(path: &Path) -> u64 {

@@ -12,8 +12,8 @@ use pgmon_common::query::{
     StatementHistoryReply, StatementHistoryRequest, StatementOrder, StatementTotals, TopStatementsRequest,
 };
 
-use crate::series::active_session_predicate;
 use crate::stale_sizes::SKIPPED_DATABASE_REASON;
+use crate::tables::activity_minutes::active_session_predicate;
 
 /// `collected_at` within `[from, to)`, with the target as `$1`, from as `$2` and to as `$3`.
 const IN_RANGE: &str = "target = $1 AND collected_at >= make_timestamp($2) AND collected_at < make_timestamp($3)";

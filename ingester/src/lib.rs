@@ -1,6 +1,5 @@
 //! The ingester role: the only writer of pgmon's DuckDB files, and the answerer of named queries on them.
 
-mod arrow_rows;
 mod compaction;
 mod consume;
 mod history;
@@ -11,6 +10,7 @@ mod query_service;
 pub mod series;
 mod stale_sizes;
 pub mod store;
+mod tables;
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicU64;

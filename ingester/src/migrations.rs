@@ -7,452 +7,47 @@ use duckdb::Connection;
 
 use crate::store::StoreError;
 
-/// Ordered schema migrations; an entry is never edited once released, only new ones appended.
+/// Ordered schema migrations, each a file of `migrations/` executed as it is: a file is never
+/// edited once released (`released_migrations_are_unchanged` pins each by its hash), only new
+/// ones appended.
 ///
 /// All TIMESTAMP columns hold UTC.
-pub(crate) const MIGRATIONS: &[(i32, &[&str])] = &[
-    (
-        1,
-        &["CREATE TABLE activity_snapshots (
-         target VARCHAR NOT NULL,
-         collected_at TIMESTAMP NOT NULL,
-         stream_sequence UBIGINT NOT NULL,
-         server_version_num INTEGER NOT NULL,
-         system_identifier VARCHAR,
-         row_count INTEGER NOT NULL
-     );
-     CREATE TABLE activity_samples (
-         target VARCHAR NOT NULL,
-         collected_at TIMESTAMP NOT NULL,
-         pid INTEGER NOT NULL,
-         database VARCHAR,
-         user_name VARCHAR,
-         application VARCHAR,
-         client_addr VARCHAR,
-         backend_type VARCHAR,
-         state VARCHAR,
-         wait_event_type VARCHAR,
-         wait_event VARCHAR,
-         query_id BIGINT,
-         query VARCHAR,
-         backend_start TIMESTAMP,
-         xact_start TIMESTAMP,
-         query_start TIMESTAMP,
-         state_change TIMESTAMP,
-         blocking_pids INTEGER[]
-     );
-     CREATE TABLE ingest_progress (
-         stream VARCHAR PRIMARY KEY,
-         last_sequence UBIGINT NOT NULL
-     );"],
-    ),
-    (
-        2,
-        &["CREATE TABLE lock_samples (
-         target VARCHAR NOT NULL,
-         collected_at TIMESTAMP NOT NULL,
-         pid INTEGER NOT NULL,
-         lock_type VARCHAR NOT NULL,
-         mode VARCHAR NOT NULL,
-         granted BOOLEAN NOT NULL,
-         database VARCHAR,
-         relation VARCHAR,
-         page INTEGER,
-         tuple INTEGER,
-         virtual_xid VARCHAR,
-         transaction_id VARCHAR,
-         waiting_since TIMESTAMP,
-         blocked_by INTEGER[]
-     );"],
-    ),
-    (
-        3,
-        &["CREATE TABLE database_samples (
-         target VARCHAR NOT NULL,
-         collected_at TIMESTAMP NOT NULL,
-         database VARCHAR NOT NULL,
-         backends INTEGER NOT NULL,
-         xact_commit BIGINT NOT NULL,
-         xact_rollback BIGINT NOT NULL,
-         blks_read BIGINT NOT NULL,
-         blks_hit BIGINT NOT NULL,
-         tup_returned BIGINT NOT NULL,
-         tup_fetched BIGINT NOT NULL,
-         tup_inserted BIGINT NOT NULL,
-         tup_updated BIGINT NOT NULL,
-         tup_deleted BIGINT NOT NULL,
-         conflicts BIGINT NOT NULL,
-         temp_files BIGINT NOT NULL,
-         temp_bytes BIGINT NOT NULL,
-         deadlocks BIGINT NOT NULL,
-         checksum_failures BIGINT,
-         blk_read_time_ms DOUBLE NOT NULL,
-         blk_write_time_ms DOUBLE NOT NULL,
-         session_time_ms DOUBLE,
-         active_time_ms DOUBLE,
-         idle_in_transaction_time_ms DOUBLE,
-         sessions BIGINT,
-         sessions_abandoned BIGINT,
-         sessions_fatal BIGINT,
-         sessions_killed BIGINT,
-         stats_reset TIMESTAMP
-     );
-     CREATE TABLE instance_samples (
-         target VARCHAR NOT NULL,
-         collected_at TIMESTAMP NOT NULL,
-         server_version_num INTEGER NOT NULL,
-         started_at TIMESTAMP NOT NULL,
-         max_connections INTEGER NOT NULL,
-         settings_json VARCHAR NOT NULL
-     );"],
-    ),
-    (
-        4,
-        &["CREATE TABLE target_status (
-         target VARCHAR NOT NULL,
-         collected_at TIMESTAMP NOT NULL,
-         state VARCHAR NOT NULL,
-         reason VARCHAR,
-         message VARCHAR,
-         since TIMESTAMP NOT NULL
-     );"],
-    ),
-    (5, &[MIGRATION_5_STATEMENT_TABLES, STATEMENT_VIEWS_5, MIGRATION_5_OBJECT_TABLES]),
-    (
-        6,
-        // Active sessions per minute and combination of the chart's dimensions: long ranges
-        // are charted from here instead of from every sampled row.
-        &["CREATE TABLE activity_minutes (
-         target VARCHAR NOT NULL,
-         minute TIMESTAMP NOT NULL,
-         wait_event_type VARCHAR,
-         wait_event VARCHAR,
-         query_id BIGINT,
-         database VARCHAR,
-         user_name VARCHAR,
-         application VARCHAR,
-         client_addr VARCHAR,
-         backend_type VARCHAR,
-         active_rows INTEGER NOT NULL
-     );"],
-    ),
-    (
-        7,
-        &[
-            "DROP VIEW statement_deltas; DROP VIEW statement_texts;",
-            STATEMENT_TEXTS_VIEW_7,
-            STATEMENT_DELTAS_VIEW_7,
-        ],
-    ),
-    (
-        8,
-        &[
-            MIGRATION_8_ACTIVITY_ROWS,
-            ACTIVITY_SAMPLES_VIEW_8,
-            "CREATE TABLE compactions (compacted_at TIMESTAMP NOT NULL);",
-        ],
-    ),
-    (
-        9,
-        // Which part of its sample each activity message carried: a sample counts once all its
-        // parts are stored, however many messages carried it. Rows before this have NULLs and
-        // count once per collection time.
-        &["ALTER TABLE activity_snapshots ADD COLUMN part_index INTEGER;
-     ALTER TABLE activity_snapshots ADD COLUMN part_count INTEGER;"],
-    ),
-    (
-        10,
-        &[
-            MIGRATION_10_STATEMENT_TEXT_COPIES,
-            "DROP VIEW statement_texts;",
-            STATEMENT_TEXTS_VIEW_10,
-        ],
-    ),
-    (
-        11,
-        // Objects whose sizes could not be measured (locked, or their database not read): why,
-        // and when the sizes stored with them (the last measured ones) were measured.
-        &["ALTER TABLE object_samples ADD COLUMN size_stale_reason VARCHAR;
-     ALTER TABLE object_samples ADD COLUMN size_measured_at TIMESTAMP;"],
-    ),
+pub(crate) const MIGRATIONS: &[(i32, &str)] = &[
+    (1, include_str!("../migrations/001_activity.sql")),
+    (2, include_str!("../migrations/002_locks.sql")),
+    (3, include_str!("../migrations/003_database_and_instance.sql")),
+    (4, include_str!("../migrations/004_target_status.sql")),
+    // Statement samples and their views, object sizes, and `snapshot_parts` (which part of
+    // which snapshot each message carried, with the statements' dealloc and reset).
+    (5, include_str!("../migrations/005_statements_and_objects.sql")),
+    // Active sessions per minute and combination of the chart's dimensions: long ranges are
+    // charted from here instead of from every sampled row.
+    (6, include_str!("../migrations/006_activity_minutes.sql")),
+    // An entry missing from the snapshot before counts from zero again.
+    (7, include_str!("../migrations/007_statement_views.sql")),
+    // Activity rows keep `xact_start` and `state_change` as microseconds from the query's
+    // start (or, without one, from the sample): usually 0 or a few milliseconds, where the
+    // timestamps themselves took about 3 bytes each per row. `activity_samples` becomes the
+    // view that gives the timestamps back. `compactions` gets a row once a closing partition
+    // is compacted (`compaction.rs`).
+    (8, include_str!("../migrations/008_activity_sample_rows.sql")),
+    // Which part of its sample each activity message carried: a sample counts once all its
+    // parts are stored, however many messages carried it. Rows before this have NULLs and
+    // count once per collection time.
+    (9, include_str!("../migrations/009_activity_parts.sql")),
+    // Statement texts in a table of their own, so that they outlive the partition they
+    // arrived in: each text as it arrives, and, when a partition opens, a copy of the texts of
+    // every statement the partition before it holds samples of
+    // (`Store::carry_statement_texts`). Existing texts move there from the samples.
+    (10, include_str!("../migrations/010_statement_text_copies.sql")),
+    // Objects whose sizes could not be measured (locked, or their database not read): why,
+    // and when the sizes stored with them (the last measured ones) were measured.
+    (11, include_str!("../migrations/011_object_size_staleness.sql")),
 ];
 
-/// Statement texts in a table of their own, so that they outlive the partition they arrived
-/// in: each text as it arrives, and, when a partition opens, a copy of the texts of every
-/// statement the partition before it holds samples of (`Store::carry_statement_texts`).
-/// Existing texts move there from the samples.
-const MIGRATION_10_STATEMENT_TEXT_COPIES: &str = "CREATE TABLE statement_text_copies (
-         target VARCHAR NOT NULL,
-         query_id BIGINT NOT NULL,
-         query VARCHAR NOT NULL,
-         seen_at TIMESTAMP NOT NULL
-     );
-     INSERT INTO statement_text_copies
-     SELECT target, query_id, arg_max(query, collected_at), max(collected_at)
-     FROM statement_samples WHERE query IS NOT NULL GROUP BY target, query_id;";
-
-/// The text view as migration 10 created it; the live one.
-const STATEMENT_TEXTS_VIEW_10: &str = "-- The newest text of each query id, from the copies every partition keeps.
-     CREATE VIEW statement_texts AS
-         SELECT target, query_id, arg_max(query, seen_at) AS query, min(seen_at) AS first_seen
-         FROM statement_text_copies GROUP BY target, query_id;";
-
-/// The statement views as the newest migrations define them, for the views across all
-/// partitions (each view's text is that of the migration that created it, never shared with a
-/// later one).
-pub(crate) const LIVE_STATEMENT_VIEWS: &[&str] = &[STATEMENT_TEXTS_VIEW_10, STATEMENT_DELTAS_VIEW_7];
-
-/// Activity rows keep `xact_start` and `state_change` as microseconds from the query's start
-/// (or, without one, from the sample): usually 0 or a few milliseconds, where the timestamps
-/// themselves took about 3 bytes each per row. `activity_samples` becomes the view that gives
-/// the timestamps back. `compactions` gets a row once a closing partition is compacted
-/// (`compaction.rs`).
-const MIGRATION_8_ACTIVITY_ROWS: &str = "CREATE TABLE activity_sample_rows (
-         target VARCHAR NOT NULL,
-         collected_at TIMESTAMP NOT NULL,
-         pid INTEGER NOT NULL,
-         database VARCHAR,
-         user_name VARCHAR,
-         application VARCHAR,
-         client_addr VARCHAR,
-         backend_type VARCHAR,
-         state VARCHAR,
-         wait_event_type VARCHAR,
-         wait_event VARCHAR,
-         query_id BIGINT,
-         query VARCHAR,
-         backend_start TIMESTAMP,
-         xact_start_before_query_us BIGINT,
-         query_start TIMESTAMP,
-         state_change_after_query_us BIGINT,
-         blocking_pids INTEGER[]
-     );
-     INSERT INTO activity_sample_rows
-     SELECT target, collected_at, pid, database, user_name, application, client_addr, backend_type, state,
-            wait_event_type, wait_event, query_id, query, backend_start,
-            epoch_us(coalesce(query_start, collected_at)) - epoch_us(xact_start),
-            query_start,
-            epoch_us(state_change) - epoch_us(coalesce(query_start, collected_at)),
-            blocking_pids
-     FROM activity_samples
-     ORDER BY target, pid, backend_start, collected_at;
-     DROP TABLE activity_samples;";
-
-const ACTIVITY_SAMPLES_VIEW_8: &str = "CREATE VIEW activity_samples AS
-     SELECT target, collected_at, pid, database, user_name, application, client_addr, backend_type, state,
-            wait_event_type, wait_event, query_id, query, backend_start,
-            make_timestamp(epoch_us(coalesce(query_start, collected_at)) - xact_start_before_query_us) AS xact_start,
-            query_start,
-            make_timestamp(epoch_us(coalesce(query_start, collected_at)) + state_change_after_query_us) AS state_change,
-            blocking_pids
-     FROM activity_sample_rows;";
-
-const MIGRATION_5_STATEMENT_TABLES: &str =
-    "ALTER TABLE target_status ADD COLUMN limitations STRUCT(kind VARCHAR, reason VARCHAR, message VARCHAR)[];
-     CREATE TABLE snapshot_parts (
-         target VARCHAR NOT NULL,
-         kind VARCHAR NOT NULL,
-         collected_at TIMESTAMP NOT NULL,
-         stream_sequence UBIGINT NOT NULL,
-         part_index INTEGER NOT NULL,
-         part_count INTEGER NOT NULL,
-         row_count INTEGER NOT NULL,
-         statements_dealloc BIGINT,
-         statements_stats_reset TIMESTAMP
-     );
-     CREATE TABLE statement_samples (
-         target VARCHAR NOT NULL,
-         collected_at TIMESTAMP NOT NULL,
-         database VARCHAR NOT NULL,
-         user_name VARCHAR NOT NULL,
-         query_id BIGINT NOT NULL,
-         toplevel BOOLEAN,
-         query VARCHAR,
-         calls BIGINT NOT NULL,
-         total_exec_time_ms DOUBLE NOT NULL,
-         min_exec_time_ms DOUBLE NOT NULL,
-         max_exec_time_ms DOUBLE NOT NULL,
-         mean_exec_time_ms DOUBLE NOT NULL,
-         stddev_exec_time_ms DOUBLE NOT NULL,
-         plans BIGINT NOT NULL,
-         total_plan_time_ms DOUBLE NOT NULL,
-         rows BIGINT NOT NULL,
-         shared_blks_hit BIGINT NOT NULL,
-         shared_blks_read BIGINT NOT NULL,
-         shared_blks_dirtied BIGINT NOT NULL,
-         shared_blks_written BIGINT NOT NULL,
-         local_blks_hit BIGINT NOT NULL,
-         local_blks_read BIGINT NOT NULL,
-         local_blks_dirtied BIGINT NOT NULL,
-         local_blks_written BIGINT NOT NULL,
-         temp_blks_read BIGINT NOT NULL,
-         temp_blks_written BIGINT NOT NULL,
-         shared_blk_read_time_ms DOUBLE NOT NULL,
-         shared_blk_write_time_ms DOUBLE NOT NULL,
-         local_blk_read_time_ms DOUBLE,
-         local_blk_write_time_ms DOUBLE,
-         temp_blk_read_time_ms DOUBLE,
-         temp_blk_write_time_ms DOUBLE,
-         wal_records BIGINT NOT NULL,
-         wal_fpi BIGINT NOT NULL,
-         wal_bytes BIGINT NOT NULL,
-         wal_buffers_full BIGINT,
-         jit_functions BIGINT,
-         jit_time_ms DOUBLE,
-         parallel_workers_to_launch BIGINT,
-         parallel_workers_launched BIGINT,
-         stats_since TIMESTAMP
-     );";
-
-/// The statement views as migration 5 created them (replaced by migration 7).
-const STATEMENT_VIEWS_5: &str = "-- The text of each query id, sent once per collector run.
-     CREATE VIEW statement_texts AS
-         SELECT target, query_id, arg_max(query, collected_at) AS query, min(collected_at) AS first_seen
-         FROM statement_samples WHERE query IS NOT NULL GROUP BY target, query_id;
-     -- What each entry did between two samples. An entry counts from zero again after a reset of
-     -- all statistics (stats_reset moved), after its own reset or eviction (stats_since moved, or
-     -- a counter went down), so deltas are never negative. An entry first seen after the
-     -- target's first sample counted from zero since then; in the first sample it has no delta.
-     CREATE VIEW statement_deltas AS
-         WITH info AS (
-             SELECT target, collected_at, any_value(statements_stats_reset) AS stats_reset
-             FROM snapshot_parts WHERE kind = 'statements' GROUP BY target, collected_at
-         ),
-         firsts AS (
-             SELECT target, min(collected_at) AS first_collected_at FROM info GROUP BY target
-         ),
-         paired AS (
-             SELECT s.*, i.stats_reset, f.first_collected_at,
-                    lag(s.collected_at) OVER entry AS previous_collected_at,
-                    lag(i.stats_reset) OVER entry AS previous_stats_reset,
-                    lag(s.stats_since) OVER entry AS previous_stats_since,
-                    lag(s.calls) OVER entry AS previous_calls,
-                    lag(s.total_exec_time_ms) OVER entry AS previous_total_exec_time_ms,
-                    lag(s.total_plan_time_ms) OVER entry AS previous_total_plan_time_ms,
-                    lag(s.rows) OVER entry AS previous_rows,
-                    lag(s.shared_blks_hit) OVER entry AS previous_shared_blks_hit,
-                    lag(s.shared_blks_read) OVER entry AS previous_shared_blks_read,
-                    lag(s.shared_blks_written) OVER entry AS previous_shared_blks_written,
-                    lag(s.temp_blks_read) OVER entry AS previous_temp_blks_read,
-                    lag(s.temp_blks_written) OVER entry AS previous_temp_blks_written,
-                    lag(s.shared_blk_read_time_ms) OVER entry AS previous_shared_blk_read_time_ms,
-                    lag(s.wal_bytes) OVER entry AS previous_wal_bytes
-             FROM statement_samples s
-             LEFT JOIN info i USING (target, collected_at)
-             LEFT JOIN firsts f USING (target)
-             WINDOW entry AS (PARTITION BY s.target, s.database, s.user_name, s.query_id, s.toplevel ORDER BY s.collected_at)
-         ),
-         classified AS (
-             SELECT *,
-                    CASE
-                        WHEN previous_calls IS NULL THEN collected_at > first_collected_at
-                        ELSE stats_reset IS DISTINCT FROM previous_stats_reset
-                          OR stats_since IS DISTINCT FROM previous_stats_since
-                          OR calls < previous_calls
-                          OR total_exec_time_ms < previous_total_exec_time_ms
-                    END AS counts_from_zero
-             FROM paired
-         )
-         SELECT target, collected_at, previous_collected_at, database, user_name, query_id, toplevel, counts_from_zero,
-                CASE WHEN counts_from_zero THEN calls WHEN previous_calls IS NOT NULL THEN calls - previous_calls END AS calls,
-                CASE WHEN counts_from_zero THEN total_exec_time_ms WHEN previous_calls IS NOT NULL THEN total_exec_time_ms - previous_total_exec_time_ms END AS total_exec_time_ms,
-                CASE WHEN counts_from_zero THEN total_plan_time_ms WHEN previous_calls IS NOT NULL THEN total_plan_time_ms - previous_total_plan_time_ms END AS total_plan_time_ms,
-                CASE WHEN counts_from_zero THEN rows WHEN previous_calls IS NOT NULL THEN rows - previous_rows END AS rows,
-                CASE WHEN counts_from_zero THEN shared_blks_hit WHEN previous_calls IS NOT NULL THEN shared_blks_hit - previous_shared_blks_hit END AS shared_blks_hit,
-                CASE WHEN counts_from_zero THEN shared_blks_read WHEN previous_calls IS NOT NULL THEN shared_blks_read - previous_shared_blks_read END AS shared_blks_read,
-                CASE WHEN counts_from_zero THEN shared_blks_written WHEN previous_calls IS NOT NULL THEN shared_blks_written - previous_shared_blks_written END AS shared_blks_written,
-                CASE WHEN counts_from_zero THEN temp_blks_read WHEN previous_calls IS NOT NULL THEN temp_blks_read - previous_temp_blks_read END AS temp_blks_read,
-                CASE WHEN counts_from_zero THEN temp_blks_written WHEN previous_calls IS NOT NULL THEN temp_blks_written - previous_temp_blks_written END AS temp_blks_written,
-                CASE WHEN counts_from_zero THEN shared_blk_read_time_ms WHEN previous_calls IS NOT NULL THEN shared_blk_read_time_ms - previous_shared_blk_read_time_ms END AS shared_blk_read_time_ms,
-                CASE WHEN counts_from_zero THEN wal_bytes WHEN previous_calls IS NOT NULL THEN wal_bytes - previous_wal_bytes END AS wal_bytes
-         FROM classified;";
-
-/// The text view as migration 7 created it (replaced by migration 10).
-const STATEMENT_TEXTS_VIEW_7: &str = "-- The text of each query id, sent once per collector run.
-     CREATE VIEW statement_texts AS
-         SELECT target, query_id, arg_max(query, collected_at) AS query, min(collected_at) AS first_seen
-         FROM statement_samples WHERE query IS NOT NULL GROUP BY target, query_id;";
-
-/// The deltas view as migration 7 created it; still the live one.
-const STATEMENT_DELTAS_VIEW_7: &str = "-- What each entry did between two samples. An entry counts from zero again after a reset of
-     -- all statistics (stats_reset moved), after its own reset or eviction (stats_since moved, a
-     -- counter went down, or it was missing from the target's snapshot before: every snapshot
-     -- lists every entry), so deltas are never negative. An entry first seen after the target's
-     -- first sample counted from zero since then; in the first sample it has no delta.
-     CREATE VIEW statement_deltas AS
-         WITH info AS (
-             SELECT target, collected_at, any_value(statements_stats_reset) AS stats_reset,
-                    lag(collected_at) OVER (PARTITION BY target ORDER BY collected_at) AS previous_snapshot_at
-             FROM snapshot_parts WHERE kind = 'statements' GROUP BY target, collected_at
-         ),
-         firsts AS (
-             SELECT target, min(collected_at) AS first_collected_at FROM info GROUP BY target
-         ),
-         paired AS (
-             SELECT s.*, i.stats_reset, i.previous_snapshot_at, f.first_collected_at,
-                    lag(s.collected_at) OVER entry AS previous_collected_at,
-                    lag(i.stats_reset) OVER entry AS previous_stats_reset,
-                    lag(s.stats_since) OVER entry AS previous_stats_since,
-                    lag(s.calls) OVER entry AS previous_calls,
-                    lag(s.total_exec_time_ms) OVER entry AS previous_total_exec_time_ms,
-                    lag(s.total_plan_time_ms) OVER entry AS previous_total_plan_time_ms,
-                    lag(s.rows) OVER entry AS previous_rows,
-                    lag(s.shared_blks_hit) OVER entry AS previous_shared_blks_hit,
-                    lag(s.shared_blks_read) OVER entry AS previous_shared_blks_read,
-                    lag(s.shared_blks_written) OVER entry AS previous_shared_blks_written,
-                    lag(s.temp_blks_read) OVER entry AS previous_temp_blks_read,
-                    lag(s.temp_blks_written) OVER entry AS previous_temp_blks_written,
-                    lag(s.shared_blk_read_time_ms) OVER entry AS previous_shared_blk_read_time_ms,
-                    lag(s.wal_bytes) OVER entry AS previous_wal_bytes
-             FROM statement_samples s
-             LEFT JOIN info i USING (target, collected_at)
-             LEFT JOIN firsts f USING (target)
-             WINDOW entry AS (PARTITION BY s.target, s.database, s.user_name, s.query_id, s.toplevel ORDER BY s.collected_at)
-         ),
-         classified AS (
-             SELECT *,
-                    CASE
-                        WHEN previous_calls IS NULL THEN collected_at > first_collected_at
-                        ELSE stats_reset IS DISTINCT FROM previous_stats_reset
-                          OR stats_since IS DISTINCT FROM previous_stats_since
-                          OR previous_collected_at < previous_snapshot_at
-                          OR calls < previous_calls
-                          OR total_exec_time_ms < previous_total_exec_time_ms
-                    END AS counts_from_zero
-             FROM paired
-         )
-         SELECT target, collected_at, previous_collected_at, database, user_name, query_id, toplevel, counts_from_zero,
-                CASE WHEN counts_from_zero THEN calls WHEN previous_calls IS NOT NULL THEN calls - previous_calls END AS calls,
-                CASE WHEN counts_from_zero THEN total_exec_time_ms WHEN previous_calls IS NOT NULL THEN total_exec_time_ms - previous_total_exec_time_ms END AS total_exec_time_ms,
-                CASE WHEN counts_from_zero THEN total_plan_time_ms WHEN previous_calls IS NOT NULL THEN total_plan_time_ms - previous_total_plan_time_ms END AS total_plan_time_ms,
-                CASE WHEN counts_from_zero THEN rows WHEN previous_calls IS NOT NULL THEN rows - previous_rows END AS rows,
-                CASE WHEN counts_from_zero THEN shared_blks_hit WHEN previous_calls IS NOT NULL THEN shared_blks_hit - previous_shared_blks_hit END AS shared_blks_hit,
-                CASE WHEN counts_from_zero THEN shared_blks_read WHEN previous_calls IS NOT NULL THEN shared_blks_read - previous_shared_blks_read END AS shared_blks_read,
-                CASE WHEN counts_from_zero THEN shared_blks_written WHEN previous_calls IS NOT NULL THEN shared_blks_written - previous_shared_blks_written END AS shared_blks_written,
-                CASE WHEN counts_from_zero THEN temp_blks_read WHEN previous_calls IS NOT NULL THEN temp_blks_read - previous_temp_blks_read END AS temp_blks_read,
-                CASE WHEN counts_from_zero THEN temp_blks_written WHEN previous_calls IS NOT NULL THEN temp_blks_written - previous_temp_blks_written END AS temp_blks_written,
-                CASE WHEN counts_from_zero THEN shared_blk_read_time_ms WHEN previous_calls IS NOT NULL THEN shared_blk_read_time_ms - previous_shared_blk_read_time_ms END AS shared_blk_read_time_ms,
-                CASE WHEN counts_from_zero THEN wal_bytes WHEN previous_calls IS NOT NULL THEN wal_bytes - previous_wal_bytes END AS wal_bytes
-         FROM classified;";
-
-const MIGRATION_5_OBJECT_TABLES: &str = "CREATE TABLE object_samples (
-         target VARCHAR NOT NULL,
-         collected_at TIMESTAMP NOT NULL,
-         database VARCHAR NOT NULL,
-         schema_name VARCHAR NOT NULL,
-         name VARCHAR NOT NULL,
-         kind VARCHAR NOT NULL,
-         parent VARCHAR,
-         total_bytes BIGINT NOT NULL,
-         table_bytes BIGINT NOT NULL,
-         index_bytes BIGINT NOT NULL,
-         toast_bytes BIGINT NOT NULL,
-         row_estimate BIGINT,
-         last_vacuum TIMESTAMP,
-         last_autovacuum TIMESTAMP,
-         last_analyze TIMESTAMP,
-         last_autoanalyze TIMESTAMP
-     );";
+/// The statement views across all partitions, as the newest migrations define them: a file of
+/// its own, never shared with a released migration, so editing it edits no released one.
+pub(crate) const LIVE_STATEMENT_VIEWS: &str = include_str!("../migrations/live_statement_views.sql");
 
 /// The schema version this pgmon writes.
 pub(crate) fn latest_version() -> i32 {
@@ -490,8 +85,7 @@ pub(crate) fn migrate(connection: &Connection, catalog: &str, path: &Path) -> Re
         ))
         .map_err(migrate_error(0))?;
     let current = schema_version(connection, catalog, path)?;
-    for (version, statements) in MIGRATIONS.iter().filter(|(version, _)| *version > current) {
-        let sql = statements.join("\n");
+    for (version, sql) in MIGRATIONS.iter().filter(|(version, _)| *version > current) {
         connection
             .execute_batch(&in_catalog(&format!(
                 "BEGIN TRANSACTION; {sql}; INSERT INTO schema_migrations VALUES ({version}, now()::TIMESTAMP); COMMIT"
@@ -506,6 +100,79 @@ pub(crate) fn migrate(connection: &Connection, catalog: &str, path: &Path) -> Re
 mod tests {
     use super::*;
 
+    /// A released migration is never edited: a file whose bytes changed fails here. Pin a new
+    /// migration's hash when it is released; the live views may change (their pin moves too).
+    #[test]
+    fn released_migrations_are_unchanged() {
+        use sha2::{Digest, Sha256};
+        let pinned: &[(&str, &str)] = &[
+            (
+                "001_activity.sql",
+                "167f52568b808f3e662352216ec3ccbafc2f951e06ef0ef5f3c26f88e6519931",
+            ),
+            ("002_locks.sql", "1006677d4755420920cd57f3429500c8b2e6ef69def26e3d3ee378e35b6b7e86"),
+            (
+                "003_database_and_instance.sql",
+                "e6112e65c4a3325c9be33847ea92034822133cdc016006a54b061393e24e087e",
+            ),
+            (
+                "004_target_status.sql",
+                "fef5fc2da8b6d622c9bbb0d78b66513c81f50166277d71eb107e18dccdbbc49c",
+            ),
+            (
+                "005_statements_and_objects.sql",
+                "314f5f3376513bc4b7545097d6d7a34c41dcc509f44ccf457177e76569d240ec",
+            ),
+            (
+                "006_activity_minutes.sql",
+                "60a81f60fe9aaf00d0d343c6ef729b00f9c58f32d24061a4ac196c0b5823c49e",
+            ),
+            (
+                "007_statement_views.sql",
+                "db12329c8361fe5ec2775ee5ede4bf045cb3ead0d403d4373a2e0975cfeb85d3",
+            ),
+            (
+                "008_activity_sample_rows.sql",
+                "c37e05f584f9ad42d30b06f9cc2120a62a6deebc56ccf8bfb4fb2a83beb39912",
+            ),
+            (
+                "009_activity_parts.sql",
+                "bf3c27173cfff3834ea995d020278d354e57abeb61a51d21e4bec83d5265e774",
+            ),
+            (
+                "010_statement_text_copies.sql",
+                "4e75f45a1accad7f5d02531caeba2f5055208e45719a90b7de3504c7f0ede996",
+            ),
+            (
+                "011_object_size_staleness.sql",
+                "99d13ec36cf8c5e8702db91bc9bd16e879c8124f1ee375024e41d1de125be877",
+            ),
+            (
+                "live_statement_views.sql",
+                "3d062646e16794a61e6e2f1f98f918f8a9a2d99c6e621c8965ac83604d862616",
+            ),
+        ];
+        let directory = Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+        let mut files: Vec<String> = std::fs::read_dir(&directory)
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+            .collect();
+        files.sort();
+        let pinned_names: Vec<&str> = pinned.iter().map(|(name, _)| *name).collect();
+        assert_eq!(files, pinned_names, "every file of migrations/ is pinned");
+        for (name, hash) in pinned {
+            let bytes = std::fs::read(directory.join(name)).unwrap();
+            let found: String = Sha256::digest(&bytes).iter().map(|byte| format!("{byte:02x}")).collect();
+            assert_eq!(&found, hash, "{name} changed");
+        }
+        let included: Vec<usize> = MIGRATIONS.iter().map(|(_, sql)| sql.len()).collect();
+        assert_eq!(included.len(), pinned.len() - 1, "every migration file is applied, in order");
+        for ((version, sql), (name, _)) in MIGRATIONS.iter().zip(pinned) {
+            assert!(name.starts_with(&format!("{version:03}_")), "{name} is migration {version}");
+            assert_eq!(sql.as_bytes(), std::fs::read(directory.join(name)).unwrap(), "{name}");
+        }
+    }
+
     /// A partition written before migration 8 keeps its activity rows, timestamps exact, once
     /// they move to `activity_sample_rows` behind the `activity_samples` view.
     #[test]
@@ -516,11 +183,10 @@ mod tests {
         connection
             .execute_batch("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMP NOT NULL)")
             .unwrap();
-        for (version, statements) in MIGRATIONS.iter().filter(|(version, _)| *version <= 7) {
+        for (version, sql) in MIGRATIONS.iter().filter(|(version, _)| *version <= 7) {
             connection
                 .execute_batch(&format!(
-                    "{}; INSERT INTO schema_migrations VALUES ({version}, now()::TIMESTAMP)",
-                    statements.join("\n")
+                    "{sql}; INSERT INTO schema_migrations VALUES ({version}, now()::TIMESTAMP)"
                 ))
                 .unwrap();
         }

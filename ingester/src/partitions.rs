@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 
+use crate::tables::TABLES;
+
 /// The directory of the partition files inside the data directory.
 pub const PARTITIONS_DIRECTORY: &str = "partitions";
 
@@ -22,20 +24,17 @@ pub const VIEWS_SCRIPT_NAME: &str = "views.sql";
 const MICROS_PER_SECOND: i64 = 1_000_000;
 const SECONDS_PER_DAY: i64 = 86_400;
 
-/// Tables that hold data (not bookkeeping) and get a view across partitions.
-pub const DATA_TABLES: &[&str] = &[
-    "activity_snapshots",
-    "activity_samples",
-    "activity_minutes",
-    "lock_samples",
-    "database_samples",
-    "instance_samples",
-    "target_status",
-    "snapshot_parts",
-    "statement_samples",
-    "statement_text_copies",
-    "object_samples",
-];
+/// Tables that hold data (not bookkeeping) and get a view across partitions, by the names
+/// readers use: every declared table of `tables`.
+pub const DATA_TABLES: [&str; TABLES.len()] = {
+    let mut names = [""; TABLES.len()];
+    let mut index = 0;
+    while index < TABLES.len() {
+        names[index] = TABLES[index].read_as();
+        index += 1;
+    }
+    names
+};
 
 /// The length of a partition's period, in whole seconds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -160,7 +159,7 @@ pub(crate) fn union_views_sql(sources: &[String], create: &str) -> String {
 
 /// The statement views (`statement_texts`, `statement_deltas`) created with `create`.
 pub(crate) fn derived_views_sql(create: &str) -> String {
-    crate::migrations::LIVE_STATEMENT_VIEWS.join("\n").replace("CREATE VIEW", create)
+    crate::migrations::LIVE_STATEMENT_VIEWS.replace("CREATE VIEW", create)
 }
 
 /// The script for the `duckdb` CLI: attach every closed partition read-only and define the views.

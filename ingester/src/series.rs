@@ -8,31 +8,11 @@ use duckdb::Connection;
 use pgmon_common::query::{ActivityDimension, ActivitySeries, ActivitySeriesReply, ActivitySeriesRequest};
 use pgmon_common::target::TargetName;
 
+use crate::tables::activity_minutes::active_session_predicate;
+
 /// The label of samples without a wait event: the backend was running on CPU (or waiting for
 /// it), as Performance Insights and ASH call it.
 pub const ON_CPU_LABEL: &str = "CPU";
-
-/// Which backends count as active sessions: those working for a client or doing maintenance,
-/// in state active. WAL senders and background processes would add a constant floor. One list
-/// serves both the SQL over stored samples and the rollup built from rows in hand.
-const ACTIVE_STATES: &[&str] = &["active", "fastpath function call"];
-const ACTIVE_BACKEND_TYPES: &[&str] = &["client backend", "parallel worker", "autovacuum worker", "background worker"];
-
-/// The SQL condition on `activity_samples` that selects active sessions.
-pub(crate) fn active_session_predicate() -> String {
-    let quoted = |values: &[&str]| values.iter().map(|value| format!("'{value}'")).collect::<Vec<_>>().join(", ");
-    format!(
-        "state IN ({}) AND backend_type IN ({})",
-        quoted(ACTIVE_STATES),
-        quoted(ACTIVE_BACKEND_TYPES)
-    )
-}
-
-/// [`active_session_predicate`] for a row in hand, when the per-minute rollup is built.
-pub(crate) fn is_active_session(row: &pgmon_common::event::ActivityRow) -> bool {
-    let listed = |value: &Option<String>, values: &[&str]| value.as_deref().is_some_and(|value| values.contains(&value));
-    listed(&row.state, ACTIVE_STATES) && listed(&row.backend_type, ACTIVE_BACKEND_TYPES)
-}
 
 const MINUTE_US: i64 = 60_000_000;
 

@@ -16,16 +16,13 @@ use std::time::Duration;
 use duckdb::Connection;
 use pgmon_common::event::{AnySnapshot, Snapshot};
 
-use crate::arrow_rows::{
-    activity_minutes_batch, activity_rows_batch, activity_snapshots_batch, instance_rows_batch, object_rows_batch, sample_rows_batch,
-    snapshot_parts_batch, statement_texts_batch,
-};
 use crate::compaction::{compact, is_compacted, remove_staging};
 use crate::migrations::{latest_version, migrate, schema_version};
 use crate::partitions::{
     derived_views_sql, list_partitions, partition_start_for, union_views_sql, write_views_script, Partition, PartitionPeriod,
     PARTITIONS_DIRECTORY,
 };
+use crate::tables::{activity, activity_minutes, database, locks, objects, parts, statements, status, Table};
 
 /// The single file of pgmon versions before time partitions; adopted as a partition at start.
 pub const LEGACY_DATABASE_FILE_NAME: &str = "pgmon.duckdb";
@@ -260,27 +257,49 @@ impl Store {
         // Where the last sizes of objects that could not be measured are looked for, newest first.
         let sources: Vec<String> = self.partitions().iter().rev().map(Partition::alias).collect();
         let transaction = self.connection.transaction().map_err(StoreError::Write)?;
-        let table = |name: &'static str| TableRef { catalog: &alias, name };
+        let table = |table: &'static Table| TableRef { catalog: &alias, table };
         if !kinds.activity.is_empty() {
-            append(&transaction, table("activity_snapshots"), activity_snapshots_batch(&kinds.activity))?;
-            applied.rows += append_built_alongside(&transaction, table("activity_sample_rows"), &kinds.activity, activity_rows_batch)?;
-            append(&transaction, table("activity_minutes"), activity_minutes_batch(&kinds.activity))?;
+            append(
+                &transaction,
+                table(&activity::ACTIVITY_SNAPSHOTS),
+                activity::snapshots_batch(&kinds.activity),
+            )?;
+            applied.rows += append_built_alongside(
+                &transaction,
+                table(&activity::ACTIVITY_SAMPLE_ROWS),
+                &kinds.activity,
+                activity::sample_rows_batch,
+            )?;
+            append(
+                &transaction,
+                table(&activity_minutes::ACTIVITY_MINUTES),
+                activity_minutes::batch(&kinds.activity),
+            )?;
         }
-        applied.rows += append_built_alongside(&transaction, table("lock_samples"), &kinds.locks, sample_rows_batch)?;
+        applied.rows += append_built_alongside(&transaction, table(&locks::LOCK_SAMPLES), &kinds.locks, locks::batch)?;
         if !kinds.database.is_empty() {
-            append(&transaction, table("instance_samples"), instance_rows_batch(&kinds.database))?;
+            append(
+                &transaction,
+                table(&database::INSTANCE_SAMPLES),
+                database::instance_batch(&kinds.database),
+            )?;
         }
-        applied.rows += append_built_alongside(&transaction, table("database_samples"), &kinds.database, sample_rows_batch)?;
-        applied.rows += append_built_alongside(&transaction, table("target_status"), &kinds.status, sample_rows_batch)?;
-        applied.rows += append_in_parts(&transaction, table("statement_samples"), &kinds.statements, sample_rows_batch)?;
+        applied.rows += append_built_alongside(&transaction, table(&database::DATABASE_SAMPLES), &kinds.database, database::batch)?;
+        applied.rows += append_built_alongside(&transaction, table(&status::TARGET_STATUS), &kinds.status, status::batch)?;
+        applied.rows += append_in_parts(
+            &transaction,
+            table(&statements::STATEMENT_SAMPLES),
+            &kinds.statements,
+            statements::batch,
+        )?;
         if !kinds.statements.is_empty() {
             append(
                 &transaction,
-                table("statement_text_copies"),
-                statement_texts_batch(&kinds.statements),
+                table(&statements::STATEMENT_TEXT_COPIES),
+                statements::texts_batch(&kinds.statements),
             )?;
         }
-        applied.rows += append_in_parts(&transaction, table("object_samples"), &kinds.objects, object_rows_batch)?;
+        applied.rows += append_in_parts(&transaction, table(&objects::OBJECT_SAMPLES), &kinds.objects, objects::batch)?;
         if !kinds.objects.is_empty() {
             for (_, snapshot) in &kinds.objects {
                 crate::stale_sizes::fill_in(&transaction, &alias, &sources, snapshot)?;
@@ -637,10 +656,10 @@ fn adopt_legacy_file(connection: &Connection, data_dir: &Path, period: Partition
     };
     attach(connection, &legacy_partition, Access::ReadWrite)?;
     let alias = legacy_partition.alias();
-    let newest_sql = crate::partitions::DATA_TABLES
+    let newest_sql = crate::tables::TABLES
         .iter()
-        .filter(|table| !["activity_minutes", "statement_text_copies"].contains(table))
-        .map(|table| format!("SELECT max(collected_at) AS newest FROM {alias}.{table}"))
+        .filter(|table| table.has_column("collected_at"))
+        .map(|table| format!("SELECT max(collected_at) AS newest FROM {alias}.{}", table.read_as()))
         .collect::<Vec<_>>()
         .join(" UNION ALL ");
     let newest_us: Option<i64> = connection
@@ -665,17 +684,17 @@ fn adopt_legacy_file(connection: &Connection, data_dir: &Path, period: Partition
 
 /// The snapshots of one run of a batch, by kind, with their stream sequences.
 #[derive(Default)]
-struct KindBatches<'a> {
-    activity: Vec<(u64, &'a Snapshot<pgmon_common::event::ActivityRow>)>,
-    locks: Vec<(u64, &'a Snapshot<pgmon_common::event::LockRow>)>,
-    database: Vec<(u64, &'a Snapshot<pgmon_common::event::DatabaseRow>)>,
-    status: Vec<(u64, &'a Snapshot<pgmon_common::event::StatusRow>)>,
-    statements: Vec<(u64, &'a Snapshot<pgmon_common::event::StatementRow>)>,
-    objects: Vec<(u64, &'a Snapshot<pgmon_common::event::ObjectRow>)>,
+pub(crate) struct KindBatches<'a> {
+    pub activity: Vec<(u64, &'a Snapshot<pgmon_common::event::ActivityRow>)>,
+    pub locks: Vec<(u64, &'a Snapshot<pgmon_common::event::LockRow>)>,
+    pub database: Vec<(u64, &'a Snapshot<pgmon_common::event::DatabaseRow>)>,
+    pub status: Vec<(u64, &'a Snapshot<pgmon_common::event::StatusRow>)>,
+    pub statements: Vec<(u64, &'a Snapshot<pgmon_common::event::StatementRow>)>,
+    pub objects: Vec<(u64, &'a Snapshot<pgmon_common::event::ObjectRow>)>,
 }
 
 impl<'a> KindBatches<'a> {
-    fn push(&mut self, sequence: u64, snapshot: &'a AnySnapshot) {
+    pub(crate) fn push(&mut self, sequence: u64, snapshot: &'a AnySnapshot) {
         match snapshot {
             AnySnapshot::Activity(snapshot) => self.activity.push((sequence, snapshot)),
             AnySnapshot::Locks(snapshot) => self.locks.push((sequence, snapshot)),
@@ -691,13 +710,13 @@ impl<'a> KindBatches<'a> {
 #[derive(Clone, Copy)]
 struct TableRef<'a> {
     catalog: &'a str,
-    name: &'static str,
+    table: &'static Table,
 }
 
 impl TableRef<'_> {
     fn appender<'c>(&self, connection: &'c Connection) -> Result<duckdb::Appender<'c>, StoreError> {
         connection
-            .appender_to_catalog_and_db(self.name, self.catalog, "main")
+            .appender_to_catalog_and_db(self.table.name, self.catalog, "main")
             .map_err(StoreError::Write)
     }
 }
@@ -712,15 +731,15 @@ fn append_in_parts<Row: Sync>(
     if snapshots.is_empty() {
         return Ok(0);
     }
-    let parts = TableRef {
-        name: "snapshot_parts",
+    let parts_table = TableRef {
+        table: &parts::SNAPSHOT_PARTS,
         ..table
     };
-    append(connection, parts, snapshot_parts_batch(snapshots))?;
+    append(connection, parts_table, parts::batch(snapshots))?;
     append_built_alongside(connection, table, snapshots, build)
 }
 
-/// Builds the record batch of some snapshots' rows (the functions of `arrow_rows`).
+/// Builds the record batch of some snapshots' rows (the `batch` functions of `tables`).
 type RowsBuilder<Row> = fn(&[(u64, &Snapshot<Row>)]) -> duckdb::arrow::record_batch::RecordBatch;
 
 /// Rows per record batch when a batch's rows are built on a second thread.

@@ -1,0 +1,38 @@
+CREATE TABLE database_samples (
+         target VARCHAR NOT NULL,
+         collected_at TIMESTAMP NOT NULL,
+         database VARCHAR NOT NULL,
+         backends INTEGER NOT NULL,
+         xact_commit BIGINT NOT NULL,
+         xact_rollback BIGINT NOT NULL,
+         blks_read BIGINT NOT NULL,
+         blks_hit BIGINT NOT NULL,
+         tup_returned BIGINT NOT NULL,
+         tup_fetched BIGINT NOT NULL,
+         tup_inserted BIGINT NOT NULL,
+         tup_updated BIGINT NOT NULL,
+         tup_deleted BIGINT NOT NULL,
+         conflicts BIGINT NOT NULL,
+         temp_files BIGINT NOT NULL,
+         temp_bytes BIGINT NOT NULL,
+         deadlocks BIGINT NOT NULL,
+         checksum_failures BIGINT,
+         blk_read_time_ms DOUBLE NOT NULL,
+         blk_write_time_ms DOUBLE NOT NULL,
+         session_time_ms DOUBLE,
+         active_time_ms DOUBLE,
+         idle_in_transaction_time_ms DOUBLE,
+         sessions BIGINT,
+         sessions_abandoned BIGINT,
+         sessions_fatal BIGINT,
+         sessions_killed BIGINT,
+         stats_reset TIMESTAMP
+     );
+     CREATE TABLE instance_samples (
+         target VARCHAR NOT NULL,
+         collected_at TIMESTAMP NOT NULL,
+         server_version_num INTEGER NOT NULL,
+         started_at TIMESTAMP NOT NULL,
+         max_connections INTEGER NOT NULL,
+         settings_json VARCHAR NOT NULL
+     );
