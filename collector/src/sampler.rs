@@ -4,12 +4,11 @@
 use std::time::{Duration, SystemTime};
 
 use pgmon_common::event::{
-    encode_snapshot_parts, InstanceFacts, Limitation, ObjectsInfo, ServerIdentity, SkippedDatabase, Snapshot, SnapshotKind, StatementsInfo,
-    StatusRow, TargetState, CURRENT_SCHEMA_VERSION,
+    encode_snapshot_parts, InstanceFacts, Limitation, ObjectsInfo, ServerIdentity, SkippedDatabase, Snapshot, SnapshotKind, SnapshotRow,
+    StatementsInfo, StatusRow, TargetState, CURRENT_SCHEMA_VERSION,
 };
 use pgmon_common::subjects::{snapshot_message_id, snapshot_subject};
 use pgmon_common::telemetry::error_chain;
-use serde::Serialize;
 use tokio::time::Instant;
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
@@ -115,7 +114,6 @@ pub(crate) async fn sample_target(target: TargetSpec, settings: SamplingSettings
         let snapshot = Encoded {
             target: &target,
             server: &last_identity,
-            kind: SnapshotKind::Status,
             collected_at_us: now_us,
             settings: &settings,
         };
@@ -135,7 +133,6 @@ pub(crate) async fn sample_target(target: TargetSpec, settings: SamplingSettings
 struct Encoded<'a> {
     target: &'a TargetSpec,
     server: &'a ServerIdentity,
-    kind: SnapshotKind,
     collected_at_us: i64,
     settings: &'a SamplingSettings,
 }
@@ -151,10 +148,12 @@ struct EnvelopeExtras {
 impl Encoded<'_> {
     /// Encodes the snapshot (in parts when it is larger than a NATS message) and queues it as
     /// one sample: its parts are kept or dropped together.
-    fn enqueue<Row: Serialize>(&self, queue: &PublishQueue, extras: EnvelopeExtras, rows: Vec<Row>) -> Enqueued {
+    fn enqueue<Row: SnapshotRow>(&self, queue: &PublishQueue, extras: EnvelopeExtras, rows: Vec<Row>) -> Enqueued {
+        // The kind is the rows' own: a snapshot can never be labelled with another kind.
+        let kind = Row::KIND;
         let snapshot = Snapshot {
             schema_version: CURRENT_SCHEMA_VERSION,
-            kind: self.kind,
+            kind,
             target: self.target.name.clone(),
             collected_at_us: self.collected_at_us,
             server: self.server.clone(),
@@ -168,27 +167,27 @@ impl Encoded<'_> {
         let parts = match encode_snapshot_parts(&snapshot, self.settings.max_message_bytes) {
             Ok(parts) => parts,
             Err(error) => {
-                tracing::error!(target = %self.target.name, kind = self.kind.as_str(), error = %error, "snapshot cannot be sent");
-                record_snapshot(self.target.name.as_str(), self.kind, Err(()));
-                record_dropped(&self.target.name, self.kind, DropReason::TooLarge);
+                tracing::error!(target = %self.target.name, kind = kind.as_str(), error = %error, "snapshot cannot be sent");
+                record_snapshot(self.target.name.as_str(), kind, Err(()));
+                record_dropped(&self.target.name, kind, DropReason::TooLarge);
                 return Enqueued::Dropped;
             }
         };
         let taken_us = activity::unix_micros(SystemTime::now()).saturating_sub(self.collected_at_us);
         record_snapshot(
             self.target.name.as_str(),
-            self.kind,
+            kind,
             Ok(Duration::from_micros(u64::try_from(taken_us).unwrap_or(0))),
         );
         let messages = parts
             .into_iter()
             .map(|(part, payload)| OutgoingSnapshot {
-                subject: snapshot_subject(&self.target.name, self.kind),
-                message_id: snapshot_message_id(&self.target.name, self.kind, self.collected_at_us, part),
+                subject: snapshot_subject(&self.target.name, kind),
+                message_id: snapshot_message_id(&self.target.name, kind, self.collected_at_us, part),
                 payload: payload.into(),
             })
             .collect();
-        queue.enqueue(OutgoingSample { kind: self.kind, messages })
+        queue.enqueue(OutgoingSample { kind, messages })
     }
 }
 
@@ -286,7 +285,6 @@ impl Session<'_> {
         let snapshot = Encoded {
             target: self.target,
             server: &self.identity,
-            kind,
             collected_at_us: activity::unix_micros(SystemTime::now()),
             settings: self.settings,
         };
@@ -399,7 +397,6 @@ pub(crate) async fn sample_statements(target: TargetSpec, settings: SamplingSett
             let snapshot = Encoded {
                 target: &target,
                 server: &identity,
-                kind: SnapshotKind::Statements,
                 collected_at_us: activity::unix_micros(SystemTime::now()),
                 settings: &settings,
             };
@@ -464,7 +461,6 @@ pub(crate) async fn sample_objects(target: TargetSpec, settings: SamplingSetting
                 let snapshot = Encoded {
                     target: &target,
                     server: &identity,
-                    kind: SnapshotKind::Objects,
                     collected_at_us,
                     settings: &settings,
                 };

@@ -13,49 +13,116 @@ pub const CURRENT_SCHEMA_VERSION: u32 = 1;
 /// Every schema version this build can decode.
 pub const SUPPORTED_SCHEMA_VERSIONS: &[u32] = &[1];
 
-/// What a snapshot describes; the last token of its subject.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum SnapshotKind {
+/// Declares every snapshot kind once: its variant, row type and wire name (the `kind` of the
+/// envelope and the last token of its subject), with its documentation. The kind enum, the
+/// decoded-snapshot enum, decoding, joining parts, the JSON Schema and [`SnapshotRow`] are
+/// generated from this list, so a new kind is one line here plus its row type.
+macro_rules! snapshot_kinds {
+    ($($(#[$documentation:meta])* $variant:ident($row:ident) = $name:literal;)*) => {
+        /// What a snapshot describes; the last token of its subject.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+        pub enum SnapshotKind {
+            $($(#[$documentation])* #[serde(rename = $name)] $variant,)*
+        }
+
+        impl SnapshotKind {
+            pub const ALL: &'static [SnapshotKind] = &[$(SnapshotKind::$variant),*];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(SnapshotKind::$variant => $name,)*
+                }
+            }
+
+            /// Decodes a payload of this kind.
+            fn decode(self, payload: &[u8]) -> Result<AnySnapshot, serde_json::Error> {
+                match self {
+                    $(SnapshotKind::$variant => serde_json::from_slice(payload).map(AnySnapshot::$variant),)*
+                }
+            }
+
+            /// The JSON Schema of a snapshot of this kind, its definitions kept in `generator`.
+            fn snapshot_schema(self, generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+                match self {
+                    $(SnapshotKind::$variant => generator.subschema_for::<Snapshot<$row>>(),)*
+                }
+            }
+        }
+
+        /// A decoded snapshot of any kind.
+        #[derive(Clone, Debug, PartialEq)]
+        pub enum AnySnapshot {
+            $($variant(Snapshot<$row>),)*
+        }
+
+        /// Evaluates `$body` with `$snapshot` bound to the snapshot inside any variant.
+        macro_rules! with_any_snapshot {
+            ($any:expr, $snapshot:ident => $body:expr) => {
+                match $any {
+                    $(AnySnapshot::$variant($snapshot) => $body,)*
+                }
+            };
+        }
+
+        impl AnySnapshot {
+            /// The kind the variant holds (authoritative: the rows were decoded as this kind).
+            pub fn kind(&self) -> SnapshotKind {
+                match self {
+                    $(AnySnapshot::$variant(_) => SnapshotKind::$variant,)*
+                }
+            }
+
+            /// This snapshot with the rows of `part` (a snapshot of the same kind) appended.
+            fn with_rows_of(self, part: AnySnapshot) -> Result<AnySnapshot, JoinPartsError> {
+                match (self, part) {
+                    $((AnySnapshot::$variant(mut sample), AnySnapshot::$variant(part)) => {
+                        sample.rows.extend(part.rows);
+                        Ok(AnySnapshot::$variant(sample))
+                    })*
+                    _ => Err(JoinPartsError::DifferentSamples),
+                }
+            }
+        }
+
+        $(
+            impl SnapshotRow for $row {
+                const KIND: SnapshotKind = SnapshotKind::$variant;
+            }
+
+            impl From<Snapshot<$row>> for AnySnapshot {
+                fn from(snapshot: Snapshot<$row>) -> AnySnapshot {
+                    AnySnapshot::$variant(snapshot)
+                }
+            }
+        )*
+    };
+}
+
+snapshot_kinds! {
     /// One row per backend of `pg_stat_activity`.
-    Activity,
+    Activity(ActivityRow) = "activity";
     /// The `pg_locks` rows of sessions in a lock wait and of the sessions blocking them;
     /// published only when some session waits on a lock.
-    Locks,
+    Locks(LockRow) = "locks";
     /// One row per database of `pg_stat_database`, with the instance's facts in the envelope.
-    Database,
+    Database(DatabaseRow) = "database";
     /// The collector's view of the target: up, or down with a reason. Published at every
     /// connection attempt that fails, when a connection succeeds, and every minute while up.
-    Status,
+    Status(StatusRow) = "status";
     /// One row per entry of `pg_stat_statements`; cumulative counters, texts only for query ids
     /// the collector has not sent before.
-    Statements,
+    Statements(StatementRow) = "statements";
     /// One row per table, partition, index, TOAST table and materialized view of every
     /// database the collector may connect to, with sizes and maintenance times.
-    Objects,
+    Objects(ObjectRow) = "objects";
+}
+
+/// The row type of a snapshot kind: a snapshot of these rows is of this kind, always.
+pub trait SnapshotRow: Serialize + serde::de::DeserializeOwned {
+    const KIND: SnapshotKind;
 }
 
 impl SnapshotKind {
-    pub const ALL: &'static [SnapshotKind] = &[
-        SnapshotKind::Activity,
-        SnapshotKind::Locks,
-        SnapshotKind::Database,
-        SnapshotKind::Status,
-        SnapshotKind::Statements,
-        SnapshotKind::Objects,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SnapshotKind::Activity => "activity",
-            SnapshotKind::Locks => "locks",
-            SnapshotKind::Database => "database",
-            SnapshotKind::Status => "status",
-            SnapshotKind::Statements => "statements",
-            SnapshotKind::Objects => "objects",
-        }
-    }
-
     pub fn from_name(name: &str) -> Option<SnapshotKind> {
         SnapshotKind::ALL.iter().copied().find(|kind| kind.as_str() == name)
     }
@@ -520,46 +587,9 @@ pub enum LimitationReason {
     InsufficientPrivilege,
 }
 
-/// A decoded snapshot of any kind.
-#[derive(Clone, Debug, PartialEq)]
-pub enum AnySnapshot {
-    Activity(Snapshot<ActivityRow>),
-    Locks(Snapshot<LockRow>),
-    Database(Snapshot<DatabaseRow>),
-    Status(Snapshot<StatusRow>),
-    Statements(Snapshot<StatementRow>),
-    Objects(Snapshot<ObjectRow>),
-}
-
-/// Evaluates `$body` with `$snapshot` bound to the snapshot inside any variant.
-macro_rules! with_any_snapshot {
-    ($any:expr, $snapshot:ident => $body:expr) => {
-        match $any {
-            AnySnapshot::Activity($snapshot) => $body,
-            AnySnapshot::Locks($snapshot) => $body,
-            AnySnapshot::Database($snapshot) => $body,
-            AnySnapshot::Status($snapshot) => $body,
-            AnySnapshot::Statements($snapshot) => $body,
-            AnySnapshot::Objects($snapshot) => $body,
-        }
-    };
-}
-
 impl AnySnapshot {
     pub fn target(&self) -> &TargetName {
         with_any_snapshot!(self, snapshot => &snapshot.target)
-    }
-
-    /// The kind the variant holds (authoritative: the rows were decoded as this kind).
-    pub fn kind(&self) -> SnapshotKind {
-        match self {
-            AnySnapshot::Activity(_) => SnapshotKind::Activity,
-            AnySnapshot::Locks(_) => SnapshotKind::Locks,
-            AnySnapshot::Database(_) => SnapshotKind::Database,
-            AnySnapshot::Status(_) => SnapshotKind::Status,
-            AnySnapshot::Statements(_) => SnapshotKind::Statements,
-            AnySnapshot::Objects(_) => SnapshotKind::Objects,
-        }
     }
 
     pub fn row_count(&self) -> usize {
@@ -625,26 +655,10 @@ pub fn join_parts(mut parts: Vec<AnySnapshot>) -> Result<AnySnapshot, JoinPartsE
         if (part.kind(), part.target(), part.collected_at_us()) != (joined.kind(), joined.target(), joined.collected_at_us()) {
             return Err(JoinPartsError::DifferentSamples);
         }
-        joined = append_rows_of(joined, part)?;
+        joined = joined.with_rows_of(part)?;
     }
     with_any_snapshot!(&mut joined, snapshot => snapshot.part = None);
     Ok(joined)
-}
-
-/// `sample` with the rows of `part` (a snapshot of the same kind) appended.
-fn append_rows_of(sample: AnySnapshot, part: AnySnapshot) -> Result<AnySnapshot, JoinPartsError> {
-    macro_rules! append {
-        ($($variant:ident),*) => {
-            match (sample, part) {
-                $((AnySnapshot::$variant(mut sample), AnySnapshot::$variant(part)) => {
-                    sample.rows.extend(part.rows);
-                    Ok(AnySnapshot::$variant(sample))
-                })*
-                _ => Err(JoinPartsError::DifferentSamples),
-            }
-        };
-    }
-    append!(Activity, Locks, Database, Status, Statements, Objects)
 }
 
 /// Why a message is not a usable snapshot; the text becomes the dead-letter reason.
@@ -692,14 +706,7 @@ pub fn decode_snapshot(payload: &[u8]) -> Result<AnySnapshot, DecodeError> {
         version: head.schema_version,
         source,
     };
-    match kind {
-        SnapshotKind::Activity => serde_json::from_slice(payload).map(AnySnapshot::Activity).map_err(invalid_rows),
-        SnapshotKind::Locks => serde_json::from_slice(payload).map(AnySnapshot::Locks).map_err(invalid_rows),
-        SnapshotKind::Database => serde_json::from_slice(payload).map(AnySnapshot::Database).map_err(invalid_rows),
-        SnapshotKind::Status => serde_json::from_slice(payload).map(AnySnapshot::Status).map_err(invalid_rows),
-        SnapshotKind::Statements => serde_json::from_slice(payload).map(AnySnapshot::Statements).map_err(invalid_rows),
-        SnapshotKind::Objects => serde_json::from_slice(payload).map(AnySnapshot::Objects).map_err(invalid_rows),
-    }
+    kind.decode(payload).map_err(invalid_rows)
 }
 
 /// Decodes a snapshot received on `subject` and checks that the subject names its target and kind,
@@ -797,14 +804,10 @@ pub fn snapshot_json_schema() -> serde_json::Value {
             "allOf": [envelope.to_value(), { "properties": { "kind": { "const": kind.as_str() } } }]
         })
     };
-    let branches = vec![
-        branch(SnapshotKind::Activity, generator.subschema_for::<Snapshot<ActivityRow>>()),
-        branch(SnapshotKind::Locks, generator.subschema_for::<Snapshot<LockRow>>()),
-        branch(SnapshotKind::Database, generator.subschema_for::<Snapshot<DatabaseRow>>()),
-        branch(SnapshotKind::Status, generator.subschema_for::<Snapshot<StatusRow>>()),
-        branch(SnapshotKind::Statements, generator.subschema_for::<Snapshot<StatementRow>>()),
-        branch(SnapshotKind::Objects, generator.subschema_for::<Snapshot<ObjectRow>>()),
-    ];
+    let branches: Vec<serde_json::Value> = SnapshotKind::ALL
+        .iter()
+        .map(|kind| branch(*kind, kind.snapshot_schema(&mut generator)))
+        .collect();
     serde_json::json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": format!("pgmon snapshot event, schema version {CURRENT_SCHEMA_VERSION}"),
