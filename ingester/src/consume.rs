@@ -186,7 +186,7 @@ async fn with_store<T: Send + 'static>(
 }
 
 async fn close_idle_partition(store: Store) -> Result<Store, IngesterError> {
-    let now_us = crate::store::now_us();
+    let now_us = crate::storage::now_us();
     let (store, result) = with_store(store, move |store| store.close_idle_partition(now_us)).await?;
     if let Err(error) = result {
         tracing::error!(%error, "cannot close the partition of a past period");

@@ -12,7 +12,7 @@ use pgmon_common::query::{
     StatementHistoryReply, StatementHistoryRequest, StatementOrder, StatementTotals, TopStatementsRequest,
 };
 
-use crate::stale_sizes::SKIPPED_DATABASE_REASON;
+use crate::storage::stale_sizes::SKIPPED_DATABASE_REASON;
 use crate::tables::activity_minutes::active_session_predicate;
 
 /// `collected_at` within `[from, to)`, with the target as `$1`, from as `$2` and to as `$3`.

@@ -1,15 +1,11 @@
 //! The ingester role: the only writer of pgmon's DuckDB files, and the answerer of named queries on them.
 
-mod compaction;
 mod consume;
 mod history;
 mod metrics;
-mod migrations;
-pub mod partitions;
 mod query_service;
 pub mod series;
-mod stale_sizes;
-pub mod store;
+mod storage;
 mod tables;
 
 use std::path::PathBuf;
@@ -25,8 +21,9 @@ use pgmon_common::target::TargetName;
 use tokio_util::sync::CancellationToken;
 
 pub use consume::consumer_config;
-pub use partitions::{PartitionPeriod, VIEWS_SCRIPT_NAME};
-pub use store::{open_read_only, StorageOptions, Store, StoreError};
+pub use storage::partitions::{self, PartitionPeriod, VIEWS_SCRIPT_NAME};
+pub use storage::store::{self, StorageOptions, Store};
+pub use storage::{open_read_only, StoreError};
 
 /// Command-line and environment settings of the ingester role.
 #[derive(Args, Clone, Debug)]

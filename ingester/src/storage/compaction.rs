@@ -12,9 +12,10 @@ use std::path::{Path, PathBuf};
 
 use duckdb::Connection;
 
-use crate::migrations::migrate;
-use crate::partitions::Partition;
-use crate::store::{attach_statement, remove_files, Access, StoreError};
+use super::catalog::{attach_statement, remove_files, Access};
+use super::error::StoreError;
+use super::migrations::migrate;
+use super::partitions::Partition;
 use crate::tables::Compaction;
 
 /// Whether `alias` (an attached partition of the latest schema) was compacted already.

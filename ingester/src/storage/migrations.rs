@@ -5,7 +5,7 @@ use std::path::Path;
 
 use duckdb::Connection;
 
-use crate::store::StoreError;
+use super::error::StoreError;
 
 /// Ordered schema migrations, each a file of `migrations/` executed as it is: a file is never
 /// edited once released (`released_migrations_are_unchanged` pins each by its hash), only new
@@ -13,41 +13,41 @@ use crate::store::StoreError;
 ///
 /// All TIMESTAMP columns hold UTC.
 pub(crate) const MIGRATIONS: &[(i32, &str)] = &[
-    (1, include_str!("../migrations/001_activity.sql")),
-    (2, include_str!("../migrations/002_locks.sql")),
-    (3, include_str!("../migrations/003_database_and_instance.sql")),
-    (4, include_str!("../migrations/004_target_status.sql")),
+    (1, include_str!("../../migrations/001_activity.sql")),
+    (2, include_str!("../../migrations/002_locks.sql")),
+    (3, include_str!("../../migrations/003_database_and_instance.sql")),
+    (4, include_str!("../../migrations/004_target_status.sql")),
     // Statement samples and their views, object sizes, and `snapshot_parts` (which part of
     // which snapshot each message carried, with the statements' dealloc and reset).
-    (5, include_str!("../migrations/005_statements_and_objects.sql")),
+    (5, include_str!("../../migrations/005_statements_and_objects.sql")),
     // Active sessions per minute and combination of the chart's dimensions: long ranges are
     // charted from here instead of from every sampled row.
-    (6, include_str!("../migrations/006_activity_minutes.sql")),
+    (6, include_str!("../../migrations/006_activity_minutes.sql")),
     // An entry missing from the snapshot before counts from zero again.
-    (7, include_str!("../migrations/007_statement_views.sql")),
+    (7, include_str!("../../migrations/007_statement_views.sql")),
     // Activity rows keep `xact_start` and `state_change` as microseconds from the query's
     // start (or, without one, from the sample): usually 0 or a few milliseconds, where the
     // timestamps themselves took about 3 bytes each per row. `activity_samples` becomes the
     // view that gives the timestamps back. `compactions` gets a row once a closing partition
     // is compacted (`compaction.rs`).
-    (8, include_str!("../migrations/008_activity_sample_rows.sql")),
+    (8, include_str!("../../migrations/008_activity_sample_rows.sql")),
     // Which part of its sample each activity message carried: a sample counts once all its
     // parts are stored, however many messages carried it. Rows before this have NULLs and
     // count once per collection time.
-    (9, include_str!("../migrations/009_activity_parts.sql")),
+    (9, include_str!("../../migrations/009_activity_parts.sql")),
     // Statement texts in a table of their own, so that they outlive the partition they
     // arrived in: each text as it arrives, and, when a partition opens, a copy of the texts of
     // every statement the partition before it holds samples of
     // (`Store::carry_statement_texts`). Existing texts move there from the samples.
-    (10, include_str!("../migrations/010_statement_text_copies.sql")),
+    (10, include_str!("../../migrations/010_statement_text_copies.sql")),
     // Objects whose sizes could not be measured (locked, or their database not read): why,
     // and when the sizes stored with them (the last measured ones) were measured.
-    (11, include_str!("../migrations/011_object_size_staleness.sql")),
+    (11, include_str!("../../migrations/011_object_size_staleness.sql")),
 ];
 
 /// The statement views across all partitions, as the newest migrations define them: a file of
 /// its own, never shared with a released migration, so editing it edits no released one.
-pub(crate) const LIVE_STATEMENT_VIEWS: &str = include_str!("../migrations/live_statement_views.sql");
+pub(crate) const LIVE_STATEMENT_VIEWS: &str = include_str!("../../migrations/live_statement_views.sql");
 
 /// The schema version this pgmon writes.
 pub(crate) fn latest_version() -> i32 {

@@ -10,7 +10,7 @@
 use duckdb::{params, Connection};
 use pgmon_common::event::{ObjectRow, Snapshot};
 
-use crate::store::StoreError;
+use super::error::StoreError;
 
 /// How the stale reason of an object of a database that could not be read begins.
 pub const SKIPPED_DATABASE_REASON: &str = "database not read: ";

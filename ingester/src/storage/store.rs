@@ -1,4 +1,5 @@
-//! The ingester's DuckDB files: one partition per period, exactly-once batch application, readers.
+//! The store: the partitions attached to one instance, exactly-once batch application, the
+//! life of a partition (open, close, compact, retry, expire), readers.
 //!
 //! All partitions are attached to one in-memory DuckDB instance: the newest read-write, the
 //! closed ones read-only (a shared lock, so the `duckdb` CLI can open them at the same time).
@@ -14,18 +15,20 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use duckdb::Connection;
-use pgmon_common::event::{AnySnapshot, Snapshot};
+use pgmon_common::event::AnySnapshot;
 
-use crate::compaction::{compact, is_compacted, remove_staging};
-use crate::migrations::{latest_version, migrate, schema_version};
-use crate::partitions::{
-    derived_views_sql, list_partitions, partition_start_for, union_views_sql, write_views_script, Partition, PartitionPeriod,
-    PARTITIONS_DIRECTORY,
-};
-use crate::tables::{activity, activity_minutes, database, locks, objects, parts, statements, status, Table};
+use super::append::{append_snapshots, record_progress, KindBatches};
+use super::catalog::{attach, catalog_connection, catalog_views_sql, detach, remove_files, Access};
+use super::compaction::{compact, is_compacted, remove_staging};
+use super::error::{files_error, StoreError};
+use super::legacy::adopt_legacy_file;
+use super::migrations::{latest_version, schema_version};
+use super::now_us;
+use super::partitions::{list_partitions, partition_start_for, Partition, PartitionPeriod, PARTITIONS_DIRECTORY};
+use super::retention::expired_partitions;
+use super::views::{derived_views_sql, write_views_script};
 
-/// The single file of pgmon versions before time partitions; adopted as a partition at start.
-pub const LEGACY_DATABASE_FILE_NAME: &str = "pgmon.duckdb";
+pub use super::legacy::LEGACY_DATABASE_FILE_NAME;
 
 /// How data is laid out in time.
 #[derive(Clone, Copy, Debug)]
@@ -42,36 +45,6 @@ impl Default for StorageOptions {
             retention: Duration::from_secs(30 * 86_400),
         }
     }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("cannot create data directory {path}: {source}")]
-    CreateDirectory { path: PathBuf, source: std::io::Error },
-    #[error("cannot open {path}: {source}")]
-    Open { path: PathBuf, source: duckdb::Error },
-    #[error("schema migration {version} failed: {source}")]
-    Migrate { version: i32, source: duckdb::Error },
-    #[error("{path} was written by a newer pgmon (schema version {found}, this one knows up to {known})")]
-    NewerSchema { path: PathBuf, found: i32, known: i32 },
-    #[error("cannot read the ingest progress: {0}")]
-    ReadProgress(duckdb::Error),
-    #[error("cannot store a batch: {0}")]
-    Write(duckdb::Error),
-    #[error("cannot open a reader connection: {0}")]
-    Reader(duckdb::Error),
-    #[error("cannot close partition {path}: {source}")]
-    Close { path: PathBuf, source: duckdb::Error },
-    #[error("cannot compact partition {path}: {source}")]
-    Compact { path: PathBuf, source: duckdb::Error },
-    #[error("cannot {action} {path}: {source}")]
-    Files {
-        action: &'static str,
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("cannot adopt {legacy} as partition {partition}: that partition already exists; move one of them away")]
-    LegacyConflict { legacy: PathBuf, partition: PathBuf },
 }
 
 /// One message of the stream as the store sees it.
@@ -257,54 +230,7 @@ impl Store {
         // Where the last sizes of objects that could not be measured are looked for, newest first.
         let sources: Vec<String> = self.partitions().iter().rev().map(Partition::alias).collect();
         let transaction = self.connection.transaction().map_err(StoreError::Write)?;
-        let table = |table: &'static Table| TableRef { catalog: &alias, table };
-        if !kinds.activity.is_empty() {
-            append(
-                &transaction,
-                table(&activity::ACTIVITY_SNAPSHOTS),
-                activity::snapshots_batch(&kinds.activity),
-            )?;
-            applied.rows += append_built_alongside(
-                &transaction,
-                table(&activity::ACTIVITY_SAMPLE_ROWS),
-                &kinds.activity,
-                activity::sample_rows_batch,
-            )?;
-            append(
-                &transaction,
-                table(&activity_minutes::ACTIVITY_MINUTES),
-                activity_minutes::batch(&kinds.activity),
-            )?;
-        }
-        applied.rows += append_built_alongside(&transaction, table(&locks::LOCK_SAMPLES), &kinds.locks, locks::batch)?;
-        if !kinds.database.is_empty() {
-            append(
-                &transaction,
-                table(&database::INSTANCE_SAMPLES),
-                database::instance_batch(&kinds.database),
-            )?;
-        }
-        applied.rows += append_built_alongside(&transaction, table(&database::DATABASE_SAMPLES), &kinds.database, database::batch)?;
-        applied.rows += append_built_alongside(&transaction, table(&status::TARGET_STATUS), &kinds.status, status::batch)?;
-        applied.rows += append_in_parts(
-            &transaction,
-            table(&statements::STATEMENT_SAMPLES),
-            &kinds.statements,
-            statements::batch,
-        )?;
-        if !kinds.statements.is_empty() {
-            append(
-                &transaction,
-                table(&statements::STATEMENT_TEXT_COPIES),
-                statements::texts_batch(&kinds.statements),
-            )?;
-        }
-        applied.rows += append_in_parts(&transaction, table(&objects::OBJECT_SAMPLES), &kinds.objects, objects::batch)?;
-        if !kinds.objects.is_empty() {
-            for (_, snapshot) in &kinds.objects {
-                crate::stale_sizes::fill_in(&transaction, &alias, &sources, snapshot)?;
-            }
-        }
+        applied.rows += append_snapshots(&transaction, &alias, &kinds, &sources)?;
         if last_sequence > already_applied {
             record_progress(&transaction, &alias, &self.stream, last_sequence).map_err(StoreError::Write)?;
         }
@@ -474,21 +400,7 @@ impl Store {
     /// partition is always kept), then writes the views script for the closed ones: every
     /// change of the partitions ends here.
     fn remove_expired_partitions(&mut self, now_us: i64) -> Result<(), StoreError> {
-        let cutoff = now_us / 1_000_000 - i64::try_from(self.options.retention.as_secs()).unwrap_or(i64::MAX);
-        // A partition holds what JetStream stored during its period: it ends with its period,
-        // or earlier where the next partition starts (after a change of period).
-        let period = self.options.period.as_duration().as_secs() as i64;
-        let partitions = self.partitions();
-        let ends: Vec<i64> = partitions
-            .windows(2)
-            .map(|pair| (pair[0].start + period).min(pair[1].start))
-            .collect();
-        let expired: Vec<i64> = partitions
-            .iter()
-            .zip(&ends)
-            .take_while(|(_, end)| **end <= cutoff)
-            .map(|(partition, _)| partition.start)
-            .collect();
+        let expired = expired_partitions(&self.partitions(), self.options.period, self.options.retention, now_us);
         // A partition still being closed is kept until it is closed.
         let (removed, kept): (Vec<Partition>, Vec<Partition>) = std::mem::take(&mut self.closed)
             .into_iter()
@@ -544,310 +456,11 @@ fn carry_statement_texts(connection: &Connection, previous: &Partition, next: &P
         .map_err(StoreError::Write)
 }
 
-/// Opens every partition of `data_dir` read-only, with the views across them, for tools and
-/// tests that read while no ingester runs (the newest partition is locked while one does).
-pub fn open_read_only(data_dir: &Path) -> Result<Connection, StoreError> {
-    let connection = catalog_connection(data_dir)?;
-    let partitions = list_partitions(data_dir).map_err(files_error("list", data_dir))?;
-    for partition in &partitions {
-        attach(&connection, partition, Access::ReadOnly)?;
-    }
-    connection
-        .execute_batch(&format!(
-            "{}{}",
-            catalog_views_sql(&partitions, "CREATE VIEW"),
-            derived_views_sql("CREATE VIEW")
-        ))
-        .map_err(StoreError::Reader)?;
-    Ok(connection)
-}
-
-/// The views over `partitions` of an instance from [`catalog_connection`], on top of its empty
-/// typed tables.
-fn catalog_views_sql(partitions: &[Partition], create: &str) -> String {
-    let sources: Vec<String> = std::iter::once("memory.empty".to_owned())
-        .chain(partitions.iter().map(Partition::alias))
-        .collect();
-    union_views_sql(&sources, create)
-}
-
-/// An in-memory instance whose `memory.empty` schema holds empty tables of the latest schema:
-/// the typed base of the views, so they exist before any partition does.
-fn catalog_connection(data_dir: &Path) -> Result<Connection, StoreError> {
-    let connection = Connection::open_in_memory().map_err(|source| StoreError::Open {
-        path: data_dir.to_owned(),
-        source,
-    })?;
-    // Checkpoints compress what was appended since the last one; fewer, larger checkpoints
-    // (DuckDB's default is every 16 MB of log) store activity in about a quarter less space and
-    // store about 1.5 times as many rows per second, at the cost of a longer log replay after a
-    // crash (measured by `cargo bench -p pgmon --bench storage`).
-    connection
-        .execute_batch("SET checkpoint_threshold = '256MB'; CREATE SCHEMA memory.empty")
-        .map_err(|source| StoreError::Migrate { version: 0, source })?;
-    migrate(&connection, "memory.empty", data_dir)?;
-    Ok(connection)
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Access {
-    ReadWrite,
-    ReadOnly,
-    /// A new file that compaction fills once and closes: written with [`COMPACTED_BLOCK_SIZE`].
-    Compacted,
-}
-
-/// The storage format of the files pgmon writes: DuckDB 1.5's, whose compression stores
-/// activity in about 5% less space than the default (the oldest format DuckDB 1.x still reads);
-/// the files then open in DuckDB 1.5 or newer, the version pgmon ships with.
-const STORAGE_VERSION: &str = "v1.5.0";
-
-/// The block size of compacted partitions. DuckDB stores a column's segment of a row group in
-/// blocks shared with other segments; with its default 256 KiB blocks, segments of 128 to
-/// 256 KiB (a bit-packed column of 9 to 16 bits per value, 122,880 values) each take a block of
-/// their own, half empty. 64 KiB blocks leave little of that slack: 8% fewer bytes per activity
-/// row in the storage benchmark. Smaller blocks (16 and 32 KiB) multiply the segments and take
-/// three times the space. Files keep their block size; DuckDB reads it from their header.
-const COMPACTED_BLOCK_SIZE: u32 = 65_536;
-
-/// The statement attaching the DuckDB file `path` as `alias`.
-pub(crate) fn attach_statement(path: &Path, alias: &str, access: Access) -> String {
-    let options = match access {
-        Access::ReadOnly => "READ_ONLY".to_owned(),
-        Access::ReadWrite => format!("STORAGE_VERSION '{STORAGE_VERSION}'"),
-        Access::Compacted => format!("STORAGE_VERSION '{STORAGE_VERSION}', BLOCK_SIZE {COMPACTED_BLOCK_SIZE}"),
-    };
-    let path = path.display().to_string().replace('\'', "''");
-    format!("ATTACH '{path}' AS {alias} ({options})")
-}
-
-/// Attaches a partition (creating the file when writable); a writable one is migrated.
-fn attach(connection: &Connection, partition: &Partition, access: Access) -> Result<(), StoreError> {
-    connection
-        .execute_batch(&attach_statement(&partition.path, &partition.alias(), access))
-        .map_err(|source| StoreError::Open {
-            path: partition.path.clone(),
-            source,
-        })?;
-    if access == Access::ReadWrite {
-        migrate(connection, &partition.alias(), &partition.path)?;
-    }
-    Ok(())
-}
-
-fn detach(connection: &Connection, partition: &Partition) -> Result<(), StoreError> {
-    connection
-        .execute_batch(&format!("DETACH {}", partition.alias()))
-        .map_err(|source| StoreError::Close {
-            path: partition.path.clone(),
-            source,
-        })
-}
-
-/// Moves the single file of an older pgmon into the partition of its newest row.
-fn adopt_legacy_file(connection: &Connection, data_dir: &Path, period: PartitionPeriod) -> Result<(), StoreError> {
-    let legacy = data_dir.join(LEGACY_DATABASE_FILE_NAME);
-    if !legacy.exists() {
-        return Ok(());
-    }
-    let legacy_partition = Partition {
-        start: 0,
-        path: legacy.clone(),
-    };
-    attach(connection, &legacy_partition, Access::ReadWrite)?;
-    let alias = legacy_partition.alias();
-    let newest_sql = crate::tables::TABLES
-        .iter()
-        .filter(|table| table.has_column("collected_at"))
-        .map(|table| format!("SELECT max(collected_at) AS newest FROM {alias}.{}", table.read_as()))
-        .collect::<Vec<_>>()
-        .join(" UNION ALL ");
-    let newest_us: Option<i64> = connection
-        .query_row(&format!("SELECT epoch_us(max(newest)) FROM ({newest_sql})"), [], |row| row.get(0))
-        .map_err(StoreError::ReadProgress)?;
-    detach(connection, &legacy_partition)?;
-    let partition = Partition::new(data_dir, period.start_of(newest_us.unwrap_or_else(now_us)));
-    if partition.path.exists() {
-        return Err(StoreError::LegacyConflict {
-            legacy,
-            partition: partition.path,
-        });
-    }
-    for (from, to) in legacy_partition.files().iter().zip(partition.files()) {
-        if from.exists() {
-            std::fs::rename(from, &to).map_err(files_error("move", from))?;
-        }
-    }
-    tracing::info!(from = %legacy.display(), to = %partition.path.display(), "adopted the single file of an older pgmon as a partition");
-    Ok(())
-}
-
-/// The snapshots of one run of a batch, by kind, with their stream sequences.
-#[derive(Default)]
-pub(crate) struct KindBatches<'a> {
-    pub activity: Vec<(u64, &'a Snapshot<pgmon_common::event::ActivityRow>)>,
-    pub locks: Vec<(u64, &'a Snapshot<pgmon_common::event::LockRow>)>,
-    pub database: Vec<(u64, &'a Snapshot<pgmon_common::event::DatabaseRow>)>,
-    pub status: Vec<(u64, &'a Snapshot<pgmon_common::event::StatusRow>)>,
-    pub statements: Vec<(u64, &'a Snapshot<pgmon_common::event::StatementRow>)>,
-    pub objects: Vec<(u64, &'a Snapshot<pgmon_common::event::ObjectRow>)>,
-}
-
-impl<'a> KindBatches<'a> {
-    pub(crate) fn push(&mut self, sequence: u64, snapshot: &'a AnySnapshot) {
-        match snapshot {
-            AnySnapshot::Activity(snapshot) => self.activity.push((sequence, snapshot)),
-            AnySnapshot::Locks(snapshot) => self.locks.push((sequence, snapshot)),
-            AnySnapshot::Database(snapshot) => self.database.push((sequence, snapshot)),
-            AnySnapshot::Status(snapshot) => self.status.push((sequence, snapshot)),
-            AnySnapshot::Statements(snapshot) => self.statements.push((sequence, snapshot)),
-            AnySnapshot::Objects(snapshot) => self.objects.push((sequence, snapshot)),
-        }
-    }
-}
-
-/// A table in one attached partition.
-#[derive(Clone, Copy)]
-struct TableRef<'a> {
-    catalog: &'a str,
-    table: &'static Table,
-}
-
-impl TableRef<'_> {
-    fn appender<'c>(&self, connection: &'c Connection) -> Result<duckdb::Appender<'c>, StoreError> {
-        connection
-            .appender_to_catalog_and_db(self.table.name, self.catalog, "main")
-            .map_err(StoreError::Write)
-    }
-}
-
-/// Appends the rows of a kind whose snapshots may come in parts, and which parts arrived.
-fn append_in_parts<Row: Sync>(
-    connection: &Connection,
-    table: TableRef,
-    snapshots: &[(u64, &Snapshot<Row>)],
-    build: RowsBuilder<Row>,
-) -> Result<usize, StoreError> {
-    if snapshots.is_empty() {
-        return Ok(0);
-    }
-    let parts_table = TableRef {
-        table: &parts::SNAPSHOT_PARTS,
-        ..table
-    };
-    append(connection, parts_table, parts::batch(snapshots))?;
-    append_built_alongside(connection, table, snapshots, build)
-}
-
-/// Builds the record batch of some snapshots' rows (the `batch` functions of `tables`).
-type RowsBuilder<Row> = fn(&[(u64, &Snapshot<Row>)]) -> duckdb::arrow::record_batch::RecordBatch;
-
-/// Rows per record batch when a batch's rows are built on a second thread.
-const ROWS_PER_CHUNK: usize = 10_000;
-
-/// Appends the rows of `snapshots` to `table`, built by `build` in chunks of about
-/// [`ROWS_PER_CHUNK`] rows on a second thread while this one appends the chunk before: storing
-/// is the ingester's one serial step, and the core that decodes is otherwise idle while it
-/// runs (measured by `cargo bench -p pgmon --bench storage`). Returns how many rows it appended.
-fn append_built_alongside<Row: Sync>(
-    connection: &Connection,
-    table: TableRef,
-    snapshots: &[(u64, &Snapshot<Row>)],
-    build: RowsBuilder<Row>,
-) -> Result<usize, StoreError> {
-    let chunks = chunks_of_rows(snapshots, ROWS_PER_CHUNK);
-    match chunks.as_slice() {
-        [] => Ok(0),
-        [only] => append(connection, table, build(only)),
-        _ => std::thread::scope(|scope| {
-            let (built_sender, built_receiver) = std::sync::mpsc::sync_channel(1);
-            scope.spawn(move || {
-                for chunk in chunks {
-                    // A closed channel: appending failed and the batch is abandoned.
-                    if built_sender.send(build(chunk)).is_err() {
-                        break;
-                    }
-                }
-            });
-            let mut appender = table.appender(connection)?;
-            let mut row_count = 0;
-            for rows in built_receiver {
-                row_count += rows.num_rows();
-                appender.append_record_batch(rows).map_err(StoreError::Write)?;
-            }
-            appender.flush().map_err(StoreError::Write)?;
-            Ok(row_count)
-        }),
-    }
-}
-
-/// `snapshots` cut into runs of at least `rows` rows each (the last one may hold fewer).
-fn chunks_of_rows<'s, 'a, Row>(snapshots: &'s [(u64, &'a Snapshot<Row>)], rows: usize) -> Vec<&'s [(u64, &'a Snapshot<Row>)]> {
-    let mut chunks = Vec::new();
-    let mut chunk_start = 0;
-    let mut chunk_rows = 0;
-    for (index, (_, snapshot)) in snapshots.iter().enumerate() {
-        chunk_rows += snapshot.rows.len();
-        if chunk_rows >= rows {
-            chunks.push(&snapshots[chunk_start..=index]);
-            chunk_start = index + 1;
-            chunk_rows = 0;
-        }
-    }
-    if chunk_start < snapshots.len() {
-        chunks.push(&snapshots[chunk_start..]);
-    }
-    chunks
-}
-
-/// Appends a record batch to `table`; returns how many rows it held.
-fn append(connection: &Connection, table: TableRef, rows: duckdb::arrow::record_batch::RecordBatch) -> Result<usize, StoreError> {
-    let row_count = rows.num_rows();
-    let mut appender = table.appender(connection)?;
-    appender.append_record_batch(rows).map_err(StoreError::Write)?;
-    appender.flush().map_err(StoreError::Write)?;
-    Ok(row_count)
-}
-
-fn record_progress(connection: &Connection, catalog: &str, stream: &str, sequence: u64) -> duckdb::Result<usize> {
-    connection.execute(
-        &format!(
-            "INSERT INTO {catalog}.ingest_progress (stream, last_sequence) VALUES (?, ?)
-             ON CONFLICT (stream) DO UPDATE SET last_sequence = excluded.last_sequence"
-        ),
-        duckdb::params![stream, sequence],
-    )
-}
-
-/// Deletes a partition's files; those already gone are fine.
-pub(crate) fn remove_files(partition: &Partition) -> Result<(), StoreError> {
-    for file in partition.files() {
-        match std::fs::remove_file(&file) {
-            Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(files_error("delete", &file)(error)),
-            _ => {}
-        }
-    }
-    Ok(())
-}
-
-fn files_error<'a>(action: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> StoreError + 'a {
-    move |source| StoreError::Files {
-        action,
-        path: path.to_owned(),
-        source,
-    }
-}
-
-pub(crate) fn now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |elapsed| elapsed.as_micros() as i64)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pgmon_common::event::{ActivityRow, LockRow, ServerIdentity, SnapshotKind, CURRENT_SCHEMA_VERSION};
+    use crate::storage::open_read_only;
+    use pgmon_common::event::{ActivityRow, LockRow, ServerIdentity, Snapshot, SnapshotKind, CURRENT_SCHEMA_VERSION};
 
     fn snapshot(collected_at_us: i64, rows: usize) -> Snapshot<ActivityRow> {
         Snapshot {
@@ -958,7 +571,7 @@ mod tests {
         let alias = store.partitions()[0].alias();
         assert_eq!(
             count(&store, &format!("{alias}.schema_migrations")),
-            crate::migrations::MIGRATIONS.len() as i64
+            crate::storage::migrations::MIGRATIONS.len() as i64
         );
     }
 

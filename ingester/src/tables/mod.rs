@@ -218,7 +218,7 @@ mod tests {
     use pgmon_common::event::{decode_snapshot, AnySnapshot};
 
     use super::*;
-    use crate::store::KindBatches;
+    use crate::storage::KindBatches;
 
     /// The DuckDB name of an Arrow type, as `duckdb_columns()` reports it.
     fn duckdb_type(data_type: &DataType) -> String {
@@ -274,7 +274,7 @@ mod tests {
     #[test]
     fn every_table_matches_its_row_type() {
         let connection = Connection::open_in_memory().unwrap();
-        crate::migrations::migrate(&connection, "memory", std::path::Path::new(":memory:")).unwrap();
+        crate::storage::migrations::migrate(&connection, "memory", std::path::Path::new(":memory:")).unwrap();
         let created = |table: &str| -> Vec<(String, String)> {
             connection
                 .prepare(
