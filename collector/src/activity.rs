@@ -2,7 +2,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use pgmon_common::event::ActivityRow;
+use pgmon_contract::event::ActivityRow;
 
 use crate::redact::redact_passwords;
 use tokio_postgres::{Client, Statement};

@@ -10,11 +10,11 @@ use clap::Args;
 use pgmon_common::nats_setup::NatsArgs;
 use pgmon_common::registry::TargetRecord;
 use pgmon_common::secret::{OpenError, PasswordBinding, SecretKey, SecretKeyArgs, SecretKeyError};
-use pgmon_common::target::{TargetName, TargetNameError};
+use pgmon_contract::target::{TargetName, TargetNameError};
 use serde::Deserialize;
 
 use crate::tls::{split_tls_options, TlsSettings};
-use pgmon_common::event::SnapshotKind;
+use pgmon_contract::event::SnapshotKind;
 
 /// Sampling faster than this would load the target more than it tells.
 const MINIMUM_INTERVAL: Duration = Duration::from_millis(100);

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use pgmon_common::event::{DownReason, ServerIdentity};
 use pgmon_common::telemetry::error_chain;
+use pgmon_contract::event::{DownReason, ServerIdentity};
 use tokio_postgres::Client;
 
 use crate::config::TargetSpec;

@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use pgmon_common::event::DownReason;
 use pgmon_common::registry::{ConnectionCheck, ConnectionTestReport};
 use pgmon_common::telemetry::error_chain;
+use pgmon_contract::event::DownReason;
 
 use crate::config::TargetSpec;
 use crate::connection::{self, ConnectError};

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
-use pgmon_common::event::{DatabaseRow, InstanceFacts};
+use pgmon_contract::event::{DatabaseRow, InstanceFacts};
 use tokio_postgres::{Client, Statement};
 
 use crate::activity::unix_micros;

@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use pgmon_common::registry::{Registry, RegistryChange, RegistryError, TargetRecord};
-use pgmon_common::target::TargetName;
+use pgmon_contract::target::TargetName;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 

@@ -2,7 +2,7 @@
 
 use std::time::SystemTime;
 
-use pgmon_common::event::LockRow;
+use pgmon_contract::event::LockRow;
 use tokio_postgres::{Client, Statement};
 
 use crate::activity::unix_micros;

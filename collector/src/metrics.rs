@@ -3,8 +3,8 @@
 
 use std::sync::LazyLock;
 
-use pgmon_common::event::SnapshotKind;
 use pgmon_common::metrics::{duration_histograms, register, DurationHistograms};
+use pgmon_contract::event::SnapshotKind;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;

@@ -14,7 +14,7 @@
 use std::collections::HashMap;
 use std::time::SystemTime;
 
-use pgmon_common::event::{ObjectKind, ObjectRow};
+use pgmon_contract::event::{ObjectKind, ObjectRow};
 use tokio_postgres::Client;
 
 use crate::activity::unix_micros;

@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use async_nats::HeaderMap;
-use pgmon_common::event::SnapshotKind;
-use pgmon_common::subjects::snapshot_subject;
-use pgmon_common::target::TargetName;
+use pgmon_contract::event::SnapshotKind;
+use pgmon_contract::subjects::snapshot_subject;
+use pgmon_contract::target::TargetName;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;

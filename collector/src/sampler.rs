@@ -3,12 +3,12 @@
 
 use std::time::{Duration, SystemTime};
 
-use pgmon_common::event::{
+use pgmon_common::telemetry::error_chain;
+use pgmon_contract::event::{
     encode_snapshot_parts, InstanceFacts, Limitation, ObjectsInfo, ServerIdentity, SkippedDatabase, Snapshot, SnapshotKind, SnapshotRow,
     StatementsInfo, StatusRow, TargetState, CURRENT_SCHEMA_VERSION,
 };
-use pgmon_common::subjects::{snapshot_message_id, snapshot_subject};
-use pgmon_common::telemetry::error_chain;
+use pgmon_contract::subjects::{snapshot_message_id, snapshot_subject};
 use tokio::time::Instant;
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
@@ -483,7 +483,7 @@ pub(crate) async fn sample_objects(target: TargetSpec, settings: SamplingSetting
 
 /// What one objects round read: the server, every relation it could list, and the databases
 /// it could not.
-type ObjectsRound = (ServerIdentity, Vec<pgmon_common::event::ObjectRow>, Vec<SkippedDatabase>);
+type ObjectsRound = (ServerIdentity, Vec<pgmon_contract::event::ObjectRow>, Vec<SkippedDatabase>);
 
 /// Visits each database in turn; a database that cannot be read is skipped, and said so.
 async fn objects_round(target: &TargetSpec, settings: &SamplingSettings) -> Result<ObjectsRound, ObjectsError> {

@@ -14,8 +14,8 @@ use async_nats::jetstream::{self, kv};
 use futures::StreamExt;
 use pgmon_common::nats_setup::COLLECTOR_LEASE_TIME;
 use pgmon_common::registry::TargetRecord;
-use pgmon_common::subjects::COLLECTORS_BUCKET;
-use pgmon_common::target::TargetName;
+use pgmon_contract::subjects::COLLECTORS_BUCKET;
+use pgmon_contract::target::TargetName;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
 

@@ -8,7 +8,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant, SystemTime};
 
-use pgmon_common::event::{Limitation, LimitationReason, SnapshotKind, StatementRow, StatementsInfo};
+use pgmon_contract::event::{Limitation, LimitationReason, SnapshotKind, StatementRow, StatementsInfo};
 use tokio_postgres::{Client, Row, Statement};
 
 use crate::activity::unix_micros;

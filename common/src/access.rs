@@ -22,7 +22,7 @@ use futures::TryStreamExt;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::subjects::{API_TOKENS_BUCKET, USERS_BUCKET};
+use pgmon_contract::subjects::{API_TOKENS_BUCKET, USERS_BUCKET};
 
 /// What a signed-in user may do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema, clap::ValueEnum)]

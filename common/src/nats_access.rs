@@ -11,7 +11,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use crate::subjects::{
+use pgmon_contract::subjects::{
     API_TOKENS_BUCKET, COLLECTORS_BUCKET, DEAD_LETTER_STREAM, SESSIONS_BUCKET, SNAPSHOT_STREAM, TARGETS_BUCKET, USERS_BUCKET,
 };
 
@@ -160,7 +160,7 @@ impl std::str::FromStr for NatsRole {
 
 /// How many messages may answer one request: as many as the largest reply allowed has parts
 /// (`Pgmon-Reply-Part`).
-pub const MAX_RESPONSES_PER_REQUEST: usize = crate::query::MAX_REPLY_PARTS;
+pub const MAX_RESPONSES_PER_REQUEST: usize = pgmon_contract::query::MAX_REPLY_PARTS;
 
 /// Subjects a role may publish and subscribe to.
 #[derive(Clone, Debug, PartialEq, Eq)]

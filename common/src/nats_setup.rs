@@ -14,7 +14,7 @@ use async_nats::jetstream::{self, kv, stream};
 use clap::Args;
 
 use crate::nats_access::NatsRole;
-use crate::subjects::{
+use pgmon_contract::subjects::{
     API_TOKENS_BUCKET, COLLECTORS_BUCKET, DEAD_LETTER_STREAM, DEAD_LETTER_SUBJECTS, SESSIONS_BUCKET, SNAPSHOT_STREAM, SNAPSHOT_SUBJECTS,
     TARGETS_BUCKET, USERS_BUCKET,
 };

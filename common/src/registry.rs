@@ -10,8 +10,8 @@ use async_nats::jetstream::{self, kv};
 use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 
-use crate::subjects::TARGETS_BUCKET;
-use crate::target::TargetName;
+use pgmon_contract::subjects::TARGETS_BUCKET;
+use pgmon_contract::target::TargetName;
 
 /// One monitored server, as stored under its name in the bucket.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -57,7 +57,7 @@ pub struct ConnectionTestReport {
     pub ok: bool,
     /// Why connecting failed, as in a `down` status.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub failure: Option<crate::event::DownReason>,
+    pub failure: Option<pgmon_contract::event::DownReason>,
     /// One sentence for the person testing; never contains a password.
     pub message: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -12,8 +12,8 @@ use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy, PullConsum
 use async_nats::jetstream::{self, Message};
 use async_nats::HeaderMap;
 use futures::StreamExt;
-use pgmon_common::event::{decode_snapshot_from_subject, AnySnapshot};
-use pgmon_common::subjects::{
+use pgmon_contract::event::{decode_snapshot_from_subject, AnySnapshot};
+use pgmon_contract::subjects::{
     dead_letter_subject, target_snapshot_subjects, DEAD_LETTER_REASON_HEADER, DEAD_LETTER_SEQUENCE_HEADER, DEAD_LETTER_SUBJECT_HEADER,
     SNAPSHOT_STREAM, SNAPSHOT_SUBJECTS,
 };

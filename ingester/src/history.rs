@@ -5,8 +5,8 @@
 //! the stored TIMESTAMPs. Buckets start at `from_us` and are `step_us` long.
 
 use duckdb::{params, Connection};
-use pgmon_common::event::LockRow;
-use pgmon_common::query::{
+use pgmon_contract::event::LockRow;
+use pgmon_contract::query::{
     BlockingReply, BlockingRequest, DatabasePoint, DatabaseSeriesRequest, LockHistoryReply, LockHistoryRequest, ObjectGrowthReply,
     ObjectGrowthRequest, ObjectOrder, ObjectsReply, ObjectsRequest, SessionHistoryRequest, SessionSample, SessionSummary, SessionsRequest,
     StatementHistoryReply, StatementHistoryRequest, StatementOrder, StatementTotals, TopStatementsRequest,

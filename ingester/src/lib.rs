@@ -16,8 +16,8 @@ use std::time::Duration;
 use clap::Args;
 use pgmon_common::nats_access::NatsRole;
 use pgmon_common::nats_setup::{connect_jetstream, connect_jetstream_as_tool, NatsArgs, NatsSetupError};
-use pgmon_common::subjects::{INGESTER_CONSUMER, SNAPSHOT_STREAM};
-use pgmon_common::target::TargetName;
+use pgmon_contract::subjects::{INGESTER_CONSUMER, SNAPSHOT_STREAM};
+use pgmon_contract::target::TargetName;
 use tokio_util::sync::CancellationToken;
 
 pub use consume::consumer_config;

@@ -8,13 +8,13 @@ use std::sync::{Arc, Mutex};
 
 use duckdb::Connection;
 use futures::StreamExt;
-use pgmon_common::query::{
+use pgmon_contract::query::{
     reply_messages, ActivitySeriesRequest, BlockingRequest, DatabaseSeriesRequest, LockHistoryRequest, NamedQuery, ObjectGrowthRequest,
     ObjectsRequest, QueryReply, SessionHistoryRequest, SessionsRequest, StatementHistoryRequest, TopStatementsRequest, MAX_QUERY_BUDGET,
     MAX_REPLY_BYTES, QUERY_BUDGET_HEADER, REPLY_PART_HEADER,
 };
-use pgmon_common::subjects::{query_subject, QUERY_QUEUE_GROUP};
-use pgmon_common::target::TargetName;
+use pgmon_contract::subjects::{query_subject, QUERY_QUEUE_GROUP};
+use pgmon_contract::target::TargetName;
 use tokio_util::sync::CancellationToken;
 
 use crate::history;

@@ -5,8 +5,8 @@
 use std::collections::{BTreeMap, HashMap};
 
 use duckdb::Connection;
-use pgmon_common::query::{ActivityDimension, ActivitySeries, ActivitySeriesReply, ActivitySeriesRequest};
-use pgmon_common::target::TargetName;
+use pgmon_contract::query::{ActivityDimension, ActivitySeries, ActivitySeriesReply, ActivitySeriesRequest};
+use pgmon_contract::target::TargetName;
 
 use crate::tables::activity_minutes::active_session_predicate;
 

@@ -564,7 +564,7 @@ async fn bench_objects() {
     let url = nats.url();
     common::wait_until(Duration::from_secs(300), "the objects snapshot", || async {
         !common::stream_of_kind(&url, |snapshot| match snapshot {
-            pgmon_common::event::AnySnapshot::Objects(snapshot) => Some(snapshot),
+            pgmon_contract::event::AnySnapshot::Objects(snapshot) => Some(snapshot),
             _ => None,
         })
         .await
@@ -574,17 +574,17 @@ async fn bench_objects() {
     shutdown.cancel();
     collector.await.unwrap().unwrap();
     let parts = common::stream_of_kind(&url, |snapshot| match snapshot {
-        pgmon_common::event::AnySnapshot::Objects(snapshot) => Some(snapshot),
+        pgmon_contract::event::AnySnapshot::Objects(snapshot) => Some(snapshot),
         _ => None,
     })
     .await;
     let rows: usize = parts.iter().map(|part| part.rows.len()).sum();
     let jetstream = async_nats::jetstream::new(pgmon_test_support::connect_as(&url, pgmon_common::nats_access::NatsRole::Admin).await);
-    let stream = jetstream.get_stream(pgmon_common::subjects::SNAPSHOT_STREAM).await.unwrap();
+    let stream = jetstream.get_stream(pgmon_contract::subjects::SNAPSHOT_STREAM).await.unwrap();
     let last = stream
-        .direct_get_last_for_subject(pgmon_common::subjects::snapshot_subject(
+        .direct_get_last_for_subject(pgmon_contract::subjects::snapshot_subject(
             &"db".parse().unwrap(),
-            pgmon_common::event::SnapshotKind::Objects,
+            pgmon_contract::event::SnapshotKind::Objects,
         ))
         .await
         .unwrap();

@@ -15,9 +15,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use pgmon_common::event::{decode_snapshot, SnapshotKind};
-use pgmon_common::query::{ActivityDimension, ActivitySeriesRequest, NamedQuery, QueryReply};
-use pgmon_common::subjects::{query_subject, snapshot_subject};
+use pgmon_contract::event::{decode_snapshot, SnapshotKind};
+use pgmon_contract::query::{ActivityDimension, ActivitySeriesRequest, NamedQuery, QueryReply};
+use pgmon_contract::subjects::{query_subject, snapshot_subject};
 use pgmon_test_support::{TestNats, TestPostgres};
 use tokio_util::sync::CancellationToken;
 
@@ -28,7 +28,7 @@ async fn answerable(client: &async_nats::Client, collected_at_us: i64) -> bool {
         to_us: collected_at_us + 1_000_000,
         step_us: 1_000_000,
         by: ActivityDimension::WaitEventType,
-        top: pgmon_common::query::DEFAULT_TOP_SERIES,
+        top: pgmon_contract::query::DEFAULT_TOP_SERIES,
     };
     let subject = query_subject(ActivitySeriesRequest::NAME, "db");
     let Ok(reply) = client.request(subject, serde_json::to_vec(&request).unwrap().into()).await else {

@@ -16,11 +16,11 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use duckdb::types::{TimeUnit, Value};
-use pgmon_common::event::{encode_snapshot, ActivityRow, Snapshot, SnapshotKind};
 use pgmon_common::nats_access::NatsRole;
 use pgmon_common::nats_setup::{connect_jetstream, NatsArgs};
-use pgmon_common::query::{ActivityDimension, ActivitySeriesRequest};
-use pgmon_common::subjects::snapshot_subject;
+use pgmon_contract::event::{encode_snapshot, ActivityRow, Snapshot, SnapshotKind};
+use pgmon_contract::query::{ActivityDimension, ActivitySeriesRequest};
+use pgmon_contract::subjects::snapshot_subject;
 use pgmon_ingester::{IngesterConfig, PartitionPeriod, StorageOptions};
 use pgmon_test_support::TestNats;
 
@@ -211,7 +211,7 @@ async fn ingest_benchmark() {
     let started = Instant::now();
     let decoded: Vec<_> = payloads
         .iter()
-        .map(|payload| pgmon_common::event::decode_snapshot(payload).unwrap())
+        .map(|payload| pgmon_contract::event::decode_snapshot(payload).unwrap())
         .collect();
     let decode_elapsed = started.elapsed();
     let store_dir = tempfile::tempdir().unwrap();
@@ -294,7 +294,7 @@ fn storage_benchmark() {
     let message = |second: usize, stored_at_us: i64| pgmon_ingester::store::BatchMessage {
         sequence: second as u64 + 1,
         stored_at_us,
-        snapshot: Some(pgmon_common::event::AnySnapshot::Activity(synthetic::busy_activity_snapshot(
+        snapshot: Some(pgmon_contract::event::AnySnapshot::Activity(synthetic::busy_activity_snapshot(
             "bench",
             second as i64,
             sessions,
@@ -355,7 +355,7 @@ fn query_benchmark() {
             .map(|day| pgmon_ingester::store::BatchMessage {
                 sequence: day as u64 + 1,
                 stored_at_us: first_day_us + day * DAY_US,
-                snapshot: Some(pgmon_common::event::AnySnapshot::Activity(synthetic::busy_activity_snapshot(
+                snapshot: Some(pgmon_contract::event::AnySnapshot::Activity(synthetic::busy_activity_snapshot(
                     "bench",
                     0,
                     1,
@@ -409,7 +409,7 @@ fn query_benchmark() {
         to_us,
         step_us,
         by: ActivityDimension::WaitEvent,
-        top: pgmon_common::query::DEFAULT_TOP_SERIES,
+        top: pgmon_contract::query::DEFAULT_TOP_SERIES,
     };
     let time = |request: &ActivitySeriesRequest, runs: usize| {
         let mut timings = Vec::new();

@@ -22,10 +22,10 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
 use pgmon_common::access::Role;
-use pgmon_common::event::{encode_snapshot, AnySnapshot, DatabaseRow, InstanceFacts, SnapshotKind, StatusRow, TargetState};
 use pgmon_common::nats_setup::connect_jetstream;
-use pgmon_common::query::{ActivityDimension, ActivitySeriesRequest, ObjectOrder, ObjectsRequest};
-use pgmon_common::subjects::snapshot_subject;
+use pgmon_contract::event::{encode_snapshot, AnySnapshot, DatabaseRow, InstanceFacts, SnapshotKind, StatusRow, TargetState};
+use pgmon_contract::query::{ActivityDimension, ActivitySeriesRequest, ObjectOrder, ObjectsRequest};
+use pgmon_contract::subjects::snapshot_subject;
 use pgmon_ingester::store::{BatchMessage, IngestBatch};
 use pgmon_ingester::{StorageOptions, Store};
 use pgmon_test_support::TestNats;
@@ -194,7 +194,7 @@ fn main() {
             to_us,
             step_us: DAY_CHART_STEP_US,
             by: ActivityDimension::WaitEventType,
-            top: pgmon_common::query::DEFAULT_TOP_SERIES,
+            top: pgmon_contract::query::DEFAULT_TOP_SERIES,
         };
         let tree_request = ObjectsRequest {
             target: TARGET.parse().unwrap(),

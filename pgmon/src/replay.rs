@@ -8,11 +8,11 @@ use anyhow::Context;
 use async_nats::jetstream::consumer::{self, DeliverPolicy};
 use clap::Args;
 use futures::StreamExt;
-use pgmon_common::event::SnapshotKind;
 use pgmon_common::nats_access::NatsRole;
 use pgmon_common::nats_setup::{connect_jetstream_as_tool, NatsArgs};
-use pgmon_common::subjects::{snapshot_subject, SNAPSHOT_STREAM, SNAPSHOT_SUBJECTS};
-use pgmon_common::target::TargetName;
+use pgmon_contract::event::SnapshotKind;
+use pgmon_contract::subjects::{snapshot_subject, SNAPSHOT_STREAM, SNAPSHOT_SUBJECTS};
+use pgmon_contract::target::TargetName;
 
 /// After this long without a message the window is taken as read to the stream's end.
 const QUIET_END: Duration = Duration::from_secs(2);

@@ -11,7 +11,7 @@ use pgmon_common::nats_access::NatsRole;
 use pgmon_common::nats_setup::{connect_jetstream_as_tool, NatsArgs};
 use pgmon_common::registry::{Registry, TargetRecord};
 use pgmon_common::secret::{SecretKey, SecretKeyArgs};
-use pgmon_common::target::TargetName;
+use pgmon_contract::target::TargetName;
 
 #[derive(Subcommand)]
 pub enum TargetsCommand {

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::{spawn_pipeline, stream_snapshots, wait_until};
-use pgmon_common::event::{blocking_tree, AnySnapshot, BlockingTree};
+use pgmon_contract::event::{blocking_tree, AnySnapshot, BlockingTree};
 use pgmon_test_support::{TestNats, TestPostgres};
 use tokio_util::sync::CancellationToken;
 

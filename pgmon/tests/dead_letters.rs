@@ -10,9 +10,9 @@ use std::time::Duration;
 use async_nats::jetstream;
 use common::{ingester_config, wait_until};
 use futures::StreamExt;
-use pgmon_common::event::{encode_snapshot, ActivityRow};
-use pgmon_common::query::{ActivityDimension, ActivitySeriesReply, ActivitySeriesRequest, QueryReply, ACTIVITY_SERIES_QUERY};
-use pgmon_common::subjects::{query_subject, DEAD_LETTER_REASON_HEADER, DEAD_LETTER_STREAM, DEAD_LETTER_SUBJECT_HEADER};
+use pgmon_contract::event::{encode_snapshot, ActivityRow};
+use pgmon_contract::query::{ActivityDimension, ActivitySeriesReply, ActivitySeriesRequest, QueryReply, ACTIVITY_SERIES_QUERY};
+use pgmon_contract::subjects::{query_subject, DEAD_LETTER_REASON_HEADER, DEAD_LETTER_STREAM, DEAD_LETTER_SUBJECT_HEADER};
 use pgmon_test_support::TestNats;
 use tokio_util::sync::CancellationToken;
 
@@ -125,7 +125,7 @@ async fn unusable_messages_are_dead_lettered_with_a_reason_and_ingestion_goes_on
         to_us: 1_700_000_010_000_000,
         step_us: 10_000_000,
         by: ActivityDimension::WaitEventType,
-        top: pgmon_common::query::DEFAULT_TOP_SERIES,
+        top: pgmon_contract::query::DEFAULT_TOP_SERIES,
     };
     let reply = client
         .request(

@@ -9,7 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::{collector_config, start_lock_wait, subject_counts, test_python, wait_until};
-use pgmon_common::event::{decode_snapshot, SnapshotKind};
+use pgmon_contract::event::{decode_snapshot, SnapshotKind};
 use pgmon_test_support::{TestNats, TestPostgres};
 use tokio_util::sync::CancellationToken;
 
@@ -50,7 +50,7 @@ async fn events_of_every_kind_match_the_published_schema_and_replay_as_json_line
     shutdown.cancel();
     collector.await.unwrap().unwrap();
 
-    let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("../common/schema/snapshot-v1.schema.json");
+    let schema = Path::new(env!("CARGO_MANIFEST_DIR")).join("../contract/schema/snapshot-v1.schema.json");
     let validated = Command::new(test_python())
         .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/validate_stream.py"))
         .arg(nats.url())

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use async_nats::jetstream;
 use common::{collector_config, start_lock_wait, stream_snapshots, wait_until};
-use pgmon_common::event::SnapshotKind;
-use pgmon_common::subjects::{INGESTER_CONSUMER, SNAPSHOT_STREAM};
+use pgmon_contract::event::SnapshotKind;
+use pgmon_contract::subjects::{INGESTER_CONSUMER, SNAPSHOT_STREAM};
 use pgmon_test_support::{TestNats, TestPostgres};
 use tokio_util::sync::CancellationToken;
 

@@ -6,14 +6,14 @@ mod common;
 use std::time::Duration;
 
 use common::{now_us, spawn_pipeline, wait_until};
-use pgmon_common::event::blocking_tree;
-use pgmon_common::query::{
+use pgmon_contract::event::blocking_tree;
+use pgmon_contract::query::{
     ActivityDimension, ActivitySeriesRequest, BlockingRequest, DatabaseSeriesRequest, LockHistoryRequest, NamedQuery, ObjectGrowthRequest,
     ObjectOrder, ObjectsRequest, QueryReply, SessionHistoryRequest, SessionsRequest, StatementHistoryRequest, StatementOrder,
     TopStatementsRequest,
 };
-use pgmon_common::subjects::query_subject;
-use pgmon_common::target::TargetName;
+use pgmon_contract::subjects::query_subject;
+use pgmon_contract::target::TargetName;
 use pgmon_test_support::{TestNats, TestPostgres};
 use tokio_util::sync::CancellationToken;
 
@@ -122,7 +122,7 @@ async fn every_named_query_answers_from_recorded_history() {
             to_us,
             step_us: 10_000_000,
             by: ActivityDimension::Application,
-            top: pgmon_common::query::DEFAULT_TOP_SERIES,
+            top: pgmon_contract::query::DEFAULT_TOP_SERIES,
         },
     )
     .await;

@@ -11,7 +11,7 @@ use async_nats::jetstream;
 use futures::StreamExt;
 use pgmon_common::nats_access::{self, NatsRole};
 use pgmon_common::nats_setup::{self, NatsArgs};
-use pgmon_common::subjects::{API_TOKENS_BUCKET, SESSIONS_BUCKET, TARGETS_BUCKET, USERS_BUCKET};
+use pgmon_contract::subjects::{API_TOKENS_BUCKET, SESSIONS_BUCKET, TARGETS_BUCKET, USERS_BUCKET};
 use pgmon_test_support::{connect_as, TestNats};
 
 /// Whether a core subscription of `listener` to `subject` receives any of the messages that

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use async_nats::jetstream::consumer::pull;
 use common::{ingester_config, wait_until};
-use pgmon_common::subjects::SNAPSHOT_STREAM;
+use pgmon_contract::subjects::SNAPSHOT_STREAM;
 use pgmon_test_support::TestNats;
 use tokio_util::sync::CancellationToken;
 

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::{spawn_pipeline, stream_of_kind, wait_until};
-use pgmon_common::event::{AnySnapshot, ObjectKind, ObjectRow, Snapshot};
+use pgmon_contract::event::{AnySnapshot, ObjectKind, ObjectRow, Snapshot};
 use pgmon_test_support::{TestNats, TestPostgres};
 use tokio_util::sync::CancellationToken;
 

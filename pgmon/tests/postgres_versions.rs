@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::{collector_config, stream_activity, stream_snapshots, wait_until};
-use pgmon_common::event::{AnySnapshot, ObjectKind, SnapshotKind};
+use pgmon_contract::event::{AnySnapshot, ObjectKind, SnapshotKind};
 use pgmon_test_support::{TestNats, TestPostgres};
 use tokio_util::sync::CancellationToken;
 

@@ -9,8 +9,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::{collector_config, ingester_config, wait_until};
-use pgmon_common::event::SnapshotKind;
-use pgmon_common::subjects::snapshot_subject;
+use pgmon_contract::event::SnapshotKind;
+use pgmon_contract::subjects::snapshot_subject;
 use pgmon_ingester::partitions::{list_partitions, DATA_TABLES};
 use pgmon_ingester::{PartitionPeriod, StorageOptions};
 use pgmon_test_support::{TestNats, TestPostgres};
@@ -117,7 +117,7 @@ async fn a_rebuild_from_the_stream_equals_the_live_tables() {
 
     // The live ingester stops with what it had; run it again until the stream is stored whole.
     let last_sequence = jetstream
-        .get_stream(pgmon_common::subjects::SNAPSHOT_STREAM)
+        .get_stream(pgmon_contract::subjects::SNAPSHOT_STREAM)
         .await
         .unwrap()
         .info()

@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use common::{collector_config, newest_status_since, now_us, stream_activity, wait_until};
 use pgmon_collector::TargetSpec;
-use pgmon_common::event::{DownReason, TargetState};
 use pgmon_common::nats_setup::connect_jetstream;
 use pgmon_common::registry::{Registry, TargetRecord};
 use pgmon_common::secret::SecretKey;
+use pgmon_contract::event::{DownReason, TargetState};
 use pgmon_test_support::{TestNats, TestPostgres};
 use tokio_util::sync::CancellationToken;
 
@@ -169,7 +169,7 @@ async fn targets_are_added_edited_disabled_and_removed_while_the_collector_runs(
     // No snapshot anywhere carries the password.
     let client = pgmon_test_support::connect_as(&url, pgmon_common::nats_access::NatsRole::Admin).await;
     let stream = async_nats::jetstream::new(client);
-    let mut stream = stream.get_stream(pgmon_common::subjects::SNAPSHOT_STREAM).await.unwrap();
+    let mut stream = stream.get_stream(pgmon_contract::subjects::SNAPSHOT_STREAM).await.unwrap();
     let last = stream.info().await.unwrap().state.last_sequence;
     for sequence in 1..=last {
         if let Ok(message) = stream.get_raw_message(sequence).await {

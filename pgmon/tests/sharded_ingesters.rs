@@ -6,8 +6,8 @@ mod common;
 use std::time::Duration;
 
 use common::{collector_config, ingester_config, now_us, wait_until};
-use pgmon_common::query::{ActivityDimension, ActivitySeriesRequest, NamedQuery, QueryReply};
-use pgmon_common::subjects::query_subject;
+use pgmon_contract::query::{ActivityDimension, ActivitySeriesRequest, NamedQuery, QueryReply};
+use pgmon_contract::subjects::query_subject;
 use pgmon_test_support::{TestNats, TestPostgres};
 use tokio_util::sync::CancellationToken;
 
@@ -20,7 +20,7 @@ async fn samples_of(client: &async_nats::Client, target: &str) -> u32 {
         to_us: now_us() + 1_000_000,
         step_us: 61_000_000,
         by: ActivityDimension::WaitEventType,
-        top: pgmon_common::query::DEFAULT_TOP_SERIES,
+        top: pgmon_contract::query::DEFAULT_TOP_SERIES,
     };
     let asked = client
         .request(

@@ -8,9 +8,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use common::{spawn_pipeline, stream_of_kind, wait_until};
-use pgmon_common::event::{AnySnapshot, Snapshot, StatementRow};
-use pgmon_common::query::{NamedQuery, QueryReply, StatementHistoryReply, StatementHistoryRequest};
-use pgmon_common::subjects::query_subject;
+use pgmon_contract::event::{AnySnapshot, Snapshot, StatementRow};
+use pgmon_contract::query::{NamedQuery, QueryReply, StatementHistoryReply, StatementHistoryRequest};
+use pgmon_contract::subjects::query_subject;
 use pgmon_test_support::{TestNats, TestPostgres};
 use tokio_util::sync::CancellationToken;
 
@@ -470,7 +470,7 @@ async fn a_rebuild_finds_texts_whose_first_message_expired() {
     let jetstream =
         async_nats::jetstream::new(pgmon_test_support::connect_as(&nats.url(), pgmon_common::nats_access::NatsRole::Admin).await);
     wait_until(Duration::from_secs(30), "the text's first message to expire", || async {
-        let mut stream = jetstream.get_stream(pgmon_common::subjects::SNAPSHOT_STREAM).await.unwrap();
+        let mut stream = jetstream.get_stream(pgmon_contract::subjects::SNAPSHOT_STREAM).await.unwrap();
         stream.info().await.unwrap().state.first_sequence > original
     })
     .await;

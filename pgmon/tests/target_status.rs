@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::{collector_config, ingester_config, newest_status, stream_activity, wait_until};
-use pgmon_common::event::{DownReason, LimitationReason, SnapshotKind, TargetState};
+use pgmon_contract::event::{DownReason, LimitationReason, SnapshotKind, TargetState};
 use pgmon_test_support::{free_local_port, TestNats, TestPostgres};
 use tokio_util::sync::CancellationToken;
 

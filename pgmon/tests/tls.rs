@@ -7,7 +7,7 @@ mod common;
 use std::time::Duration;
 
 use common::{collector_config, newest_status, wait_until};
-use pgmon_common::event::{DownReason, TargetState};
+use pgmon_contract::event::{DownReason, TargetState};
 use pgmon_test_support::{TestNats, TestPostgres};
 use tokio_util::sync::CancellationToken;
 

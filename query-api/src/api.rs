@@ -6,14 +6,14 @@ use std::time::SystemTime;
 
 use axum::extract::{Path, Query, State};
 use axum::Json;
-use pgmon_common::query::{
+use pgmon_contract::api::CurrentBlocking;
+use pgmon_contract::api::TargetSummary;
+use pgmon_contract::query::{
     ActivitySeriesReply, DatabasePoint, DatabaseSeriesRequest, LockHistoryReply, LockHistoryRequest, ObjectGrowthReply,
     ObjectGrowthRequest, ObjectOrder, ObjectsReply, ObjectsRequest, SessionHistoryRequest, SessionSample, SessionSummary, SessionsRequest,
     StatementHistoryReply, StatementHistoryRequest, StatementOrder, StatementTotals, TopStatementsRequest,
 };
-use pgmon_common::target::TargetName;
-use pgmon_ui::fleet::TargetSummary;
-use pgmon_ui::locks::CurrentBlocking;
+use pgmon_contract::target::TargetName;
 use utoipa::{IntoParams, OpenApi};
 
 use crate::error::{AppError, ErrorBody};
@@ -43,7 +43,7 @@ pub async fn fleet(State(state): State<AppState>) -> Result<Json<Vec<TargetSumma
     Ok(Json(targets::target_summaries(&state).await?))
 }
 
-async fn ask<Query: pgmon_common::query::NamedQuery>(state: &AppState, request: &Query) -> Result<Json<Query::Reply>, AppError> {
+async fn ask<Query: pgmon_contract::query::NamedQuery>(state: &AppState, request: &Query) -> Result<Json<Query::Reply>, AppError> {
     Ok(Json(state.ask(request).await?))
 }
 

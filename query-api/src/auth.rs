@@ -24,7 +24,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use maud::Markup;
 use pgmon_common::access::{token_key, AccessStore, Role, UserName, UserRecord};
 use pgmon_common::nats_setup::SESSION_LIFETIME;
-use pgmon_common::subjects::SESSIONS_BUCKET;
+use pgmon_contract::subjects::SESSIONS_BUCKET;
 use pgmon_ui::layout::Viewer;
 use serde::{Deserialize, Serialize};
 

@@ -12,7 +12,7 @@ use axum::{Form, Json};
 use maud::Markup;
 use pgmon_collector::{parse_label, test_connection, TargetSpec};
 use pgmon_common::registry::{ConnectionTestReport, TargetRecord};
-use pgmon_common::target::TargetName;
+use pgmon_contract::target::TargetName;
 use pgmon_ui::connections::{ConnectionFormValues, ConnectionRow};
 use pgmon_ui::layout::page;
 use serde::{Deserialize, Serialize};

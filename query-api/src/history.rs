@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use futures::StreamExt;
-use pgmon_common::query::{NamedQuery, QueryReply, ReplyAssembly, QUERY_BUDGET_HEADER, REPLY_PART_HEADER};
-use pgmon_common::subjects::query_subject;
+use pgmon_contract::query::{NamedQuery, QueryReply, ReplyAssembly, QUERY_BUDGET_HEADER, REPLY_PART_HEADER};
+use pgmon_contract::subjects::query_subject;
 
 use crate::error::AppError;
 

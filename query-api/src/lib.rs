@@ -119,7 +119,7 @@ pub struct AppState {
 
 impl AppState {
     /// Asks the ingester that stores the request's target a named query.
-    pub async fn ask<Query: pgmon_common::query::NamedQuery>(&self, request: &Query) -> Result<Query::Reply, AppError> {
+    pub async fn ask<Query: pgmon_contract::query::NamedQuery>(&self, request: &Query) -> Result<Query::Reply, AppError> {
         history::named_query(&self.jetstream.client(), self.query_timeout, request).await
     }
 }

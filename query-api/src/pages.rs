@@ -8,8 +8,8 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use maud::Markup;
-use pgmon_common::event::SnapshotKind;
-use pgmon_common::query::{
+use pgmon_contract::event::SnapshotKind;
+use pgmon_contract::query::{
     ActivityDimension, LockHistoryRequest, ObjectGrowthRequest, ObjectOrder, ObjectsRequest, SessionHistoryRequest, SessionsRequest,
     StatementHistoryRequest, StatementOrder, TopStatementsRequest,
 };
@@ -244,7 +244,7 @@ fn range_window(range: &str) -> Result<params::Window, AppError> {
 }
 
 fn objects_request(
-    target: &pgmon_common::target::TargetName,
+    target: &pgmon_contract::target::TargetName,
     filter: &ObjectFilter,
     order_by: ObjectOrder,
     offset: u32,

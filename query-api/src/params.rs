@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use pgmon_common::query::{ActivityDimension, ActivitySeriesRequest, DEFAULT_TOP_SERIES, MAX_ROWS, MAX_SERIES_BUCKETS, MAX_TOP_SERIES};
-use pgmon_common::target::TargetName;
+use pgmon_contract::query::{ActivityDimension, ActivitySeriesRequest, DEFAULT_TOP_SERIES, MAX_ROWS, MAX_SERIES_BUCKETS, MAX_TOP_SERIES};
+use pgmon_contract::target::TargetName;
 use pgmon_ui::components::RANGES;
 
 use crate::error::AppError;
@@ -12,7 +12,7 @@ use crate::error::AppError;
 /// The range shown when a request gives neither `from` nor `range`.
 pub const DEFAULT_RANGE: Duration = Duration::from_secs(3600);
 /// The longest window a request may ask for.
-const MAX_RANGE: Duration = Duration::from_secs(pgmon_common::query::MAX_WINDOW_DAYS as u64 * 86400);
+const MAX_RANGE: Duration = Duration::from_secs(pgmon_contract::query::MAX_WINDOW_DAYS as u64 * 86400);
 /// About how many buckets an automatic step aims for: one per couple of chart pixels.
 const TARGET_BUCKETS: u64 = 300;
 /// Steps an automatic choice picks from, in seconds: round numbers people read easily.
@@ -22,7 +22,7 @@ const NICE_STEPS_SECONDS: &[u64] = &[
 
 pub fn target_name(text: &str) -> Result<TargetName, AppError> {
     text.parse()
-        .map_err(|e: pgmon_common::target::TargetNameError| AppError::bad_request("target", e.to_string()))
+        .map_err(|e: pgmon_contract::target::TargetNameError| AppError::bad_request("target", e.to_string()))
 }
 
 pub fn dimension(params: &HashMap<String, String>) -> Result<ActivityDimension, AppError> {

@@ -5,12 +5,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use async_nats::jetstream;
 use futures::TryStreamExt;
-use pgmon_common::event::{decode_snapshot, join_parts, sample_head, AnySnapshot, SampleHead, SnapshotKind, TargetState};
-use pgmon_common::query::{ObjectOrder, ObjectsRequest};
-use pgmon_common::subjects::{parse_snapshot_subject, snapshot_subject, SNAPSHOT_STREAM};
-use pgmon_common::target::TargetName;
-use pgmon_ui::fleet::TargetSummary;
-use pgmon_ui::locks::{BlockingNode, CurrentBlocking};
+use pgmon_contract::api::TargetSummary;
+use pgmon_contract::api::{BlockingNode, CurrentBlocking};
+use pgmon_contract::event::{decode_snapshot, join_parts, sample_head, AnySnapshot, SampleHead, SnapshotKind, TargetState};
+use pgmon_contract::query::{ObjectOrder, ObjectsRequest};
+use pgmon_contract::subjects::{parse_snapshot_subject, snapshot_subject, SNAPSHOT_STREAM};
+use pgmon_contract::target::TargetName;
 
 use crate::error::AppError;
 use crate::{params, AppState};
@@ -290,13 +290,13 @@ pub async fn current_blocking(state: &AppState, target: &TargetName) -> Result<C
             .collect(),
         _ => HashMap::new(),
     };
-    let tree = pgmon_common::event::blocking_tree_of_activity(&activity.rows);
-    let rows: HashMap<i32, &pgmon_common::event::ActivityRow> = activity.rows.iter().map(|row| (row.pid, row)).collect();
+    let tree = pgmon_contract::event::blocking_tree_of_activity(&activity.rows);
+    let rows: HashMap<i32, &pgmon_contract::event::ActivityRow> = activity.rows.iter().map(|row| (row.pid, row)).collect();
     let now_us = activity.collected_at_us;
     fn build(
         pid: i32,
-        tree: &pgmon_common::event::BlockingTree,
-        rows: &HashMap<i32, &pgmon_common::event::ActivityRow>,
+        tree: &pgmon_contract::event::BlockingTree,
+        rows: &HashMap<i32, &pgmon_contract::event::ActivityRow>,
         awaited: &HashMap<i32, (String, Option<i64>)>,
         now_us: i64,
         depth: usize,
@@ -342,7 +342,7 @@ pub async fn current_blocking(state: &AppState, target: &TargetName) -> Result<C
 #[cfg(test)]
 mod tests {
     use super::*;
-    use pgmon_common::event::SnapshotPart;
+    use pgmon_contract::event::SnapshotPart;
 
     fn message(collected_at_us: i64, part: Option<(u32, u32)>) -> (SampleHead, bytes::Bytes) {
         let head = SampleHead {

@@ -2,7 +2,7 @@
 //! sessions and statements of a slice) and one session's history.
 
 use maud::{html, Markup};
-use pgmon_common::query::{SessionSample, SessionSummary, StatementTotals};
+use pgmon_contract::query::{SessionSample, SessionSummary, StatementTotals};
 
 use crate::components::{milliseconds, or_dash, range_picker, target_header, time, TargetTab};
 use crate::statements::statement_link;

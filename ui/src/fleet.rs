@@ -1,32 +1,9 @@
 //! The fleet overview: every target's status, load and size at a glance.
 
 use maud::{html, Markup};
-use serde::Serialize;
+use pgmon_contract::api::TargetSummary;
 
 use crate::components::{bytes, or_dash, seconds, time};
-
-/// One target of the fleet (also an entry of `GET /api/v1/fleet`).
-#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
-pub struct TargetSummary {
-    pub name: String,
-    /// `up`, `down`, or `unknown` before the first status snapshot.
-    pub status: String,
-    /// Why a down target is down, as the collector said.
-    pub status_message: Option<String>,
-    /// What the collector cannot sample on a target that is up.
-    pub limitations: Vec<String>,
-    /// Seconds since the newest activity snapshot: how far behind the collector is.
-    pub lag_seconds: Option<i64>,
-    /// When the newest activity snapshot was taken, microseconds since the epoch.
-    pub last_sample_us: Option<i64>,
-    /// Active client sessions in the newest activity snapshot.
-    pub active_sessions_now: Option<usize>,
-    /// `max_connections` of the server, from its newest database snapshot.
-    pub max_connections: Option<i32>,
-    /// Size of the target's tables with their indexes and TOAST, from the newest objects snapshot.
-    pub data_bytes: Option<i64>,
-    pub server_version: Option<String>,
-}
 
 /// The fleet page body; the table refreshes itself.
 pub fn fleet_page(targets: &[TargetSummary], is_admin: bool) -> Markup {

@@ -2,37 +2,11 @@
 //! range with the sessions others waited for most.
 
 use maud::{html, Markup};
-use pgmon_common::query::LockHistoryReply;
-use serde::Serialize;
+use pgmon_contract::api::{BlockingNode, CurrentBlocking};
+use pgmon_contract::query::LockHistoryReply;
 
 use crate::activity::session_link;
 use crate::components::{or_dash, range_picker, seconds, target_header, time, TargetTab};
-
-/// A session in the blocking tree, with the sessions waiting for it below.
-#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
-pub struct BlockingNode {
-    pub pid: i32,
-    pub backend_start_us: Option<i64>,
-    pub user: Option<String>,
-    pub database: Option<String>,
-    pub state: Option<String>,
-    pub query: Option<String>,
-    /// How long it has waited for a lock (absent for a root blocker that waits for none).
-    pub waiting_seconds: Option<i64>,
-    /// The lock it waits for: mode and object, e.g. `AccessExclusiveLock on relation public.orders`.
-    pub waiting_for: Option<String>,
-    #[schema(no_recursion)]
-    pub waiters: Vec<BlockingNode>,
-}
-
-/// The blocking tree of the newest activity snapshot.
-#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
-pub struct CurrentBlocking {
-    /// When the snapshot was taken; `None` when there is none.
-    pub collected_at_us: Option<i64>,
-    /// Sessions that block others and wait for no one, each with who waits for it.
-    pub roots: Vec<BlockingNode>,
-}
 
 fn node(target: &str, node: &BlockingNode, window_us: (i64, i64)) -> Markup {
     html! {

@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use maud::{html, Markup};
-use pgmon_common::query::{ObjectGrowthReply, ObjectSize, ObjectsReply};
+use pgmon_contract::query::{ObjectGrowthReply, ObjectSize, ObjectsReply};
 
 use crate::components::{bytes, range_picker, target_header, time, TargetTab};
 

@@ -1,7 +1,7 @@
 //! Top statements over a range and one statement's history.
 
 use maud::{html, Markup};
-use pgmon_common::query::{StatementHistoryReply, StatementTotals};
+use pgmon_contract::query::{StatementHistoryReply, StatementTotals};
 
 use crate::components::{milliseconds, range_picker, target_header, TargetTab};
 

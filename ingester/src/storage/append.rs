@@ -2,7 +2,7 @@
 //! Appender, building the Arrow batches of the largest tables on a second thread.
 
 use duckdb::Connection;
-use pgmon_common::event::{AnySnapshot, Snapshot};
+use pgmon_contract::event::{AnySnapshot, Snapshot};
 
 use super::error::StoreError;
 use crate::tables::{activity, activity_minutes, database, locks, objects, parts, statements, status, Table};
@@ -66,12 +66,12 @@ pub(crate) fn append_snapshots(connection: &Connection, alias: &str, kinds: &Kin
 /// The snapshots of one run of a batch, by kind, with their stream sequences.
 #[derive(Default)]
 pub(crate) struct KindBatches<'a> {
-    pub activity: Vec<(u64, &'a Snapshot<pgmon_common::event::ActivityRow>)>,
-    pub locks: Vec<(u64, &'a Snapshot<pgmon_common::event::LockRow>)>,
-    pub database: Vec<(u64, &'a Snapshot<pgmon_common::event::DatabaseRow>)>,
-    pub status: Vec<(u64, &'a Snapshot<pgmon_common::event::StatusRow>)>,
-    pub statements: Vec<(u64, &'a Snapshot<pgmon_common::event::StatementRow>)>,
-    pub objects: Vec<(u64, &'a Snapshot<pgmon_common::event::ObjectRow>)>,
+    pub activity: Vec<(u64, &'a Snapshot<pgmon_contract::event::ActivityRow>)>,
+    pub locks: Vec<(u64, &'a Snapshot<pgmon_contract::event::LockRow>)>,
+    pub database: Vec<(u64, &'a Snapshot<pgmon_contract::event::DatabaseRow>)>,
+    pub status: Vec<(u64, &'a Snapshot<pgmon_contract::event::StatusRow>)>,
+    pub statements: Vec<(u64, &'a Snapshot<pgmon_contract::event::StatementRow>)>,
+    pub objects: Vec<(u64, &'a Snapshot<pgmon_contract::event::ObjectRow>)>,
 }
 
 impl<'a> KindBatches<'a> {

@@ -8,7 +8,7 @@
 //! open one (the round before).
 
 use duckdb::{params, Connection};
-use pgmon_common::event::{ObjectRow, Snapshot};
+use pgmon_contract::event::{ObjectRow, Snapshot};
 
 use super::error::StoreError;
 

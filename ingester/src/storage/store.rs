@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use duckdb::Connection;
-use pgmon_common::event::AnySnapshot;
+use pgmon_contract::event::AnySnapshot;
 
 use super::append::{append_snapshots, record_progress, KindBatches};
 use super::catalog::{attach, catalog_connection, catalog_views_sql, detach, remove_files, Access};
@@ -460,7 +460,7 @@ fn carry_statement_texts(connection: &Connection, previous: &Partition, next: &P
 mod tests {
     use super::*;
     use crate::storage::open_read_only;
-    use pgmon_common::event::{ActivityRow, LockRow, ServerIdentity, Snapshot, SnapshotKind, CURRENT_SCHEMA_VERSION};
+    use pgmon_contract::event::{ActivityRow, LockRow, ServerIdentity, Snapshot, SnapshotKind, CURRENT_SCHEMA_VERSION};
 
     fn snapshot(collected_at_us: i64, rows: usize) -> Snapshot<ActivityRow> {
         Snapshot {
@@ -636,8 +636,8 @@ mod tests {
     fn database_fixture_is_stored_with_its_instance_facts() {
         let directory = tempfile::tempdir().unwrap();
         let mut store = Store::open(directory.path(), "PGMON", StorageOptions::default()).unwrap();
-        let fixture = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../common/fixtures/v1/database.json")).unwrap();
-        let Ok(pgmon_common::event::AnySnapshot::Database(snapshot)) = pgmon_common::event::decode_snapshot(&fixture) else {
+        let fixture = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/../contract/fixtures/v1/database.json")).unwrap();
+        let Ok(pgmon_contract::event::AnySnapshot::Database(snapshot)) = pgmon_contract::event::decode_snapshot(&fixture) else {
             panic!("not a database fixture")
         };
         let applied = store.apply(&batch_of(vec![(1, AnySnapshot::Database(snapshot))])).unwrap();
@@ -666,12 +666,12 @@ mod tests {
     fn every_version_1_fixture_is_stored() {
         let directory = tempfile::tempdir().unwrap();
         let mut store = Store::open(directory.path(), "PGMON", StorageOptions::default()).unwrap();
-        let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../common/fixtures/v1");
+        let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../contract/fixtures/v1");
         let mut batch = IngestBatch::default();
         let mut expected_rows = 0;
         for (sequence, entry) in std::fs::read_dir(fixtures).unwrap().enumerate() {
             let sequence = sequence as u64 + 1;
-            let snapshot = pgmon_common::event::decode_snapshot(&std::fs::read(entry.unwrap().path()).unwrap()).unwrap();
+            let snapshot = pgmon_contract::event::decode_snapshot(&std::fs::read(entry.unwrap().path()).unwrap()).unwrap();
             expected_rows += snapshot.row_count();
             batch.messages.push(message(sequence, snapshot));
         }
@@ -748,7 +748,7 @@ mod tests {
     /// of the sampled rows themselves, also when one minute arrives in several batches.
     #[test]
     fn charts_from_the_minute_rollup_equal_charts_from_every_row() {
-        use pgmon_common::query::{ActivityDimension, ActivitySeriesRequest};
+        use pgmon_contract::query::{ActivityDimension, ActivitySeriesRequest};
         let directory = tempfile::tempdir().unwrap();
         let mut store = Store::open(directory.path(), "PGMON", StorageOptions::default()).unwrap();
         let minute_start = (now_us() / 60_000_000 - 5) * 60_000_000;
@@ -795,7 +795,7 @@ mod tests {
     /// Part `index` of `count` of a sample, holding `rows` active sessions.
     fn part_of(collected_at_us: i64, index: u32, count: u32, rows: usize) -> AnySnapshot {
         let mut part = snapshot(collected_at_us, rows);
-        part.part = Some(pgmon_common::event::SnapshotPart { index, count });
+        part.part = Some(pgmon_contract::event::SnapshotPart { index, count });
         AnySnapshot::Activity(part)
     }
 
@@ -803,7 +803,7 @@ mod tests {
     /// several; one whose part never arrives counts nowhere, from the rollup and the rows alike.
     #[test]
     fn a_sample_in_parts_counts_once_and_an_incomplete_one_not_at_all() {
-        use pgmon_common::query::{ActivityDimension, ActivitySeriesRequest};
+        use pgmon_contract::query::{ActivityDimension, ActivitySeriesRequest};
         let directory = tempfile::tempdir().unwrap();
         let mut store = Store::open(directory.path(), "PGMON", StorageOptions::default()).unwrap();
         let minute_start = (now_us() / 60_000_000 - 5) * 60_000_000;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use duckdb::arrow::array::{Int32Builder, Int64Builder, ListBuilder, StringBuilder, TimestampMicrosecondBuilder, UInt64Builder};
 use duckdb::arrow::record_batch::RecordBatch;
-use pgmon_common::event::{ActivityRow, Snapshot, SnapshotPart};
+use pgmon_contract::event::{ActivityRow, Snapshot, SnapshotPart};
 
 use super::{column, record_batch, Compaction, Source, Table};
 

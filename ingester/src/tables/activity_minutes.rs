@@ -2,7 +2,7 @@
 //! so long ranges are charted from here instead of from every sampled row.
 
 use duckdb::arrow::record_batch::RecordBatch;
-use pgmon_common::event::{ActivityRow, Snapshot};
+use pgmon_contract::event::{ActivityRow, Snapshot};
 use serde::{Deserialize, Serialize};
 
 use super::{column, Compaction, Source, Table};
@@ -56,7 +56,7 @@ pub(crate) fn active_session_predicate() -> String {
 }
 
 /// [`active_session_predicate`] for a row in hand, when the per-minute rollup is built.
-fn is_active_session(row: &pgmon_common::event::ActivityRow) -> bool {
+fn is_active_session(row: &pgmon_contract::event::ActivityRow) -> bool {
     let listed = |value: &Option<String>, values: &[&str]| value.as_deref().is_some_and(|value| values.contains(&value));
     listed(&row.state, ACTIVE_STATES) && listed(&row.backend_type, ACTIVE_BACKEND_TYPES)
 }

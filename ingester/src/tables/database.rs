@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use duckdb::arrow::array::{Int32Builder, StringBuilder, TimestampMicrosecondBuilder};
 use duckdb::arrow::record_batch::RecordBatch;
-use pgmon_common::event::{DatabaseRow, Snapshot};
+use pgmon_contract::event::{DatabaseRow, Snapshot};
 
 use super::{column, record_batch, sample_rows_batch, Compaction, Source, Table};
 

@@ -2,7 +2,7 @@
 //! blocks each waiter.
 
 use duckdb::arrow::record_batch::RecordBatch;
-use pgmon_common::event::{LockRow, Snapshot};
+use pgmon_contract::event::{LockRow, Snapshot};
 
 use super::{column, sample_rows_batch, Compaction, Source, Table};
 

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use duckdb::arrow::array::{new_null_array, ArrayRef, StringBuilder, TimestampMicrosecondBuilder};
 use duckdb::arrow::datatypes::{DataType, Field, FieldRef, TimeUnit};
 use duckdb::arrow::record_batch::RecordBatch;
-use pgmon_common::event::Snapshot;
+use pgmon_contract::event::Snapshot;
 use serde::{Deserialize, Serialize};
 use serde_arrow::schema::{SchemaLike, TracingOptions};
 
@@ -215,7 +215,7 @@ mod tests {
     use std::collections::BTreeSet;
 
     use duckdb::Connection;
-    use pgmon_common::event::{decode_snapshot, AnySnapshot};
+    use pgmon_contract::event::{decode_snapshot, AnySnapshot};
 
     use super::*;
     use crate::storage::KindBatches;
@@ -244,7 +244,7 @@ mod tests {
 
     /// Every table's batch built from the version-1 fixtures (each kind has one).
     fn batches_from_fixtures() -> Vec<(&'static str, RecordBatch)> {
-        let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../common/fixtures/v1");
+        let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../contract/fixtures/v1");
         let snapshots: Vec<AnySnapshot> = std::fs::read_dir(fixtures)
             .unwrap()
             .map(|entry| decode_snapshot(&std::fs::read(entry.unwrap().path()).unwrap()).unwrap())
@@ -324,11 +324,11 @@ mod tests {
             let of_row: BTreeSet<&str> = fields.iter().map(|field| field.name().as_str()).collect();
             assert_eq!(unique, of_row, "{}: every field of the row type is stored", table.name);
         };
-        uses_every_field(&locks::LOCK_SAMPLES, row_fields::<pgmon_common::event::LockRow>());
-        uses_every_field(&database::DATABASE_SAMPLES, row_fields::<pgmon_common::event::DatabaseRow>());
-        uses_every_field(&status::TARGET_STATUS, row_fields::<pgmon_common::event::StatusRow>());
-        uses_every_field(&statements::STATEMENT_SAMPLES, row_fields::<pgmon_common::event::StatementRow>());
-        uses_every_field(&objects::OBJECT_SAMPLES, row_fields::<pgmon_common::event::ObjectRow>());
+        uses_every_field(&locks::LOCK_SAMPLES, row_fields::<pgmon_contract::event::LockRow>());
+        uses_every_field(&database::DATABASE_SAMPLES, row_fields::<pgmon_contract::event::DatabaseRow>());
+        uses_every_field(&status::TARGET_STATUS, row_fields::<pgmon_contract::event::StatusRow>());
+        uses_every_field(&statements::STATEMENT_SAMPLES, row_fields::<pgmon_contract::event::StatementRow>());
+        uses_every_field(&objects::OBJECT_SAMPLES, row_fields::<pgmon_contract::event::ObjectRow>());
         uses_every_field(
             &activity_minutes::ACTIVITY_MINUTES,
             row_fields::<activity_minutes::ActivityMinuteRow>(),

@@ -3,7 +3,7 @@
 //! (`stale_sizes`), with when they were measured and why not now.
 
 use duckdb::arrow::record_batch::RecordBatch;
-use pgmon_common::event::{ObjectRow, Snapshot};
+use pgmon_contract::event::{ObjectRow, Snapshot};
 
 use super::{column, sample_rows_batch, Compaction, Source, Table};
 

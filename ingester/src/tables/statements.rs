@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use duckdb::arrow::array::{Int64Builder, StringBuilder, TimestampMicrosecondBuilder};
 use duckdb::arrow::record_batch::RecordBatch;
-use pgmon_common::event::{Snapshot, StatementRow};
+use pgmon_contract::event::{Snapshot, StatementRow};
 
 use super::{column, record_batch, sample_rows_batch, Compaction, Source, Table};
 

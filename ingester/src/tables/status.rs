@@ -2,7 +2,7 @@
 //! collector cannot sample on it.
 
 use duckdb::arrow::record_batch::RecordBatch;
-use pgmon_common::event::{Snapshot, StatusRow};
+use pgmon_contract::event::{Snapshot, StatusRow};
 
 use super::{column, sample_rows_batch, Compaction, Source, Table};
 

@@ -3,7 +3,7 @@
 
 #![allow(dead_code)] // Each benchmark uses its own subset.
 
-use pgmon_common::event::{ActivityRow, ObjectKind, ObjectRow, ServerIdentity, Snapshot, SnapshotKind, CURRENT_SCHEMA_VERSION};
+use pgmon_contract::event::{ActivityRow, ObjectKind, ObjectRow, ServerIdentity, Snapshot, SnapshotKind, CURRENT_SCHEMA_VERSION};
 
 /// The envelope of a snapshot of target `target` taken at `collected_at_us`, without rows.
 pub fn envelope<Row>(target: &str, kind: SnapshotKind, collected_at_us: i64) -> Snapshot<Row> {

@@ -11,10 +11,10 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream;
 use futures::StreamExt;
 use pgmon_collector::{CollectorConfig, TargetSpec};
-use pgmon_common::event::{decode_snapshot, ActivityRow, AnySnapshot, Snapshot, StatusRow};
 use pgmon_common::nats_access::NatsRole;
 use pgmon_common::nats_setup::NatsArgs;
-use pgmon_common::subjects::SNAPSHOT_STREAM;
+use pgmon_contract::event::{decode_snapshot, ActivityRow, AnySnapshot, Snapshot, StatusRow};
+use pgmon_contract::subjects::SNAPSHOT_STREAM;
 use pgmon_ingester::IngesterConfig;
 
 /// The NATS settings of a tool with every right on the test server at `url`.
@@ -89,11 +89,11 @@ pub fn spawn_pipeline(nats_url: &str, dsn: String, data_dir: &Path, shutdown: &t
 /// An activity sample of `target` holding `rows`, as a collector of PostgreSQL 17 sends it.
 pub fn activity_sample(target: &str, collected_at_us: i64, rows: Vec<ActivityRow>) -> Snapshot<ActivityRow> {
     Snapshot {
-        schema_version: pgmon_common::event::CURRENT_SCHEMA_VERSION,
-        kind: pgmon_common::event::SnapshotKind::Activity,
+        schema_version: pgmon_contract::event::CURRENT_SCHEMA_VERSION,
+        kind: pgmon_contract::event::SnapshotKind::Activity,
         target: target.parse().unwrap(),
         collected_at_us,
-        server: pgmon_common::event::ServerIdentity {
+        server: pgmon_contract::event::ServerIdentity {
             system_identifier: None,
             server_version_num: 170000,
             server_version: "17.0".into(),

@@ -2,7 +2,7 @@
 //!
 //! Rules (see ARCHITECTURE.md, "Event contract"): additive changes keep the version and use
 //! `#[serde(default)]`; any other change is a new version with its own golden fixtures under
-//! `common/fixtures/v<N>/`, which must keep decoding forever.
+//! `contract/fixtures/v<N>/`, which must keep decoding forever.
 
 use serde::{Deserialize, Serialize};
 
@@ -796,7 +796,7 @@ pub fn encode_snapshot_parts<Row: Serialize>(snapshot: &Snapshot<Row>, max_bytes
 
 /// The JSON Schema (draft 2020-12) of a snapshot event of [`CURRENT_SCHEMA_VERSION`], generated
 /// from the types above: one branch per kind, each with its kind's rows. Published as
-/// `common/schema/snapshot-v1.schema.json` for clients that are not pgmon.
+/// `contract/schema/snapshot-v1.schema.json` for clients that are not pgmon.
 pub fn snapshot_json_schema() -> serde_json::Value {
     let mut generator = schemars::generate::SchemaSettings::draft2020_12().into_generator();
     let branch = |kind: SnapshotKind, envelope: schemars::Schema| {

@@ -3,7 +3,7 @@
 use std::fs;
 use std::path::Path;
 
-use pgmon_common::event::{blocking_tree, decode_snapshot, AnySnapshot, SUPPORTED_SCHEMA_VERSIONS};
+use pgmon_contract::event::{blocking_tree, decode_snapshot, AnySnapshot, SUPPORTED_SCHEMA_VERSIONS};
 
 #[test]
 fn every_fixture_of_every_supported_version_decodes() {
@@ -76,7 +76,7 @@ fn version_1_database_fixture_keeps_its_meaning() {
 
 #[test]
 fn version_1_status_fixture_keeps_its_meaning() {
-    use pgmon_common::event::{DownReason, TargetState};
+    use pgmon_contract::event::{DownReason, TargetState};
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/v1/status.json");
     let Ok(AnySnapshot::Status(snapshot)) = decode_snapshot(&fs::read(path).unwrap()) else {
         panic!("not a status snapshot")
@@ -109,7 +109,7 @@ fn version_1_statements_fixture_keeps_its_meaning() {
 
 #[test]
 fn version_1_objects_fixture_keeps_its_meaning() {
-    use pgmon_common::event::ObjectKind;
+    use pgmon_contract::event::ObjectKind;
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/v1/objects.json");
     let Ok(AnySnapshot::Objects(snapshot)) = decode_snapshot(&fs::read(path).unwrap()) else {
         panic!("not an objects snapshot")
@@ -152,7 +152,7 @@ fn version_1_objects_with_stale_sizes_keeps_its_meaning() {
 
 #[test]
 fn version_1_status_with_limitations_keeps_its_meaning() {
-    use pgmon_common::event::{LimitationReason, SnapshotKind};
+    use pgmon_contract::event::{LimitationReason, SnapshotKind};
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/v1/status-with-limitations.json");
     let Ok(AnySnapshot::Status(snapshot)) = decode_snapshot(&fs::read(path).unwrap()) else {
         panic!("not a status snapshot")
@@ -167,7 +167,7 @@ fn version_1_status_with_limitations_keeps_its_meaning() {
 #[test]
 fn the_published_json_schema_is_current() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("schema/snapshot-v1.schema.json");
-    let generated = serde_json::to_string_pretty(&pgmon_common::event::snapshot_json_schema()).unwrap() + "\n";
+    let generated = serde_json::to_string_pretty(&pgmon_contract::event::snapshot_json_schema()).unwrap() + "\n";
     if std::env::var_os("PGMON_WRITE_SCHEMA").is_some() {
         fs::create_dir_all(path.parent().unwrap()).unwrap();
         fs::write(&path, &generated).unwrap();
