@@ -16,6 +16,7 @@ mod connection;
 mod connection_test;
 mod database;
 mod dial;
+mod internal_events;
 mod locks;
 mod metrics;
 mod objects;

@@ -4,7 +4,6 @@
 use std::sync::LazyLock;
 
 use pgmon_common::metrics::{duration_histograms, register, DurationHistograms};
-use pgmon_contract::event::SnapshotKind;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -83,25 +82,4 @@ static METRICS: LazyLock<CollectorMetrics> = LazyLock::new(|| {
 
 pub(crate) fn metrics() -> &'static CollectorMetrics {
     &METRICS
-}
-
-/// Counts a snapshot of `kind` of `target`, and how long it took when it succeeded.
-pub(crate) fn record_snapshot(target: &str, kind: SnapshotKind, taken: Result<std::time::Duration, ()>) {
-    let outcome = if taken.is_ok() { "ok" } else { "failed" };
-    metrics()
-        .snapshots
-        .get_or_create(&SnapshotLabels {
-            target: target.to_owned(),
-            kind: kind.as_str().to_owned(),
-            outcome,
-        })
-        .inc();
-    if let Ok(duration) = taken {
-        metrics()
-            .snapshot_duration
-            .get_or_create(&KindLabels {
-                kind: kind.as_str().to_owned(),
-            })
-            .observe(duration.as_secs_f64());
-    }
 }

@@ -19,7 +19,8 @@ use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::metrics::{metrics, DropLabels, TargetLabels};
+use crate::internal_events::{DropReason, MessageOverServerLimit, SampleDropped};
+use crate::metrics::{metrics, TargetLabels};
 
 /// One message of a sample ready to publish; its message id makes retries idempotent.
 #[derive(Clone, Debug)]
@@ -51,44 +52,6 @@ pub(crate) enum Enqueued {
     Dropped,
     /// The collector is shutting down.
     Closed,
-}
-
-/// Why a sample was lost: the `reason` label of `pgmon_collector_snapshots_dropped_total`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum DropReason {
-    /// The buffer was full: NATS is away or slower than sampling.
-    BufferFull,
-    /// Larger than what can be sent: a single row above the server's message size, or a sample
-    /// above the whole buffer.
-    TooLarge,
-}
-
-impl DropReason {
-    fn as_str(self) -> &'static str {
-        match self {
-            DropReason::BufferFull => "buffer_full",
-            DropReason::TooLarge => "too_large",
-        }
-    }
-}
-
-/// Counts and logs a sample that is lost.
-pub(crate) fn record_dropped(target: &TargetName, kind: SnapshotKind, reason: DropReason) {
-    metrics()
-        .snapshots_dropped
-        .get_or_create(&DropLabels {
-            target: target.as_str().to_owned(),
-            reason: reason.as_str(),
-        })
-        .inc();
-    match reason {
-        DropReason::BufferFull => tracing::error!(
-            target = %target,
-            kind = kind.as_str(),
-            "publish buffer full: NATS is not keeping up, the oldest waiting snapshot was dropped"
-        ),
-        DropReason::TooLarge => tracing::error!(target = %target, kind = kind.as_str(), "snapshot dropped: too large to send"),
-    }
 }
 
 /// One target's samples in the buffer.
@@ -183,7 +146,12 @@ impl Buffer {
                 Err(reason) if index + 1 == lost.len() => reason,
                 _ => DropReason::BufferFull,
             };
-            record_dropped(name, *kind, reason);
+            SampleDropped {
+                target: name,
+                kind: *kind,
+                reason,
+            }
+            .emit();
         }
         if lost.len() > usize::from(new_one_lost) {
             self.emptied.notify_waiters();
@@ -549,8 +517,14 @@ async fn publish_sample(
 ) -> Published {
     let max_payload = jetstream.client().server_info().max_payload;
     if let Some(message) = sample.messages.iter().find(|message| message.payload.len() > max_payload) {
-        tracing::error!(%target, subject = %message.subject, bytes = message.payload.len(), max_payload, "larger than the NATS server's max_payload");
-        record_dropped(target, sample.kind, DropReason::TooLarge);
+        MessageOverServerLimit {
+            target,
+            kind: sample.kind,
+            subject: message.subject.as_str(),
+            bytes: message.payload.len(),
+            max_payload,
+        }
+        .emit();
         return Published::Dropped;
     }
     // Every message is sent again after an interruption: those stored already are dropped by

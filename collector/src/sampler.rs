@@ -17,10 +17,10 @@ use crate::activity;
 use crate::config::{SamplingSettings, TargetSpec};
 use crate::connection::{self, ConnectError};
 use crate::database;
+use crate::internal_events::{SnapshotFailed, SnapshotQueued, SnapshotTooLarge};
 use crate::locks;
-use crate::metrics::record_snapshot;
 use crate::objects;
-use crate::publisher::{record_dropped, DropReason, Enqueued, OutgoingSample, OutgoingSnapshot, PublishQueue};
+use crate::publisher::{Enqueued, OutgoingSample, OutgoingSnapshot, PublishQueue};
 use crate::statements::{self, SentTexts, StatementsReader};
 
 const FIRST_RETRY_DELAY: Duration = Duration::from_secs(1);
@@ -167,18 +167,22 @@ impl Encoded<'_> {
         let parts = match encode_snapshot_parts(&snapshot, self.settings.max_message_bytes) {
             Ok(parts) => parts,
             Err(error) => {
-                tracing::error!(target = %self.target.name, kind = kind.as_str(), error = %error, "snapshot cannot be sent");
-                record_snapshot(self.target.name.as_str(), kind, Err(()));
-                record_dropped(&self.target.name, kind, DropReason::TooLarge);
+                SnapshotTooLarge {
+                    target: &self.target.name,
+                    kind,
+                    error: &error,
+                }
+                .emit();
                 return Enqueued::Dropped;
             }
         };
         let taken_us = activity::unix_micros(SystemTime::now()).saturating_sub(self.collected_at_us);
-        record_snapshot(
-            self.target.name.as_str(),
+        SnapshotQueued {
+            target: &self.target.name,
             kind,
-            Ok(Duration::from_micros(u64::try_from(taken_us).unwrap_or(0))),
-        );
+            took: Duration::from_micros(u64::try_from(taken_us).unwrap_or(0)),
+        }
+        .emit();
         let messages = parts
             .into_iter()
             .map(|(part, payload)| OutgoingSnapshot {
@@ -271,8 +275,12 @@ impl Session<'_> {
                     Ok(_) => {}
                     Err(error) if self.client.is_closed() => return SessionEnd::Disconnected(error),
                     Err(error) => {
-                        tracing::warn!(target = %self.target.name, kind = schedule.kind.as_str(), error = %error_chain(&error), "snapshot failed");
-                        record_snapshot(self.target.name.as_str(), schedule.kind, Err(()));
+                        SnapshotFailed {
+                            target: &self.target.name,
+                            kind: schedule.kind,
+                            error: &error_chain(&error),
+                        }
+                        .emit();
                     }
                 }
             }
@@ -418,8 +426,12 @@ pub(crate) async fn sample_statements(target: TargetSpec, settings: SamplingSett
                 },
                 Err(_) if client.is_closed() => break,
                 Err(error) => {
-                    tracing::warn!(target = %target.name, kind = "statements", error = %error_chain(&error), "snapshot failed");
-                    record_snapshot(target.name.as_str(), SnapshotKind::Statements, Err(()));
+                    SnapshotFailed {
+                        target: &target.name,
+                        kind: SnapshotKind::Statements,
+                        error: &error_chain(&error),
+                    }
+                    .emit();
                 }
             }
         }
@@ -474,8 +486,12 @@ pub(crate) async fn sample_objects(target: TargetSpec, settings: SamplingSetting
             }
             // The main session reports the target down; this only says what was not sampled.
             Err(error) => {
-                tracing::warn!(target = %target.name, error = %error, "objects snapshot failed");
-                record_snapshot(target.name.as_str(), SnapshotKind::Objects, Err(()));
+                SnapshotFailed {
+                    target: &target.name,
+                    kind: SnapshotKind::Objects,
+                    error: &error,
+                }
+                .emit();
             }
         }
     }

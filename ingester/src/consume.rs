@@ -19,6 +19,7 @@ use pgmon_contract::subjects::{
 };
 use tokio_util::sync::CancellationToken;
 
+use crate::internal_events::{BatchCommitted, MessageDeadLettered};
 use crate::metrics::metrics;
 use crate::store::{BatchMessage, IngestBatch, Store};
 use crate::{IngestStats, IngesterConfig, IngesterError};
@@ -298,7 +299,6 @@ async fn dead_letter(
         tracing::info!(%subject, sequence, %reason, "skipping an unusable message");
         return Ok(());
     }
-    tracing::warn!(%subject, sequence, %reason, "dead-lettering an unusable message");
     let mut headers = HeaderMap::new();
     // The same message dead-lettered again after a crash is stored once.
     headers.insert(async_nats::header::NATS_MESSAGE_ID, format!("deadletter.{sequence}").as_str());
@@ -313,7 +313,13 @@ async fn dead_letter(
         Err(error) => Err(error.to_string()),
     };
     acknowledged.map_err(|error| IngesterError::DeadLetter { sequence, error })?;
-    config.stats.record_dead_letter();
+    MessageDeadLettered {
+        subject,
+        sequence,
+        reason,
+        stats: &config.stats,
+    }
+    .emit();
     Ok(())
 }
 
@@ -332,10 +338,12 @@ async fn store_until_committed(
         store = returned_store;
         match result {
             Ok(applied) => {
-                stats.record_committed(&applied, &store);
-                if applied.already_stored > 0 {
-                    tracing::info!(already_stored = applied.already_stored, "skipped snapshots stored before a restart");
+                BatchCommitted {
+                    applied: &applied,
+                    store: &store,
+                    stats,
                 }
+                .emit();
                 return Ok(store);
             }
             Err(error) if shutdown.is_cancelled() => return Err(IngesterError::Store(error)),

@@ -2,6 +2,7 @@
 
 mod consume;
 mod history;
+mod internal_events;
 mod metrics;
 mod query_service;
 pub mod series;
@@ -126,28 +127,6 @@ pub struct IngestStats {
     pub batches_committed: AtomicU64,
     pub dead_letters: AtomicU64,
     pub last_applied_sequence: AtomicU64,
-}
-
-impl IngestStats {
-    /// Counts a committed batch here and in the process's Prometheus metrics.
-    pub(crate) fn record_committed(&self, applied: &store::AppliedBatch, store: &Store) {
-        let relaxed = std::sync::atomic::Ordering::Relaxed;
-        self.rows_ingested.fetch_add(applied.rows as u64, relaxed);
-        self.snapshots_ingested.fetch_add(applied.snapshots as u64, relaxed);
-        self.batches_committed.fetch_add(1, relaxed);
-        self.last_applied_sequence.store(store.last_applied_sequence(), relaxed);
-        let metrics = metrics::metrics();
-        metrics.rows.inc_by(applied.rows as u64);
-        metrics.snapshots.inc_by(applied.snapshots as u64);
-        metrics.batches.inc();
-        metrics.partition_bytes.set(store.partition_bytes() as i64);
-    }
-
-    /// Counts a message sent to the dead-letter stream, here and in the Prometheus metrics.
-    pub(crate) fn record_dead_letter(&self) {
-        self.dead_letters.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        metrics::metrics().dead_letters.inc();
-    }
 }
 
 #[derive(Clone, Debug)]
