@@ -7,6 +7,7 @@ mod api;
 mod auth;
 mod connections;
 mod error;
+mod extract;
 mod history;
 mod metrics;
 mod pages;

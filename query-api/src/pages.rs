@@ -1,9 +1,8 @@
 //! HTML pages (maud + htmx) and the embedded static assets.
 
-use std::collections::HashMap;
 use std::time::SystemTime;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
@@ -13,6 +12,7 @@ use pgmon_contract::query::{
     ActivityDimension, LockHistoryRequest, ObjectGrowthRequest, ObjectOrder, ObjectsRequest, SessionHistoryRequest, SessionsRequest,
     StatementHistoryRequest, StatementOrder, TopStatementsRequest,
 };
+use pgmon_contract::target::TargetName;
 use pgmon_ui::activity::ActivityView;
 use pgmon_ui::layout::page;
 use pgmon_ui::objects::{AllObjectsView, ObjectFilter, ObjectView, ObjectsView};
@@ -20,9 +20,12 @@ use pgmon_ui::statements::StatementsView;
 
 use crate::auth::Principal;
 use crate::error::{AppError, PageError};
-use crate::{params, targets, AppState};
-
-type Params = Query<HashMap<String, String>>;
+use crate::extract::{Params, Target};
+use crate::params::{
+    choice_name, ActivityParams, ObjectListParams, SessionParams, StatementListParams, Window, WindowParams, OBJECT_ORDER_CHOICES,
+    STATEMENT_ORDER_CHOICES,
+};
+use crate::{targets, AppState};
 
 /// `GET /`: the fleet overview.
 pub async fn fleet(State(state): State<AppState>, Extension(principal): Extension<Principal>) -> Result<Markup, PageError> {
@@ -52,14 +55,17 @@ fn dimension_choices() -> Vec<(&'static str, &'static str)> {
 pub async fn activity(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    Path(target): Path<String>,
-    Query(query): Params,
+    Target(target): Target,
+    Params(window): Params<WindowParams>,
+    Params(activity): Params<ActivityParams>,
 ) -> Result<Markup, PageError> {
-    let target = params::target_name(&target)?;
-    let explicit = params::text(&query, "from").is_some() || params::text(&query, "to").is_some();
-    let range = if explicit { None } else { Some(params::page_range(&query, "1h")?) };
-    let window = params::window(&query, SystemTime::now())?;
-    let by = params::dimension(&query)?.as_str();
+    let range = if window.is_explicit() {
+        None
+    } else {
+        Some(window.page_range("1h")?)
+    };
+    let window = window.window(SystemTime::now())?;
+    let by = activity.dimension()?.as_str();
     let dimensions = dimension_choices();
     let max_connections = targets::max_connections(&state, &target).await?;
     let view = ActivityView {
@@ -78,9 +84,12 @@ pub async fn activity(
 }
 
 /// `GET /targets/{target}/slice?from=&to=`: the sessions and top statements of a time slice.
-pub async fn slice(State(state): State<AppState>, Path(target): Path<String>, Query(query): Params) -> Result<Markup, PageError> {
-    let target = params::target_name(&target)?;
-    let window = params::window(&query, SystemTime::now())?;
+pub async fn slice(
+    State(state): State<AppState>,
+    Target(target): Target,
+    Params(window): Params<WindowParams>,
+) -> Result<Markup, PageError> {
+    let window = window.window(SystemTime::now())?;
     let sessions = SessionsRequest {
         target: target.clone(),
         from_us: window.from_us,
@@ -119,18 +128,19 @@ pub async fn slice(State(state): State<AppState>, Path(target): Path<String>, Qu
 pub async fn session(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    Path((target, pid)): Path<(String, String)>,
-    Query(query): Params,
+    Target(target): Target,
+    Path((_, pid)): Path<(String, String)>,
+    Params(window): Params<WindowParams>,
+    Params(session): Params<SessionParams>,
 ) -> Result<Markup, PageError> {
-    let target = params::target_name(&target)?;
     let pid: i32 = pid
         .parse()
         .map_err(|_| AppError::bad_request("pid", "pid must be a whole number"))?;
-    let window = params::window(&query, SystemTime::now())?;
+    let window = window.window(SystemTime::now())?;
     let request = SessionHistoryRequest {
         target: target.clone(),
         pid,
-        backend_start_us: params::optional_integer(&query, "backend_start")?,
+        backend_start_us: session.backend_start_us()?,
         from_us: window.from_us,
         to_us: window.to_us,
         limit: 5_000,
@@ -143,30 +153,17 @@ pub async fn session(
     ))
 }
 
-/// The orders of top statements by their query-string name.
-pub const STATEMENT_ORDER_CHOICES: &[(&str, StatementOrder)] = &[
-    ("total_time", StatementOrder::TotalTime),
-    ("mean_time", StatementOrder::MeanTime),
-    ("calls", StatementOrder::Calls),
-    ("rows", StatementOrder::Rows),
-    ("shared_blocks_read", StatementOrder::SharedBlocksRead),
-    ("temp_blocks", StatementOrder::TempBlocks),
-];
-
 /// `GET /targets/{target}/statements?range=&order_by=`.
 pub async fn statements(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    Path(target): Path<String>,
-    Query(query): Params,
+    Target(target): Target,
+    Params(window): Params<WindowParams>,
+    Params(list): Params<StatementListParams>,
 ) -> Result<Markup, PageError> {
-    let target = params::target_name(&target)?;
-    let range = params::page_range(&query, "1h")?;
-    let order = params::choice(&query, "order_by", STATEMENT_ORDER_CHOICES, StatementOrder::TotalTime)?;
-    let order_name = STATEMENT_ORDER_CHOICES
-        .iter()
-        .find(|(_, value)| *value == order)
-        .map_or("total_time", |(name, _)| name);
+    let range = window.page_range("1h")?;
+    let order = list.order_by()?;
+    let order_name = choice_name(STATEMENT_ORDER_CHOICES, order);
     let window = range_window(range)?;
     let request = TopStatementsRequest {
         target: target.clone(),
@@ -195,14 +192,14 @@ pub async fn statements(
 pub async fn statement(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    Path((target, query_id)): Path<(String, String)>,
-    Query(query): Params,
+    Target(target): Target,
+    Path((_, query_id)): Path<(String, String)>,
+    Params(window): Params<WindowParams>,
 ) -> Result<Markup, PageError> {
-    let target = params::target_name(&target)?;
     let query_id: i64 = query_id
         .parse()
         .map_err(|_| AppError::bad_request("query_id", "query_id must be a whole number"))?;
-    let range = params::page_range(&query, "24h")?;
+    let range = window.page_range("24h")?;
     let window = range_window(range)?;
     let request = StatementHistoryRequest {
         target: target.clone(),
@@ -219,37 +216,12 @@ pub async fn statement(
     ))
 }
 
-fn object_filter(query: &HashMap<String, String>) -> ObjectFilter {
-    ObjectFilter {
-        database: params::text(query, "database"),
-        kind: params::text(query, "kind"),
-        name: params::text(query, "name"),
-    }
-}
-
-/// An object kind filter must be one of the kinds pgmon reports.
-pub fn check_kind(kind: Option<&str>) -> Result<(), AppError> {
-    match kind {
-        Some(kind) if !pgmon_ui::objects::OBJECT_KINDS.iter().any(|(value, _)| *value == kind) => {
-            let allowed: Vec<&str> = pgmon_ui::objects::OBJECT_KINDS.iter().map(|(value, _)| *value).collect();
-            Err(AppError::bad_request("kind", format!("kind must be one of {}", allowed.join(", "))))
-        }
-        _ => Ok(()),
-    }
-}
-
 /// The window of a named page range, ending now.
-fn range_window(range: &str) -> Result<params::Window, AppError> {
-    params::window(&HashMap::from([("range".to_owned(), range.to_owned())]), SystemTime::now())
+fn range_window(range: &str) -> Result<Window, AppError> {
+    WindowParams::of_range(range).window(SystemTime::now())
 }
 
-fn objects_request(
-    target: &pgmon_contract::target::TargetName,
-    filter: &ObjectFilter,
-    order_by: ObjectOrder,
-    offset: u32,
-    limit: u32,
-) -> ObjectsRequest {
+fn objects_request(target: &TargetName, filter: &ObjectFilter, order_by: ObjectOrder, offset: u32, limit: u32) -> ObjectsRequest {
     ObjectsRequest {
         target: target.clone(),
         database: filter.database.clone(),
@@ -269,12 +241,10 @@ const TREE_LIMIT: u32 = 2_000;
 pub async fn objects(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    Path(target): Path<String>,
-    Query(query): Params,
+    Target(target): Target,
+    Params(list): Params<ObjectListParams>,
 ) -> Result<Markup, PageError> {
-    let target = params::target_name(&target)?;
-    let filter = object_filter(&query);
-    check_kind(filter.kind.as_deref())?;
+    let filter = list.filter()?;
     let matching = objects_request(&target, &filter, ObjectOrder::Name, 0, TREE_LIMIT);
     let biggest = objects_request(&target, &ObjectFilter::default(), ObjectOrder::TotalBytes, 0, 10);
     let (matching, biggest, databases) = tokio::try_join!(state.ask(&matching), state.ask(&biggest), targets::databases(&state, &target),)?;
@@ -292,32 +262,19 @@ pub async fn objects(
     ))
 }
 
-/// The orders of the object list by their query-string name.
-pub const OBJECT_ORDER_CHOICES: &[(&str, ObjectOrder)] = &[
-    ("total_bytes", ObjectOrder::TotalBytes),
-    ("table_bytes", ObjectOrder::TableBytes),
-    ("index_bytes", ObjectOrder::IndexBytes),
-    ("name", ObjectOrder::Name),
-];
-
 const OBJECTS_PAGE_SIZE: u32 = 100;
 
 /// `GET /targets/{target}/objects/all?order_by=&page=&name=&kind=&database=`.
 pub async fn all_objects(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    Path(target): Path<String>,
-    Query(query): Params,
+    Target(target): Target,
+    Params(list): Params<ObjectListParams>,
 ) -> Result<Markup, PageError> {
-    let target = params::target_name(&target)?;
-    let filter = object_filter(&query);
-    check_kind(filter.kind.as_deref())?;
-    let order = params::choice(&query, "order_by", OBJECT_ORDER_CHOICES, ObjectOrder::TotalBytes)?;
-    let order_name = OBJECT_ORDER_CHOICES
-        .iter()
-        .find(|(_, value)| *value == order)
-        .map_or("total_bytes", |(name, _)| name);
-    let page_number = params::limit(&query, "page", 1)?;
+    let filter = list.filter()?;
+    let order = list.order_by()?;
+    let order_name = choice_name(OBJECT_ORDER_CHOICES, order);
+    let page_number = list.page()?;
     let request = objects_request(&target, &filter, order, (page_number - 1) * OBJECTS_PAGE_SIZE, OBJECTS_PAGE_SIZE);
     let (reply, databases) = tokio::try_join!(state.ask(&request), targets::databases(&state, &target),)?;
     let view = AllObjectsView {
@@ -340,11 +297,11 @@ pub async fn all_objects(
 pub async fn object(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    Path((target, database, schema_name, name)): Path<(String, String, String, String)>,
-    Query(query): Params,
+    Target(target): Target,
+    Path((_, database, schema_name, name)): Path<(String, String, String, String)>,
+    Params(window): Params<WindowParams>,
 ) -> Result<Markup, PageError> {
-    let target = params::target_name(&target)?;
-    let range = params::page_range(&query, "7d")?;
+    let range = window.page_range("7d")?;
     let window = range_window(range)?;
     let request = ObjectGrowthRequest {
         target: target.clone(),
@@ -374,11 +331,10 @@ pub async fn object(
 pub async fn locks(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
-    Path(target): Path<String>,
-    Query(query): Params,
+    Target(target): Target,
+    Params(window): Params<WindowParams>,
 ) -> Result<Markup, PageError> {
-    let target = params::target_name(&target)?;
-    let range = params::page_range(&query, "1h")?;
+    let range = window.page_range("1h")?;
     let window = range_window(range)?;
     let request = LockHistoryRequest {
         target: target.clone(),
@@ -395,8 +351,7 @@ pub async fn locks(
 }
 
 /// `GET /targets/{target}/locks/current`: the blocking tree htmx refreshes.
-pub async fn current_locks(State(state): State<AppState>, Path(target): Path<String>) -> Result<Markup, PageError> {
-    let target = params::target_name(&target)?;
+pub async fn current_locks(State(state): State<AppState>, Target(target): Target) -> Result<Markup, PageError> {
     let blocking = targets::current_blocking(&state, &target).await?;
     Ok(pgmon_ui::locks::current_blocking(target.as_str(), &blocking))
 }
