@@ -87,6 +87,14 @@ macro_rules! snapshot_kinds {
         $(
             impl SnapshotRow for $row {
                 const KIND: SnapshotKind = SnapshotKind::$variant;
+
+                fn of(snapshot: &AnySnapshot) -> Option<&Snapshot<$row>> {
+                    match snapshot {
+                        AnySnapshot::$variant(snapshot) => Some(snapshot),
+                        #[allow(unreachable_patterns)]
+                        _ => None,
+                    }
+                }
             }
 
             impl From<Snapshot<$row>> for AnySnapshot {
@@ -118,8 +126,11 @@ snapshot_kinds! {
 }
 
 /// The row type of a snapshot kind: a snapshot of these rows is of this kind, always.
-pub trait SnapshotRow: Serialize + serde::de::DeserializeOwned {
+pub trait SnapshotRow: Serialize + serde::de::DeserializeOwned + Sized {
     const KIND: SnapshotKind;
+
+    /// The snapshot inside `snapshot` when it is of this kind.
+    fn of(snapshot: &AnySnapshot) -> Option<&Snapshot<Self>>;
 }
 
 impl SnapshotKind {
@@ -603,6 +614,11 @@ impl AnySnapshot {
     /// Which part of its sample this message carried; `None` for a sample sent whole.
     pub fn part(&self) -> Option<SnapshotPart> {
         with_any_snapshot!(self, snapshot => snapshot.part)
+    }
+
+    /// `pg_stat_statements_info`, which statements snapshots carry when the extension has it.
+    pub fn statements_info(&self) -> Option<StatementsInfo> {
+        with_any_snapshot!(self, snapshot => snapshot.statements_info)
     }
 }
 

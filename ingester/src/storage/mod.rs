@@ -18,8 +18,6 @@ pub(crate) mod stale_sizes;
 pub mod store;
 mod views;
 
-#[cfg(test)]
-pub(crate) use append::KindBatches;
 pub use catalog::open_read_only;
 pub use error::StoreError;
 

@@ -17,7 +17,7 @@ use std::time::Duration;
 use duckdb::Connection;
 use pgmon_contract::event::AnySnapshot;
 
-use super::append::{append_snapshots, record_progress, KindBatches};
+use super::append::{append_snapshots, record_progress};
 use super::catalog::{attach, catalog_connection, catalog_views_sql, detach, remove_files, Access};
 use super::compaction::{compact, is_compacted, remove_staging};
 use super::error::{files_error, StoreError};
@@ -215,7 +215,7 @@ impl Store {
     fn apply_to_open_partition(&mut self, messages: &[BatchMessage]) -> Result<AppliedBatch, StoreError> {
         let alias = self.open.as_ref().expect("a partition is open before applying").alias();
         let already_applied = self.last_applied;
-        let mut kinds = KindBatches::default();
+        let mut snapshots: Vec<(u64, &AnySnapshot)> = Vec::with_capacity(messages.len());
         let mut applied = AppliedBatch::default();
         for message in messages {
             let Some(snapshot) = &message.snapshot else { continue };
@@ -224,13 +224,13 @@ impl Store {
                 continue;
             }
             applied.snapshots += 1;
-            kinds.push(message.sequence, snapshot);
+            snapshots.push((message.sequence, snapshot));
         }
         let last_sequence = messages.iter().map(|message| message.sequence).max().unwrap_or(0);
         // Where the last sizes of objects that could not be measured are looked for, newest first.
         let sources: Vec<String> = self.partitions().iter().rev().map(Partition::alias).collect();
         let transaction = self.connection.transaction().map_err(StoreError::Write)?;
-        applied.rows += append_snapshots(&transaction, &alias, &kinds, &sources)?;
+        applied.rows += append_snapshots(&transaction, &alias, &snapshots, &sources)?;
         if last_sequence > already_applied {
             record_progress(&transaction, &alias, &self.stream, last_sequence).map_err(StoreError::Write)?;
         }

@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use duckdb::arrow::array::{Int32Builder, Int64Builder, ListBuilder, StringBuilder, TimestampMicrosecondBuilder, UInt64Builder};
 use duckdb::arrow::record_batch::RecordBatch;
-use pgmon_contract::event::{ActivityRow, Snapshot, SnapshotPart};
+use pgmon_contract::event::{ActivityRow, Snapshot, SnapshotKind, SnapshotPart};
 
-use super::{column, record_batch, Compaction, Source, Table};
+use super::{column, record_batch, snapshots_of, Compaction, Source, Stores, Table};
 
 pub(crate) const ACTIVITY_SNAPSHOTS: Table = Table {
     name: "activity_snapshots",
@@ -24,6 +24,11 @@ pub(crate) const ACTIVITY_SNAPSHOTS: Table = Table {
         column("part_count", "INTEGER", Source::Computed),
     ],
     compaction: Compaction::ArrivalOrder,
+    stores: Stores {
+        kinds: &[SnapshotKind::Activity],
+        batch: |snapshots| snapshots_batch(&snapshots_of(snapshots)),
+        sample_rows: false,
+    },
 };
 
 /// `xact_start` and `state_change` are kept as microseconds from the query's start (or,
@@ -53,11 +58,16 @@ pub(crate) const ACTIVITY_SAMPLE_ROWS: Table = Table {
         column("blocking_pids", "INTEGER[]", Source::Field("blocking_pids")),
     ],
     compaction: Compaction::SortedBy("target, pid, backend_start, collected_at"),
+    stores: Stores {
+        kinds: &[SnapshotKind::Activity],
+        batch: |snapshots| sample_rows_batch(&snapshots_of(snapshots)),
+        sample_rows: true,
+    },
 };
 
 /// Rows of `activity_snapshots`: one per message, with the part of its sample it carried (a
 /// sample sent whole is part 0 of 1).
-pub(crate) fn snapshots_batch(snapshots: &[(u64, &Snapshot<ActivityRow>)]) -> RecordBatch {
+fn snapshots_batch(snapshots: &[(u64, &Snapshot<ActivityRow>)]) -> RecordBatch {
     let mut target = StringBuilder::new();
     let mut collected_at = TimestampMicrosecondBuilder::new();
     let mut stream_sequence = UInt64Builder::new();
@@ -94,7 +104,7 @@ pub(crate) fn snapshots_batch(snapshots: &[(u64, &Snapshot<ActivityRow>)]) -> Re
 /// stores them. Built column by column rather than through serde like the other kinds: activity
 /// is most of what the ingester stores, and this is on its one storing thread (the serde path
 /// took about a third of the time of storing a batch).
-pub(crate) fn sample_rows_batch(snapshots: &[(u64, &Snapshot<ActivityRow>)]) -> RecordBatch {
+fn sample_rows_batch(snapshots: &[(u64, &Snapshot<ActivityRow>)]) -> RecordBatch {
     let row_count = snapshots.iter().map(|(_, snapshot)| snapshot.rows.len()).sum();
     let text_column = |bytes_per_row: usize| StringBuilder::with_capacity(row_count, row_count * bytes_per_row);
     let timestamp_column = || TimestampMicrosecondBuilder::with_capacity(row_count);

@@ -2,10 +2,10 @@
 //! so long ranges are charted from here instead of from every sampled row.
 
 use duckdb::arrow::record_batch::RecordBatch;
-use pgmon_contract::event::{ActivityRow, Snapshot};
+use pgmon_contract::event::{ActivityRow, Snapshot, SnapshotKind};
 use serde::{Deserialize, Serialize};
 
-use super::{column, Compaction, Source, Table};
+use super::{column, snapshots_of, Compaction, Source, Stores, Table};
 
 pub(crate) const ACTIVITY_MINUTES: Table = Table {
     name: "activity_minutes",
@@ -24,6 +24,11 @@ pub(crate) const ACTIVITY_MINUTES: Table = Table {
         column("active_rows", "INTEGER", Source::Field("active_rows")),
     ],
     compaction: Compaction::Rewritten(compacted_minutes),
+    stores: Stores {
+        kinds: &[SnapshotKind::Activity],
+        batch: |snapshots| batch(&snapshots_of(snapshots)),
+        sample_rows: false,
+    },
 };
 
 /// Each batch wrote its own rows for a minute; one row per minute and combination is what
@@ -80,7 +85,7 @@ pub(crate) struct ActivityMinuteRow {
 
 /// Rows of `activity_minutes` for a batch of activity snapshots. A minute spread over several
 /// batches gets a row from each; readers sum them.
-pub(crate) fn batch(snapshots: &[(u64, &Snapshot<ActivityRow>)]) -> RecordBatch {
+fn batch(snapshots: &[(u64, &Snapshot<ActivityRow>)]) -> RecordBatch {
     // Keyed by borrowed values with a fast hash (the keys come from our own collector, and a
     // batch's map lives for one call): most rows fall into a combination seen before, and
     // copying their strings into keys or hashing them with SipHash was the larger part of

@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use duckdb::arrow::array::{Int32Builder, StringBuilder, TimestampMicrosecondBuilder};
 use duckdb::arrow::record_batch::RecordBatch;
-use pgmon_contract::event::{DatabaseRow, Snapshot};
+use pgmon_contract::event::{AnySnapshot, DatabaseRow, Snapshot, SnapshotKind};
 
-use super::{column, record_batch, sample_rows_batch, Compaction, Source, Table};
+use super::{column, record_batch, sample_rows_batch, snapshots_of, Compaction, Source, Stores, Table};
 
 pub(crate) const DATABASE_SAMPLES: Table = Table {
     name: "database_samples",
@@ -48,6 +48,11 @@ pub(crate) const DATABASE_SAMPLES: Table = Table {
         column("stats_reset", "TIMESTAMP", Source::Field("stats_reset_us")),
     ],
     compaction: Compaction::ArrivalOrder,
+    stores: Stores {
+        kinds: &[SnapshotKind::Database],
+        batch,
+        sample_rows: true,
+    },
 };
 
 pub(crate) const INSTANCE_SAMPLES: Table = Table {
@@ -62,14 +67,19 @@ pub(crate) const INSTANCE_SAMPLES: Table = Table {
         column("settings_json", "VARCHAR", Source::Computed),
     ],
     compaction: Compaction::ArrivalOrder,
+    stores: Stores {
+        kinds: &[SnapshotKind::Database],
+        batch: |snapshots| instance_batch(&snapshots_of(snapshots)),
+        sample_rows: false,
+    },
 };
 
-pub(crate) fn batch(snapshots: &[(u64, &Snapshot<DatabaseRow>)]) -> RecordBatch {
-    sample_rows_batch(&DATABASE_SAMPLES, snapshots)
+fn batch(snapshots: &[(u64, &AnySnapshot)]) -> RecordBatch {
+    sample_rows_batch::<DatabaseRow>(&DATABASE_SAMPLES, &snapshots_of(snapshots))
 }
 
 /// Rows of `instance_samples`: one per database snapshot that carries instance facts.
-pub(crate) fn instance_batch(snapshots: &[(u64, &Snapshot<DatabaseRow>)]) -> RecordBatch {
+fn instance_batch(snapshots: &[(u64, &Snapshot<DatabaseRow>)]) -> RecordBatch {
     let mut target = StringBuilder::new();
     let mut collected_at = TimestampMicrosecondBuilder::new();
     let mut server_version_num = Int32Builder::new();

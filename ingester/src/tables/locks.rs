@@ -2,9 +2,9 @@
 //! blocks each waiter.
 
 use duckdb::arrow::record_batch::RecordBatch;
-use pgmon_contract::event::{LockRow, Snapshot};
+use pgmon_contract::event::{AnySnapshot, LockRow, SnapshotKind};
 
-use super::{column, sample_rows_batch, Compaction, Source, Table};
+use super::{column, sample_rows_batch, snapshots_of, Compaction, Source, Stores, Table};
 
 pub(crate) const LOCK_SAMPLES: Table = Table {
     name: "lock_samples",
@@ -26,8 +26,13 @@ pub(crate) const LOCK_SAMPLES: Table = Table {
         column("blocked_by", "INTEGER[]", Source::Field("blocked_by")),
     ],
     compaction: Compaction::SortedBy("target, collected_at, pid"),
+    stores: Stores {
+        kinds: &[SnapshotKind::Locks],
+        batch,
+        sample_rows: true,
+    },
 };
 
-pub(crate) fn batch(snapshots: &[(u64, &Snapshot<LockRow>)]) -> RecordBatch {
-    sample_rows_batch(&LOCK_SAMPLES, snapshots)
+fn batch(snapshots: &[(u64, &AnySnapshot)]) -> RecordBatch {
+    sample_rows_batch::<LockRow>(&LOCK_SAMPLES, &snapshots_of(snapshots))
 }

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use duckdb::arrow::array::{new_null_array, ArrayRef, StringBuilder, TimestampMicrosecondBuilder};
 use duckdb::arrow::datatypes::{DataType, Field, FieldRef, TimeUnit};
 use duckdb::arrow::record_batch::RecordBatch;
-use pgmon_contract::event::Snapshot;
+use pgmon_contract::event::{AnySnapshot, Snapshot, SnapshotKind, SnapshotRow};
 use serde::{Deserialize, Serialize};
 use serde_arrow::schema::{SchemaLike, TracingOptions};
 
@@ -31,6 +31,26 @@ pub(crate) struct Table {
     pub read_through: Option<&'static str>,
     pub columns: &'static [Column],
     pub compaction: Compaction,
+    pub stores: Stores,
+}
+
+/// Which snapshots a table stores rows of, and how its batch is built.
+pub(crate) struct Stores {
+    /// The kinds whose snapshots give it rows.
+    pub kinds: &'static [SnapshotKind],
+    /// Its rows for some snapshots of those kinds (others are ignored).
+    pub batch: fn(&[(u64, &AnySnapshot)]) -> RecordBatch,
+    /// One row per sampled row: counted as the batch's rows, and built in chunks on a second
+    /// thread while the chunk before is appended (these are the large tables).
+    pub sample_rows: bool,
+}
+
+/// The snapshots of `Row`'s kind among `snapshots`, with their sequences.
+pub(crate) fn snapshots_of<'a, Row: SnapshotRow>(snapshots: &[(u64, &'a AnySnapshot)]) -> Vec<(u64, &'a Snapshot<Row>)> {
+    snapshots
+        .iter()
+        .filter_map(|(sequence, snapshot)| Row::of(snapshot).map(|snapshot| (*sequence, snapshot)))
+        .collect()
 }
 
 impl Table {
@@ -215,10 +235,9 @@ mod tests {
     use std::collections::BTreeSet;
 
     use duckdb::Connection;
-    use pgmon_contract::event::{decode_snapshot, AnySnapshot};
+    use pgmon_contract::event::decode_snapshot;
 
     use super::*;
-    use crate::storage::KindBatches;
 
     /// The DuckDB name of an Arrow type, as `duckdb_columns()` reports it.
     fn duckdb_type(data_type: &DataType) -> String {
@@ -249,23 +268,17 @@ mod tests {
             .unwrap()
             .map(|entry| decode_snapshot(&std::fs::read(entry.unwrap().path()).unwrap()).unwrap())
             .collect();
-        let mut kinds = KindBatches::default();
-        for snapshot in &snapshots {
-            kinds.push(1, snapshot);
-        }
-        vec![
-            (activity::ACTIVITY_SNAPSHOTS.name, activity::snapshots_batch(&kinds.activity)),
-            (activity::ACTIVITY_SAMPLE_ROWS.name, activity::sample_rows_batch(&kinds.activity)),
-            (activity_minutes::ACTIVITY_MINUTES.name, activity_minutes::batch(&kinds.activity)),
-            (locks::LOCK_SAMPLES.name, locks::batch(&kinds.locks)),
-            (database::INSTANCE_SAMPLES.name, database::instance_batch(&kinds.database)),
-            (database::DATABASE_SAMPLES.name, database::batch(&kinds.database)),
-            (status::TARGET_STATUS.name, status::batch(&kinds.status)),
-            (parts::SNAPSHOT_PARTS.name, parts::batch(&kinds.statements)),
-            (statements::STATEMENT_SAMPLES.name, statements::batch(&kinds.statements)),
-            (statements::STATEMENT_TEXT_COPIES.name, statements::texts_batch(&kinds.statements)),
-            (objects::OBJECT_SAMPLES.name, objects::batch(&kinds.objects)),
-        ]
+        TABLES
+            .iter()
+            .map(|table| {
+                let stored: Vec<(u64, &AnySnapshot)> = snapshots
+                    .iter()
+                    .filter(|snapshot| table.stores.kinds.contains(&snapshot.kind()))
+                    .map(|snapshot| (1, snapshot))
+                    .collect();
+                (table.name, (table.stores.batch)(&stored))
+            })
+            .collect()
     }
 
     /// Each declaration equals the table the migrations create (names and types, in order),

@@ -3,9 +3,9 @@
 //! (`stale_sizes`), with when they were measured and why not now.
 
 use duckdb::arrow::record_batch::RecordBatch;
-use pgmon_contract::event::{ObjectRow, Snapshot};
+use pgmon_contract::event::{AnySnapshot, ObjectRow, SnapshotKind};
 
-use super::{column, sample_rows_batch, Compaction, Source, Table};
+use super::{column, sample_rows_batch, snapshots_of, Compaction, Source, Stores, Table};
 
 pub(crate) const OBJECT_SAMPLES: Table = Table {
     name: "object_samples",
@@ -31,8 +31,13 @@ pub(crate) const OBJECT_SAMPLES: Table = Table {
         column("size_measured_at", "TIMESTAMP", Source::FilledInByStore),
     ],
     compaction: Compaction::SortedBy("target, database, schema_name, name, collected_at"),
+    stores: Stores {
+        kinds: &[SnapshotKind::Objects],
+        batch,
+        sample_rows: true,
+    },
 };
 
-pub(crate) fn batch(snapshots: &[(u64, &Snapshot<ObjectRow>)]) -> RecordBatch {
-    sample_rows_batch(&OBJECT_SAMPLES, snapshots)
+fn batch(snapshots: &[(u64, &AnySnapshot)]) -> RecordBatch {
+    sample_rows_batch::<ObjectRow>(&OBJECT_SAMPLES, &snapshots_of(snapshots))
 }

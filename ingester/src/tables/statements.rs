@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use duckdb::arrow::array::{Int64Builder, StringBuilder, TimestampMicrosecondBuilder};
 use duckdb::arrow::record_batch::RecordBatch;
-use pgmon_contract::event::{Snapshot, StatementRow};
+use pgmon_contract::event::{AnySnapshot, Snapshot, SnapshotKind, StatementRow};
 
-use super::{column, record_batch, sample_rows_batch, Compaction, Source, Table};
+use super::{column, record_batch, sample_rows_batch, snapshots_of, Compaction, Source, Stores, Table};
 
 pub(crate) const STATEMENT_SAMPLES: Table = Table {
     name: "statement_samples",
@@ -57,6 +57,11 @@ pub(crate) const STATEMENT_SAMPLES: Table = Table {
         column("stats_since", "TIMESTAMP", Source::Field("stats_since_us")),
     ],
     compaction: Compaction::SortedBy("target, database, user_name, query_id, toplevel, collected_at"),
+    stores: Stores {
+        kinds: &[SnapshotKind::Statements],
+        batch,
+        sample_rows: true,
+    },
 };
 
 pub(crate) const STATEMENT_TEXT_COPIES: Table = Table {
@@ -69,15 +74,20 @@ pub(crate) const STATEMENT_TEXT_COPIES: Table = Table {
         column("seen_at", "TIMESTAMP", Source::CollectedAt),
     ],
     compaction: Compaction::SortedBy("target, query_id, seen_at"),
+    stores: Stores {
+        kinds: &[SnapshotKind::Statements],
+        batch: |snapshots| texts_batch(&snapshots_of(snapshots)),
+        sample_rows: false,
+    },
 };
 
-pub(crate) fn batch(snapshots: &[(u64, &Snapshot<StatementRow>)]) -> RecordBatch {
-    sample_rows_batch(&STATEMENT_SAMPLES, snapshots)
+fn batch(snapshots: &[(u64, &AnySnapshot)]) -> RecordBatch {
+    sample_rows_batch::<StatementRow>(&STATEMENT_SAMPLES, &snapshots_of(snapshots))
 }
 
 /// Rows of `statement_text_copies`: the texts statements snapshots carry (a text is sent with
 /// the first sample of its query id, and again from time to time).
-pub(crate) fn texts_batch(snapshots: &[(u64, &Snapshot<StatementRow>)]) -> RecordBatch {
+fn texts_batch(snapshots: &[(u64, &Snapshot<StatementRow>)]) -> RecordBatch {
     let mut target = StringBuilder::new();
     let mut query_id = Int64Builder::new();
     let mut query = StringBuilder::new();

@@ -2,9 +2,9 @@
 //! collector cannot sample on it.
 
 use duckdb::arrow::record_batch::RecordBatch;
-use pgmon_contract::event::{Snapshot, StatusRow};
+use pgmon_contract::event::{AnySnapshot, SnapshotKind, StatusRow};
 
-use super::{column, sample_rows_batch, Compaction, Source, Table};
+use super::{column, sample_rows_batch, snapshots_of, Compaction, Source, Stores, Table};
 
 pub(crate) const TARGET_STATUS: Table = Table {
     name: "target_status",
@@ -23,8 +23,13 @@ pub(crate) const TARGET_STATUS: Table = Table {
         ),
     ],
     compaction: Compaction::ArrivalOrder,
+    stores: Stores {
+        kinds: &[SnapshotKind::Status],
+        batch,
+        sample_rows: true,
+    },
 };
 
-pub(crate) fn batch(snapshots: &[(u64, &Snapshot<StatusRow>)]) -> RecordBatch {
-    sample_rows_batch(&TARGET_STATUS, snapshots)
+fn batch(snapshots: &[(u64, &AnySnapshot)]) -> RecordBatch {
+    sample_rows_batch::<StatusRow>(&TARGET_STATUS, &snapshots_of(snapshots))
 }
