@@ -21,23 +21,6 @@ use tokio_postgres::tls::{ChannelBinding, TlsConnect, TlsStream};
 #[error("the server asked for the password in clear text over a connection whose TLS certificate is not verified")]
 pub(crate) struct ClearTextPasswordRefused;
 
-/// Whether a connect failed because the guard refused a clear-text password request.
-pub(crate) fn is_refusal(error: &tokio_postgres::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(current) = source {
-        if current.is::<ClearTextPasswordRefused>() {
-            return true;
-        }
-        if let Some(io) = current.downcast_ref::<io::Error>() {
-            if io.get_ref().is_some_and(|inner| inner.is::<ClearTextPasswordRefused>()) {
-                return true;
-            }
-        }
-        source = current.source();
-    }
-    false
-}
-
 /// `AuthenticationCleartextPassword`'s code in an `R` message.
 const CLEAR_TEXT_PASSWORD_REQUEST: u32 = 3;
 /// `AuthenticationOk`'s code: authentication is over, nothing later needs reading.

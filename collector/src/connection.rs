@@ -74,15 +74,17 @@ pub(crate) fn down_reason(error: &tokio_postgres::Error) -> DownReason {
 /// A handshake rustls refused (an untrusted or wrongly named certificate, …), or a server
 /// without TLS where TLS is required.
 fn is_tls_failure(error: &tokio_postgres::Error) -> bool {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    caused_by::<rustls::Error>(error) || error_chain(error).contains("does not support TLS")
+}
+
+/// Whether an error of type `E` is among the causes of `error`, also where an I/O error
+/// carries it (a stream's read or write failing with it).
+pub(crate) fn caused_by<E: std::error::Error + 'static>(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut source = Some(error);
     while let Some(current) = source {
-        if current.is::<rustls::Error>() || current.to_string().contains("does not support TLS") {
+        let carried = current.downcast_ref::<std::io::Error>().and_then(std::io::Error::get_ref);
+        if current.is::<E>() || carried.is_some_and(|inner| inner.is::<E>()) {
             return true;
-        }
-        if let Some(io) = current.downcast_ref::<std::io::Error>() {
-            if io.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) {
-                return true;
-            }
         }
         source = current.source();
     }

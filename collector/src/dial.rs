@@ -16,8 +16,8 @@ use tokio_postgres::{Client, Config, Connection, SimpleQueryMessage};
 use tokio_postgres_rustls::MakeRustlsConnect;
 use tokio_util::either::Either;
 
-use crate::clear_text_guard::{self, ClearTextGuard, GuardedTlsConnect};
-use crate::connection::ConnectError;
+use crate::clear_text_guard::{ClearTextGuard, ClearTextPasswordRefused, GuardedTlsConnect};
+use crate::connection::{caused_by, ConnectError};
 use crate::tls::{self, TlsSettings, Verification};
 
 type TargetSocket = ClearTextGuard<Either<TcpStream, UnixStream>>;
@@ -136,7 +136,7 @@ async fn open_one(destination: &Destination, config: &Config, tls: TargetTlsConn
     let socket = connect_socket(destination, config).await.map_err(socket_error)?;
     let guarded = ClearTextGuard::on_socket(socket, config.get_ssl_mode(), config.get_ssl_negotiation());
     let (client, mut connection) = config.connect_raw(guarded, tls).await.map_err(|error| {
-        if clear_text_guard::is_refusal(&error) {
+        if caused_by::<ClearTextPasswordRefused>(&error) {
             ConnectError::ClearTextPasswordRefused {
                 destination: destination.to_string(),
             }
