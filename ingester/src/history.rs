@@ -8,12 +8,15 @@ use duckdb::{params, Connection};
 use pgmon_contract::event::LockRow;
 use pgmon_contract::query::{
     BlockingReply, BlockingRequest, DatabasePoint, DatabaseSeriesRequest, LockHistoryReply, LockHistoryRequest, ObjectGrowthReply,
-    ObjectGrowthRequest, ObjectOrder, ObjectsReply, ObjectsRequest, SessionHistoryRequest, SessionSample, SessionSummary, SessionsRequest,
-    StatementHistoryReply, StatementHistoryRequest, StatementOrder, StatementTotals, TopStatementsRequest,
+    ObjectGrowthRequest, ObjectOrder, ObjectSize, ObjectsReply, ObjectsRequest, SessionHistoryRequest, SessionSample, SessionSummary,
+    SessionsRequest, StatementHistoryReply, StatementHistoryRequest, StatementOrder, StatementTotals, TopStatementsRequest,
 };
 
 use crate::storage::stale_sizes::SKIPPED_DATABASE_REASON;
 use crate::tables::activity_minutes::active_session_predicate;
+use crate::tables::locks::LOCK_SAMPLES;
+use crate::tables::objects::OBJECT_SAMPLES;
+use crate::tables::select_list_of;
 
 /// `collected_at` within `[from, to)`, with the target as `$1`, from as `$2` and to as `$3`.
 const IN_RANGE: &str = "target = $1 AND collected_at >= make_timestamp($2) AND collected_at < make_timestamp($3)";
@@ -194,12 +197,15 @@ pub fn objects(connection: &Connection, request: &ObjectsRequest) -> duckdb::Res
             objects: Vec::new(),
         });
     };
-    let matching = "FROM object_samples
+    let matching = format!(
+        "FROM {objects}
          WHERE target = $1 AND collected_at = make_timestamp($2)
            AND ($3::VARCHAR IS NULL OR database = $3::VARCHAR)
            AND ($4::VARCHAR IS NULL OR schema_name = $4::VARCHAR)
            AND ($5::VARCHAR IS NULL OR kind = $5::VARCHAR)
-           AND ($6::VARCHAR IS NULL OR contains(lower(name), lower($6::VARCHAR)))";
+           AND ($6::VARCHAR IS NULL OR contains(lower(name), lower($6::VARCHAR)))",
+        objects = OBJECT_SAMPLES.read_as()
+    );
     let filters = params![
         request.target.as_str(),
         collected_at_us,
@@ -229,11 +235,8 @@ pub fn objects(connection: &Connection, request: &ObjectsRequest) -> duckdb::Res
         params![request.target.as_str(), collected_at_us, SKIPPED_DATABASE_REASON],
     )?;
     let sql = format!(
-        "SELECT database, schema_name, name, kind, parent, total_bytes, table_bytes, index_bytes, toast_bytes, row_estimate,
-                size_stale_reason, epoch_us(size_measured_at) AS size_measured_at_us
-         {matching}
-         ORDER BY {order}
-         LIMIT $7 OFFSET $8",
+        "SELECT {columns} {matching} ORDER BY {order} LIMIT $7 OFFSET $8",
+        columns = select_list_of::<ObjectSize>(&OBJECT_SAMPLES),
         order = object_order(request.order_by)
     );
     let objects = rows(
@@ -343,14 +346,12 @@ pub fn blocking(connection: &Connection, request: &BlockingRequest) -> duckdb::R
             locks: Vec::new(),
         });
     };
-    let locks: Vec<LockRow> = rows(
-        connection,
-        "SELECT pid, lock_type, mode, granted, database, relation, page, tuple, virtual_xid, transaction_id,
-                epoch_us(waiting_since) AS waiting_since_us, coalesce(blocked_by, []) AS blocked_by
-         FROM lock_samples WHERE target = $1 AND collected_at = make_timestamp($2)
-         ORDER BY pid, lock_type, mode",
-        params![request.target.as_str(), collected_at_us],
-    )?;
+    let sql = format!(
+        "SELECT {columns} FROM {locks} WHERE target = $1 AND collected_at = make_timestamp($2) ORDER BY pid, lock_type, mode",
+        columns = select_list_of::<LockRow>(&LOCK_SAMPLES),
+        locks = LOCK_SAMPLES.read_as()
+    );
+    let locks: Vec<LockRow> = rows(connection, &sql, params![request.target.as_str(), collected_at_us])?;
     Ok(BlockingReply {
         collected_at_us: Some(collected_at_us),
         locks,

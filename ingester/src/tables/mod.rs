@@ -68,6 +68,44 @@ impl Table {
     }
 }
 
+/// The SELECT list that reads the table's rows back as `Reply`, derived from the declaration:
+/// each field of the reply type from the column stored from that field (or named like it),
+/// timestamps as microseconds since the epoch (`<column>_us`), lists as empty rather than NULL.
+/// Renaming a column, or a field of the row type, then changes the reads with it.
+pub(crate) fn select_list_of<'a, Reply: Deserialize<'a>>(table: &Table) -> String {
+    let columns: Vec<String> = row_fields::<Reply>()
+        .iter()
+        .map(|field| {
+            let field = field.name().as_str();
+            let column = table
+                .columns
+                .iter()
+                .find(|column| matches!(column.source, Source::Field(source) if source == field) || column.name == field)
+                .or_else(|| {
+                    let column_name = field.strip_suffix("_us")?;
+                    table
+                        .columns
+                        .iter()
+                        .find(|column| column.name == column_name && column.sql_type == "TIMESTAMP")
+                })
+                .unwrap_or_else(|| panic!("{}: no column gives the field {field}", table.name));
+            let value = if column.sql_type == "TIMESTAMP" {
+                format!("epoch_us({})", column.name)
+            } else if column.sql_type.ends_with("[]") {
+                format!("coalesce({}, [])", column.name)
+            } else {
+                column.name.to_owned()
+            };
+            if value == field {
+                value
+            } else {
+                format!("{value} AS {field}")
+            }
+        })
+        .collect();
+    columns.join(", ")
+}
+
 /// A column of a table, in the table's order.
 pub(crate) struct Column {
     pub name: &'static str,
@@ -342,6 +380,21 @@ mod tests {
         uses_every_field(
             &activity_minutes::ACTIVITY_MINUTES,
             row_fields::<activity_minutes::ActivityMinuteRow>(),
+        );
+    }
+
+    /// Reads take each field from the column stored from it, whatever the column is called.
+    #[test]
+    fn reads_derive_their_columns_from_the_declaration() {
+        assert_eq!(
+            select_list_of::<pgmon_contract::event::LockRow>(&locks::LOCK_SAMPLES),
+            "pid, lock_type, mode, granted, database, relation, page, tuple, virtual_xid, transaction_id, \
+             epoch_us(waiting_since) AS waiting_since_us, coalesce(blocked_by, []) AS blocked_by"
+        );
+        assert_eq!(
+            select_list_of::<pgmon_contract::query::ObjectSize>(&objects::OBJECT_SAMPLES),
+            "database, schema_name, name, kind, parent, total_bytes, table_bytes, index_bytes, toast_bytes, row_estimate, \
+             size_stale_reason, epoch_us(size_measured_at) AS size_measured_at_us"
         );
     }
 }
