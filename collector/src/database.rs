@@ -24,6 +24,10 @@ const REPORTED_SETTINGS: &[&str] = &[
     "autovacuum",
     "track_io_timing",
     "compute_query_id",
+    // What the Health tab measures transaction-ID ages against, and autovacuum's capacity.
+    "autovacuum_freeze_max_age",
+    "autovacuum_multixact_freeze_max_age",
+    "autovacuum_max_workers",
 ];
 
 fn databases_query(server_version_num: i32) -> String {
@@ -34,13 +38,14 @@ fn databases_query(server_version_num: i32) -> String {
     };
     // The row with a NULL datname holds shared objects' counters, not a database.
     format!(
-        "SELECT datname::text, numbackends, xact_commit, xact_rollback, blks_read, blks_hit,
+        "SELECT s.datname::text, numbackends, xact_commit, xact_rollback, blks_read, blks_hit,
                 tup_returned, tup_fetched, tup_inserted, tup_updated, tup_deleted, conflicts,
                 temp_files, temp_bytes, deadlocks, checksum_failures, blk_read_time, blk_write_time,
-                {session_columns}, stats_reset
-         FROM pg_stat_database
-         WHERE datname IS NOT NULL
-         ORDER BY datname"
+                {session_columns}, stats_reset,
+                age(d.datfrozenxid)::int8, mxid_age(d.datminmxid)::int8
+         FROM pg_stat_database s JOIN pg_database d ON d.oid = s.datid
+         WHERE s.datname IS NOT NULL
+         ORDER BY s.datname"
     )
 }
 
@@ -103,6 +108,8 @@ pub(crate) async fn sample(
             sessions_fatal: row.get(23),
             sessions_killed: row.get(24),
             stats_reset_us: row.get::<_, Option<SystemTime>>(25).map(unix_micros),
+            frozen_xid_age: row.get(26),
+            frozen_multixact_age: row.get(27),
         })
         .collect();
     Ok((facts, databases))

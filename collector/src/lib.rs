@@ -25,6 +25,7 @@ mod redact;
 mod sampler;
 mod sharding;
 mod statements;
+mod tables;
 mod tls;
 
 use std::collections::{BTreeMap, HashMap};

@@ -5,8 +5,8 @@ use std::time::{Duration, SystemTime};
 
 use pgmon_common::telemetry::error_chain;
 use pgmon_contract::event::{
-    encode_snapshot_parts, InstanceFacts, Limitation, ObjectsInfo, ServerIdentity, SkippedDatabase, Snapshot, SnapshotKind, SnapshotRow,
-    StatementsInfo, StatusRow, TargetState, CURRENT_SCHEMA_VERSION,
+    encode_snapshot_parts, InstanceFacts, Limitation, ObjectRow, ObjectsInfo, ServerIdentity, SkippedDatabase, Snapshot, SnapshotKind,
+    SnapshotRow, StatementsInfo, StatusRow, TableRow, TargetState, CURRENT_SCHEMA_VERSION,
 };
 use pgmon_contract::subjects::{snapshot_message_id, snapshot_subject};
 use tokio::time::Instant;
@@ -22,6 +22,7 @@ use crate::locks;
 use crate::objects;
 use crate::publisher::{Enqueued, OutgoingSample, OutgoingSnapshot, PublishQueue};
 use crate::statements::{self, SentTexts, StatementsReader};
+use crate::tables;
 
 const FIRST_RETRY_DELAY: Duration = Duration::from_secs(1);
 const LONGEST_RETRY_DELAY: Duration = Duration::from_secs(30);
@@ -329,7 +330,9 @@ impl Session<'_> {
                 }
                 snapshot.enqueue(self.queue, EnvelopeExtras::default(), rows)
             }
-            SnapshotKind::Statements | SnapshotKind::Objects => unreachable!("statements and objects are sampled by their own tasks"),
+            SnapshotKind::Statements | SnapshotKind::Objects | SnapshotKind::Tables => {
+                unreachable!("statements, objects and tables are sampled by their own tasks")
+            }
         };
         Ok(queued)
     }
@@ -469,18 +472,23 @@ pub(crate) async fn sample_objects(target: TargetSpec, settings: SamplingSetting
             } => round,
         };
         match round {
-            Ok((identity, rows, skipped_databases)) => {
+            Ok(round) => {
                 let snapshot = Encoded {
                     target: &target,
-                    server: &identity,
+                    server: &round.identity,
                     collected_at_us,
                     settings: &settings,
                 };
-                let extras = EnvelopeExtras {
-                    objects_info: (!skipped_databases.is_empty()).then_some(ObjectsInfo { skipped_databases }),
+                // Both kinds say which databases the round could not read.
+                let extras = || EnvelopeExtras {
+                    objects_info: (!round.skipped_databases.is_empty()).then(|| ObjectsInfo {
+                        skipped_databases: round.skipped_databases.clone(),
+                    }),
                     ..EnvelopeExtras::default()
                 };
-                if snapshot.enqueue(&queue, extras, rows) == Enqueued::Closed {
+                if snapshot.enqueue(&queue, extras(), round.objects) == Enqueued::Closed
+                    || snapshot.enqueue(&queue, extras(), round.tables) == Enqueued::Closed
+                {
                     return;
                 }
             }
@@ -497,9 +505,16 @@ pub(crate) async fn sample_objects(target: TargetSpec, settings: SamplingSetting
     }
 }
 
-/// What one objects round read: the server, every relation it could list, and the databases
-/// it could not.
-type ObjectsRound = (ServerIdentity, Vec<pgmon_contract::event::ObjectRow>, Vec<SkippedDatabase>);
+/// What one objects round read.
+struct ObjectsRound {
+    identity: ServerIdentity,
+    /// Every relation it could list, with its sizes.
+    objects: Vec<ObjectRow>,
+    /// Every table it could list, with what autovacuum sees of it.
+    tables: Vec<TableRow>,
+    /// The databases it could not read, and why.
+    skipped_databases: Vec<SkippedDatabase>,
+}
 
 /// Visits each database in turn; a database that cannot be read is skipped, and said so.
 async fn objects_round(target: &TargetSpec, settings: &SamplingSettings) -> Result<ObjectsRound, ObjectsError> {
@@ -512,22 +527,34 @@ async fn objects_round(target: &TargetSpec, settings: &SamplingSettings) -> Resu
         .map(|row| row.get(0))
         .collect();
     drop(client);
-    let mut rows = Vec::new();
-    let mut skipped = Vec::new();
+    let mut round = ObjectsRound {
+        identity,
+        objects: Vec::new(),
+        tables: Vec::new(),
+        skipped_databases: Vec::new(),
+    };
     for database in databases {
         let read = match connection::connect(target, settings.objects_statement_timeout, Some(&database)).await {
-            Ok((client, _)) => objects::sample_database(&client).await.map_err(|error| error_chain(&error)),
+            Ok((client, _)) => read_database(&client).await.map_err(|error| error_chain(&error)),
             Err(error) => Err(error.to_string()),
         };
         match read {
-            Ok(database_rows) => rows.extend(database_rows),
+            Ok((objects, tables)) => {
+                round.objects.extend(objects);
+                round.tables.extend(tables);
+            }
             Err(reason) => {
                 tracing::warn!(target = %target.name, %database, error = %reason, "objects of a database skipped");
-                skipped.push(SkippedDatabase { database, reason });
+                round.skipped_databases.push(SkippedDatabase { database, reason });
             }
         }
     }
-    Ok((identity, rows, skipped))
+    Ok(round)
+}
+
+/// The objects and the tables of the database `client` is connected to.
+async fn read_database(client: &Client) -> Result<(Vec<ObjectRow>, Vec<TableRow>), tokio_postgres::Error> {
+    Ok((objects::sample_database(client).await?, tables::sample_database(client).await?))
 }
 
 #[cfg(test)]

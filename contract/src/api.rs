@@ -23,6 +23,9 @@ pub struct TargetSummary {
     pub max_connections: Option<i32>,
     /// Size of the target's tables with their indexes and TOAST, from the newest objects snapshot.
     pub data_bytes: Option<i64>,
+    /// The oldest frozen transaction or multixact ID of its databases as a percentage of the
+    /// wraparound horizon (2^31), from the newest database snapshot.
+    pub oldest_xid_percent: Option<f64>,
     pub server_version: Option<String>,
 }
 

@@ -123,6 +123,10 @@ snapshot_kinds! {
     /// One row per table, partition, index, TOAST table and materialized view of every
     /// database the collector may connect to, with sizes and maintenance times.
     Objects(ObjectRow) = "objects";
+    /// One row per table, materialized view and TOAST table of every database the collector
+    /// may connect to: tuples, scans, vacuum and analyze, transaction-ID ages and the autovacuum
+    /// thresholds that apply. Taken in the objects round, with its time.
+    Tables(TableRow) = "tables";
 }
 
 /// The row type of a snapshot kind: a snapshot of these rows is of this kind, always.
@@ -265,6 +269,13 @@ pub struct DatabaseRow {
     pub sessions_killed: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stats_reset_us: Option<i64>,
+    /// `age(datfrozenxid)`: transactions since the database's oldest unfrozen transaction ID;
+    /// at 2^31 the server stops assigning new ones. Absent from collectors older than it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frozen_xid_age: Option<i64>,
+    /// `mxid_age(datminmxid)`: the same for multixact IDs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub frozen_multixact_age: Option<i64>,
 }
 
 /// One entry of `pg_stat_statements` (a query id per database, user and nesting level), with
@@ -366,6 +377,65 @@ pub struct ObjectRow {
     /// collector then sends sizes of 0; the ingester stores the last sizes it measured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size_stale_reason: Option<String>,
+}
+
+/// One table, materialized view or TOAST table (`pg_class` with `pg_stat_all_tables`): what
+/// autovacuum decides by, and the autovacuum settings that apply to it (its storage parameters
+/// where set, else the server's). Counters are cumulative since the statistics were reset.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct TableRow {
+    pub database: String,
+    pub schema: String,
+    pub name: String,
+    pub kind: ObjectKind,
+    /// `n_live_tup`, `n_dead_tup`: estimates kept by the statistics system.
+    pub live_tuples: i64,
+    pub dead_tuples: i64,
+    /// `n_mod_since_analyze`.
+    pub modified_since_analyze: i64,
+    /// `n_ins_since_vacuum`.
+    pub inserted_since_vacuum: i64,
+    /// `reltuples`, which the thresholds scale with; absent when never vacuumed or analysed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub row_estimate: Option<i64>,
+    pub seq_scans: i64,
+    /// Absent for a table without indexes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index_scans: Option<i64>,
+    pub vacuum_count: i64,
+    pub autovacuum_count: i64,
+    pub analyze_count: i64,
+    pub autoanalyze_count: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_vacuum_us: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_autovacuum_us: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_analyze_us: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_autoanalyze_us: Option<i64>,
+    /// `age(relfrozenxid)`: transactions since the table's oldest unfrozen transaction ID.
+    pub frozen_xid_age: i64,
+    /// `mxid_age(relminmxid)`.
+    pub frozen_multixact_age: i64,
+    /// Autovacuum runs on it: the server's `autovacuum` and the table's `autovacuum_enabled`.
+    pub autovacuum_enabled: bool,
+    /// Autovacuum vacuums once dead tuples exceed `vacuum_threshold + vacuum_scale_factor ×
+    /// row_estimate` (at most `vacuum_max_threshold`, PostgreSQL 18+), or inserts exceed the
+    /// insert threshold likewise (a negative insert threshold turns that off).
+    pub vacuum_threshold: i64,
+    pub vacuum_scale_factor: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vacuum_max_threshold: Option<i64>,
+    pub insert_vacuum_threshold: i64,
+    pub insert_vacuum_scale_factor: f64,
+    /// Autovacuum analyzes once modifications exceed `analyze_threshold + analyze_scale_factor ×
+    /// row_estimate`.
+    pub analyze_threshold: i64,
+    pub analyze_scale_factor: f64,
+    /// The frozen-ID age at which autovacuum vacuums the table to freeze it, even if disabled.
+    pub freeze_max_age: i64,
+    pub multixact_freeze_max_age: i64,
 }
 
 /// What a relation is (`pg_class.relkind`).

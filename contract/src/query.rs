@@ -651,6 +651,89 @@ pub struct BlockingReply {
 
 named_query!(BlockingRequest, "blocking", BlockingReply, |_request| Ok(()));
 
+/// Transaction and multixact IDs wrap around after 2^31: a server whose oldest unfrozen ID is
+/// that old stops assigning new ones. Ages are shown as a share of it.
+pub const WRAPAROUND_HORIZON: i64 = 1 << 31;
+
+/// `age` as a percentage of the wraparound horizon.
+pub fn wraparound_percent(age: i64) -> f64 {
+    age as f64 * 100.0 / WRAPAROUND_HORIZON as f64
+}
+
+/// The newest vacuum and wraparound picture of a target: the frozen-ID ages of its databases
+/// and, from its newest complete tables round, the tables that need attention most.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct VacuumHealthRequest {
+    pub target: TargetName,
+    /// Tables per list.
+    pub limit: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct VacuumHealthReply {
+    /// When the database ages were collected; absent before the first database snapshot that
+    /// has them.
+    pub databases_collected_at_us: Option<i64>,
+    /// When the tables were collected; absent before the first complete tables round.
+    pub tables_collected_at_us: Option<i64>,
+    /// The server's `autovacuum_freeze_max_age`, when reported: autovacuum freezes a table
+    /// whose frozen-ID age passes it, even where autovacuum is off.
+    pub freeze_max_age: Option<i64>,
+    /// The server's `autovacuum_multixact_freeze_max_age`, when reported.
+    pub multixact_freeze_max_age: Option<i64>,
+    /// Every database, oldest frozen ID first.
+    pub databases: Vec<DatabaseAge>,
+    /// The tables with the oldest frozen IDs, oldest first.
+    pub oldest_tables: Vec<TableHealth>,
+    /// The tables with the most dead tuples, most first.
+    pub most_dead_tuples: Vec<TableHealth>,
+    /// Tables whose dead tuples passed the threshold at which autovacuum vacuums them, furthest
+    /// past it first: autovacuum is behind, off for them, or blocked.
+    pub vacuum_overdue: Vec<TableHealth>,
+    /// How many tables are past their vacuum threshold in all (the list is limited).
+    pub vacuum_overdue_count: i64,
+}
+
+/// The frozen-ID ages of one database.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DatabaseAge {
+    pub database: String,
+    /// `age(datfrozenxid)`.
+    pub frozen_xid_age: i64,
+    /// `mxid_age(datminmxid)`.
+    pub frozen_multixact_age: i64,
+    /// The older of the two ages as a percentage of the wraparound horizon (2^31).
+    pub wraparound_percent: f64,
+}
+
+/// One table in a health list: its tuples, frozen-ID ages and when autovacuum would vacuum it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TableHealth {
+    pub database: String,
+    pub schema_name: String,
+    pub name: String,
+    pub kind: String,
+    pub live_tuples: i64,
+    pub dead_tuples: i64,
+    pub frozen_xid_age: i64,
+    pub frozen_multixact_age: i64,
+    /// The older of the two ages as a percentage of the wraparound horizon (2^31).
+    pub wraparound_percent: f64,
+    /// The frozen-ID age at which autovacuum freezes it (its own setting or the server's).
+    pub freeze_max_age: i64,
+    pub autovacuum_enabled: bool,
+    /// The dead tuples past which autovacuum vacuums it: threshold + scale factor × rows,
+    /// capped by `autovacuum_vacuum_max_threshold` (PostgreSQL 18+).
+    pub vacuum_threshold_tuples: i64,
+    pub last_vacuum_us: Option<i64>,
+    pub last_autovacuum_us: Option<i64>,
+    pub autovacuum_count: i64,
+}
+
+named_query!(VacuumHealthRequest, "vacuum_health", VacuumHealthReply, |request| validate_limit(
+    request.limit
+));
+
 /// Database statistics per bucket, from counter deltas (a counter that went down, after a
 /// statistics reset, starts a new run instead of counting negative).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]

@@ -75,6 +75,35 @@ fn version_1_database_fixture_keeps_its_meaning() {
 }
 
 #[test]
+fn version_1_database_with_ages_keeps_its_meaning() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/v1/database-with-ages.json");
+    let Ok(AnySnapshot::Database(snapshot)) = decode_snapshot(&fs::read(path).unwrap()) else {
+        panic!("not a database snapshot")
+    };
+    let shop = snapshot.rows.iter().find(|row| row.database == "shop").unwrap();
+    assert_eq!((shop.frozen_xid_age, shop.frozen_multixact_age), (Some(180_000_512), Some(1200)));
+    assert_eq!(snapshot.instance.unwrap().settings["autovacuum_freeze_max_age"], "200000000");
+}
+
+#[test]
+fn version_1_tables_fixture_keeps_its_meaning() {
+    use pgmon_contract::event::ObjectKind;
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/v1/tables.json");
+    let Ok(AnySnapshot::Tables(snapshot)) = decode_snapshot(&fs::read(path).unwrap()) else {
+        panic!("not a tables snapshot")
+    };
+    let orders = &snapshot.rows[0];
+    assert_eq!((orders.dead_tuples, orders.row_estimate), (2_600_000, Some(12_000_000)));
+    assert_eq!((orders.frozen_xid_age, orders.freeze_max_age), (180_000_000, 200_000_000));
+    assert_eq!(orders.vacuum_max_threshold, Some(100_000_000));
+    assert_eq!(orders.last_vacuum_us, None);
+    let toast = &snapshot.rows[1];
+    assert_eq!(toast.kind, ObjectKind::Toast);
+    assert!(!toast.autovacuum_enabled);
+    assert_eq!((toast.row_estimate, toast.insert_vacuum_threshold), (None, -1));
+}
+
+#[test]
 fn version_1_status_fixture_keeps_its_meaning() {
     use pgmon_contract::event::{DownReason, TargetState};
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/v1/status.json");

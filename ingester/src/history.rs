@@ -5,11 +5,12 @@
 //! the stored TIMESTAMPs. Buckets start at `from_us` and are `step_us` long.
 
 use duckdb::{params, Connection};
-use pgmon_contract::event::LockRow;
+use pgmon_contract::event::{LockRow, SnapshotKind};
 use pgmon_contract::query::{
-    BlockingReply, BlockingRequest, DatabasePoint, DatabaseSeriesRequest, LockHistoryReply, LockHistoryRequest, ObjectGrowthReply,
-    ObjectGrowthRequest, ObjectOrder, ObjectSize, ObjectsReply, ObjectsRequest, SessionHistoryRequest, SessionSample, SessionSummary,
-    SessionsRequest, StatementHistoryReply, StatementHistoryRequest, StatementOrder, StatementTotals, TopStatementsRequest,
+    BlockingReply, BlockingRequest, DatabaseAge, DatabasePoint, DatabaseSeriesRequest, LockHistoryReply, LockHistoryRequest,
+    ObjectGrowthReply, ObjectGrowthRequest, ObjectOrder, ObjectSize, ObjectsReply, ObjectsRequest, SessionHistoryRequest, SessionSample,
+    SessionSummary, SessionsRequest, StatementHistoryReply, StatementHistoryRequest, StatementOrder, StatementTotals, TableHealth,
+    TopStatementsRequest, VacuumHealthReply, VacuumHealthRequest, WRAPAROUND_HORIZON,
 };
 
 use crate::storage::stale_sizes::SKIPPED_DATABASE_REASON;
@@ -172,22 +173,22 @@ fn object_order(order: ObjectOrder) -> &'static str {
     }
 }
 
-/// The newest objects snapshot of which every part is stored.
-fn latest_complete_objects(connection: &Connection, target: &str) -> duckdb::Result<Option<i64>> {
+/// The newest snapshot of `kind` (one recorded in `snapshot_parts`) of which every part is stored.
+fn latest_complete(connection: &Connection, target: &str, kind: SnapshotKind) -> duckdb::Result<Option<i64>> {
     connection.query_row(
         "SELECT epoch_us(max(collected_at)) FROM (
              SELECT collected_at FROM snapshot_parts
-             WHERE target = $1 AND kind = 'objects'
+             WHERE target = $1 AND kind = $2
              GROUP BY collected_at
              HAVING count(DISTINCT part_index) = max(part_count)
          )",
-        [target],
+        params![target, kind.as_str()],
         |row| row.get(0),
     )
 }
 
 pub fn objects(connection: &Connection, request: &ObjectsRequest) -> duckdb::Result<ObjectsReply> {
-    let Some(collected_at_us) = latest_complete_objects(connection, request.target.as_str())? else {
+    let Some(collected_at_us) = latest_complete(connection, request.target.as_str(), SnapshotKind::Objects)? else {
         return Ok(ObjectsReply {
             collected_at_us: None,
             total: 0,
@@ -401,4 +402,153 @@ pub fn database_series(connection: &Connection, request: &DatabaseSeriesRequest)
             request.database
         ],
     )
+}
+
+/// The older of a relation's two frozen-ID ages as a percentage of the wraparound horizon.
+fn wraparound_percent_sql() -> String {
+    format!("greatest(frozen_xid_age, frozen_multixact_age) * 100.0 / {WRAPAROUND_HORIZON}")
+}
+
+/// The frozen-ID ages of the target's databases from its newest database snapshot that has
+/// them, the server's freeze ages, and the tables of its newest complete tables round that
+/// need attention most.
+pub fn vacuum_health(connection: &Connection, request: &VacuumHealthRequest) -> duckdb::Result<VacuumHealthReply> {
+    let target = request.target.as_str();
+    let wraparound_percent = wraparound_percent_sql();
+    let databases_collected_at_us: Option<i64> = connection.query_row(
+        "SELECT epoch_us(max(collected_at)) FROM database_samples WHERE target = $1 AND frozen_xid_age IS NOT NULL",
+        [target],
+        |row| row.get(0),
+    )?;
+    let databases: Vec<DatabaseAge> = match databases_collected_at_us {
+        None => Vec::new(),
+        Some(collected_at_us) => rows(
+            connection,
+            &format!(
+                "SELECT database, frozen_xid_age, frozen_multixact_age, {wraparound_percent} AS wraparound_percent
+                 FROM database_samples WHERE target = $1 AND collected_at = make_timestamp($2)
+                 ORDER BY wraparound_percent DESC, database"
+            ),
+            params![target, collected_at_us],
+        )?,
+    };
+    let setting = |name: &str| -> duckdb::Result<Option<i64>> {
+        connection.query_row(
+            "SELECT TRY_CAST(json_extract_string(arg_max(settings_json, collected_at), '$.' || $2) AS BIGINT)
+             FROM instance_samples WHERE target = $1",
+            params![target, name],
+            |row| row.get(0),
+        )
+    };
+    let freeze_max_age = setting("autovacuum_freeze_max_age")?;
+    let multixact_freeze_max_age = setting("autovacuum_multixact_freeze_max_age")?;
+    let mut reply = VacuumHealthReply {
+        databases_collected_at_us,
+        tables_collected_at_us: latest_complete(connection, target, SnapshotKind::Tables)?,
+        freeze_max_age,
+        multixact_freeze_max_age,
+        databases,
+        oldest_tables: Vec::new(),
+        most_dead_tuples: Vec::new(),
+        vacuum_overdue: Vec::new(),
+        vacuum_overdue_count: 0,
+    };
+    let Some(collected_at_us) = reply.tables_collected_at_us else {
+        return Ok(reply);
+    };
+    // PostgreSQL's own rule (autovacuum.c): threshold + scale factor × reltuples, a reltuples
+    // of -1 (never analysed) counting as 0, capped from PostgreSQL 18 on.
+    let tables = format!(
+        "SELECT *,
+                least(vacuum_threshold + vacuum_scale_factor * greatest(coalesce(row_estimate, 0), 0),
+                      coalesce(vacuum_max_threshold, 9223372036854775807))::BIGINT AS vacuum_threshold_tuples,
+                {wraparound_percent} AS wraparound_percent
+         FROM {table_samples} WHERE target = $1 AND collected_at = make_timestamp($2)",
+        table_samples = crate::tables::maintenance::TABLE_SAMPLES.read_as()
+    );
+    let listed = |filter: &str, order: &str| -> duckdb::Result<Vec<TableHealth>> {
+        rows(
+            connection,
+            &format!(
+                "SELECT database, schema_name, name, kind, live_tuples, dead_tuples, frozen_xid_age, frozen_multixact_age,
+                        wraparound_percent, freeze_max_age, autovacuum_enabled, vacuum_threshold_tuples,
+                        epoch_us(last_vacuum) AS last_vacuum_us, epoch_us(last_autovacuum) AS last_autovacuum_us, autovacuum_count
+                 FROM ({tables}) WHERE {filter} ORDER BY {order}, database, schema_name, name LIMIT $3"
+            ),
+            params![target, collected_at_us, request.limit],
+        )
+    };
+    const OVERDUE: &str = "dead_tuples > vacuum_threshold_tuples";
+    reply.oldest_tables = listed("true", "wraparound_percent DESC")?;
+    reply.most_dead_tuples = listed("dead_tuples > 0", "dead_tuples DESC")?;
+    reply.vacuum_overdue = listed(OVERDUE, "dead_tuples / greatest(vacuum_threshold_tuples, 1) DESC")?;
+    reply.vacuum_overdue_count = connection.query_row(
+        &format!("SELECT count(*) FROM ({tables}) WHERE {OVERDUE}"),
+        params![target, collected_at_us],
+        |row| row.get(0),
+    )?;
+    Ok(reply)
+}
+
+#[cfg(test)]
+mod tests {
+    use pgmon_contract::event::decode_snapshot;
+
+    use super::*;
+    use crate::storage::store::{BatchMessage, IngestBatch, Store};
+    use crate::StorageOptions;
+
+    /// The tables and database fixtures stored, then read back as the Health tab reads them.
+    #[test]
+    fn vacuum_health_applies_postgresql_thresholds_to_the_newest_round() {
+        let directory = tempfile::tempdir().unwrap();
+        let mut store = Store::open(directory.path(), "PGMON", StorageOptions::default()).unwrap();
+        let fixture = |name: &str| {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../contract/fixtures/v1")
+                .join(name);
+            decode_snapshot(&std::fs::read(path).unwrap()).unwrap()
+        };
+        let messages = ["database.json", "database-with-ages.json", "tables.json"]
+            .into_iter()
+            .enumerate()
+            .map(|(index, name)| {
+                let snapshot = fixture(name);
+                BatchMessage {
+                    sequence: index as u64 + 1,
+                    stored_at_us: snapshot.collected_at_us(),
+                    snapshot: Some(snapshot),
+                }
+            })
+            .collect();
+        store.apply(&IngestBatch { messages }).unwrap();
+        let request = VacuumHealthRequest {
+            target: "prod-db1".parse().unwrap(),
+            limit: 10,
+        };
+        let reply = vacuum_health(&store.reader().unwrap(), &request).unwrap();
+        assert_eq!(
+            reply.databases_collected_at_us,
+            Some(1_764_000_020_000_000),
+            "the newest sample with ages"
+        );
+        assert_eq!(reply.freeze_max_age, Some(200_000_000));
+        let names: Vec<&str> = reply.databases.iter().map(|database| database.database.as_str()).collect();
+        assert_eq!(names, ["shop", "postgres"], "oldest first");
+        assert!((reply.databases[0].wraparound_percent - 180_000_512.0 * 100.0 / 2_147_483_648.0).abs() < 1e-9);
+        assert_eq!(reply.tables_collected_at_us, Some(1_764_000_300_000_000));
+        let orders = &reply.oldest_tables[0];
+        assert_eq!(orders.name, "orders");
+        // 50 + 0.2 × 12,000,000, below the cap of 100 million.
+        assert_eq!(orders.vacuum_threshold_tuples, 2_400_050);
+        assert_eq!(reply.vacuum_overdue_count, 1, "2.6 million dead tuples are past it");
+        assert_eq!(reply.vacuum_overdue[0].name, "orders");
+        let most_dead: Vec<&str> = reply.most_dead_tuples.iter().map(|table| table.name.as_str()).collect();
+        assert_eq!(most_dead, ["orders"], "the TOAST table has none");
+        let toast = &reply.oldest_tables[1];
+        assert_eq!(
+            (toast.kind.as_str(), toast.autovacuum_enabled, toast.vacuum_threshold_tuples),
+            ("toast", false, 50)
+        );
+    }
 }

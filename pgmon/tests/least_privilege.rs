@@ -1,11 +1,13 @@
 //! The collector works as a role with only pg_monitor (and CONNECT): it sees other sessions,
-//! their states, wait events and query texts.
+//! their states, wait events and query texts, and every table's vacuum figures and frozen-ID
+//! ages, including tables it has no privilege on.
 
 mod common;
 
 use std::time::Duration;
 
-use common::{collector_config, stream_activity, wait_until};
+use common::{collector_config, stream_activity, stream_of_kind, wait_until};
+use pgmon_contract::event::AnySnapshot;
 use pgmon_test_support::{TestNats, TestPostgres};
 use tokio_util::sync::CancellationToken;
 
@@ -15,7 +17,11 @@ async fn a_pg_monitor_role_sees_other_sessions_and_their_queries() {
     let nats = TestNats::start();
     let admin = postgres.connect().await;
     admin
-        .batch_execute("CREATE ROLE monitor LOGIN IN ROLE pg_monitor; CREATE ROLE app LOGIN")
+        .batch_execute(
+            "CREATE ROLE monitor LOGIN IN ROLE pg_monitor; CREATE ROLE app LOGIN;
+             CREATE TABLE private_orders (id int); REVOKE ALL ON private_orders FROM PUBLIC;
+             INSERT INTO private_orders SELECT generate_series(1, 100); DELETE FROM private_orders WHERE id <= 30",
+        )
         .await
         .unwrap();
     let app_dsn = format!(
@@ -42,6 +48,21 @@ async fn a_pg_monitor_role_sees_other_sessions_and_their_queries() {
                 .any(|row| row.application.as_deref() == Some("shop") && row.query.as_deref().is_some_and(|q| q.contains("/* app work */")))
         })
     })
+    .await;
+    wait_until(
+        Duration::from_secs(30),
+        "the private table's dead tuples in a tables snapshot",
+        || async {
+            stream_of_kind(&url, |snapshot| match snapshot {
+                AnySnapshot::Tables(snapshot) => Some(snapshot),
+                _ => None,
+            })
+            .await
+            .iter()
+            .flat_map(|snapshot| snapshot.rows.iter())
+            .any(|row| row.name == "private_orders" && row.dead_tuples == 30 && row.frozen_xid_age > 0)
+        },
+    )
     .await;
     shutdown.cancel();
     collector.await.unwrap().unwrap();

@@ -10,7 +10,7 @@ use pgmon_contract::event::blocking_tree;
 use pgmon_contract::query::{
     ActivityDimension, ActivitySeriesRequest, BlockingRequest, DatabaseSeriesRequest, LockHistoryRequest, NamedQuery, ObjectGrowthRequest,
     ObjectOrder, ObjectsRequest, QueryReply, SessionHistoryRequest, SessionsRequest, StatementHistoryRequest, StatementOrder,
-    TopStatementsRequest,
+    TopStatementsRequest, VacuumHealthRequest,
 };
 use pgmon_contract::subjects::query_subject;
 use pgmon_contract::target::TargetName;
@@ -262,6 +262,29 @@ async fn every_named_query_answers_from_recorded_history() {
             .any(|point| point.transactions_per_second.is_some_and(|tps| tps > 0.0)),
         "{database:?}"
     );
+
+    let health = answer(
+        &client,
+        &VacuumHealthRequest {
+            target: target.clone(),
+            limit: 500,
+        },
+    )
+    .await;
+    assert!(
+        health.databases.iter().any(|database| database.database == "postgres")
+            && health.oldest_tables.iter().any(|table| table.name == "orders"),
+        "{health:?}"
+    );
+    let refused = ask(
+        &client,
+        &VacuumHealthRequest {
+            target: target.clone(),
+            limit: 0,
+        },
+    )
+    .await;
+    assert!(matches!(refused, QueryReply::Invalid(_)), "{refused:?}");
 
     // Bad requests are refused with the reason, not run.
     let refused = ask(

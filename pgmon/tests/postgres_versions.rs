@@ -59,7 +59,7 @@ async fn activity_snapshots_from_postgresql_13_to_18() {
                     }
                     _ => false,
                 });
-                sleeper_seen && of_server(SnapshotKind::Statements) && of_server(SnapshotKind::Objects)
+                sleeper_seen && of_server(SnapshotKind::Statements) && of_server(SnapshotKind::Objects) && of_server(SnapshotKind::Tables)
             })
         },
     )
@@ -180,6 +180,51 @@ async fn activity_snapshots_from_postgresql_13_to_18() {
                 .iter()
                 .any(|row| row.name == "matrix_probe_pkey" && row.parent.as_deref() == Some("public.matrix_probe")),
             "PostgreSQL {major}: the probe's index"
+        );
+
+        // What autovacuum sees, from every version: the thresholds that apply, the frozen-ID
+        // ages, and the cap of the vacuum threshold only where the server has it (18+).
+        let tables = snapshots
+            .iter()
+            .find_map(|(_, snapshot)| match snapshot {
+                AnySnapshot::Tables(snapshot) if snapshot.target.as_str() == target => Some(snapshot),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("PostgreSQL {major}: a tables snapshot"));
+        let probe = tables
+            .rows
+            .iter()
+            .find(|row| row.database == "postgres" && row.schema == "public" && row.name == "matrix_probe")
+            .unwrap_or_else(|| panic!("PostgreSQL {major}: the probe table among the tables"));
+        assert!(
+            probe.autovacuum_enabled && probe.vacuum_threshold == 50,
+            "PostgreSQL {major}: {probe:?}"
+        );
+        assert!(
+            probe.freeze_max_age == 200_000_000 && probe.frozen_xid_age > 0,
+            "PostgreSQL {major}: {probe:?}"
+        );
+        assert_eq!(probe.vacuum_max_threshold.is_some(), *major >= 18, "PostgreSQL {major}: {probe:?}");
+        assert!(
+            tables.rows.iter().any(|row| row.schema == "pg_catalog" && row.name == "pg_class"),
+            "PostgreSQL {major}: system catalogs count towards wraparound"
+        );
+    }
+    for major in MAJORS {
+        let database = snapshots
+            .iter()
+            .find_map(|(_, snapshot)| match snapshot {
+                AnySnapshot::Database(snapshot) if snapshot.target.as_str() == format!("pg{major}") => Some(snapshot),
+                _ => None,
+            })
+            .unwrap();
+        assert!(
+            database
+                .rows
+                .iter()
+                .all(|row| row.frozen_xid_age > Some(0) && row.frozen_multixact_age.is_some()),
+            "PostgreSQL {major}: database ages {:?}",
+            database.rows
         );
     }
     for sleeper in sleepers {

@@ -10,14 +10,15 @@ use pgmon_contract::api::TargetSummary;
 use pgmon_contract::query::{
     ActivitySeriesReply, DatabasePoint, DatabaseSeriesRequest, LockHistoryReply, LockHistoryRequest, ObjectGrowthReply,
     ObjectGrowthRequest, ObjectsReply, ObjectsRequest, SessionHistoryRequest, SessionSample, SessionSummary, SessionsRequest,
-    StatementHistoryReply, StatementHistoryRequest, StatementTotals, TopStatementsRequest,
+    StatementHistoryReply, StatementHistoryRequest, StatementTotals, TopStatementsRequest, VacuumHealthReply, VacuumHealthRequest,
 };
 use utoipa::OpenApi;
 
 use crate::error::{AppError, ErrorBody};
 use crate::extract::{Params, Target};
 use crate::params::{
-    ActivityParams, DatabaseParams, ObjectListParams, ObjectParams, SessionListParams, SessionParams, StatementListParams, WindowParams,
+    ActivityParams, DatabaseParams, HealthParams, ObjectListParams, ObjectParams, SessionListParams, SessionParams, StatementListParams,
+    WindowParams,
 };
 use crate::{connections, targets, AppState};
 
@@ -228,11 +229,29 @@ pub async fn database_stats(
     ask(&state, &request).await
 }
 
+/// `GET /api/v1/targets/{target}/health/vacuum`: frozen-ID ages of every database, and the
+/// tables oldest, with most dead tuples and past their vacuum threshold.
+#[utoipa::path(get, path = "/api/v1/targets/{target}/health/vacuum", tag = "health",
+    params(Target, HealthParams),
+    responses((status = 200, body = VacuumHealthReply), (status = 400, body = ErrorBody)))]
+pub async fn vacuum_health(
+    State(state): State<AppState>,
+    Target(target): Target,
+    Params(list): Params<HealthParams>,
+) -> Result<Json<VacuumHealthReply>, AppError> {
+    let request = VacuumHealthRequest {
+        target,
+        limit: list.limit()?,
+    };
+    ask(&state, &request).await
+}
+
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "pgmon API", description = "PostgreSQL activity, statements, objects and locks over time. Authenticate with a session cookie (sign in at /sign-in) or `Authorization: Bearer <token>` (`pgmon users token`)."),
+    info(title = "pgmon API", description = "PostgreSQL activity, statements, objects, locks and health over time. Authenticate with a session cookie (sign in at /sign-in) or `Authorization: Bearer <token>` (`pgmon users token`)."),
     paths(
         fleet, activity, sessions, session, statements, statement, objects, object_growth, current_locks, lock_history, database_stats,
+        vacuum_health,
         connections::list_targets, connections::get_target, connections::create_target, connections::update_target,
         connections::delete_target, connections::test_target,
     ),

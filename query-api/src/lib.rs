@@ -159,6 +159,7 @@ pub fn router(state: AppState) -> Router {
         .route("/targets/{target}/objects/{database}/{schema}/{name}", get(pages::object))
         .route("/targets/{target}/locks", get(pages::locks))
         .route("/targets/{target}/locks/current", get(pages::current_locks))
+        .route("/targets/{target}/health", get(pages::health))
         .route(
             "/connections",
             get(connections::connections_page).post(connections::create_connection),
@@ -198,6 +199,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/targets/{target}/locks/current", get(api::current_locks))
         .route("/api/v1/targets/{target}/locks/history", get(api::lock_history))
         .route("/api/v1/targets/{target}/database-stats", get(api::database_stats))
+        .route("/api/v1/targets/{target}/health/vacuum", get(api::vacuum_health))
         .fallback(api_not_found);
     pages
         .merge(api)

@@ -10,7 +10,7 @@ use maud::Markup;
 use pgmon_contract::event::SnapshotKind;
 use pgmon_contract::query::{
     ActivityDimension, LockHistoryRequest, ObjectGrowthRequest, ObjectOrder, ObjectsRequest, SessionHistoryRequest, SessionsRequest,
-    StatementHistoryRequest, StatementOrder, TopStatementsRequest,
+    StatementHistoryRequest, StatementOrder, TopStatementsRequest, VacuumHealthRequest,
 };
 use pgmon_contract::target::TargetName;
 use pgmon_ui::activity::ActivityView;
@@ -374,4 +374,25 @@ pub async fn asset(Path(name): Path<String>) -> Response {
 /// Any other path.
 pub async fn not_found() -> PageError {
     PageError(AppError::NotFound("there is no page at this address".to_owned()))
+}
+
+/// How many tables each list of the Health tab shows.
+const HEALTH_LIST_LENGTH: u32 = 20;
+
+/// `GET /targets/{target}/health`: wraparound and vacuum.
+pub async fn health(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Target(target): Target,
+) -> Result<Markup, PageError> {
+    let request = VacuumHealthRequest {
+        target: target.clone(),
+        limit: HEALTH_LIST_LENGTH,
+    };
+    let reply = state.ask(&request).await?;
+    Ok(page(
+        &principal.viewer(),
+        &format!("Health of {target}"),
+        pgmon_ui::health::health_page(target.as_str(), &reply),
+    ))
 }

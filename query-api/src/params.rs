@@ -309,6 +309,21 @@ impl SessionListParams {
     }
 }
 
+/// How many tables each health list holds.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct HealthParams {
+    /// 1 to 10000, default 20.
+    #[param(value_type = Option<u32>)]
+    pub limit: Option<String>,
+}
+
+impl HealthParams {
+    pub fn limit(&self) -> Result<u32, AppError> {
+        count(&self.limit, "limit", 20)
+    }
+}
+
 /// Which backend a pid is (pids are reused), and how many of its samples.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]

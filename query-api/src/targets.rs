@@ -8,7 +8,7 @@ use futures::TryStreamExt;
 use pgmon_contract::api::TargetSummary;
 use pgmon_contract::api::{BlockingNode, CurrentBlocking};
 use pgmon_contract::event::{decode_snapshot, join_parts, sample_head, AnySnapshot, SampleHead, SnapshotKind, TargetState};
-use pgmon_contract::query::{ObjectOrder, ObjectsRequest};
+use pgmon_contract::query::{wraparound_percent, ObjectOrder, ObjectsRequest};
 use pgmon_contract::subjects::{parse_snapshot_subject, snapshot_subject, SNAPSHOT_STREAM};
 use pgmon_contract::target::TargetName;
 
@@ -182,6 +182,7 @@ async fn target_summary(state: &AppState, name: &TargetName) -> Result<TargetSum
         active_sessions_now: None,
         max_connections: None,
         data_bytes: None,
+        oldest_xid_percent: None,
         server_version: None,
     };
     if let Some(AnySnapshot::Status(status)) = status {
@@ -213,6 +214,12 @@ async fn target_summary(state: &AppState, name: &TargetName) -> Result<TargetSum
     }
     if let Some(AnySnapshot::Database(database)) = database {
         summary.max_connections = database.instance.as_ref().map(|instance| instance.max_connections);
+        summary.oldest_xid_percent = database
+            .rows
+            .iter()
+            .filter_map(|row| row.frozen_xid_age.max(row.frozen_multixact_age))
+            .max()
+            .map(wraparound_percent);
     }
     // The size needs the ingester; the fleet shows without it.
     let sizes = ObjectsRequest {

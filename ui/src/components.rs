@@ -74,6 +74,7 @@ pub enum TargetTab {
     Statements,
     Objects,
     Locks,
+    Health,
 }
 
 /// The target's name and its tabs.
@@ -83,6 +84,7 @@ pub fn target_header(target: &str, selected: TargetTab, title: &str) -> Markup {
         (TargetTab::Statements, "Statements", format!("/targets/{target}/statements")),
         (TargetTab::Objects, "Objects", format!("/targets/{target}/objects")),
         (TargetTab::Locks, "Locks", format!("/targets/{target}/locks")),
+        (TargetTab::Health, "Health", format!("/targets/{target}/health")),
     ];
     html! {
         h1 { (title) " · " span.target { (target) } }

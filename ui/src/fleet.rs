@@ -4,6 +4,7 @@ use maud::{html, Markup};
 use pgmon_contract::api::TargetSummary;
 
 use crate::components::{bytes, or_dash, seconds, time};
+use crate::health::WRAPAROUND_WARNING_PERCENT;
 
 /// The fleet page body; the table refreshes itself.
 pub fn fleet_page(targets: &[TargetSummary], is_admin: bool) -> Markup {
@@ -29,7 +30,7 @@ pub fn fleet_table(targets: &[TargetSummary], is_admin: bool) -> Markup {
             table.data.fleet {
                 thead { tr {
                     th { "Target" } th { "Status" } th { "Lag" } th { "Active now" } th { "Load, last hour" }
-                    th { "Data size" } th { "Version" } th { "Last sample (UTC)" }
+                    th { "Data size" } th { "Oldest XID" } th { "Version" } th { "Last sample (UTC)" }
                 } }
                 tbody {
                     @for target in targets {
@@ -44,6 +45,12 @@ pub fn fleet_table(targets: &[TargetSummary], is_admin: bool) -> Markup {
                             td.number { @if let Some(active) = target.active_sessions_now { (active) } @else { "–" } }
                             td.sparkline data-sparkline-url={ "/api/v1/targets/" (target.name) "/activity?range=1h&step=1m" } {}
                             td.number { @if let Some(size) = target.data_bytes { (bytes(size)) } @else { "–" } }
+                            td.number { @match target.oldest_xid_percent {
+                                Some(percent) => a.warning[percent >= WRAPAROUND_WARNING_PERCENT] href={ "/targets/" (target.name) "/health" }
+                                    title="the oldest frozen transaction or multixact ID of its databases, as a share of the wraparound horizon" {
+                                    (format!("{percent:.1} %")) },
+                                None => "–",
+                            } }
                             td { (or_dash(target.server_version.as_deref())) }
                             td { @if let Some(at) = target.last_sample_us { (time(at)) } @else { "–" } }
                         }

@@ -5,6 +5,7 @@ pub mod assets;
 pub mod components;
 pub mod connections;
 pub mod fleet;
+pub mod health;
 pub mod layout;
 pub mod locks;
 pub mod objects;

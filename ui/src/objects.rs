@@ -49,11 +49,16 @@ fn percent_encode(text: &str) -> String {
 
 /// The address of an object's page.
 pub fn object_link(target: &str, object: &ObjectSize) -> String {
+    relation_link(target, &object.database, &object.schema_name, &object.name)
+}
+
+/// The page of the relation `database`.`schema`.`name` of `target`.
+pub fn relation_link(target: &str, database: &str, schema: &str, name: &str) -> String {
     format!(
         "/targets/{target}/objects/{}/{}/{}",
-        percent_encode(&object.database),
-        percent_encode(&object.schema_name),
-        percent_encode(&object.name)
+        percent_encode(database),
+        percent_encode(schema),
+        percent_encode(name)
     )
 }
 

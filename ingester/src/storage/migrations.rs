@@ -43,6 +43,8 @@ pub(crate) const MIGRATIONS: &[(i32, &str)] = &[
     // Objects whose sizes could not be measured (locked, or their database not read): why,
     // and when the sizes stored with them (the last measured ones) were measured.
     (11, include_str!("../../migrations/011_object_size_staleness.sql")),
+    // What autovacuum sees of every table, and the frozen-ID ages of every database.
+    (12, include_str!("../../migrations/012_table_samples.sql")),
 ];
 
 /// The statement views across all partitions, as the newest migrations define them: a file of
@@ -146,6 +148,10 @@ mod tests {
             (
                 "011_object_size_staleness.sql",
                 "99d13ec36cf8c5e8702db91bc9bd16e879c8124f1ee375024e41d1de125be877",
+            ),
+            (
+                "012_table_samples.sql",
+                "2e292219c792ab6425fd5eb2a32d6b9497d2b465a0c842f82a73d96af28cdb6f",
             ),
             (
                 "live_statement_views.sql",

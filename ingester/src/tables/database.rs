@@ -46,6 +46,8 @@ pub(crate) const DATABASE_SAMPLES: Table = Table {
         column("sessions_fatal", "BIGINT", Source::Field("sessions_fatal")),
         column("sessions_killed", "BIGINT", Source::Field("sessions_killed")),
         column("stats_reset", "TIMESTAMP", Source::Field("stats_reset_us")),
+        column("frozen_xid_age", "BIGINT", Source::Field("frozen_xid_age")),
+        column("frozen_multixact_age", "BIGINT", Source::Field("frozen_multixact_age")),
     ],
     compaction: Compaction::ArrivalOrder,
     stores: Stores {

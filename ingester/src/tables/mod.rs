@@ -8,6 +8,7 @@ pub(crate) mod activity;
 pub(crate) mod activity_minutes;
 pub(crate) mod database;
 pub(crate) mod locks;
+pub(crate) mod maintenance;
 pub(crate) mod objects;
 pub(crate) mod parts;
 pub(crate) mod statements;
@@ -160,6 +161,7 @@ pub(crate) const TABLES: &[&Table] = &[
     &statements::STATEMENT_SAMPLES,
     &statements::STATEMENT_TEXT_COPIES,
     &objects::OBJECT_SAMPLES,
+    &maintenance::TABLE_SAMPLES,
 ];
 
 /// The table named `name`, if it is one of [`TABLES`].
@@ -377,6 +379,7 @@ mod tests {
         uses_every_field(&status::TARGET_STATUS, row_fields::<pgmon_contract::event::StatusRow>());
         uses_every_field(&statements::STATEMENT_SAMPLES, row_fields::<pgmon_contract::event::StatementRow>());
         uses_every_field(&objects::OBJECT_SAMPLES, row_fields::<pgmon_contract::event::ObjectRow>());
+        uses_every_field(&maintenance::TABLE_SAMPLES, row_fields::<pgmon_contract::event::TableRow>());
         uses_every_field(
             &activity_minutes::ACTIVITY_MINUTES,
             row_fields::<activity_minutes::ActivityMinuteRow>(),

@@ -1,5 +1,5 @@
 //! `snapshot_parts`: one row per message of a kind whose snapshots may be split (statements,
-//! objects), so a reader can tell a complete snapshot (all `part_count` parts stored) from a
+//! objects, tables), so a reader can tell a complete snapshot (all `part_count` parts stored) from a
 //! partial one; the statements' dealloc count and reset time ride along.
 
 use std::sync::Arc;
@@ -27,7 +27,7 @@ pub(crate) const SNAPSHOT_PARTS: Table = Table {
     compaction: Compaction::ArrivalOrder,
     stores: Stores {
         // The kinds whose samples may come in parts and have no table of their own for them.
-        kinds: &[SnapshotKind::Statements, SnapshotKind::Objects],
+        kinds: &[SnapshotKind::Statements, SnapshotKind::Objects, SnapshotKind::Tables],
         batch,
         sample_rows: false,
     },

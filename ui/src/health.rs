@@ -1,0 +1,146 @@
+//! The Health tab of a target: how close its databases and tables are to transaction-ID
+//! wraparound, and the tables whose dead tuples autovacuum has not caught up with.
+
+use maud::{html, Markup};
+use pgmon_contract::query::{TableHealth, VacuumHealthReply};
+
+use crate::components::{target_header, time, TargetTab};
+use crate::objects::relation_link;
+
+/// Ages past this share of the wraparound horizon are flagged: autovacuum's default freeze age
+/// (200 million) is about 9 %, so a relation far past it is not being frozen.
+pub const WRAPAROUND_WARNING_PERCENT: f64 = 25.0;
+
+/// A large count with thousands separated, as DBAs read transaction ages.
+fn count(value: i64) -> String {
+    let digits = value.unsigned_abs().to_string();
+    let mut grouped = String::with_capacity(digits.len() + digits.len() / 3);
+    for (position, digit) in digits.chars().enumerate() {
+        if position > 0 && (digits.len() - position).is_multiple_of(3) {
+            grouped.push(' ');
+        }
+        grouped.push(digit);
+    }
+    if value < 0 {
+        format!("-{grouped}")
+    } else {
+        grouped
+    }
+}
+
+/// A percentage of the wraparound horizon, with a bar, flagged when high.
+fn wraparound(percent: f64) -> Markup {
+    html! {
+        span.wraparound.warning[percent >= WRAPAROUND_WARNING_PERCENT] {
+            meter.bar min="0" max="100" value=(format!("{percent:.2}")) {}
+            " " (format!("{percent:.1} %"))
+        }
+    }
+}
+
+/// The age as a share of the freeze age at which autovacuum freezes it.
+fn of_freeze_age(age: i64, freeze_max_age: Option<i64>) -> String {
+    match freeze_max_age {
+        Some(limit) if limit > 0 => format!("{:.0} %", age as f64 * 100.0 / limit as f64),
+        _ => "–".to_owned(),
+    }
+}
+
+fn table_list(target: &str, tables: &[TableHealth], empty: &str) -> Markup {
+    html! {
+        @if tables.is_empty() {
+            p.empty { (empty) }
+        } @else {
+            table.data.health-tables {
+                thead { tr {
+                    th { "Table" } th.number { "Dead tuples" } th.number { "Live tuples" } th.number { "Vacuum at" }
+                    th.number { "XID age" } th { "Of wraparound" } th.number { "Of freeze age" } th { "Last vacuum" } th { "Autovacuum" }
+                } }
+                tbody {
+                    @for table in tables {
+                        tr {
+                            td { a href=(relation_link(target, &table.database, &table.schema_name, &table.name)) {
+                                (table.database) "." (table.schema_name) "." (table.name) } }
+                            td.number { (count(table.dead_tuples)) }
+                            td.number { (count(table.live_tuples)) }
+                            td.number { (count(table.vacuum_threshold_tuples)) }
+                            td.number { (count(table.frozen_xid_age)) }
+                            td { (wraparound(table.wraparound_percent)) }
+                            td.number { (of_freeze_age(table.frozen_xid_age.max(table.frozen_multixact_age), Some(table.freeze_max_age))) }
+                            td { (last_vacuum(table)) }
+                            td { @if table.autovacuum_enabled { (table.autovacuum_count) " runs" } @else { span.warning { "off" } } }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The later of the table's manual and automatic vacuums.
+fn last_vacuum(table: &TableHealth) -> Markup {
+    match table.last_vacuum_us.max(table.last_autovacuum_us) {
+        Some(at) => html! { (time(at)) },
+        None => html! { span.warning { "never" } },
+    }
+}
+
+pub fn health_page(target: &str, reply: &VacuumHealthReply) -> Markup {
+    html! {
+        (target_header(target, TargetTab::Health, "Health"))
+        h2 { "Transaction-ID wraparound" }
+        @match reply.databases_collected_at_us {
+            None => p.empty { "No database ages have been collected for this target yet." },
+            Some(at) => {
+                p.lead {
+                    "Ages from " (time(at)) " UTC. A server stops assigning transaction IDs when a database's age reaches 2³¹ (100 %); "
+                    "autovacuum freezes tables past autovacuum_freeze_max_age"
+                    @if let Some(limit) = reply.freeze_max_age { " (" (count(limit)) ")" }
+                    "."
+                }
+                table.data.health-databases {
+                    thead { tr { th { "Database" } th.number { "XID age" } th.number { "Multixact age" } th { "Of wraparound" } th.number { "Of freeze age" } } }
+                    tbody {
+                        @for database in &reply.databases {
+                            tr {
+                                td { (database.database) }
+                                td.number { (count(database.frozen_xid_age)) }
+                                td.number { (count(database.frozen_multixact_age)) }
+                                td { (wraparound(database.wraparound_percent)) }
+                                td.number { (of_freeze_age(database.frozen_xid_age, reply.freeze_max_age)) }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        @match reply.tables_collected_at_us {
+            None => p.empty { "No table statistics have been collected for this target yet (with the objects, every 5 minutes by default)." },
+            Some(at) => {
+                p.lead { "Tables from " (time(at)) " UTC." }
+                h2 { "Vacuum overdue" }
+                p.hint { (reply.vacuum_overdue_count) " tables have more dead tuples than the threshold at which autovacuum vacuums them: "
+                    "autovacuum is behind, off for them, or held back by a long transaction." }
+                (table_list(target, &reply.vacuum_overdue, "No table is past its vacuum threshold."))
+                h2 { "Oldest frozen transaction IDs" }
+                (table_list(target, &reply.oldest_tables, "No table."))
+                h2 { "Most dead tuples" }
+                (table_list(target, &reply.most_dead_tuples, "No table has dead tuples."))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_are_grouped_by_thousands() {
+        assert_eq!(count(0), "0");
+        assert_eq!(count(999), "999");
+        assert_eq!(count(1_000), "1 000");
+        assert_eq!(count(2_147_483_648), "2 147 483 648");
+        assert_eq!(count(-1_234_567), "-1 234 567");
+    }
+}
