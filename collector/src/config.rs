@@ -39,6 +39,11 @@ pub struct CollectorArgs {
     #[arg(long, env = "PGMON_LOCKS_INTERVAL", default_value = "1s", value_parser = humantime::parse_duration)]
     pub locks_interval: Duration,
 
+    /// How often the progress of vacuums, analyzes, index builds and CLUSTER is sampled
+    /// (published only while any runs).
+    #[arg(long, env = "PGMON_PROGRESS_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub progress_interval: Duration,
+
     /// How often pg_stat_database and the instance facts are sampled.
     #[arg(long, env = "PGMON_DATABASE_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
     pub database_interval: Duration,
@@ -178,6 +183,7 @@ fn redacted_prefix(text: &str) -> String {
 const SCHEDULED_KINDS: &[SnapshotKind] = &[
     SnapshotKind::Activity,
     SnapshotKind::Locks,
+    SnapshotKind::Progress,
     SnapshotKind::Database,
     SnapshotKind::Statements,
     SnapshotKind::Objects,
@@ -376,6 +382,7 @@ pub struct CollectorConfig {
     pub targets: Vec<TargetSpec>,
     pub activity_interval: Duration,
     pub locks_interval: Duration,
+    pub progress_interval: Duration,
     pub database_interval: Duration,
     pub statements_interval: Duration,
     pub statement_texts_every: Duration,
@@ -410,6 +417,7 @@ fn default_collector_id() -> String {
 pub(crate) struct SamplingSettings {
     pub activity_interval: Duration,
     pub locks_interval: Duration,
+    pub progress_interval: Duration,
     pub database_interval: Duration,
     pub statements_interval: Duration,
     pub statement_texts_every: Duration,
@@ -447,6 +455,7 @@ impl CollectorConfig {
         let shortest_interval = [
             args.activity_interval,
             args.locks_interval,
+            args.progress_interval,
             args.database_interval,
             args.statements_interval,
             args.objects_interval,
@@ -469,6 +478,7 @@ impl CollectorConfig {
             targets,
             activity_interval: args.activity_interval,
             locks_interval: args.locks_interval,
+            progress_interval: args.progress_interval,
             database_interval: args.database_interval,
             statements_interval: args.statements_interval,
             statement_texts_every: args.statement_texts_every,
@@ -489,6 +499,7 @@ impl CollectorConfig {
         SamplingSettings {
             activity_interval: self.activity_interval,
             locks_interval: self.locks_interval,
+            progress_interval: self.progress_interval,
             database_interval: self.database_interval,
             statements_interval: self.statements_interval,
             statement_texts_every: self.statement_texts_every,
@@ -549,6 +560,7 @@ mod tests {
             targets_file: Some(path.clone()),
             activity_interval: Duration::from_secs(1),
             locks_interval: Duration::from_secs(1),
+            progress_interval: Duration::from_secs(10),
             database_interval: Duration::from_secs(10),
             statements_interval: Duration::from_secs(10),
             statement_texts_every: Duration::from_secs(6 * 3600),

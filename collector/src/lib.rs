@@ -20,6 +20,7 @@ mod internal_events;
 mod locks;
 mod metrics;
 mod objects;
+mod progress;
 mod publisher;
 mod redact;
 mod sampler;

@@ -20,6 +20,7 @@ use crate::database;
 use crate::internal_events::{SnapshotFailed, SnapshotQueued, SnapshotTooLarge};
 use crate::locks;
 use crate::objects;
+use crate::progress;
 use crate::publisher::{Enqueued, OutgoingSample, OutgoingSnapshot, PublishQueue};
 use crate::statements::{self, SentTexts, StatementsReader};
 use crate::tables;
@@ -88,6 +89,7 @@ pub(crate) async fn sample_target(target: TargetSpec, settings: SamplingSettings
                             queries,
                             queue: &queue,
                             connected_at_us,
+                            maintenance_running: true,
                         };
                         match session.sample_until_disconnected(&shutdown).await {
                             SessionEnd::Shutdown => return,
@@ -200,6 +202,7 @@ impl Encoded<'_> {
 struct Queries {
     activity: tokio_postgres::Statement,
     locks: tokio_postgres::Statement,
+    progress: tokio_postgres::Statement,
     database: database::DatabaseStatements,
     /// Why statements cannot be sampled, when they cannot (their own session reads them).
     statements_limitation: Option<Limitation>,
@@ -210,6 +213,7 @@ impl Queries {
         Ok(Queries {
             activity: activity::prepare(client, server_version_num).await?,
             locks: locks::prepare(client, server_version_num).await?,
+            progress: progress::prepare(client).await?,
             database: database::prepare(client, server_version_num).await?,
             statements_limitation: statements::prepare(client).await?.err(),
         })
@@ -231,6 +235,9 @@ struct Session<'a> {
     queries: Queries,
     queue: &'a PublishQueue,
     connected_at_us: i64,
+    /// Whether the last progress sample had commands running; true at first, so the first
+    /// sample of a session is published even when nothing runs.
+    maintenance_running: bool,
 }
 
 impl Session<'_> {
@@ -245,6 +252,11 @@ impl Session<'_> {
             Schedule {
                 kind: SnapshotKind::Locks,
                 interval: self.target.interval(SnapshotKind::Locks, self.settings.locks_interval),
+                next_due: start,
+            },
+            Schedule {
+                kind: SnapshotKind::Progress,
+                interval: self.target.interval(SnapshotKind::Progress, self.settings.progress_interval),
                 next_due: start,
             },
             Schedule {
@@ -326,6 +338,15 @@ impl Session<'_> {
             SnapshotKind::Locks => {
                 let rows = locks::sample(self.client, &self.queries.locks).await?;
                 if rows.is_empty() {
+                    return Ok(Enqueued::Queued);
+                }
+                snapshot.enqueue(self.queue, EnvelopeExtras::default(), rows)
+            }
+            SnapshotKind::Progress => {
+                let rows = progress::sample(self.client, &self.queries.progress).await?;
+                // One empty snapshot after the last command ended says nothing runs any more.
+                let was_running = std::mem::replace(&mut self.maintenance_running, !rows.is_empty());
+                if rows.is_empty() && !was_running {
                     return Ok(Enqueued::Queued);
                 }
                 snapshot.enqueue(self.queue, EnvelopeExtras::default(), rows)

@@ -54,3 +54,16 @@ pub struct CurrentBlocking {
     /// Sessions that block others and wait for no one, each with who waits for it.
     pub roots: Vec<BlockingNode>,
 }
+
+/// The maintenance commands running on a target, from its newest progress snapshot (`GET
+/// /api/v1/targets/{target}/health/maintenance`).
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RunningMaintenance {
+    /// When the progress snapshot was taken; absent when the target never sent one.
+    pub collected_at_us: Option<i64>,
+    pub commands: Vec<crate::event::ProgressRow>,
+    /// Commands run by autovacuum workers, of `autovacuum_max_workers`: all busy means tables
+    /// wait their turn.
+    pub autovacuum_workers_busy: usize,
+    pub autovacuum_max_workers: Option<i64>,
+}

@@ -127,6 +127,10 @@ snapshot_kinds! {
     /// may connect to: tuples, scans, vacuum and analyze, transaction-ID ages and the autovacuum
     /// thresholds that apply. Taken in the objects round, with its time.
     Tables(TableRow) = "tables";
+    /// One row per maintenance command running (vacuum, analyze, index build, CLUSTER or
+    /// VACUUM FULL) with its phase and progress; published while any runs, and once empty
+    /// when the last one ended.
+    Progress(ProgressRow) = "progress";
 }
 
 /// The row type of a snapshot kind: a snapshot of these rows is of this kind, always.
@@ -436,6 +440,70 @@ pub struct TableRow {
     /// The frozen-ID age at which autovacuum vacuums the table to freeze it, even if disabled.
     pub freeze_max_age: i64,
     pub multixact_freeze_max_age: i64,
+}
+
+/// A maintenance command in progress, from `pg_stat_progress_vacuum`, `_analyze`,
+/// `_create_index` and `_cluster`, with its session from `pg_stat_activity`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema, utoipa::ToSchema)]
+pub struct ProgressRow {
+    pub pid: i32,
+    pub command: MaintenanceCommand,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
+    /// The table's name when it lives in the database the collector is connected to,
+    /// otherwise its OID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relation: Option<String>,
+    /// The command's phase as PostgreSQL names it (`scanning heap`, `vacuuming indexes`, …).
+    pub phase: String,
+    /// Run by an autovacuum worker rather than by a session.
+    pub autovacuum: bool,
+    /// When the command started (`query_start` of its backend).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at_us: Option<i64>,
+    /// Blocks to process and processed: heap blocks of a vacuum, CLUSTER or VACUUM FULL, sample
+    /// blocks of an analyze, the current phase's blocks of an index build.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocks_total: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blocks_done: Option<i64>,
+    /// Passes over the indexes so far (vacuum only): more than one means the dead tuples did
+    /// not fit in `maintenance_work_mem`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub index_vacuum_count: Option<i64>,
+}
+
+/// Which maintenance command a progress row reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum MaintenanceCommand {
+    Vacuum,
+    Analyze,
+    CreateIndex,
+    /// CLUSTER or VACUUM FULL.
+    Cluster,
+}
+
+impl MaintenanceCommand {
+    /// The command named as the collector's query names it.
+    pub fn from_name(name: &str) -> Option<MaintenanceCommand> {
+        match name {
+            "vacuum" => Some(MaintenanceCommand::Vacuum),
+            "analyze" => Some(MaintenanceCommand::Analyze),
+            "create_index" => Some(MaintenanceCommand::CreateIndex),
+            "cluster" => Some(MaintenanceCommand::Cluster),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MaintenanceCommand::Vacuum => "vacuum",
+            MaintenanceCommand::Analyze => "analyze",
+            MaintenanceCommand::CreateIndex => "create_index",
+            MaintenanceCommand::Cluster => "cluster",
+        }
+    }
 }
 
 /// What a relation is (`pg_class.relkind`).

@@ -104,6 +104,21 @@ fn version_1_tables_fixture_keeps_its_meaning() {
 }
 
 #[test]
+fn version_1_progress_fixture_keeps_its_meaning() {
+    use pgmon_contract::event::MaintenanceCommand;
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/v1/progress.json");
+    let Ok(AnySnapshot::Progress(snapshot)) = decode_snapshot(&fs::read(path).unwrap()) else {
+        panic!("not a progress snapshot")
+    };
+    let vacuum = &snapshot.rows[0];
+    assert_eq!((vacuum.command, vacuum.autovacuum), (MaintenanceCommand::Vacuum, true));
+    assert_eq!((vacuum.blocks_done, vacuum.index_vacuum_count), (Some(98_304), Some(2)));
+    let index = &snapshot.rows[1];
+    assert_eq!(index.command, MaintenanceCommand::CreateIndex);
+    assert_eq!((index.relation.as_deref(), index.index_vacuum_count), (Some("16523"), None));
+}
+
+#[test]
 fn version_1_status_fixture_keeps_its_meaning() {
     use pgmon_contract::event::{DownReason, TargetState};
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/v1/status.json");

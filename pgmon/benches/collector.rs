@@ -16,6 +16,9 @@
 //! 4. `objects`: the objects round on a database of 50,000 relations, server time and wall
 //!    time, beside one query measuring every relation at once.
 //!
+//! 5. `health`: the server time of each health kind (the tables round, vacuum and wraparound)
+//!    on a database of 50,000 tables, beside the activity sample's on the same server.
+//!
 //! `cargo bench -p pgmon --bench collector`; `PGMON_BENCH_ONLY=server_time,objects` runs some
 //! sections; `PGMON_BENCH_SECONDS` (60) is how long sections 1 and 3 measure.
 
@@ -82,7 +85,9 @@ struct ServerTime {
 
 /// Which snapshot kind a query of the collector serves, from its text.
 fn kind_of(query: &str) -> &'static str {
-    if ["AccessExclusiveLock", "WITH relations AS", "pg_total_relation_size", "datallowconn"]
+    if query.contains("relfrozenxid") || query.contains("LIKE 'autovacuum%'") {
+        "tables"
+    } else if ["AccessExclusiveLock", "WITH relations AS", "pg_total_relation_size", "datallowconn"]
         .iter()
         .any(|marker| query.contains(marker))
     {
@@ -621,6 +626,85 @@ async fn bench_objects() {
     );
 }
 
+/// Makes `count` plain tables (no index, no TOAST table) in the database of `admin`.
+async fn make_tables(admin: &tokio_postgres::Client, count: usize) {
+    for first in (1..=count).step_by(500) {
+        admin
+            .batch_execute(&format!(
+                "DO $$ BEGIN FOR i IN {first}..{} LOOP
+                     EXECUTE format('CREATE TABLE health_%s (id int)', i);
+                 END LOOP; END $$",
+                (first + 499).min(count)
+            ))
+            .await
+            .unwrap();
+    }
+}
+
+async fn bench_health(seconds: u64) {
+    const TABLES: usize = 50_000;
+    println!("\n== 5. server time of the health kinds on a database of {TABLES} tables, beside activity ==");
+    let postgres = TestPostgres::start();
+    let admin = postgres.connect().await;
+    admin
+        .batch_execute("CREATE EXTENSION pg_stat_statements; CREATE ROLE bench_collector LOGIN IN ROLE pg_monitor")
+        .await
+        .unwrap();
+    let building = Instant::now();
+    make_tables(&admin, TABLES).await;
+    println!("{TABLES} tables made in {:.0} s", building.elapsed().as_secs_f64());
+
+    let nats = TestNats::start();
+    let shutdown = CancellationToken::new();
+    let mut config = default_collector(&nats.url(), &postgres.connection_string("bench_collector"));
+    config.objects_statement_timeout = Duration::from_secs(120);
+    let objects_interval_seconds = config.objects_interval.as_secs_f64();
+    let collector = tokio::spawn(pgmon_collector::run(config, shutdown.clone()));
+    let url = nats.url();
+    let tables_rows = || async {
+        common::stream_of_kind(&url, |snapshot| match snapshot {
+            pgmon_contract::event::AnySnapshot::Tables(snapshot) => Some(snapshot),
+            _ => None,
+        })
+        .await
+        .iter()
+        .map(|part| part.rows.len())
+        .sum::<usize>()
+    };
+    common::wait_until(Duration::from_secs(600), "a whole tables snapshot", || async {
+        tables_rows().await >= TABLES
+    })
+    .await;
+    // Activity goes on sampling every second for the rest of the measured time.
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    shutdown.cancel();
+    collector.await.unwrap().unwrap();
+    let rows = tables_rows().await;
+    let kinds = server_time_by_kind(&admin, "bench_collector").await;
+    let per_call = |kind: &str| {
+        let time = kinds.get(kind).copied().unwrap_or_default();
+        (time.milliseconds / time.calls.max(1) as f64, time.calls)
+    };
+    let (activity_ms, activity_calls) = per_call("activity");
+    let tables = kinds.get("tables").copied().unwrap_or_default();
+    // The tables kind runs two queries per database and round, and the server has one database.
+    let rounds = (tables.calls / 2).max(1);
+    let tables_round_ms = tables.milliseconds / rounds as f64;
+    let tables_calls = tables.calls;
+    println!("activity sample: {activity_ms:.3} ms of server time per sample ({activity_calls} samples)");
+    println!(
+        "tables round: {:.1} ms of server time for {rows} rows ({tables_calls} queries), {:.0}× one activity sample",
+        tables_round_ms,
+        tables_round_ms / activity_ms.max(0.001)
+    );
+    println!(
+        "per hour at the default schedule: activity {:.1} s, tables {:.1} s of server time ({:.2}× activity)",
+        activity_ms * 3600.0 / 1000.0,
+        tables_round_ms * 3600.0 / objects_interval_seconds / 1000.0,
+        (tables_round_ms / objects_interval_seconds) / activity_ms.max(0.001)
+    );
+}
+
 fn main() {
     let seconds = seconds_setting();
     let runtime = tokio::runtime::Runtime::new().unwrap();
@@ -636,6 +720,9 @@ fn main() {
         }
         if section_wanted("objects") {
             bench_objects().await;
+        }
+        if section_wanted("health") {
+            bench_health(seconds).await;
         }
     });
 }

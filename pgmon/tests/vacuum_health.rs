@@ -169,3 +169,80 @@ async fn dead_tuples_and_frozen_ages_equal_the_servers_and_move_after_vacuum_fre
     web.await.unwrap().unwrap();
     pipeline.join().await;
 }
+
+/// An index build held at "waiting for writers" by an open writing transaction shows as
+/// running now with its phase; once it ends, nothing runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_build_shows_as_running_with_its_phase_until_it_ends() {
+    let postgres = TestPostgres::start();
+    let nats = TestNats::start();
+    let data_dir = tempfile::tempdir().unwrap();
+    let shutdown = CancellationToken::new();
+    let writer = postgres.connect().await;
+    writer.batch_execute("CREATE TABLE ledger (id int)").await.unwrap();
+    writer.batch_execute("BEGIN; INSERT INTO ledger VALUES (1)").await.unwrap();
+    let builder = postgres.connect().await;
+    let build = tokio::spawn(async move { builder.batch_execute("CREATE INDEX CONCURRENTLY ledger_id ON ledger (id)").await });
+
+    let pipeline = spawn_pipeline(&nats.url(), postgres.connection_string("postgres"), data_dir.path(), &shutdown);
+    let server = pgmon_query_api::bind(&serve_config(&nats.url())).await.unwrap();
+    let base = format!("http://{}", server.local_addr());
+    let web = tokio::spawn(server.serve(shutdown.clone()));
+    let http = api_client(&nats.url(), Role::Viewer).await;
+    let running = || async {
+        http.get(format!("{base}/api/v1/targets/db/health/maintenance"))
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap()
+    };
+
+    let is_building = |reply: &Value| {
+        reply["commands"]
+            .as_array()
+            .is_some_and(|commands| commands.iter().any(|command| command["command"] == "create_index"))
+    };
+    wait_until(Duration::from_secs(20), "the index build running", || async {
+        is_building(&running().await)
+    })
+    .await;
+    let seen = running().await;
+    let command = seen["commands"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|command| command["command"] == "create_index")
+        .unwrap();
+    assert_eq!(command["relation"], "ledger", "named in the collector's database: {command}");
+    assert_eq!(command["database"], "postgres");
+    assert_eq!(command["autovacuum"], false);
+    assert!(
+        command["phase"].as_str().unwrap().contains("waiting for writers"),
+        "held by the open insert: {command}"
+    );
+    let page = http
+        .get(format!("{base}/targets/db/health"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        page.contains("Maintenance running now") && page.contains("waiting for writers"),
+        "{page}"
+    );
+
+    writer.batch_execute("COMMIT").await.unwrap();
+    build.await.unwrap().unwrap();
+    wait_until(Duration::from_secs(20), "nothing running any more", || async {
+        running().await["commands"].as_array().is_some_and(Vec::is_empty)
+    })
+    .await;
+
+    shutdown.cancel();
+    web.await.unwrap().unwrap();
+    pipeline.join().await;
+}

@@ -6,7 +6,7 @@ use std::time::SystemTime;
 use axum::extract::{Path, State};
 use axum::Json;
 use pgmon_contract::api::CurrentBlocking;
-use pgmon_contract::api::TargetSummary;
+use pgmon_contract::api::{RunningMaintenance, TargetSummary};
 use pgmon_contract::query::{
     ActivitySeriesReply, DatabasePoint, DatabaseSeriesRequest, LockHistoryReply, LockHistoryRequest, ObjectGrowthReply,
     ObjectGrowthRequest, ObjectsReply, ObjectsRequest, SessionHistoryRequest, SessionSample, SessionSummary, SessionsRequest,
@@ -246,12 +246,20 @@ pub async fn vacuum_health(
     ask(&state, &request).await
 }
 
+/// `GET /api/v1/targets/{target}/health/maintenance`: vacuums, analyzes, index builds and
+/// CLUSTERs running now, with their progress.
+#[utoipa::path(get, path = "/api/v1/targets/{target}/health/maintenance", tag = "health",
+    params(Target), responses((status = 200, body = RunningMaintenance), (status = 400, body = ErrorBody)))]
+pub async fn running_maintenance(State(state): State<AppState>, Target(target): Target) -> Result<Json<RunningMaintenance>, AppError> {
+    Ok(Json(targets::running_maintenance(&state, &target).await?))
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(title = "pgmon API", description = "PostgreSQL activity, statements, objects, locks and health over time. Authenticate with a session cookie (sign in at /sign-in) or `Authorization: Bearer <token>` (`pgmon users token`)."),
     paths(
         fleet, activity, sessions, session, statements, statement, objects, object_growth, current_locks, lock_history, database_stats,
-        vacuum_health,
+        vacuum_health, running_maintenance,
         connections::list_targets, connections::get_target, connections::create_target, connections::update_target,
         connections::delete_target, connections::test_target,
     ),

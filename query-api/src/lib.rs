@@ -200,6 +200,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/targets/{target}/locks/history", get(api::lock_history))
         .route("/api/v1/targets/{target}/database-stats", get(api::database_stats))
         .route("/api/v1/targets/{target}/health/vacuum", get(api::vacuum_health))
+        .route("/api/v1/targets/{target}/health/maintenance", get(api::running_maintenance))
         .fallback(api_not_found);
     pages
         .merge(api)

@@ -389,10 +389,10 @@ pub async fn health(
         target: target.clone(),
         limit: HEALTH_LIST_LENGTH,
     };
-    let reply = state.ask(&request).await?;
+    let (reply, running) = tokio::try_join!(state.ask(&request), targets::running_maintenance(&state, &target))?;
     Ok(page(
         &principal.viewer(),
         &format!("Health of {target}"),
-        pgmon_ui::health::health_page(target.as_str(), &reply),
+        pgmon_ui::health::health_page(target.as_str(), &reply, &running),
     ))
 }

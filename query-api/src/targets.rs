@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use async_nats::jetstream;
 use futures::TryStreamExt;
-use pgmon_contract::api::TargetSummary;
 use pgmon_contract::api::{BlockingNode, CurrentBlocking};
+use pgmon_contract::api::{RunningMaintenance, TargetSummary};
 use pgmon_contract::event::{decode_snapshot, join_parts, sample_head, AnySnapshot, SampleHead, SnapshotKind, TargetState};
 use pgmon_contract::query::{wraparound_percent, ObjectOrder, ObjectsRequest};
 use pgmon_contract::subjects::{parse_snapshot_subject, snapshot_subject, SNAPSHOT_STREAM};
@@ -343,6 +343,31 @@ pub async fn current_blocking(state: &AppState, target: &TargetName) -> Result<C
     Ok(CurrentBlocking {
         collected_at_us: Some(activity.collected_at_us),
         roots,
+    })
+}
+
+/// The maintenance commands running on `target`, from its newest progress snapshot, and its
+/// autovacuum workers from its newest database snapshot.
+pub async fn running_maintenance(state: &AppState, target: &TargetName) -> Result<RunningMaintenance, AppError> {
+    let (progress, database) = tokio::try_join!(
+        newest_sample(&state.jetstream, target, SnapshotKind::Progress),
+        newest_sample(&state.jetstream, target, SnapshotKind::Database),
+    )?;
+    let (collected_at_us, commands) = match progress {
+        Some(AnySnapshot::Progress(snapshot)) => (Some(snapshot.collected_at_us), snapshot.rows),
+        _ => (None, Vec::new()),
+    };
+    let autovacuum_max_workers = match database {
+        Some(AnySnapshot::Database(snapshot)) => snapshot
+            .instance
+            .and_then(|instance| instance.settings.get("autovacuum_max_workers")?.parse().ok()),
+        _ => None,
+    };
+    Ok(RunningMaintenance {
+        collected_at_us,
+        autovacuum_workers_busy: commands.iter().filter(|command| command.autovacuum).count(),
+        autovacuum_max_workers,
+        commands,
     })
 }
 

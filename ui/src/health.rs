@@ -2,9 +2,11 @@
 //! wraparound, and the tables whose dead tuples autovacuum has not caught up with.
 
 use maud::{html, Markup};
+use pgmon_contract::api::RunningMaintenance;
+use pgmon_contract::event::ProgressRow;
 use pgmon_contract::query::{TableHealth, VacuumHealthReply};
 
-use crate::components::{target_header, time, TargetTab};
+use crate::components::{or_dash, target_header, time, TargetTab};
 use crate::objects::relation_link;
 
 /// Ages past this share of the wraparound horizon are flagged: autovacuum's default freeze age
@@ -85,9 +87,64 @@ fn last_vacuum(table: &TableHealth) -> Markup {
     }
 }
 
-pub fn health_page(target: &str, reply: &VacuumHealthReply) -> Markup {
+/// How far a command is through its blocks.
+fn progress(command: &ProgressRow) -> Markup {
+    match (command.blocks_done, command.blocks_total) {
+        (Some(done), Some(total)) if total > 0 => html! {
+            meter.bar min="0" max=(total) value=(done) {}
+            " " (format!("{:.0} %", done as f64 * 100.0 / total as f64)) " of " (count(total)) " blocks"
+        },
+        _ => html! { "–" },
+    }
+}
+
+/// Vacuums, analyzes, index builds and CLUSTERs running now.
+fn running_now(running: &RunningMaintenance) -> Markup {
+    html! {
+        h2 { "Maintenance running now" }
+        @match running.collected_at_us {
+            None => p.empty { "No progress has been reported for this target yet." },
+            Some(at) => {
+                p.lead {
+                    "As of " (time(at)) " UTC: autovacuum workers busy " (running.autovacuum_workers_busy)
+                    @if let Some(workers) = running.autovacuum_max_workers { " of " (workers) }
+                    @if running.autovacuum_max_workers.is_some_and(|workers| running.autovacuum_workers_busy as i64 >= workers) {
+                        " " span.warning { "(all busy: other tables wait their turn)" }
+                    }
+                    "."
+                }
+                @if running.commands.is_empty() {
+                    p.empty { "Nothing runs." }
+                } @else {
+                    table.data.maintenance {
+                        thead { tr { th { "Pid" } th { "Command" } th { "Table" } th { "Phase" } th { "Progress" } th.number { "Index passes" } th { "Started" } } }
+                        tbody {
+                            @for command in &running.commands {
+                                tr {
+                                    td.number { (command.pid) }
+                                    td { @if command.autovacuum { "auto" } (command.command.as_str().replace('_', " ")) }
+                                    td { (or_dash(command.database.as_deref())) "." (or_dash(command.relation.as_deref())) }
+                                    td { (command.phase) }
+                                    td { (progress(command)) }
+                                    td.number { @match command.index_vacuum_count {
+                                        Some(passes) => span.warning[passes > 1] { (passes) },
+                                        None => "–",
+                                    } }
+                                    td { @if let Some(at) = command.started_at_us { (time(at)) } @else { "–" } }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+pub fn health_page(target: &str, reply: &VacuumHealthReply, running: &RunningMaintenance) -> Markup {
     html! {
         (target_header(target, TargetTab::Health, "Health"))
+        (running_now(running))
         h2 { "Transaction-ID wraparound" }
         @match reply.databases_collected_at_us {
             None => p.empty { "No database ages have been collected for this target yet." },

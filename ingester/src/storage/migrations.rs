@@ -45,6 +45,8 @@ pub(crate) const MIGRATIONS: &[(i32, &str)] = &[
     (11, include_str!("../../migrations/011_object_size_staleness.sql")),
     // What autovacuum sees of every table, and the frozen-ID ages of every database.
     (12, include_str!("../../migrations/012_table_samples.sql")),
+    // The maintenance commands running at each progress sample.
+    (13, include_str!("../../migrations/013_progress_samples.sql")),
 ];
 
 /// The statement views across all partitions, as the newest migrations define them: a file of
@@ -152,6 +154,10 @@ mod tests {
             (
                 "012_table_samples.sql",
                 "2e292219c792ab6425fd5eb2a32d6b9497d2b465a0c842f82a73d96af28cdb6f",
+            ),
+            (
+                "013_progress_samples.sql",
+                "51e469022d1abd9e67042cf564a0c49ffef01442bda1df98cf14bb27b54b9b36",
             ),
             (
                 "live_statement_views.sql",

@@ -11,6 +11,7 @@ pub(crate) mod locks;
 pub(crate) mod maintenance;
 pub(crate) mod objects;
 pub(crate) mod parts;
+pub(crate) mod progress;
 pub(crate) mod statements;
 pub(crate) mod status;
 
@@ -162,6 +163,7 @@ pub(crate) const TABLES: &[&Table] = &[
     &statements::STATEMENT_TEXT_COPIES,
     &objects::OBJECT_SAMPLES,
     &maintenance::TABLE_SAMPLES,
+    &progress::PROGRESS_SAMPLES,
 ];
 
 /// The table named `name`, if it is one of [`TABLES`].
@@ -380,6 +382,7 @@ mod tests {
         uses_every_field(&statements::STATEMENT_SAMPLES, row_fields::<pgmon_contract::event::StatementRow>());
         uses_every_field(&objects::OBJECT_SAMPLES, row_fields::<pgmon_contract::event::ObjectRow>());
         uses_every_field(&maintenance::TABLE_SAMPLES, row_fields::<pgmon_contract::event::TableRow>());
+        uses_every_field(&progress::PROGRESS_SAMPLES, row_fields::<pgmon_contract::event::ProgressRow>());
         uses_every_field(
             &activity_minutes::ACTIVITY_MINUTES,
             row_fields::<activity_minutes::ActivityMinuteRow>(),
