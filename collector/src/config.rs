@@ -44,6 +44,11 @@ pub struct CollectorArgs {
     #[arg(long, env = "PGMON_PROGRESS_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
     pub progress_interval: Duration,
 
+    /// How often replication (standbys, replay on a standby) and replication slots are sampled
+    /// (published only while there are any).
+    #[arg(long, env = "PGMON_REPLICATION_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub replication_interval: Duration,
+
     /// How often pg_stat_database and the instance facts are sampled.
     #[arg(long, env = "PGMON_DATABASE_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
     pub database_interval: Duration,
@@ -184,6 +189,7 @@ const SCHEDULED_KINDS: &[SnapshotKind] = &[
     SnapshotKind::Activity,
     SnapshotKind::Locks,
     SnapshotKind::Progress,
+    SnapshotKind::Replication,
     SnapshotKind::Database,
     SnapshotKind::Statements,
     SnapshotKind::Objects,
@@ -383,6 +389,7 @@ pub struct CollectorConfig {
     pub activity_interval: Duration,
     pub locks_interval: Duration,
     pub progress_interval: Duration,
+    pub replication_interval: Duration,
     pub database_interval: Duration,
     pub statements_interval: Duration,
     pub statement_texts_every: Duration,
@@ -418,6 +425,7 @@ pub(crate) struct SamplingSettings {
     pub activity_interval: Duration,
     pub locks_interval: Duration,
     pub progress_interval: Duration,
+    pub replication_interval: Duration,
     pub database_interval: Duration,
     pub statements_interval: Duration,
     pub statement_texts_every: Duration,
@@ -456,6 +464,7 @@ impl CollectorConfig {
             args.activity_interval,
             args.locks_interval,
             args.progress_interval,
+            args.replication_interval,
             args.database_interval,
             args.statements_interval,
             args.objects_interval,
@@ -479,6 +488,7 @@ impl CollectorConfig {
             activity_interval: args.activity_interval,
             locks_interval: args.locks_interval,
             progress_interval: args.progress_interval,
+            replication_interval: args.replication_interval,
             database_interval: args.database_interval,
             statements_interval: args.statements_interval,
             statement_texts_every: args.statement_texts_every,
@@ -500,6 +510,7 @@ impl CollectorConfig {
             activity_interval: self.activity_interval,
             locks_interval: self.locks_interval,
             progress_interval: self.progress_interval,
+            replication_interval: self.replication_interval,
             database_interval: self.database_interval,
             statements_interval: self.statements_interval,
             statement_texts_every: self.statement_texts_every,
@@ -561,6 +572,7 @@ mod tests {
             activity_interval: Duration::from_secs(1),
             locks_interval: Duration::from_secs(1),
             progress_interval: Duration::from_secs(10),
+            replication_interval: Duration::from_secs(10),
             database_interval: Duration::from_secs(10),
             statements_interval: Duration::from_secs(10),
             statement_texts_every: Duration::from_secs(6 * 3600),

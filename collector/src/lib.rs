@@ -23,6 +23,7 @@ mod objects;
 mod progress;
 mod publisher;
 mod redact;
+mod replication;
 mod sampler;
 mod sharding;
 mod statements;

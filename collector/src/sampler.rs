@@ -22,6 +22,7 @@ use crate::locks;
 use crate::objects;
 use crate::progress;
 use crate::publisher::{Enqueued, OutgoingSample, OutgoingSnapshot, PublishQueue};
+use crate::replication;
 use crate::statements::{self, SentTexts, StatementsReader};
 use crate::tables;
 
@@ -89,7 +90,9 @@ pub(crate) async fn sample_target(target: TargetSpec, settings: SamplingSettings
                             queries,
                             queue: &queue,
                             connected_at_us,
-                            maintenance_running: true,
+                            progress_published: WhileAny::new(),
+                            replication_published: WhileAny::new(),
+                            slots_published: WhileAny::new(),
                         };
                         match session.sample_until_disconnected(&shutdown).await {
                             SessionEnd::Shutdown => return,
@@ -203,6 +206,7 @@ struct Queries {
     activity: tokio_postgres::Statement,
     locks: tokio_postgres::Statement,
     progress: tokio_postgres::Statement,
+    replication: replication::ReplicationStatements,
     database: database::DatabaseStatements,
     /// Why statements cannot be sampled, when they cannot (their own session reads them).
     statements_limitation: Option<Limitation>,
@@ -214,6 +218,7 @@ impl Queries {
             activity: activity::prepare(client, server_version_num).await?,
             locks: locks::prepare(client, server_version_num).await?,
             progress: progress::prepare(client).await?,
+            replication: replication::prepare(client, server_version_num).await?,
             database: database::prepare(client, server_version_num).await?,
             statements_limitation: statements::prepare(client).await?.err(),
         })
@@ -235,9 +240,28 @@ struct Session<'a> {
     queries: Queries,
     queue: &'a PublishQueue,
     connected_at_us: i64,
-    /// Whether the last progress sample had commands running; true at first, so the first
-    /// sample of a session is published even when nothing runs.
-    maintenance_running: bool,
+    progress_published: WhileAny,
+    replication_published: WhileAny,
+    slots_published: WhileAny,
+}
+
+/// When to publish a kind that is published only while it has rows: every sample with rows,
+/// the first empty one after them (so readers see that the last row went), and the first
+/// sample of a session, empty or not (so readers see the state after a reconnect).
+struct WhileAny {
+    last_had_rows: bool,
+}
+
+impl WhileAny {
+    fn new() -> WhileAny {
+        WhileAny { last_had_rows: true }
+    }
+
+    /// Whether a sample with or without rows is published.
+    fn publishes(&mut self, has_rows: bool) -> bool {
+        let last_had_rows = std::mem::replace(&mut self.last_had_rows, has_rows);
+        has_rows || last_had_rows
+    }
 }
 
 impl Session<'_> {
@@ -257,6 +281,11 @@ impl Session<'_> {
             Schedule {
                 kind: SnapshotKind::Progress,
                 interval: self.target.interval(SnapshotKind::Progress, self.settings.progress_interval),
+                next_due: start,
+            },
+            Schedule {
+                kind: SnapshotKind::Replication,
+                interval: self.target.interval(SnapshotKind::Replication, self.settings.replication_interval),
                 next_due: start,
             },
             Schedule {
@@ -344,16 +373,27 @@ impl Session<'_> {
             }
             SnapshotKind::Progress => {
                 let rows = progress::sample(self.client, &self.queries.progress).await?;
-                // One empty snapshot after the last command ended says nothing runs any more.
-                let was_running = std::mem::replace(&mut self.maintenance_running, !rows.is_empty());
-                if rows.is_empty() && !was_running {
+                if !self.progress_published.publishes(!rows.is_empty()) {
                     return Ok(Enqueued::Queued);
                 }
                 snapshot.enqueue(self.queue, EnvelopeExtras::default(), rows)
             }
+            SnapshotKind::Replication => {
+                let (links, slots) = replication::sample(self.client, &self.queries.replication).await?;
+                if self.replication_published.publishes(!links.is_empty())
+                    && snapshot.enqueue(self.queue, EnvelopeExtras::default(), links) == Enqueued::Closed
+                {
+                    return Ok(Enqueued::Closed);
+                }
+                if !self.slots_published.publishes(!slots.is_empty()) {
+                    return Ok(Enqueued::Queued);
+                }
+                snapshot.enqueue(self.queue, EnvelopeExtras::default(), slots)
+            }
             SnapshotKind::Statements | SnapshotKind::Objects | SnapshotKind::Tables => {
                 unreachable!("statements, objects and tables are sampled by their own tasks")
             }
+            SnapshotKind::Slots => unreachable!("slots are sampled with replication"),
         };
         Ok(queued)
     }

@@ -26,6 +26,11 @@ pub struct TargetSummary {
     /// The oldest frozen transaction or multixact ID of its databases as a percentage of the
     /// wraparound horizon (2^31), from the newest database snapshot.
     pub oldest_xid_percent: Option<f64>,
+    /// The largest replay lag of its standbys (or of itself, as a standby) in bytes of WAL,
+    /// from the newest replication snapshot.
+    pub replication_lag_bytes: Option<i64>,
+    /// Replication slots not in use, from the newest slots snapshot: they hold WAL back.
+    pub inactive_slots: Option<usize>,
     pub server_version: Option<String>,
 }
 
@@ -66,4 +71,17 @@ pub struct RunningMaintenance {
     /// wait their turn.
     pub autovacuum_workers_busy: usize,
     pub autovacuum_max_workers: Option<i64>,
+}
+
+/// A target's replication now, from its newest replication and slots snapshots (`GET
+/// /api/v1/targets/{target}/health/replication`).
+#[derive(Clone, Debug, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct CurrentReplication {
+    /// When the links were sampled; absent when the target never had any.
+    pub collected_at_us: Option<i64>,
+    /// Its standbys, and its own replay when it is a standby.
+    pub links: Vec<crate::event::ReplicationRow>,
+    /// When the slots were sampled; absent when the target never had any.
+    pub slots_collected_at_us: Option<i64>,
+    pub slots: Vec<crate::event::SlotRow>,
 }

@@ -131,6 +131,13 @@ snapshot_kinds! {
     /// VACUUM FULL) with its phase and progress; published while any runs, and once empty
     /// when the last one ended.
     Progress(ProgressRow) = "progress";
+    /// Streaming replication as this server sees it: one row per standby streaming from it,
+    /// and, on a standby, one row for its own receiving and replaying. Published while there is
+    /// any, and once empty when the last one went.
+    Replication(ReplicationRow) = "replication";
+    /// One row per replication slot, with the WAL it holds back. Published while there is any,
+    /// and once empty when the last one was dropped.
+    Slots(SlotRow) = "slots";
 }
 
 /// The row type of a snapshot kind: a snapshot of these rows is of this kind, always.
@@ -504,6 +511,92 @@ impl MaintenanceCommand {
             MaintenanceCommand::Cluster => "cluster",
         }
     }
+}
+
+/// One replication link of the server sampled. LSN distances are bytes of WAL.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, schemars::JsonSchema, utoipa::ToSchema)]
+pub struct ReplicationRow {
+    pub role: ReplicationRole,
+    /// The standby's `application_name`; for the receiver row, the upstream as `host:port`.
+    pub name: String,
+    /// The standby's address (standby rows).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_addr: Option<String>,
+    /// `state` of a standby (`streaming`, `catchup`, …); the receiver's `status`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<String>,
+    /// `sync_state` of a standby (`async`, `sync`, `quorum`, `potential`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync_state: Option<String>,
+    /// WAL not yet replayed: the primary's position minus the standby's replay position, or,
+    /// on a standby, what it received minus what it replayed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay_lag_bytes: Option<i64>,
+    /// WAL not yet written or flushed by the standby (standby rows).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_lag_bytes: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flush_lag_bytes: Option<i64>,
+    /// `write_lag`, `flush_lag`, `replay_lag` of a standby in milliseconds (absent while idle).
+    /// For the receiver row, `replay_lag_ms` is how old the last replayed transaction is while
+    /// WAL waits to be replayed, and 0 when all is replayed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_lag_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flush_lag_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay_lag_ms: Option<f64>,
+    /// Replay paused by `pg_wal_replay_pause()` (receiver row).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replay_paused: Option<bool>,
+    /// The slot the receiver streams through.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot_name: Option<String>,
+}
+
+/// Which side of a replication link a row describes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplicationRole {
+    /// A standby streaming from the server sampled (`pg_stat_replication`).
+    Standby,
+    /// The server sampled, receiving and replaying as a standby (`pg_stat_wal_receiver`).
+    Receiver,
+}
+
+/// One replication slot (`pg_replication_slots`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema, utoipa::ToSchema)]
+pub struct SlotRow {
+    pub slot_name: String,
+    /// `physical` or `logical`.
+    pub slot_type: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plugin: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<String>,
+    pub temporary: bool,
+    pub active: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub active_pid: Option<i32>,
+    /// WAL the slot keeps from removal: the server's WAL position minus the slot's
+    /// `restart_lsn`; absent for a slot that reserves none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retained_bytes: Option<i64>,
+    /// `reserved`, `extended`, `unreserved` or `lost`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wal_status: Option<String>,
+    /// WAL that can still be written before the slot is lost (with `max_slot_wal_keep_size`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub safe_wal_size: Option<i64>,
+    /// Since when the slot is unused (PostgreSQL 17+).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inactive_since_us: Option<i64>,
+    /// A logical slot invalidated by a conflict with recovery (PostgreSQL 16+).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conflicting: Option<bool>,
+    /// Why the slot was invalidated (PostgreSQL 17+).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invalidation_reason: Option<String>,
 }
 
 /// What a relation is (`pg_class.relkind`).

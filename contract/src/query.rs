@@ -734,6 +734,48 @@ named_query!(VacuumHealthRequest, "vacuum_health", VacuumHealthReply, |request| 
     request.limit
 ));
 
+/// Replication lag per standby (and, on a standby, its own replay) and WAL retained per slot,
+/// per bucket (the largest value sampled in it).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ReplicationSeriesRequest {
+    pub target: TargetName,
+    pub from_us: i64,
+    pub to_us: i64,
+    pub step_us: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ReplicationSeriesReply {
+    pub bucket_starts_us: Vec<i64>,
+    /// At most [`MAX_REPLICATION_SERIES`] links, then as many slots.
+    pub links: Vec<LagSeries>,
+    pub slots: Vec<RetainedWalSeries>,
+}
+
+/// How many links and how many slots a replication series reply holds at most.
+pub const MAX_REPLICATION_SERIES: usize = 100;
+
+/// One replication link's lag per bucket; absent where it was not sampled.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct LagSeries {
+    /// `standby` or `receiver`.
+    pub role: String,
+    pub name: String,
+    pub replay_lag_bytes: Vec<Option<i64>>,
+    pub replay_lag_ms: Vec<Option<f64>>,
+}
+
+/// One slot's retained WAL per bucket; absent where it was not sampled.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct RetainedWalSeries {
+    pub slot_name: String,
+    pub retained_bytes: Vec<Option<i64>>,
+}
+
+named_query!(ReplicationSeriesRequest, "replication_series", ReplicationSeriesReply, |request| {
+    validate_step(request.from_us, request.to_us, request.step_us)
+});
+
 /// Database statistics per bucket, from counter deltas (a counter that went down, after a
 /// statistics reset, starts a new run instead of counting negative).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]

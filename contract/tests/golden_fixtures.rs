@@ -119,6 +119,29 @@ fn version_1_progress_fixture_keeps_its_meaning() {
 }
 
 #[test]
+fn version_1_replication_fixtures_keep_their_meaning() {
+    use pgmon_contract::event::ReplicationRole;
+    let read = |name: &str| decode_snapshot(&fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/v1").join(name)).unwrap());
+    let Ok(AnySnapshot::Replication(primary)) = read("replication.json") else {
+        panic!("not a replication snapshot")
+    };
+    let lagging = &primary.rows[1];
+    assert_eq!((lagging.role, lagging.name.as_str()), (ReplicationRole::Standby, "replica-b"));
+    assert_eq!((lagging.replay_lag_bytes, lagging.replay_lag_ms), (Some(1_073_741_824), None));
+    let Ok(AnySnapshot::Replication(standby)) = read("replication-standby.json") else {
+        panic!("not a replication snapshot")
+    };
+    let receiver = &standby.rows[0];
+    assert_eq!((receiver.role, receiver.replay_paused), (ReplicationRole::Receiver, Some(false)));
+    let Ok(AnySnapshot::Slots(slots)) = read("slots.json") else {
+        panic!("not a slots snapshot")
+    };
+    let idle = &slots.rows[1];
+    assert_eq!((idle.active, idle.retained_bytes), (false, Some(42_949_672_960)));
+    assert_eq!(idle.inactive_since_us, Some(1_763_990_000_000_000));
+}
+
+#[test]
 fn version_1_status_fixture_keeps_its_meaning() {
     use pgmon_contract::event::{DownReason, TargetState};
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/v1/status.json");

@@ -7,16 +7,18 @@
 use duckdb::{params, Connection};
 use pgmon_contract::event::{LockRow, SnapshotKind};
 use pgmon_contract::query::{
-    BlockingReply, BlockingRequest, DatabaseAge, DatabasePoint, DatabaseSeriesRequest, LockHistoryReply, LockHistoryRequest,
-    ObjectGrowthReply, ObjectGrowthRequest, ObjectOrder, ObjectSize, ObjectsReply, ObjectsRequest, SessionHistoryRequest, SessionSample,
-    SessionSummary, SessionsRequest, StatementHistoryReply, StatementHistoryRequest, StatementOrder, StatementTotals, TableHealth,
-    TopStatementsRequest, VacuumHealthReply, VacuumHealthRequest, WRAPAROUND_HORIZON,
+    BlockingReply, BlockingRequest, DatabaseAge, DatabasePoint, DatabaseSeriesRequest, LagSeries, LockHistoryReply, LockHistoryRequest,
+    ObjectGrowthReply, ObjectGrowthRequest, ObjectOrder, ObjectSize, ObjectsReply, ObjectsRequest, ReplicationSeriesReply,
+    ReplicationSeriesRequest, RetainedWalSeries, SessionHistoryRequest, SessionSample, SessionSummary, SessionsRequest,
+    StatementHistoryReply, StatementHistoryRequest, StatementOrder, StatementTotals, TableHealth, TopStatementsRequest, VacuumHealthReply,
+    VacuumHealthRequest, MAX_REPLICATION_SERIES, WRAPAROUND_HORIZON,
 };
 
 use crate::storage::stale_sizes::SKIPPED_DATABASE_REASON;
 use crate::tables::activity_minutes::active_session_predicate;
 use crate::tables::locks::LOCK_SAMPLES;
 use crate::tables::objects::OBJECT_SAMPLES;
+use crate::tables::replication::{REPLICATION_SAMPLES, SLOT_SAMPLES};
 use crate::tables::select_list_of;
 
 /// `collected_at` within `[from, to)`, with the target as `$1`, from as `$2` and to as `$3`.
@@ -488,6 +490,111 @@ pub fn vacuum_health(connection: &Connection, request: &VacuumHealthRequest) -> 
         |row| row.get(0),
     )?;
     Ok(reply)
+}
+
+/// A series point of one link or slot: its bucket and values.
+#[derive(serde::Deserialize)]
+struct SeriesPoint<Value> {
+    bucket_start_us: i64,
+    name: String,
+    #[serde(flatten)]
+    value: Value,
+}
+
+#[derive(serde::Deserialize)]
+struct LagPoint {
+    role: String,
+    replay_lag_bytes: Option<i64>,
+    replay_lag_ms: Option<f64>,
+}
+
+#[derive(serde::Deserialize)]
+struct RetainedPoint {
+    retained_bytes: Option<i64>,
+}
+
+/// Groups points (ordered by name, then bucket) into one series per name laid on the buckets
+/// of the request; `start` makes a series from its first point, `set` puts a point in it.
+fn series_by_name<Point, Series>(
+    buckets: &[i64],
+    step_us: i64,
+    points: Vec<SeriesPoint<Point>>,
+    start: impl Fn(&str, &Point, usize) -> Series,
+    set: impl Fn(&mut Series, usize, Point),
+) -> Vec<Series> {
+    let mut series: Vec<(String, Series)> = Vec::new();
+    for point in points {
+        let index = usize::try_from((point.bucket_start_us - buckets[0]) / step_us).unwrap_or(usize::MAX);
+        if index >= buckets.len() {
+            continue;
+        }
+        if series.last().is_none_or(|(name, _)| *name != point.name) {
+            if series.len() == MAX_REPLICATION_SERIES {
+                break;
+            }
+            series.push((point.name.clone(), start(&point.name, &point.value, buckets.len())));
+        }
+        let (_, current) = series.last_mut().expect("just pushed");
+        set(current, index, point.value);
+    }
+    series.into_iter().map(|(_, series)| series).collect()
+}
+
+/// Replication lag per link and retained WAL per slot, the largest sampled in each bucket.
+pub fn replication_series(connection: &Connection, request: &ReplicationSeriesRequest) -> duckdb::Result<ReplicationSeriesReply> {
+    let bucket_starts_us: Vec<i64> = (request.from_us..request.to_us).step_by(request.step_us as usize).collect();
+    let parameters = params![request.target.as_str(), request.from_us, request.to_us, request.step_us];
+    let links: Vec<SeriesPoint<LagPoint>> = rows(
+        connection,
+        &format!(
+            "SELECT {BUCKET_START} AS bucket_start_us, role || ' ' || name AS name, role,
+                    max(replay_lag_bytes) AS replay_lag_bytes, max(replay_lag_ms) AS replay_lag_ms
+             FROM {replication} WHERE {IN_RANGE}
+             GROUP BY ALL ORDER BY name, bucket_start_us",
+            replication = REPLICATION_SAMPLES.read_as()
+        ),
+        parameters,
+    )?;
+    let slots: Vec<SeriesPoint<RetainedPoint>> = rows(
+        connection,
+        &format!(
+            "SELECT {BUCKET_START} AS bucket_start_us, slot_name AS name, max(retained_bytes) AS retained_bytes
+             FROM {slots} WHERE {IN_RANGE}
+             GROUP BY ALL ORDER BY name, bucket_start_us",
+            slots = SLOT_SAMPLES.read_as()
+        ),
+        parameters,
+    )?;
+    let links = series_by_name(
+        &bucket_starts_us,
+        request.step_us,
+        links,
+        |name, point, length| LagSeries {
+            role: point.role.clone(),
+            name: name.strip_prefix(&format!("{} ", point.role)).unwrap_or(name).to_owned(),
+            replay_lag_bytes: vec![None; length],
+            replay_lag_ms: vec![None; length],
+        },
+        |series, index, point| {
+            series.replay_lag_bytes[index] = point.replay_lag_bytes;
+            series.replay_lag_ms[index] = point.replay_lag_ms;
+        },
+    );
+    let slots = series_by_name(
+        &bucket_starts_us,
+        request.step_us,
+        slots,
+        |name, _, length| RetainedWalSeries {
+            slot_name: name.to_owned(),
+            retained_bytes: vec![None; length],
+        },
+        |series, index, point| series.retained_bytes[index] = point.retained_bytes,
+    );
+    Ok(ReplicationSeriesReply {
+        bucket_starts_us,
+        links,
+        slots,
+    })
 }
 
 #[cfg(test)]

@@ -27,7 +27,10 @@ async fn activity_snapshots_from_postgresql_13_to_18() {
     for (_, server) in &servers {
         let client = server.connect().await;
         client
-            .batch_execute("CREATE EXTENSION pg_stat_statements; CREATE TABLE matrix_probe (id int PRIMARY KEY)")
+            .batch_execute(
+                "CREATE EXTENSION pg_stat_statements; CREATE TABLE matrix_probe (id int PRIMARY KEY);
+                 SELECT pg_create_physical_replication_slot('matrix_slot', true)",
+            )
             .await
             .unwrap();
         sleepers.push(tokio::spawn(async move {
@@ -59,7 +62,16 @@ async fn activity_snapshots_from_postgresql_13_to_18() {
                     }
                     _ => false,
                 });
-                sleeper_seen && of_server(SnapshotKind::Statements) && of_server(SnapshotKind::Objects) && of_server(SnapshotKind::Tables)
+                let health_kinds = [
+                    SnapshotKind::Tables,
+                    SnapshotKind::Progress,
+                    SnapshotKind::Replication,
+                    SnapshotKind::Slots,
+                ];
+                sleeper_seen
+                    && of_server(SnapshotKind::Statements)
+                    && of_server(SnapshotKind::Objects)
+                    && health_kinds.into_iter().all(of_server)
             })
         },
     )
@@ -209,6 +221,23 @@ async fn activity_snapshots_from_postgresql_13_to_18() {
             tables.rows.iter().any(|row| row.schema == "pg_catalog" && row.name == "pg_class"),
             "PostgreSQL {major}: system catalogs count towards wraparound"
         );
+    }
+    for major in MAJORS {
+        let slot = snapshots
+            .iter()
+            .find_map(|(_, snapshot)| match snapshot {
+                AnySnapshot::Slots(snapshot) if snapshot.target.as_str() == format!("pg{major}") => {
+                    snapshot.rows.iter().find(|row| row.slot_name == "matrix_slot")
+                }
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("PostgreSQL {major}: the slot"));
+        assert_eq!(
+            (slot.slot_type.as_str(), slot.active, slot.wal_status.as_deref()),
+            ("physical", false, Some("reserved")),
+            "PostgreSQL {major}: {slot:?}"
+        );
+        assert!(slot.retained_bytes.is_some(), "PostgreSQL {major}: {slot:?}");
     }
     for major in MAJORS {
         let database = snapshots

@@ -6,11 +6,12 @@ use std::time::SystemTime;
 use axum::extract::{Path, State};
 use axum::Json;
 use pgmon_contract::api::CurrentBlocking;
-use pgmon_contract::api::{RunningMaintenance, TargetSummary};
+use pgmon_contract::api::{CurrentReplication, RunningMaintenance, TargetSummary};
 use pgmon_contract::query::{
     ActivitySeriesReply, DatabasePoint, DatabaseSeriesRequest, LockHistoryReply, LockHistoryRequest, ObjectGrowthReply,
-    ObjectGrowthRequest, ObjectsReply, ObjectsRequest, SessionHistoryRequest, SessionSample, SessionSummary, SessionsRequest,
-    StatementHistoryReply, StatementHistoryRequest, StatementTotals, TopStatementsRequest, VacuumHealthReply, VacuumHealthRequest,
+    ObjectGrowthRequest, ObjectsReply, ObjectsRequest, ReplicationSeriesReply, ReplicationSeriesRequest, SessionHistoryRequest,
+    SessionSample, SessionSummary, SessionsRequest, StatementHistoryReply, StatementHistoryRequest, StatementTotals, TopStatementsRequest,
+    VacuumHealthReply, VacuumHealthRequest,
 };
 use utoipa::OpenApi;
 
@@ -254,12 +255,40 @@ pub async fn running_maintenance(State(state): State<AppState>, Target(target): 
     Ok(Json(targets::running_maintenance(&state, &target).await?))
 }
 
+/// `GET /api/v1/targets/{target}/health/replication`: standbys and their lag, replay on a
+/// standby, and replication slots with the WAL they hold back, now.
+#[utoipa::path(get, path = "/api/v1/targets/{target}/health/replication", tag = "health",
+    params(Target), responses((status = 200, body = CurrentReplication), (status = 400, body = ErrorBody)))]
+pub async fn current_replication(State(state): State<AppState>, Target(target): Target) -> Result<Json<CurrentReplication>, AppError> {
+    Ok(Json(targets::current_replication(&state, &target).await?))
+}
+
+/// `GET /api/v1/targets/{target}/health/replication/history`: replay lag per standby and
+/// retained WAL per slot, per bucket.
+#[utoipa::path(get, path = "/api/v1/targets/{target}/health/replication/history", tag = "health",
+    params(Target, WindowParams),
+    responses((status = 200, body = ReplicationSeriesReply), (status = 400, body = ErrorBody)))]
+pub async fn replication_history(
+    State(state): State<AppState>,
+    Target(target): Target,
+    Params(window): Params<WindowParams>,
+) -> Result<Json<ReplicationSeriesReply>, AppError> {
+    let window = window.window(SystemTime::now())?;
+    let request = ReplicationSeriesRequest {
+        target,
+        from_us: window.from_us,
+        to_us: window.to_us,
+        step_us: window.step_us,
+    };
+    ask(&state, &request).await
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(title = "pgmon API", description = "PostgreSQL activity, statements, objects, locks and health over time. Authenticate with a session cookie (sign in at /sign-in) or `Authorization: Bearer <token>` (`pgmon users token`)."),
     paths(
         fleet, activity, sessions, session, statements, statement, objects, object_growth, current_locks, lock_history, database_stats,
-        vacuum_health, running_maintenance,
+        vacuum_health, running_maintenance, current_replication, replication_history,
         connections::list_targets, connections::get_target, connections::create_target, connections::update_target,
         connections::delete_target, connections::test_target,
     ),

@@ -201,6 +201,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/targets/{target}/database-stats", get(api::database_stats))
         .route("/api/v1/targets/{target}/health/vacuum", get(api::vacuum_health))
         .route("/api/v1/targets/{target}/health/maintenance", get(api::running_maintenance))
+        .route("/api/v1/targets/{target}/health/replication", get(api::current_replication))
+        .route("/api/v1/targets/{target}/health/replication/history", get(api::replication_history))
         .fallback(api_not_found);
     pages
         .merge(api)

@@ -14,6 +14,7 @@ use pgmon_contract::query::{
 };
 use pgmon_contract::target::TargetName;
 use pgmon_ui::activity::ActivityView;
+use pgmon_ui::health::HealthView;
 use pgmon_ui::layout::page;
 use pgmon_ui::objects::{AllObjectsView, ObjectFilter, ObjectView, ObjectsView};
 use pgmon_ui::statements::StatementsView;
@@ -389,10 +390,20 @@ pub async fn health(
         target: target.clone(),
         limit: HEALTH_LIST_LENGTH,
     };
-    let (reply, running) = tokio::try_join!(state.ask(&request), targets::running_maintenance(&state, &target))?;
+    let (vacuum, running, replication) = tokio::try_join!(
+        state.ask(&request),
+        targets::running_maintenance(&state, &target),
+        targets::current_replication(&state, &target),
+    )?;
+    let view = HealthView {
+        target: target.as_str(),
+        vacuum: &vacuum,
+        running: &running,
+        replication: &replication,
+    };
     Ok(page(
         &principal.viewer(),
         &format!("Health of {target}"),
-        pgmon_ui::health::health_page(target.as_str(), &reply, &running),
+        pgmon_ui::health::health_page(&view),
     ))
 }

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use async_nats::jetstream;
 use futures::TryStreamExt;
 use pgmon_contract::api::{BlockingNode, CurrentBlocking};
-use pgmon_contract::api::{RunningMaintenance, TargetSummary};
+use pgmon_contract::api::{CurrentReplication, RunningMaintenance, TargetSummary};
 use pgmon_contract::event::{decode_snapshot, join_parts, sample_head, AnySnapshot, SampleHead, SnapshotKind, TargetState};
 use pgmon_contract::query::{wraparound_percent, ObjectOrder, ObjectsRequest};
 use pgmon_contract::subjects::{parse_snapshot_subject, snapshot_subject, SNAPSHOT_STREAM};
@@ -167,10 +167,11 @@ pub async fn target_summaries(state: &AppState) -> Result<Vec<TargetSummary>, Ap
 }
 
 async fn target_summary(state: &AppState, name: &TargetName) -> Result<TargetSummary, AppError> {
-    let (status, activity, database) = tokio::try_join!(
+    let (status, activity, database, replication) = tokio::try_join!(
         newest_sample(&state.jetstream, name, SnapshotKind::Status),
         newest_sample(&state.jetstream, name, SnapshotKind::Activity),
         newest_sample(&state.jetstream, name, SnapshotKind::Database),
+        current_replication(state, name),
     )?;
     let mut summary = TargetSummary {
         name: name.to_string(),
@@ -183,6 +184,8 @@ async fn target_summary(state: &AppState, name: &TargetName) -> Result<TargetSum
         max_connections: None,
         data_bytes: None,
         oldest_xid_percent: None,
+        replication_lag_bytes: None,
+        inactive_slots: None,
         server_version: None,
     };
     if let Some(AnySnapshot::Status(status)) = status {
@@ -221,6 +224,10 @@ async fn target_summary(state: &AppState, name: &TargetName) -> Result<TargetSum
             .max()
             .map(wraparound_percent);
     }
+    summary.replication_lag_bytes = replication.links.iter().filter_map(|link| link.replay_lag_bytes).max();
+    summary.inactive_slots = replication
+        .slots_collected_at_us
+        .map(|_| replication.slots.iter().filter(|slot| !slot.active).count());
     // The size needs the ingester; the fleet shows without it.
     let sizes = ObjectsRequest {
         target: name.clone(),
@@ -368,6 +375,28 @@ pub async fn running_maintenance(state: &AppState, target: &TargetName) -> Resul
         autovacuum_workers_busy: commands.iter().filter(|command| command.autovacuum).count(),
         autovacuum_max_workers,
         commands,
+    })
+}
+
+/// The replication of `target` now, from its newest replication and slots snapshots.
+pub async fn current_replication(state: &AppState, target: &TargetName) -> Result<CurrentReplication, AppError> {
+    let (links, slots) = tokio::try_join!(
+        newest_sample(&state.jetstream, target, SnapshotKind::Replication),
+        newest_sample(&state.jetstream, target, SnapshotKind::Slots),
+    )?;
+    let (collected_at_us, links) = match links {
+        Some(AnySnapshot::Replication(snapshot)) => (Some(snapshot.collected_at_us), snapshot.rows),
+        _ => (None, Vec::new()),
+    };
+    let (slots_collected_at_us, slots) = match slots {
+        Some(AnySnapshot::Slots(snapshot)) => (Some(snapshot.collected_at_us), snapshot.rows),
+        _ => (None, Vec::new()),
+    };
+    Ok(CurrentReplication {
+        collected_at_us,
+        links,
+        slots_collected_at_us,
+        slots,
     })
 }
 

@@ -158,6 +158,39 @@ impl TestPostgres {
         postgres
     }
 
+    /// Starts a streaming standby of this server: a base backup taken with `pg_basebackup`
+    /// (trust on 127.0.0.1 allows replication connections), set to follow it, on a port of its
+    /// own. The standby's settings are this server's.
+    pub fn start_standby(&self) -> TestPostgres {
+        let directory = tempfile::Builder::new().prefix("pgmon-test-standby-").tempdir().unwrap();
+        if let Some((uid, gid)) = self.run_as {
+            std::os::unix::fs::chown(directory.path(), Some(uid), Some(gid)).unwrap();
+        }
+        let mut standby = TestPostgres {
+            directory,
+            bin_dir: self.bin_dir.clone(),
+            run_as: self.run_as,
+            port: free_local_port(),
+            child: None,
+            settings: self.settings.clone(),
+        };
+        let output = standby
+            .command("pg_basebackup")
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres", "-D"])
+            .arg(standby.data_dir())
+            .args(["-R", "-X", "stream", "--no-sync", "-c", "fast"])
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run pg_basebackup from {}: {e}", self.bin_dir.display()));
+        assert!(
+            output.status.success(),
+            "pg_basebackup failed: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        standby.start_again();
+        standby
+    }
+
     pub fn port(&self) -> u16 {
         self.port
     }
@@ -294,10 +327,11 @@ impl TestPostgres {
     }
 
     fn wait_until_accepting_connections(&self, log: &Path) {
-        // The port opens before recovery ends; postmaster.pid says "ready" once connections work.
+        // The port opens before recovery ends; postmaster.pid says "ready" once connections work
+        // ("standby" on a standby once read-only connections work).
         let pid_file = self.data_dir().join("postmaster.pid");
         for _ in 0..1200 {
-            if std::fs::read_to_string(&pid_file).is_ok_and(|text| text.lines().any(|line| line.trim() == "ready")) {
+            if std::fs::read_to_string(&pid_file).is_ok_and(|text| text.lines().any(|line| matches!(line.trim(), "ready" | "standby"))) {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));

@@ -30,7 +30,7 @@ pub fn fleet_table(targets: &[TargetSummary], is_admin: bool) -> Markup {
             table.data.fleet {
                 thead { tr {
                     th { "Target" } th { "Status" } th { "Lag" } th { "Active now" } th { "Load, last hour" }
-                    th { "Data size" } th { "Oldest XID" } th { "Version" } th { "Last sample (UTC)" }
+                    th { "Data size" } th { "Oldest XID" } th { "Replication lag" } th { "Inactive slots" } th { "Version" } th { "Last sample (UTC)" }
                 } }
                 tbody {
                     @for target in targets {
@@ -49,6 +49,12 @@ pub fn fleet_table(targets: &[TargetSummary], is_admin: bool) -> Markup {
                                 Some(percent) => a.warning[percent >= WRAPAROUND_WARNING_PERCENT] href={ "/targets/" (target.name) "/health" }
                                     title="the oldest frozen transaction or multixact ID of its databases, as a share of the wraparound horizon" {
                                     (format!("{percent:.1} %")) },
+                                None => "–",
+                            } }
+                            td.number { @if let Some(lag) = target.replication_lag_bytes { (bytes(lag)) } @else { "–" } }
+                            td.number { @match target.inactive_slots {
+                                Some(0) => "0",
+                                Some(count) => a.warning href={ "/targets/" (target.name) "/health" } { (count) },
                                 None => "–",
                             } }
                             td { (or_dash(target.server_version.as_deref())) }

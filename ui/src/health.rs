@@ -2,11 +2,11 @@
 //! wraparound, and the tables whose dead tuples autovacuum has not caught up with.
 
 use maud::{html, Markup};
-use pgmon_contract::api::RunningMaintenance;
-use pgmon_contract::event::ProgressRow;
+use pgmon_contract::api::{CurrentReplication, RunningMaintenance};
+use pgmon_contract::event::{ProgressRow, ReplicationRole};
 use pgmon_contract::query::{TableHealth, VacuumHealthReply};
 
-use crate::components::{or_dash, target_header, time, TargetTab};
+use crate::components::{bytes, milliseconds, or_dash, target_header, time, TargetTab};
 use crate::objects::relation_link;
 
 /// Ages past this share of the wraparound horizon are flagged: autovacuum's default freeze age
@@ -141,10 +141,82 @@ fn running_now(running: &RunningMaintenance) -> Markup {
     }
 }
 
-pub fn health_page(target: &str, reply: &VacuumHealthReply, running: &RunningMaintenance) -> Markup {
+/// What the Health tab shows.
+pub struct HealthView<'a> {
+    pub target: &'a str,
+    pub vacuum: &'a VacuumHealthReply,
+    pub running: &'a RunningMaintenance,
+    pub replication: &'a CurrentReplication,
+}
+
+/// Standbys and their lag, replay on a standby, slots and the WAL they hold back.
+fn replication_section(target: &str, replication: &CurrentReplication) -> Markup {
+    let optional_bytes = |value: Option<i64>| value.map_or_else(|| "–".to_owned(), bytes);
+    let optional_milliseconds = |value: Option<f64>| value.map_or_else(|| "–".to_owned(), milliseconds);
+    html! {
+        h2 { "Replication" }
+        @match replication.collected_at_us {
+            None => p.empty { "No replication has been seen on this target: no standby streams from it and it is not a standby." },
+            Some(at) => {
+                p.lead { "As of " (time(at)) " UTC." }
+                @if replication.links.is_empty() {
+                    p.empty { "No standby streams from it any more." }
+                } @else {
+                    table.data.replication {
+                        thead { tr {
+                            th { "Standby" } th { "State" } th.number { "Replay lag" } th.number { "Replay lag (time)" }
+                            th.number { "Write lag" } th.number { "Flush lag" } th { "Sync" }
+                        } }
+                        tbody {
+                            @for link in &replication.links {
+                                tr {
+                                    td { @if link.role == ReplicationRole::Receiver { "this server, from " } (link.name)
+                                        @if let Some(address) = &link.client_addr { " (" (address) ")" } }
+                                    td { (or_dash(link.state.as_deref()))
+                                        @if link.replay_paused == Some(true) { " " span.warning { "replay paused" } } }
+                                    td.number { (optional_bytes(link.replay_lag_bytes)) }
+                                    td.number { (optional_milliseconds(link.replay_lag_ms)) }
+                                    td.number { (optional_bytes(link.write_lag_bytes)) }
+                                    td.number { (optional_bytes(link.flush_lag_bytes)) }
+                                    td { (or_dash(link.sync_state.as_deref())) }
+                                }
+                            }
+                        }
+                    }
+                }
+                div.chart data-lag-url={ "/api/v1/targets/" (target) "/health/replication/history?range=1h" } data-refresh-seconds="30" {}
+            }
+        }
+        @if replication.slots_collected_at_us.is_some() && !replication.slots.is_empty() {
+            h2 { "Replication slots" }
+            table.data.slots {
+                thead { tr {
+                    th { "Slot" } th { "Type" } th { "Active" } th.number { "WAL retained" } th { "WAL status" } th { "Inactive since" }
+                } }
+                tbody {
+                    @for slot in &replication.slots {
+                        tr {
+                            td { (slot.slot_name) @if let Some(database) = &slot.database { " (" (database) ")" } }
+                            td { (slot.slot_type) @if let Some(plugin) = &slot.plugin { ", " (plugin) } }
+                            td { @if slot.active { "yes" } @else { span.warning { "no" } } }
+                            td.number { (optional_bytes(slot.retained_bytes)) }
+                            td { span.warning[matches!(slot.wal_status.as_deref(), Some("unreserved" | "lost"))] { (or_dash(slot.wal_status.as_deref())) }
+                                @if let Some(reason) = &slot.invalidation_reason { " (" (reason) ")" } }
+                            td { @if let Some(at) = slot.inactive_since_us { (time(at)) } @else { "–" } }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+pub fn health_page(view: &HealthView<'_>) -> Markup {
+    let (target, reply) = (view.target, view.vacuum);
     html! {
         (target_header(target, TargetTab::Health, "Health"))
-        (running_now(running))
+        (running_now(view.running))
+        (replication_section(target, view.replication))
         h2 { "Transaction-ID wraparound" }
         @match reply.databases_collected_at_us {
             None => p.empty { "No database ages have been collected for this target yet." },

@@ -203,6 +203,14 @@
         { label: "indexes (MB)", values: reply.points.map((p) => mb(p.index_bytes)) },
       ], "MB");
     },
+    lagUrl: (container, reply) => {
+      const xs = reply.bucket_starts_us.map((us) => us / 1e6);
+      const mb = (bytes) => (bytes === null ? null : bytes / 1048576);
+      const series = reply.links.map((link) => ({ label: link.name + " replay lag (MB)", values: link.replay_lag_bytes.map(mb) }))
+        .concat(reply.slots.map((slot) => ({ label: "slot " + slot.slot_name + " retained (MB)", values: slot.retained_bytes.map(mb) })));
+      if (series.length === 0) { showMessage(container, "empty", "No replication in this range."); return; }
+      lineChart(container, xs, series, "MB");
+    },
     locksUrl: (container, reply) => {
       const xs = reply.buckets.map((b) => b.bucket_start_us / 1e6);
       lineChart(container, xs, [{ label: "sessions waiting", values: reply.buckets.map((b) => b.max_waiting_sessions) }], "sessions waiting");

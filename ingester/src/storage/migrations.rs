@@ -47,6 +47,8 @@ pub(crate) const MIGRATIONS: &[(i32, &str)] = &[
     (12, include_str!("../../migrations/012_table_samples.sql")),
     // The maintenance commands running at each progress sample.
     (13, include_str!("../../migrations/013_progress_samples.sql")),
+    // Replication links with their lag, and replication slots with the WAL they hold back.
+    (14, include_str!("../../migrations/014_replication_and_slots.sql")),
 ];
 
 /// The statement views across all partitions, as the newest migrations define them: a file of
@@ -158,6 +160,10 @@ mod tests {
             (
                 "013_progress_samples.sql",
                 "51e469022d1abd9e67042cf564a0c49ffef01442bda1df98cf14bb27b54b9b36",
+            ),
+            (
+                "014_replication_and_slots.sql",
+                "8190ff4f91ff1a56bbfdaee99829ef4ba807334c82df87860b69fb7a4c399237",
             ),
             (
                 "live_statement_views.sql",

@@ -12,6 +12,7 @@ pub(crate) mod maintenance;
 pub(crate) mod objects;
 pub(crate) mod parts;
 pub(crate) mod progress;
+pub(crate) mod replication;
 pub(crate) mod statements;
 pub(crate) mod status;
 
@@ -164,6 +165,8 @@ pub(crate) const TABLES: &[&Table] = &[
     &objects::OBJECT_SAMPLES,
     &maintenance::TABLE_SAMPLES,
     &progress::PROGRESS_SAMPLES,
+    &replication::REPLICATION_SAMPLES,
+    &replication::SLOT_SAMPLES,
 ];
 
 /// The table named `name`, if it is one of [`TABLES`].
@@ -383,6 +386,11 @@ mod tests {
         uses_every_field(&objects::OBJECT_SAMPLES, row_fields::<pgmon_contract::event::ObjectRow>());
         uses_every_field(&maintenance::TABLE_SAMPLES, row_fields::<pgmon_contract::event::TableRow>());
         uses_every_field(&progress::PROGRESS_SAMPLES, row_fields::<pgmon_contract::event::ProgressRow>());
+        uses_every_field(
+            &replication::REPLICATION_SAMPLES,
+            row_fields::<pgmon_contract::event::ReplicationRow>(),
+        );
+        uses_every_field(&replication::SLOT_SAMPLES, row_fields::<pgmon_contract::event::SlotRow>());
         uses_every_field(
             &activity_minutes::ACTIVITY_MINUTES,
             row_fields::<activity_minutes::ActivityMinuteRow>(),
