@@ -49,6 +49,11 @@ pub struct CollectorArgs {
     #[arg(long, env = "PGMON_REPLICATION_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
     pub replication_interval: Duration,
 
+    /// How often the settings, start time, version and extensions are read (published only
+    /// when they changed: the change timeline).
+    #[arg(long, env = "PGMON_SETTINGS_INTERVAL", default_value = "1m", value_parser = humantime::parse_duration)]
+    pub settings_interval: Duration,
+
     /// How often pg_stat_database and the instance facts are sampled.
     #[arg(long, env = "PGMON_DATABASE_INTERVAL", default_value = "10s", value_parser = humantime::parse_duration)]
     pub database_interval: Duration,
@@ -190,6 +195,7 @@ const SCHEDULED_KINDS: &[SnapshotKind] = &[
     SnapshotKind::Locks,
     SnapshotKind::Progress,
     SnapshotKind::Replication,
+    SnapshotKind::Settings,
     SnapshotKind::Database,
     SnapshotKind::Statements,
     SnapshotKind::Objects,
@@ -390,6 +396,7 @@ pub struct CollectorConfig {
     pub locks_interval: Duration,
     pub progress_interval: Duration,
     pub replication_interval: Duration,
+    pub settings_interval: Duration,
     pub database_interval: Duration,
     pub statements_interval: Duration,
     pub statement_texts_every: Duration,
@@ -426,6 +433,7 @@ pub(crate) struct SamplingSettings {
     pub locks_interval: Duration,
     pub progress_interval: Duration,
     pub replication_interval: Duration,
+    pub settings_interval: Duration,
     pub database_interval: Duration,
     pub statements_interval: Duration,
     pub statement_texts_every: Duration,
@@ -465,6 +473,7 @@ impl CollectorConfig {
             args.locks_interval,
             args.progress_interval,
             args.replication_interval,
+            args.settings_interval,
             args.database_interval,
             args.statements_interval,
             args.objects_interval,
@@ -489,6 +498,7 @@ impl CollectorConfig {
             locks_interval: args.locks_interval,
             progress_interval: args.progress_interval,
             replication_interval: args.replication_interval,
+            settings_interval: args.settings_interval,
             database_interval: args.database_interval,
             statements_interval: args.statements_interval,
             statement_texts_every: args.statement_texts_every,
@@ -511,6 +521,7 @@ impl CollectorConfig {
             locks_interval: self.locks_interval,
             progress_interval: self.progress_interval,
             replication_interval: self.replication_interval,
+            settings_interval: self.settings_interval,
             database_interval: self.database_interval,
             statements_interval: self.statements_interval,
             statement_texts_every: self.statement_texts_every,
@@ -573,6 +584,7 @@ mod tests {
             locks_interval: Duration::from_secs(1),
             progress_interval: Duration::from_secs(10),
             replication_interval: Duration::from_secs(10),
+            settings_interval: Duration::from_secs(60),
             database_interval: Duration::from_secs(10),
             statements_interval: Duration::from_secs(10),
             statement_texts_every: Duration::from_secs(6 * 3600),

@@ -25,6 +25,7 @@ mod publisher;
 mod redact;
 mod replication;
 mod sampler;
+mod settings;
 mod sharding;
 mod statements;
 mod tables;

@@ -5,8 +5,8 @@ use std::time::{Duration, SystemTime};
 
 use pgmon_common::telemetry::error_chain;
 use pgmon_contract::event::{
-    encode_snapshot_parts, InstanceFacts, Limitation, ObjectRow, ObjectsInfo, ServerIdentity, SkippedDatabase, Snapshot, SnapshotKind,
-    SnapshotRow, StatementsInfo, StatusRow, TableRow, TargetState, CURRENT_SCHEMA_VERSION,
+    encode_snapshot_parts, InstanceFacts, Limitation, ObjectRow, ObjectsInfo, ServerIdentity, SettingRow, SkippedDatabase, Snapshot,
+    SnapshotKind, SnapshotRow, StatementsInfo, StatusRow, TableRow, TargetState, CURRENT_SCHEMA_VERSION,
 };
 use pgmon_contract::subjects::{snapshot_message_id, snapshot_subject};
 use tokio::time::Instant;
@@ -23,6 +23,7 @@ use crate::objects;
 use crate::progress;
 use crate::publisher::{Enqueued, OutgoingSample, OutgoingSnapshot, PublishQueue};
 use crate::replication;
+use crate::settings;
 use crate::statements::{self, SentTexts, StatementsReader};
 use crate::tables;
 
@@ -93,6 +94,7 @@ pub(crate) async fn sample_target(target: TargetSpec, settings: SamplingSettings
                             progress_published: WhileAny::new(),
                             replication_published: WhileAny::new(),
                             slots_published: WhileAny::new(),
+                            settings_published: None,
                         };
                         match session.sample_until_disconnected(&shutdown).await {
                             SessionEnd::Shutdown => return,
@@ -207,6 +209,7 @@ struct Queries {
     locks: tokio_postgres::Statement,
     progress: tokio_postgres::Statement,
     replication: replication::ReplicationStatements,
+    settings: tokio_postgres::Statement,
     database: database::DatabaseStatements,
     /// Why statements cannot be sampled, when they cannot (their own session reads them).
     statements_limitation: Option<Limitation>,
@@ -219,6 +222,7 @@ impl Queries {
             locks: locks::prepare(client, server_version_num).await?,
             progress: progress::prepare(client).await?,
             replication: replication::prepare(client, server_version_num).await?,
+            settings: settings::prepare(client).await?,
             database: database::prepare(client, server_version_num).await?,
             statements_limitation: statements::prepare(client).await?.err(),
         })
@@ -243,6 +247,8 @@ struct Session<'a> {
     progress_published: WhileAny,
     replication_published: WhileAny,
     slots_published: WhileAny,
+    /// The settings last published in this session: a sample equal to them is not published.
+    settings_published: Option<Vec<SettingRow>>,
 }
 
 /// When to publish a kind that is published only while it has rows: every sample with rows,
@@ -286,6 +292,11 @@ impl Session<'_> {
             Schedule {
                 kind: SnapshotKind::Replication,
                 interval: self.target.interval(SnapshotKind::Replication, self.settings.replication_interval),
+                next_due: start,
+            },
+            Schedule {
+                kind: SnapshotKind::Settings,
+                interval: self.target.interval(SnapshotKind::Settings, self.settings.settings_interval),
                 next_due: start,
             },
             Schedule {
@@ -392,6 +403,18 @@ impl Session<'_> {
             }
             SnapshotKind::Statements | SnapshotKind::Objects | SnapshotKind::Tables => {
                 unreachable!("statements, objects and tables are sampled by their own tasks")
+            }
+            SnapshotKind::Settings => {
+                let rows = settings::sample(self.client, &self.queries.settings).await?;
+                if self.settings_published.as_ref() == Some(&rows) {
+                    return Ok(Enqueued::Queued);
+                }
+                let queued = snapshot.enqueue(self.queue, EnvelopeExtras::default(), rows.clone());
+                // A dropped sample is sent again at the next turn.
+                if queued == Enqueued::Queued {
+                    self.settings_published = Some(rows);
+                }
+                queued
             }
             SnapshotKind::Slots => unreachable!("slots are sampled with replication"),
         };

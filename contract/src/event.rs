@@ -138,6 +138,11 @@ snapshot_kinds! {
     /// One row per replication slot, with the WAL it holds back. Published while there is any,
     /// and once empty when the last one was dropped.
     Slots(SlotRow) = "slots";
+    /// The server's start time and version, its settings that differ from their defaults, and
+    /// the extensions of the database the collector connects to: published at the first sample
+    /// of every session and whenever any of it changed, so consecutive snapshots give the
+    /// change timeline.
+    Settings(SettingRow) = "settings";
 }
 
 /// The row type of a snapshot kind: a snapshot of these rows is of this kind, always.
@@ -597,6 +602,45 @@ pub struct SlotRow {
     /// Why the slot was invalidated (PostgreSQL 17+).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub invalidation_reason: Option<String>,
+}
+
+/// One entry of a settings snapshot.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, schemars::JsonSchema, utoipa::ToSchema)]
+pub struct SettingRow {
+    pub category: SettingCategory,
+    /// The setting's or extension's name; for the server, `start_time` or `version`.
+    pub name: String,
+    /// The value as `current_setting` shows it (`128MB`, `on`), the extension's version, the
+    /// start time (RFC 3339) or the version string.
+    pub value: String,
+    /// Where a setting's value comes from: `configuration file`, `command line`, `database`, …
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// The setting was changed in the configuration and waits for a restart to apply.
+    #[serde(default)]
+    pub pending_restart: bool,
+}
+
+/// What a settings row is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, schemars::JsonSchema, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SettingCategory {
+    /// The server itself: its start time and version.
+    Server,
+    /// A setting that differs from its built-in default.
+    Setting,
+    /// An extension installed in the database the collector connects to.
+    Extension,
+}
+
+impl SettingCategory {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SettingCategory::Server => "server",
+            SettingCategory::Setting => "setting",
+            SettingCategory::Extension => "extension",
+        }
+    }
 }
 
 /// What a relation is (`pg_class.relkind`).

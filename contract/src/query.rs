@@ -776,6 +776,46 @@ named_query!(ReplicationSeriesRequest, "replication_series", ReplicationSeriesRe
     validate_step(request.from_us, request.to_us, request.step_us)
 });
 
+/// What changed on a target over a range: restarts, version, settings and extensions, from
+/// consecutive settings snapshots (the first one in the range is compared with the one before).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ChangesRequest {
+    pub target: TargetName,
+    pub from_us: i64,
+    pub to_us: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ChangesReply {
+    /// Oldest first; at most [`MAX_CHANGES`].
+    pub changes: Vec<Change>,
+    /// More changes happened in the range than the reply holds.
+    pub truncated: bool,
+}
+
+/// How many changes a reply holds at most.
+pub const MAX_CHANGES: usize = 1_000;
+
+/// One change, seen when the first snapshot after it was taken.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Change {
+    pub at_us: i64,
+    /// `server` (start_time: a restart; version: an upgrade), `setting` or `extension`.
+    pub category: String,
+    pub name: String,
+    /// Absent for something new: a setting that had its default, an extension created.
+    pub old_value: Option<String>,
+    /// Absent for something gone: a setting back to its default, an extension dropped.
+    pub new_value: Option<String>,
+    /// The setting now waits for a restart (its new value is in the configuration only).
+    pub pending_restart: bool,
+}
+
+named_query!(ChangesRequest, "changes", ChangesReply, |request| validate_range(
+    request.from_us,
+    request.to_us
+));
+
 /// Database statistics per bucket, from counter deltas (a counter that went down, after a
 /// statistics reset, starts a new run instead of counting negative).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]

@@ -142,6 +142,24 @@ fn version_1_replication_fixtures_keep_their_meaning() {
 }
 
 #[test]
+fn version_1_settings_fixture_keeps_its_meaning() {
+    use pgmon_contract::event::SettingCategory;
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/v1/settings.json");
+    let Ok(AnySnapshot::Settings(snapshot)) = decode_snapshot(&fs::read(path).unwrap()) else {
+        panic!("not a settings snapshot")
+    };
+    let start = &snapshot.rows[0];
+    assert_eq!((start.category, start.name.as_str()), (SettingCategory::Server, "start_time"));
+    let shared_buffers = snapshot.rows.iter().find(|row| row.name == "shared_buffers").unwrap();
+    assert!(shared_buffers.pending_restart);
+    assert_eq!(shared_buffers.source.as_deref(), Some("configuration file"));
+    let work_mem = snapshot.rows.iter().find(|row| row.name == "work_mem").unwrap();
+    assert!(!work_mem.pending_restart, "absent means no restart pending");
+    let extension = snapshot.rows.last().unwrap();
+    assert_eq!((extension.category, extension.value.as_str()), (SettingCategory::Extension, "1.11"));
+}
+
+#[test]
 fn version_1_status_fixture_keeps_its_meaning() {
     use pgmon_contract::event::{DownReason, TargetState};
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/v1/status.json");

@@ -4,14 +4,16 @@
 //! Time parameters are microseconds since the epoch (UTC); `make_timestamp` turns them into
 //! the stored TIMESTAMPs. Buckets start at `from_us` and are `step_us` long.
 
+use std::collections::BTreeMap;
+
 use duckdb::{params, Connection};
 use pgmon_contract::event::{LockRow, SnapshotKind};
 use pgmon_contract::query::{
-    BlockingReply, BlockingRequest, DatabaseAge, DatabasePoint, DatabaseSeriesRequest, LagSeries, LockHistoryReply, LockHistoryRequest,
-    ObjectGrowthReply, ObjectGrowthRequest, ObjectOrder, ObjectSize, ObjectsReply, ObjectsRequest, ReplicationSeriesReply,
-    ReplicationSeriesRequest, RetainedWalSeries, SessionHistoryRequest, SessionSample, SessionSummary, SessionsRequest,
-    StatementHistoryReply, StatementHistoryRequest, StatementOrder, StatementTotals, TableHealth, TopStatementsRequest, VacuumHealthReply,
-    VacuumHealthRequest, MAX_REPLICATION_SERIES, WRAPAROUND_HORIZON,
+    BlockingReply, BlockingRequest, Change, ChangesReply, ChangesRequest, DatabaseAge, DatabasePoint, DatabaseSeriesRequest, LagSeries,
+    LockHistoryReply, LockHistoryRequest, ObjectGrowthReply, ObjectGrowthRequest, ObjectOrder, ObjectSize, ObjectsReply, ObjectsRequest,
+    ReplicationSeriesReply, ReplicationSeriesRequest, RetainedWalSeries, SessionHistoryRequest, SessionSample, SessionSummary,
+    SessionsRequest, StatementHistoryReply, StatementHistoryRequest, StatementOrder, StatementTotals, TableHealth, TopStatementsRequest,
+    VacuumHealthReply, VacuumHealthRequest, MAX_CHANGES, MAX_REPLICATION_SERIES, WRAPAROUND_HORIZON,
 };
 
 use crate::storage::stale_sizes::SKIPPED_DATABASE_REASON;
@@ -20,6 +22,7 @@ use crate::tables::locks::LOCK_SAMPLES;
 use crate::tables::objects::OBJECT_SAMPLES;
 use crate::tables::replication::{REPLICATION_SAMPLES, SLOT_SAMPLES};
 use crate::tables::select_list_of;
+use crate::tables::settings::SETTING_SAMPLES;
 
 /// `collected_at` within `[from, to)`, with the target as `$1`, from as `$2` and to as `$3`.
 const IN_RANGE: &str = "target = $1 AND collected_at >= make_timestamp($2) AND collected_at < make_timestamp($3)";
@@ -595,6 +598,77 @@ pub fn replication_series(connection: &Connection, request: &ReplicationSeriesRe
         links,
         slots,
     })
+}
+
+/// One stored settings row, as the changes query reads it.
+#[derive(serde::Deserialize)]
+struct StoredSetting {
+    collected_at_us: i64,
+    category: String,
+    name: String,
+    value: String,
+    pending_restart: bool,
+}
+
+/// A settings snapshot: (category, name) → (value, pending restart).
+type SettingsSnapshot = BTreeMap<(String, String), (String, bool)>;
+
+/// The settings snapshots that change the range can show are read at most: they are published
+/// only on a change, so this is many days of a busy target.
+const MAX_SETTINGS_SNAPSHOTS: i64 = 2_000;
+
+/// Restarts, upgrades, settings and extensions that changed in the range: each settings
+/// snapshot compared with the one before it (the first with the newest one before the range).
+pub fn changes(connection: &Connection, request: &ChangesRequest) -> duckdb::Result<ChangesReply> {
+    let stored: Vec<StoredSetting> = rows(
+        connection,
+        &format!(
+            "WITH snapshots AS (
+                 SELECT DISTINCT collected_at FROM {settings}
+                 WHERE target = $1 AND collected_at < make_timestamp($3)
+                   AND collected_at >= coalesce(
+                       (SELECT max(collected_at) FROM {settings} WHERE target = $1 AND collected_at < make_timestamp($2)),
+                       make_timestamp($2))
+                 ORDER BY collected_at LIMIT $4
+             )
+             SELECT epoch_us(s.collected_at) AS collected_at_us, s.category, s.name, s.value, s.pending_restart
+             FROM {settings} s JOIN snapshots USING (collected_at)
+             WHERE s.target = $1
+             ORDER BY s.collected_at, s.category, s.name",
+            settings = SETTING_SAMPLES.read_as()
+        ),
+        params![request.target.as_str(), request.from_us, request.to_us, MAX_SETTINGS_SNAPSHOTS],
+    )?;
+    let mut snapshots: Vec<(i64, SettingsSnapshot)> = Vec::new();
+    for row in stored {
+        if snapshots.last().is_none_or(|(at, _)| *at != row.collected_at_us) {
+            snapshots.push((row.collected_at_us, BTreeMap::new()));
+        }
+        let (_, entries) = snapshots.last_mut().expect("just pushed");
+        entries.insert((row.category, row.name), (row.value, row.pending_restart));
+    }
+    let mut changes = Vec::new();
+    for pair in snapshots.windows(2) {
+        let ((_, before), (at_us, after)) = (&pair[0], &pair[1]);
+        let keys: std::collections::BTreeSet<&(String, String)> = before.keys().chain(after.keys()).collect();
+        for key in keys {
+            let (old, new) = (before.get(key), after.get(key));
+            if old == new {
+                continue;
+            }
+            changes.push(Change {
+                at_us: *at_us,
+                category: key.0.clone(),
+                name: key.1.clone(),
+                old_value: old.map(|(value, _)| value.clone()),
+                new_value: new.map(|(value, _)| value.clone()),
+                pending_restart: new.is_some_and(|(_, pending)| *pending),
+            });
+        }
+    }
+    let truncated = changes.len() > MAX_CHANGES;
+    changes.truncate(MAX_CHANGES);
+    Ok(ChangesReply { changes, truncated })
 }
 
 #[cfg(test)]

@@ -9,9 +9,10 @@ use std::sync::{Arc, Mutex};
 use duckdb::Connection;
 use futures::StreamExt;
 use pgmon_contract::query::{
-    reply_messages, ActivitySeriesRequest, BlockingRequest, DatabaseSeriesRequest, LockHistoryRequest, NamedQuery, ObjectGrowthRequest,
-    ObjectsRequest, QueryReply, ReplicationSeriesRequest, SessionHistoryRequest, SessionsRequest, StatementHistoryRequest,
-    TopStatementsRequest, VacuumHealthRequest, MAX_QUERY_BUDGET, MAX_REPLY_BYTES, QUERY_BUDGET_HEADER, REPLY_PART_HEADER,
+    reply_messages, ActivitySeriesRequest, BlockingRequest, ChangesRequest, DatabaseSeriesRequest, LockHistoryRequest, NamedQuery,
+    ObjectGrowthRequest, ObjectsRequest, QueryReply, ReplicationSeriesRequest, SessionHistoryRequest, SessionsRequest,
+    StatementHistoryRequest, TopStatementsRequest, VacuumHealthRequest, MAX_QUERY_BUDGET, MAX_REPLY_BYTES, QUERY_BUDGET_HEADER,
+    REPLY_PART_HEADER,
 };
 use pgmon_contract::subjects::{query_subject, QUERY_QUEUE_GROUP};
 use pgmon_contract::target::TargetName;
@@ -206,6 +207,7 @@ fn answer(query_name: &str, payload: &[u8], reader: &Connection) -> Vec<u8> {
         DatabaseSeriesRequest::NAME => run(payload, reader, history::database_series),
         VacuumHealthRequest::NAME => run(payload, reader, history::vacuum_health),
         ReplicationSeriesRequest::NAME => run(payload, reader, history::replication_series),
+        ChangesRequest::NAME => run(payload, reader, history::changes),
         unknown => encode(&QueryReply::<()>::Invalid(format!("unknown query {unknown:?}"))),
     }
 }

@@ -16,8 +16,9 @@
 //! 4. `objects`: the objects round on a database of 50,000 relations, server time and wall
 //!    time, beside one query measuring every relation at once.
 //!
-//! 5. `health`: the server time of each health kind (the tables round, vacuum and wraparound)
-//!    on a database of 50,000 tables, beside the activity sample's on the same server.
+//! 5. `health`: the server time of each health kind (the tables round; progress, replication,
+//!    slots and settings samples; the database sample with its frozen-ID ages) on a database of
+//!    50,000 tables, beside the activity sample's on the same server.
 //!
 //! `cargo bench -p pgmon --bench collector`; `PGMON_BENCH_ONLY=server_time,objects` runs some
 //! sections; `PGMON_BENCH_SECONDS` (60) is how long sections 1 and 3 measure.
@@ -85,13 +86,22 @@ struct ServerTime {
 
 /// Which snapshot kind a query of the collector serves, from its text.
 fn kind_of(query: &str) -> &'static str {
-    if query.contains("relfrozenxid") || query.contains("LIKE 'autovacuum%'") {
+    // pg_stat_statements keeps the settings query as `... WHERE name LIKE $1`.
+    if query.contains("relfrozenxid") || query.contains("FROM pg_settings WHERE name LIKE") {
         "tables"
     } else if ["AccessExclusiveLock", "WITH relations AS", "pg_total_relation_size", "datallowconn"]
         .iter()
         .any(|marker| query.contains(marker))
     {
         "objects"
+    } else if query.contains("pg_stat_progress") {
+        "progress"
+    } else if query.contains("pg_stat_replication") {
+        "replication"
+    } else if query.contains("pg_replication_slots") {
+        "slots"
+    } else if query.contains("pg_postmaster_start_time() AT TIME ZONE") {
+        "settings"
     } else if query.contains("pg_locks") {
         "locks"
     } else if query.contains("pg_stat_statements") {
@@ -697,6 +707,13 @@ async fn bench_health(seconds: u64) {
         tables_round_ms,
         tables_round_ms / activity_ms.max(0.001)
     );
+    for kind in ["database", "progress", "replication", "slots", "settings"] {
+        let (milliseconds, calls) = per_call(kind);
+        println!(
+            "{kind} sample: {milliseconds:.3} ms of server time per sample ({calls} samples), {:.1}× one activity sample",
+            milliseconds / activity_ms.max(0.001)
+        );
+    }
     println!(
         "per hour at the default schedule: activity {:.1} s, tables {:.1} s of server time ({:.2}× activity)",
         activity_ms * 3600.0 / 1000.0,

@@ -145,7 +145,7 @@ async fn wait_for_text(browser: &Client, selector: &str, text: &str, limit: Dura
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dba_signs_in_adds_a_target_and_sees_activity_locks_and_objects() {
+async fn a_dba_signs_in_adds_a_target_and_sees_activity_locks_objects_and_health() {
     let postgres = TestPostgres::start();
     let nats = TestNats::start();
     let data_dir = tempfile::tempdir().unwrap();
@@ -295,6 +295,24 @@ async fn a_dba_signs_in_adds_a_target_and_sees_activity_locks_and_objects() {
     browser.goto(&format!("{base}/targets/shop/statements?range=15m")).await.unwrap();
     wait_for_text(&browser, "main", "Statements", Duration::from_secs(5), false).await;
     screenshot(&browser, "statements").await;
+
+    // The Health tab, with a standby streaming from the target so the lag chart draws.
+    let standby = postgres.start_standby();
+    browser.goto(&format!("{base}/targets/shop/health")).await.unwrap();
+    let health = wait_for_text(&browser, "main", "streaming", Duration::from_secs(30), true).await;
+    assert!(
+        health.contains("Transaction-ID wraparound") && health.contains("Maintenance running now"),
+        "{health}"
+    );
+    // The chart reads the stored history, which may lag the stream by a moment.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while browser.find(Locator::Css("div[data-lag-url] canvas")).await.is_err() {
+        assert!(Instant::now() < deadline, "the replication lag chart never drew");
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        browser.refresh().await.unwrap();
+    }
+    screenshot(&browser, "health").await;
+    drop(standby);
 
     browser.close().await.unwrap();
     for sleeper in sleepers {

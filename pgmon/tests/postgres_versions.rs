@@ -67,6 +67,7 @@ async fn activity_snapshots_from_postgresql_13_to_18() {
                     SnapshotKind::Progress,
                     SnapshotKind::Replication,
                     SnapshotKind::Slots,
+                    SnapshotKind::Settings,
                 ];
                 sleeper_seen
                     && of_server(SnapshotKind::Statements)

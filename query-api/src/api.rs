@@ -8,10 +8,10 @@ use axum::Json;
 use pgmon_contract::api::CurrentBlocking;
 use pgmon_contract::api::{CurrentReplication, RunningMaintenance, TargetSummary};
 use pgmon_contract::query::{
-    ActivitySeriesReply, DatabasePoint, DatabaseSeriesRequest, LockHistoryReply, LockHistoryRequest, ObjectGrowthReply,
-    ObjectGrowthRequest, ObjectsReply, ObjectsRequest, ReplicationSeriesReply, ReplicationSeriesRequest, SessionHistoryRequest,
-    SessionSample, SessionSummary, SessionsRequest, StatementHistoryReply, StatementHistoryRequest, StatementTotals, TopStatementsRequest,
-    VacuumHealthReply, VacuumHealthRequest,
+    ActivitySeriesReply, ChangesReply, ChangesRequest, DatabasePoint, DatabaseSeriesRequest, LockHistoryReply, LockHistoryRequest,
+    ObjectGrowthReply, ObjectGrowthRequest, ObjectsReply, ObjectsRequest, ReplicationSeriesReply, ReplicationSeriesRequest,
+    SessionHistoryRequest, SessionSample, SessionSummary, SessionsRequest, StatementHistoryReply, StatementHistoryRequest, StatementTotals,
+    TopStatementsRequest, VacuumHealthReply, VacuumHealthRequest,
 };
 use utoipa::OpenApi;
 
@@ -283,12 +283,31 @@ pub async fn replication_history(
     ask(&state, &request).await
 }
 
+/// `GET /api/v1/targets/{target}/changes`: restarts, upgrades, settings and extensions that
+/// changed in the window, oldest first.
+#[utoipa::path(get, path = "/api/v1/targets/{target}/changes", tag = "health",
+    params(Target, WindowParams),
+    responses((status = 200, body = ChangesReply), (status = 400, body = ErrorBody)))]
+pub async fn changes(
+    State(state): State<AppState>,
+    Target(target): Target,
+    Params(window): Params<WindowParams>,
+) -> Result<Json<ChangesReply>, AppError> {
+    let window = window.window(SystemTime::now())?;
+    let request = ChangesRequest {
+        target,
+        from_us: window.from_us,
+        to_us: window.to_us,
+    };
+    ask(&state, &request).await
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(title = "pgmon API", description = "PostgreSQL activity, statements, objects, locks and health over time. Authenticate with a session cookie (sign in at /sign-in) or `Authorization: Bearer <token>` (`pgmon users token`)."),
     paths(
         fleet, activity, sessions, session, statements, statement, objects, object_growth, current_locks, lock_history, database_stats,
-        vacuum_health, running_maintenance, current_replication, replication_history,
+        vacuum_health, running_maintenance, current_replication, replication_history, changes,
         connections::list_targets, connections::get_target, connections::create_target, connections::update_target,
         connections::delete_target, connections::test_target,
     ),

@@ -203,6 +203,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/targets/{target}/health/maintenance", get(api::running_maintenance))
         .route("/api/v1/targets/{target}/health/replication", get(api::current_replication))
         .route("/api/v1/targets/{target}/health/replication/history", get(api::replication_history))
+        .route("/api/v1/targets/{target}/changes", get(api::changes))
         .fallback(api_not_found);
     pages
         .merge(api)

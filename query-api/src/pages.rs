@@ -9,8 +9,8 @@ use axum::Extension;
 use maud::Markup;
 use pgmon_contract::event::SnapshotKind;
 use pgmon_contract::query::{
-    ActivityDimension, LockHistoryRequest, ObjectGrowthRequest, ObjectOrder, ObjectsRequest, SessionHistoryRequest, SessionsRequest,
-    StatementHistoryRequest, StatementOrder, TopStatementsRequest, VacuumHealthRequest,
+    ActivityDimension, ChangesRequest, LockHistoryRequest, ObjectGrowthRequest, ObjectOrder, ObjectsRequest, SessionHistoryRequest,
+    SessionsRequest, StatementHistoryRequest, StatementOrder, TopStatementsRequest, VacuumHealthRequest,
 };
 use pgmon_contract::target::TargetName;
 use pgmon_ui::activity::ActivityView;
@@ -377,6 +377,9 @@ pub async fn not_found() -> PageError {
     PageError(AppError::NotFound("there is no page at this address".to_owned()))
 }
 
+/// How far back the Health tab lists changes.
+const CHANGES_RANGE: &str = "7d";
+
 /// How many tables each list of the Health tab shows.
 const HEALTH_LIST_LENGTH: u32 = 20;
 
@@ -390,16 +393,24 @@ pub async fn health(
         target: target.clone(),
         limit: HEALTH_LIST_LENGTH,
     };
-    let (vacuum, running, replication) = tokio::try_join!(
+    let week = range_window(CHANGES_RANGE)?;
+    let changes = ChangesRequest {
+        target: target.clone(),
+        from_us: week.from_us,
+        to_us: week.to_us,
+    };
+    let (vacuum, running, replication, changes) = tokio::try_join!(
         state.ask(&request),
         targets::running_maintenance(&state, &target),
         targets::current_replication(&state, &target),
+        state.ask(&changes),
     )?;
     let view = HealthView {
         target: target.as_str(),
         vacuum: &vacuum,
         running: &running,
         replication: &replication,
+        changes: &changes,
     };
     Ok(page(
         &principal.viewer(),

@@ -261,11 +261,13 @@ impl TestPostgres {
     }
 
     /// Makes every role but `postgres` authenticate with a password (SCRAM) over TCP, as a
-    /// production server would; the superuser keeps trust so tests can administer the server.
+    /// production server would; the superuser keeps trust so tests can administer the server
+    /// (and start standbys of it).
     pub fn require_passwords(&self) {
         self.set_host_based_authentication(
             "local all all trust\n\
              host all postgres 127.0.0.1/32 trust\n\
+             host replication postgres 127.0.0.1/32 trust\n\
              host all all 127.0.0.1/32 scram-sha-256\n",
         );
     }

@@ -22,9 +22,14 @@ pub struct ActivityView<'a> {
 impl ActivityView<'_> {
     /// The query string selecting this view's time, with `by` replaced.
     fn query(&self, by: &str) -> String {
+        format!("{}&by={by}", self.time_query())
+    }
+
+    /// The query string selecting this view's time.
+    fn time_query(&self) -> String {
         match self.range {
-            Some(range) => format!("range={range}&by={by}"),
-            None => format!("from={}&to={}&by={by}", self.window_us.0 / 1_000_000, self.window_us.1 / 1_000_000),
+            Some(range) => format!("range={range}"),
+            None => format!("from={}&to={}", self.window_us.0 / 1_000_000, self.window_us.1 / 1_000_000),
         }
     }
 }
@@ -61,7 +66,8 @@ pub fn activity_page(view: &ActivityView<'_>) -> Markup {
             data-zoom-url={ "/targets/" (target) "?by=" (view.by) }
             data-slice-url={ "/targets/" (target) "/slice" }
             data-statement-url={ "/targets/" (target) "/statements/" }
-            data-max-connections=[view.max_connections] {
+            data-max-connections=[view.max_connections]
+            data-changes-url={ "/api/v1/targets/" (target) "/changes?" (view.time_query()) } {
             p.loading { "Loading…" }
         }
         p.hint { "Series data: " a href=(series_url) { "JSON" } }

@@ -4,7 +4,7 @@
 use maud::{html, Markup};
 use pgmon_contract::api::{CurrentReplication, RunningMaintenance};
 use pgmon_contract::event::{ProgressRow, ReplicationRole};
-use pgmon_contract::query::{TableHealth, VacuumHealthReply};
+use pgmon_contract::query::{Change, ChangesReply, TableHealth, VacuumHealthReply};
 
 use crate::components::{bytes, milliseconds, or_dash, target_header, time, TargetTab};
 use crate::objects::relation_link;
@@ -147,6 +147,43 @@ pub struct HealthView<'a> {
     pub vacuum: &'a VacuumHealthReply,
     pub running: &'a RunningMaintenance,
     pub replication: &'a CurrentReplication,
+    /// The changes of the last week.
+    pub changes: &'a ChangesReply,
+}
+
+/// A change as one line: a restart, or what changed from what to what.
+fn change_description(change: &Change) -> Markup {
+    let absent = match change.category.as_str() {
+        "setting" => "default",
+        "extension" => "not installed",
+        _ => "–",
+    };
+    let value = |value: &Option<String>| value.clone().unwrap_or_else(|| absent.to_owned());
+    html! {
+        @if change.category == "server" && change.name == "start_time" {
+            span.warning { "restart" } " (started " (value(&change.new_value)) ")"
+        } @else {
+            (change.category) " " code { (change.name) } ": " (value(&change.old_value)) " → " (value(&change.new_value))
+            @if change.pending_restart { " " span.warning { "pending restart" } }
+        }
+    }
+}
+
+/// Restarts, upgrades, settings and extensions changed in the last week, newest first.
+fn changes_section(changes: &ChangesReply) -> Markup {
+    html! {
+        h2 { "Changes, last 7 days" }
+        @if changes.changes.is_empty() {
+            p.empty { "No restart, setting or extension change was seen in the last 7 days." }
+        } @else {
+            @if changes.truncated { p.hint { "Only the first " (changes.changes.len()) " changes are listed." } }
+            ul.change-timeline {
+                @for change in changes.changes.iter().rev() {
+                    li { (time(change.at_us)) " UTC · " (change_description(change)) }
+                }
+            }
+        }
+    }
 }
 
 /// Standbys and their lag, replay on a standby, slots and the WAL they hold back.
@@ -216,6 +253,7 @@ pub fn health_page(view: &HealthView<'_>) -> Markup {
     html! {
         (target_header(target, TargetTab::Health, "Health"))
         (running_now(view.running))
+        (changes_section(view.changes))
         (replication_section(target, view.replication))
         h2 { "Transaction-ID wraparound" }
         @match reply.databases_collected_at_us {

@@ -110,6 +110,8 @@
       uSeries.push({ label: "max_connections", stroke: "#1d2433", dash: [6, 4], width: 1, points: { show: false } });
     }
     const step = reply.step_us / 1e6;
+    // Restarts and setting changes as vertical lines, once their list has come.
+    let markers = [];
     const topOfLoad = Math.max(0, ...stacked[stacked.length - 1].filter((v) => v !== null));
     const chart = new uPlot({
       width: chartWidth(container),
@@ -121,6 +123,7 @@
       legend: { live: true },
       cursor: { drag: { x: true, y: false, setScale: false } },
       hooks: {
+        draw: [(u) => drawMarkers(u, markers)],
         setSelect: [(u) => {
           if (u.select.width < 4) return;
           const from = Math.floor(u.posToVal(u.select.left, "x"));
@@ -140,6 +143,55 @@
     if (reply.by === "query_id" && container.dataset.statementUrl) {
       statementLegend(container, reply);
     }
+    if (container.dataset.changesUrl) {
+      fetchJson(container.dataset.changesUrl).then((changes) => {
+        markers = changes.changes;
+        chart.redraw(false);
+        changeList(container, markers);
+      }).catch(() => {});
+    }
+  }
+
+  // A vertical line at each change, red for a restart.
+  function drawMarkers(u, changes) {
+    const ctx = u.ctx;
+    ctx.save();
+    ctx.lineWidth = 2;
+    for (const change of changes) {
+      const x = u.valToPos(change.at_us / 1e6, "x", true);
+      if (x < u.bbox.left || x > u.bbox.left + u.bbox.width) continue;
+      ctx.strokeStyle = change.name === "start_time" ? "#c0392b" : "#8e44ad";
+      ctx.setLineDash([4, 3]);
+      ctx.beginPath();
+      ctx.moveTo(x, u.bbox.top);
+      ctx.lineTo(x, u.bbox.top + u.bbox.height);
+      ctx.stroke();
+    }
+    ctx.restore();
+  }
+
+  function describeChange(change) {
+    const when = new Date(change.at_us / 1000).toISOString().replace("T", " ").slice(0, 19);
+    if (change.name === "start_time") return when + " restart";
+    const absent = { setting: "default", extension: "not installed" }[change.category] || "–";
+    const from = change.old_value === null ? absent : change.old_value;
+    const to = change.new_value === null ? absent : change.new_value;
+    return when + " " + change.category + " " + change.name + ": " + from + " → " + to + (change.pending_restart ? " (pending restart)" : "");
+  }
+
+  // The changes of the chart's window, listed under it.
+  function changeList(container, changes) {
+    const existing = container.parentNode.querySelector("ul.changes");
+    if (existing) existing.remove();
+    if (changes.length === 0) return;
+    const list = document.createElement("ul");
+    list.className = "changes";
+    for (const change of changes) {
+      const item = document.createElement("li");
+      item.textContent = describeChange(change);
+      list.appendChild(item);
+    }
+    container.after(list);
   }
 
   function loadSlice(container, from, to) {
@@ -205,11 +257,14 @@
     },
     lagUrl: (container, reply) => {
       const xs = reply.bucket_starts_us.map((us) => us / 1e6);
-      const mb = (bytes) => (bytes === null ? null : bytes / 1048576);
-      const series = reply.links.map((link) => ({ label: link.name + " replay lag (MB)", values: link.replay_lag_bytes.map(mb) }))
-        .concat(reply.slots.map((slot) => ({ label: "slot " + slot.slot_name + " retained (MB)", values: slot.retained_bytes.map(mb) })));
-      if (series.length === 0) { showMessage(container, "empty", "No replication in this range."); return; }
-      lineChart(container, xs, series, "MB");
+      const raw = reply.links.map((link) => ({ label: link.name + " replay lag", values: link.replay_lag_bytes }))
+        .concat(reply.slots.map((slot) => ({ label: "slot " + slot.slot_name + " retained", values: slot.retained_bytes })));
+      if (raw.length === 0) { showMessage(container, "empty", "No replication in this range."); return; }
+      // The unit follows the largest value, so a few kilobytes of lag do not read as 0 MB.
+      const largest = Math.max(0, ...raw.flatMap((s) => s.values.filter((v) => v !== null)));
+      const [divisor, unit] = largest >= 1073741824 ? [1073741824, "GB"] : largest >= 1048576 ? [1048576, "MB"] : largest >= 1024 ? [1024, "kB"] : [1, "bytes"];
+      const series = raw.map((s) => ({ label: s.label + " (" + unit + ")", values: s.values.map((v) => (v === null ? null : v / divisor)) }));
+      lineChart(container, xs, series, unit);
     },
     locksUrl: (container, reply) => {
       const xs = reply.buckets.map((b) => b.bucket_start_us / 1e6);

@@ -49,6 +49,8 @@ pub(crate) const MIGRATIONS: &[(i32, &str)] = &[
     (13, include_str!("../../migrations/013_progress_samples.sql")),
     // Replication links with their lag, and replication slots with the WAL they hold back.
     (14, include_str!("../../migrations/014_replication_and_slots.sql")),
+    // Settings snapshots (published when something changed): the change timeline.
+    (15, include_str!("../../migrations/015_setting_samples.sql")),
 ];
 
 /// The statement views across all partitions, as the newest migrations define them: a file of
@@ -164,6 +166,10 @@ mod tests {
             (
                 "014_replication_and_slots.sql",
                 "8190ff4f91ff1a56bbfdaee99829ef4ba807334c82df87860b69fb7a4c399237",
+            ),
+            (
+                "015_setting_samples.sql",
+                "6658672078aaa0f0bc174e9a7c975063f80c58cdba548ed381963c719b827571",
             ),
             (
                 "live_statement_views.sql",

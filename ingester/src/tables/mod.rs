@@ -13,6 +13,7 @@ pub(crate) mod objects;
 pub(crate) mod parts;
 pub(crate) mod progress;
 pub(crate) mod replication;
+pub(crate) mod settings;
 pub(crate) mod statements;
 pub(crate) mod status;
 
@@ -167,6 +168,7 @@ pub(crate) const TABLES: &[&Table] = &[
     &progress::PROGRESS_SAMPLES,
     &replication::REPLICATION_SAMPLES,
     &replication::SLOT_SAMPLES,
+    &settings::SETTING_SAMPLES,
 ];
 
 /// The table named `name`, if it is one of [`TABLES`].
@@ -391,6 +393,7 @@ mod tests {
             row_fields::<pgmon_contract::event::ReplicationRow>(),
         );
         uses_every_field(&replication::SLOT_SAMPLES, row_fields::<pgmon_contract::event::SlotRow>());
+        uses_every_field(&settings::SETTING_SAMPLES, row_fields::<pgmon_contract::event::SettingRow>());
         uses_every_field(
             &activity_minutes::ACTIVITY_MINUTES,
             row_fields::<activity_minutes::ActivityMinuteRow>(),

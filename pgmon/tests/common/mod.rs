@@ -32,6 +32,7 @@ pub fn collector_config(nats_url: &str, targets: &[(&str, String)], interval: Du
         locks_interval: interval,
         progress_interval: Duration::from_secs(1),
         replication_interval: Duration::from_secs(1),
+        settings_interval: Duration::from_secs(1),
         database_interval: Duration::from_secs(1),
         statements_interval: Duration::from_secs(1),
         statement_texts_every: Duration::from_secs(6 * 3600),
