@@ -30,6 +30,7 @@ mod sharding;
 mod statements;
 mod tables;
 mod tls;
+mod wal;
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;

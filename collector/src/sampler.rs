@@ -26,6 +26,7 @@ use crate::replication;
 use crate::settings;
 use crate::statements::{self, SentTexts, StatementsReader};
 use crate::tables;
+use crate::wal;
 
 const FIRST_RETRY_DELAY: Duration = Duration::from_secs(1);
 const LONGEST_RETRY_DELAY: Duration = Duration::from_secs(30);
@@ -210,6 +211,7 @@ struct Queries {
     progress: tokio_postgres::Statement,
     replication: replication::ReplicationStatements,
     settings: tokio_postgres::Statement,
+    wal: wal::WalStatements,
     database: database::DatabaseStatements,
     /// Why statements cannot be sampled, when they cannot (their own session reads them).
     statements_limitation: Option<Limitation>,
@@ -223,6 +225,7 @@ impl Queries {
             progress: progress::prepare(client).await?,
             replication: replication::prepare(client, server_version_num).await?,
             settings: settings::prepare(client).await?,
+            wal: wal::prepare(client, server_version_num).await?,
             database: database::prepare(client, server_version_num).await?,
             statements_limitation: statements::prepare(client).await?.err(),
         })
@@ -356,14 +359,20 @@ impl Session<'_> {
             }
             SnapshotKind::Database => {
                 let (instance, rows) = database::sample(self.client, &self.queries.database).await?;
-                snapshot.enqueue(
-                    self.queue,
-                    EnvelopeExtras {
-                        instance: Some(instance),
-                        ..EnvelopeExtras::default()
-                    },
-                    rows,
-                )
+                let (wal, io) = wal::sample(self.client, &self.queries.wal).await?;
+                let extras = EnvelopeExtras {
+                    instance: Some(instance),
+                    ..EnvelopeExtras::default()
+                };
+                if snapshot.enqueue(self.queue, extras, rows) == Enqueued::Closed
+                    || snapshot.enqueue(self.queue, EnvelopeExtras::default(), vec![wal]) == Enqueued::Closed
+                {
+                    return Ok(Enqueued::Closed);
+                }
+                match io {
+                    Some(io) => snapshot.enqueue(self.queue, EnvelopeExtras::default(), io),
+                    None => Enqueued::Queued,
+                }
             }
             SnapshotKind::Status => {
                 let status = StatusRow {
@@ -417,6 +426,7 @@ impl Session<'_> {
                 queued
             }
             SnapshotKind::Slots => unreachable!("slots are sampled with replication"),
+            SnapshotKind::Wal | SnapshotKind::Io => unreachable!("wal and io are sampled with the database"),
         };
         Ok(queued)
     }

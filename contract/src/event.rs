@@ -143,6 +143,12 @@ snapshot_kinds! {
     /// of every session and whenever any of it changed, so consecutive snapshots give the
     /// change timeline.
     Settings(SettingRow) = "settings";
+    /// One row of instance-wide counters: checkpoints, the background writer, WAL and the
+    /// archiver. Taken with the database snapshot.
+    Wal(WalRow) = "wal";
+    /// `pg_stat_io` (PostgreSQL 16+): one row per backend type, object and context with I/O.
+    /// Taken with the database snapshot.
+    Io(IoRow) = "io";
 }
 
 /// The row type of a snapshot kind: a snapshot of these rows is of this kind, always.
@@ -641,6 +647,76 @@ impl SettingCategory {
             SettingCategory::Extension => "extension",
         }
     }
+}
+
+/// Cumulative counters of checkpoints, the background writer, WAL and archiving, as the
+/// server reports them (since their last reset). Counters a version lacks are absent.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct WalRow {
+    /// Checkpoints started by `checkpoint_timeout` and requested (by `max_wal_size`, a
+    /// `CHECKPOINT`, a shutdown…): many requested ones mean `max_wal_size` is too small.
+    pub checkpoints_timed: i64,
+    pub checkpoints_requested: i64,
+    pub checkpoint_write_time_ms: f64,
+    pub checkpoint_sync_time_ms: f64,
+    /// Buffers written by checkpoints, by the background writer, and (before PostgreSQL 17) by
+    /// backends themselves, which should rarely have to.
+    pub buffers_checkpoint: i64,
+    pub buffers_clean: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub buffers_backend: Option<i64>,
+    /// Background-writer rounds stopped at `bgwriter_lru_maxpages`.
+    pub maxwritten_clean: i64,
+    pub buffers_alloc: i64,
+    /// The WAL position in bytes (`pg_current_wal_lsn()`); absent on a standby.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wal_position_bytes: Option<i64>,
+    /// `pg_stat_wal` (PostgreSQL 14+).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wal_records: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wal_full_page_images: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wal_bytes: Option<i64>,
+    /// WAL written because the WAL buffers were full: `wal_buffers` may be too small.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wal_buffers_full: Option<i64>,
+    pub archived_count: i64,
+    pub archive_failed_count: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_failed_wal: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_archive_failure_us: Option<i64>,
+}
+
+/// One row of `pg_stat_io`: I/O of a backend type on an object in a context, cumulative.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct IoRow {
+    pub backend_type: String,
+    /// `relation`, `temp relation` (and `wal` from PostgreSQL 18).
+    pub object: String,
+    /// `normal`, `vacuum`, `bulkread`, `bulkwrite` (and `init` from 18).
+    pub context: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reads: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_bytes: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub writes: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_bytes: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extends: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hits: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evictions: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fsyncs: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_time_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_time_ms: Option<f64>,
 }
 
 /// What a relation is (`pg_class.relkind`).

@@ -816,6 +816,56 @@ named_query!(ChangesRequest, "changes", ChangesReply, |request| validate_range(
     request.to_us
 ));
 
+/// Checkpoints, WAL and buffer writes per bucket (from counter deltas; a counter that went
+/// down after a reset starts over), and I/O by backend type over the whole range.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct WalSeriesRequest {
+    pub target: TargetName,
+    pub from_us: i64,
+    pub to_us: i64,
+    pub step_us: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct WalSeriesReply {
+    /// Buckets with samples, oldest first.
+    pub points: Vec<WalPoint>,
+    /// `pg_stat_io` (PostgreSQL 16+) summed over the range per backend type, most I/O first.
+    pub io: Vec<IoTotals>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct WalPoint {
+    pub bucket_start_us: i64,
+    /// Checkpoints started in the bucket by `checkpoint_timeout`, and requested.
+    pub checkpoints_timed: i64,
+    pub checkpoints_requested: i64,
+    /// WAL written (from `pg_stat_wal`, else from the WAL position).
+    pub wal_bytes_per_second: Option<f64>,
+    /// Buffers written by checkpoints, the background writer and backends (before 17).
+    pub checkpoint_buffers_per_second: Option<f64>,
+    pub bgwriter_buffers_per_second: Option<f64>,
+    pub backend_buffers_per_second: Option<f64>,
+    pub archive_failures: i64,
+}
+
+/// I/O of one backend type over a range.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct IoTotals {
+    pub backend_type: String,
+    pub reads: i64,
+    pub read_bytes: i64,
+    pub writes: i64,
+    pub write_bytes: i64,
+    pub extends: i64,
+    pub hits: i64,
+    pub fsyncs: i64,
+}
+
+named_query!(WalSeriesRequest, "wal_series", WalSeriesReply, |request| {
+    validate_step(request.from_us, request.to_us, request.step_us)
+});
+
 /// Database statistics per bucket, from counter deltas (a counter that went down, after a
 /// statistics reset, starts a new run instead of counting negative).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]

@@ -160,6 +160,24 @@ fn version_1_settings_fixture_keeps_its_meaning() {
 }
 
 #[test]
+fn version_1_wal_and_io_fixtures_keep_their_meaning() {
+    let read = |name: &str| decode_snapshot(&fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/v1").join(name)).unwrap());
+    let Ok(AnySnapshot::Wal(wal)) = read("wal.json") else {
+        panic!("not a wal snapshot")
+    };
+    let counters = &wal.rows[0];
+    assert_eq!((counters.checkpoints_timed, counters.checkpoints_requested), (1210, 37));
+    assert_eq!((counters.buffers_backend, counters.wal_bytes), (None, Some(987_654_321_012)));
+    assert_eq!(counters.last_failed_wal.as_deref(), Some("000000010000010000000042"));
+    let Ok(AnySnapshot::Io(io)) = read("io.json") else {
+        panic!("not an io snapshot")
+    };
+    let checkpointer = &io.rows[1];
+    assert_eq!((checkpointer.backend_type.as_str(), checkpointer.reads), ("checkpointer", None));
+    assert_eq!(checkpointer.fsyncs, Some(120_034));
+}
+
+#[test]
 fn version_1_status_fixture_keeps_its_meaning() {
     use pgmon_contract::event::{DownReason, TargetState};
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/v1/status.json");

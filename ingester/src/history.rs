@@ -13,7 +13,7 @@ use pgmon_contract::query::{
     LockHistoryReply, LockHistoryRequest, ObjectGrowthReply, ObjectGrowthRequest, ObjectOrder, ObjectSize, ObjectsReply, ObjectsRequest,
     ReplicationSeriesReply, ReplicationSeriesRequest, RetainedWalSeries, SessionHistoryRequest, SessionSample, SessionSummary,
     SessionsRequest, StatementHistoryReply, StatementHistoryRequest, StatementOrder, StatementTotals, TableHealth, TopStatementsRequest,
-    VacuumHealthReply, VacuumHealthRequest, MAX_CHANGES, MAX_REPLICATION_SERIES, WRAPAROUND_HORIZON,
+    VacuumHealthReply, VacuumHealthRequest, WalSeriesReply, WalSeriesRequest, MAX_CHANGES, MAX_REPLICATION_SERIES, WRAPAROUND_HORIZON,
 };
 
 use crate::storage::stale_sizes::SKIPPED_DATABASE_REASON;
@@ -23,6 +23,7 @@ use crate::tables::objects::OBJECT_SAMPLES;
 use crate::tables::replication::{REPLICATION_SAMPLES, SLOT_SAMPLES};
 use crate::tables::select_list_of;
 use crate::tables::settings::SETTING_SAMPLES;
+use crate::tables::wal::{IO_SAMPLES, WAL_SAMPLES};
 
 /// `collected_at` within `[from, to)`, with the target as `$1`, from as `$2` and to as `$3`.
 const IN_RANGE: &str = "target = $1 AND collected_at >= make_timestamp($2) AND collected_at < make_timestamp($3)";
@@ -671,13 +672,149 @@ pub fn changes(connection: &Connection, request: &ChangesRequest) -> duckdb::Res
     Ok(ChangesReply { changes, truncated })
 }
 
+/// `value`'s increase since the sample before, NULL where it went down (a statistics reset).
+fn increase(value: &str) -> String {
+    format!("CASE WHEN {value} >= lag({value}) OVER w THEN {value} - lag({value}) OVER w END")
+}
+
+/// Checkpoints, WAL and buffer writes per bucket, and `pg_stat_io` per backend type over the
+/// range, from counter increases between consecutive samples (samples up to 15 minutes
+/// before the range give its first bucket a previous value).
+pub fn wal_series(connection: &Connection, request: &WalSeriesRequest) -> duckdb::Result<WalSeriesReply> {
+    let wal_written = "coalesce(wal_bytes, wal_position_bytes)";
+    let points_sql = format!(
+        "WITH deltas AS (
+             SELECT collected_at,
+                    {timed} AS timed, {requested} AS requested, {wal} AS wal,
+                    {checkpoint} AS checkpoint_buffers, {clean} AS clean_buffers, {backend} AS backend_buffers,
+                    {failed} AS failed,
+                    epoch(collected_at) - epoch(lag(collected_at) OVER w) AS seconds
+             FROM {wal_samples}
+             WHERE target = $1 AND collected_at >= make_timestamp($2) - INTERVAL 15 minute AND collected_at < make_timestamp($3)
+             WINDOW w AS (ORDER BY collected_at)
+         )
+         SELECT {BUCKET_START} AS bucket_start_us,
+                coalesce(sum(timed), 0)::BIGINT AS checkpoints_timed, coalesce(sum(requested), 0)::BIGINT AS checkpoints_requested,
+                sum(wal) / sum(seconds) FILTER (WHERE wal IS NOT NULL) AS wal_bytes_per_second,
+                sum(checkpoint_buffers) / sum(seconds) FILTER (WHERE checkpoint_buffers IS NOT NULL) AS checkpoint_buffers_per_second,
+                sum(clean_buffers) / sum(seconds) FILTER (WHERE clean_buffers IS NOT NULL) AS bgwriter_buffers_per_second,
+                sum(backend_buffers) / sum(seconds) FILTER (WHERE backend_buffers IS NOT NULL) AS backend_buffers_per_second,
+                coalesce(sum(failed), 0)::BIGINT AS archive_failures
+         FROM deltas
+         WHERE collected_at >= make_timestamp($2) AND seconds > 0
+         GROUP BY bucket_start_us
+         ORDER BY bucket_start_us",
+        timed = increase("checkpoints_timed"),
+        requested = increase("checkpoints_requested"),
+        wal = increase(wal_written),
+        checkpoint = increase("buffers_checkpoint"),
+        clean = increase("buffers_clean"),
+        backend = increase("buffers_backend"),
+        failed = increase("archive_failed_count"),
+        wal_samples = WAL_SAMPLES.read_as()
+    );
+    let points = rows(
+        connection,
+        &points_sql,
+        params![request.target.as_str(), request.from_us, request.to_us, request.step_us],
+    )?;
+    let counters = ["reads", "read_bytes", "writes", "write_bytes", "extends", "hits", "fsyncs"];
+    let increases: Vec<String> = counters
+        .iter()
+        .map(|counter| format!("{} AS {counter}", increase(counter)))
+        .collect();
+    let sums: Vec<String> = counters
+        .iter()
+        .map(|counter| format!("coalesce(sum({counter}), 0)::BIGINT AS {counter}"))
+        .collect();
+    let io_sql = format!(
+        "WITH deltas AS (
+             SELECT collected_at, backend_type, {increases}
+             FROM {io_samples}
+             WHERE target = $1 AND collected_at >= make_timestamp($2) - INTERVAL 15 minute AND collected_at < make_timestamp($3)
+             WINDOW w AS (PARTITION BY backend_type, object, context ORDER BY collected_at)
+         )
+         SELECT backend_type, {sums}
+         FROM deltas WHERE collected_at >= make_timestamp($2)
+         GROUP BY backend_type
+         ORDER BY coalesce(sum(reads), 0) + coalesce(sum(writes), 0) + coalesce(sum(extends), 0) + coalesce(sum(fsyncs), 0) DESC,
+                  backend_type",
+        increases = increases.join(", "),
+        sums = sums.join(", "),
+        io_samples = IO_SAMPLES.read_as()
+    );
+    let io = rows(
+        connection,
+        &io_sql,
+        params![request.target.as_str(), request.from_us, request.to_us],
+    )?;
+    Ok(WalSeriesReply { points, io })
+}
+
 #[cfg(test)]
 mod tests {
-    use pgmon_contract::event::decode_snapshot;
+    use pgmon_contract::event::{decode_snapshot, AnySnapshot};
 
     use super::*;
     use crate::storage::store::{BatchMessage, IngestBatch, Store};
     use crate::StorageOptions;
+
+    /// Two wal samples 10 s apart (and two io samples): one increase per counter.
+    #[test]
+    fn wal_series_counts_increases_between_samples() {
+        let directory = tempfile::tempdir().unwrap();
+        let mut store = Store::open(directory.path(), "PGMON", StorageOptions::default()).unwrap();
+        let fixture = |name: &str| {
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../contract/fixtures/v1")
+                .join(name);
+            decode_snapshot(&std::fs::read(path).unwrap()).unwrap()
+        };
+        let later = |snapshot: AnySnapshot| match snapshot {
+            AnySnapshot::Wal(mut wal) => {
+                wal.collected_at_us += 10_000_000;
+                wal.rows[0].checkpoints_requested += 2;
+                wal.rows[0].wal_bytes = wal.rows[0].wal_bytes.map(|bytes| bytes + 10_485_760);
+                AnySnapshot::Wal(wal)
+            }
+            AnySnapshot::Io(mut io) => {
+                io.collected_at_us += 10_000_000;
+                io.rows[0].extends = io.rows[0].extends.map(|extends| extends + 100);
+                AnySnapshot::Io(io)
+            }
+            other => other,
+        };
+        let snapshots = [
+            fixture("wal.json"),
+            fixture("io.json"),
+            later(fixture("wal.json")),
+            later(fixture("io.json")),
+        ];
+        let messages = snapshots
+            .into_iter()
+            .enumerate()
+            .map(|(index, snapshot)| BatchMessage {
+                sequence: index as u64 + 1,
+                stored_at_us: snapshot.collected_at_us(),
+                snapshot: Some(snapshot),
+            })
+            .collect();
+        store.apply(&IngestBatch { messages }).unwrap();
+        let from_us = 1_764_000_300_000_000;
+        let request = WalSeriesRequest {
+            target: "prod-db1".parse().unwrap(),
+            from_us,
+            to_us: from_us + 120_000_000,
+            step_us: 60_000_000,
+        };
+        let reply = wal_series(&store.reader().unwrap(), &request).unwrap();
+        assert_eq!(reply.points.len(), 1, "{reply:?}");
+        let point = &reply.points[0];
+        assert_eq!((point.checkpoints_requested, point.checkpoints_timed), (2, 0));
+        assert_eq!(point.wal_bytes_per_second, Some(1_048_576.0));
+        let client = reply.io.iter().find(|totals| totals.backend_type == "client backend").unwrap();
+        assert_eq!((client.extends, client.reads), (100, 0));
+    }
 
     /// The tables and database fixtures stored, then read back as the Health tab reads them.
     #[test]

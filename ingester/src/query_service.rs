@@ -11,8 +11,8 @@ use futures::StreamExt;
 use pgmon_contract::query::{
     reply_messages, ActivitySeriesRequest, BlockingRequest, ChangesRequest, DatabaseSeriesRequest, LockHistoryRequest, NamedQuery,
     ObjectGrowthRequest, ObjectsRequest, QueryReply, ReplicationSeriesRequest, SessionHistoryRequest, SessionsRequest,
-    StatementHistoryRequest, TopStatementsRequest, VacuumHealthRequest, MAX_QUERY_BUDGET, MAX_REPLY_BYTES, QUERY_BUDGET_HEADER,
-    REPLY_PART_HEADER,
+    StatementHistoryRequest, TopStatementsRequest, VacuumHealthRequest, WalSeriesRequest, MAX_QUERY_BUDGET, MAX_REPLY_BYTES,
+    QUERY_BUDGET_HEADER, REPLY_PART_HEADER,
 };
 use pgmon_contract::subjects::{query_subject, QUERY_QUEUE_GROUP};
 use pgmon_contract::target::TargetName;
@@ -208,6 +208,7 @@ fn answer(query_name: &str, payload: &[u8], reader: &Connection) -> Vec<u8> {
         VacuumHealthRequest::NAME => run(payload, reader, history::vacuum_health),
         ReplicationSeriesRequest::NAME => run(payload, reader, history::replication_series),
         ChangesRequest::NAME => run(payload, reader, history::changes),
+        WalSeriesRequest::NAME => run(payload, reader, history::wal_series),
         unknown => encode(&QueryReply::<()>::Invalid(format!("unknown query {unknown:?}"))),
     }
 }

@@ -27,7 +27,8 @@ fn replay(nats_url: &str, arguments: &[&str]) -> std::process::Output {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_of_every_kind_match_the_published_schema_and_replay_as_json_lines() {
-    let postgres = TestPostgres::start();
+    // The newest version, which has every kind (pg_stat_io exists from 16).
+    let postgres = TestPostgres::start_version(18);
     let nats = TestNats::start();
     let shutdown = CancellationToken::new();
     // A lock wait, so lock snapshots are published too.

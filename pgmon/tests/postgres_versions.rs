@@ -68,6 +68,7 @@ async fn activity_snapshots_from_postgresql_13_to_18() {
                     SnapshotKind::Replication,
                     SnapshotKind::Slots,
                     SnapshotKind::Settings,
+                    SnapshotKind::Wal,
                 ];
                 sleeper_seen
                     && of_server(SnapshotKind::Statements)
@@ -221,6 +222,33 @@ async fn activity_snapshots_from_postgresql_13_to_18() {
         assert!(
             tables.rows.iter().any(|row| row.schema == "pg_catalog" && row.name == "pg_class"),
             "PostgreSQL {major}: system catalogs count towards wraparound"
+        );
+    }
+    for major in MAJORS {
+        let of_server = |kind: SnapshotKind| {
+            snapshots
+                .iter()
+                .filter(|(_, snapshot)| snapshot.target().as_str() == format!("pg{major}") && snapshot.kind() == kind)
+                .map(|(_, snapshot)| snapshot)
+                .collect::<Vec<_>>()
+        };
+        let wal = of_server(SnapshotKind::Wal)
+            .into_iter()
+            .find_map(|snapshot| match snapshot {
+                AnySnapshot::Wal(snapshot) => snapshot.rows.first().cloned(),
+                _ => None,
+            })
+            .unwrap_or_else(|| panic!("PostgreSQL {major}: wal counters"));
+        assert_eq!(wal.wal_bytes.is_some(), *major >= 14, "PostgreSQL {major}: pg_stat_wal {wal:?}");
+        assert_eq!(wal.buffers_backend.is_some(), *major < 17, "PostgreSQL {major}: {wal:?}");
+        assert!(
+            wal.wal_position_bytes > Some(0) && wal.buffers_alloc > 0,
+            "PostgreSQL {major}: {wal:?}"
+        );
+        assert_eq!(
+            !of_server(SnapshotKind::Io).is_empty(),
+            *major >= 16,
+            "PostgreSQL {major}: pg_stat_io from 16"
         );
     }
     for major in MAJORS {

@@ -11,7 +11,7 @@ use pgmon_contract::query::{
     ActivitySeriesReply, ChangesReply, ChangesRequest, DatabasePoint, DatabaseSeriesRequest, LockHistoryReply, LockHistoryRequest,
     ObjectGrowthReply, ObjectGrowthRequest, ObjectsReply, ObjectsRequest, ReplicationSeriesReply, ReplicationSeriesRequest,
     SessionHistoryRequest, SessionSample, SessionSummary, SessionsRequest, StatementHistoryReply, StatementHistoryRequest, StatementTotals,
-    TopStatementsRequest, VacuumHealthReply, VacuumHealthRequest,
+    TopStatementsRequest, VacuumHealthReply, VacuumHealthRequest, WalSeriesReply, WalSeriesRequest,
 };
 use utoipa::OpenApi;
 
@@ -302,12 +302,32 @@ pub async fn changes(
     ask(&state, &request).await
 }
 
+/// `GET /api/v1/targets/{target}/health/wal`: checkpoints, WAL and buffer writes per bucket,
+/// and `pg_stat_io` per backend type over the window.
+#[utoipa::path(get, path = "/api/v1/targets/{target}/health/wal", tag = "health",
+    params(Target, WindowParams),
+    responses((status = 200, body = WalSeriesReply), (status = 400, body = ErrorBody)))]
+pub async fn wal_history(
+    State(state): State<AppState>,
+    Target(target): Target,
+    Params(window): Params<WindowParams>,
+) -> Result<Json<WalSeriesReply>, AppError> {
+    let window = window.window(SystemTime::now())?;
+    let request = WalSeriesRequest {
+        target,
+        from_us: window.from_us,
+        to_us: window.to_us,
+        step_us: window.step_us,
+    };
+    ask(&state, &request).await
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(title = "pgmon API", description = "PostgreSQL activity, statements, objects, locks and health over time. Authenticate with a session cookie (sign in at /sign-in) or `Authorization: Bearer <token>` (`pgmon users token`)."),
     paths(
         fleet, activity, sessions, session, statements, statement, objects, object_growth, current_locks, lock_history, database_stats,
-        vacuum_health, running_maintenance, current_replication, replication_history, changes,
+        vacuum_health, running_maintenance, current_replication, replication_history, changes, wal_history,
         connections::list_targets, connections::get_target, connections::create_target, connections::update_target,
         connections::delete_target, connections::test_target,
     ),

@@ -204,6 +204,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/targets/{target}/health/replication", get(api::current_replication))
         .route("/api/v1/targets/{target}/health/replication/history", get(api::replication_history))
         .route("/api/v1/targets/{target}/changes", get(api::changes))
+        .route("/api/v1/targets/{target}/health/wal", get(api::wal_history))
         .fallback(api_not_found);
     pages
         .merge(api)

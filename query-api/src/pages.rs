@@ -10,7 +10,7 @@ use maud::Markup;
 use pgmon_contract::event::SnapshotKind;
 use pgmon_contract::query::{
     ActivityDimension, ChangesRequest, LockHistoryRequest, ObjectGrowthRequest, ObjectOrder, ObjectsRequest, SessionHistoryRequest,
-    SessionsRequest, StatementHistoryRequest, StatementOrder, TopStatementsRequest, VacuumHealthRequest,
+    SessionsRequest, StatementHistoryRequest, StatementOrder, TopStatementsRequest, VacuumHealthRequest, WalSeriesRequest,
 };
 use pgmon_contract::target::TargetName;
 use pgmon_ui::activity::ActivityView;
@@ -377,6 +377,9 @@ pub async fn not_found() -> PageError {
     PageError(AppError::NotFound("there is no page at this address".to_owned()))
 }
 
+/// How far back the Health tab charts checkpoints and WAL and sums I/O.
+const WAL_RANGE: &str = "1h";
+
 /// How far back the Health tab lists changes.
 const CHANGES_RANGE: &str = "7d";
 
@@ -399,11 +402,19 @@ pub async fn health(
         from_us: week.from_us,
         to_us: week.to_us,
     };
-    let (vacuum, running, replication, changes) = tokio::try_join!(
+    let hour = range_window(WAL_RANGE)?;
+    let wal = WalSeriesRequest {
+        target: target.clone(),
+        from_us: hour.from_us,
+        to_us: hour.to_us,
+        step_us: hour.step_us,
+    };
+    let (vacuum, running, replication, changes, wal) = tokio::try_join!(
         state.ask(&request),
         targets::running_maintenance(&state, &target),
         targets::current_replication(&state, &target),
         state.ask(&changes),
+        state.ask(&wal),
     )?;
     let view = HealthView {
         target: target.as_str(),
@@ -411,6 +422,7 @@ pub async fn health(
         running: &running,
         replication: &replication,
         changes: &changes,
+        io: &wal.io,
     };
     Ok(page(
         &principal.viewer(),

@@ -4,7 +4,7 @@
 use maud::{html, Markup};
 use pgmon_contract::api::{CurrentReplication, RunningMaintenance};
 use pgmon_contract::event::{ProgressRow, ReplicationRole};
-use pgmon_contract::query::{Change, ChangesReply, TableHealth, VacuumHealthReply};
+use pgmon_contract::query::{Change, ChangesReply, IoTotals, TableHealth, VacuumHealthReply};
 
 use crate::components::{bytes, milliseconds, or_dash, target_header, time, TargetTab};
 use crate::objects::relation_link;
@@ -149,6 +149,38 @@ pub struct HealthView<'a> {
     pub replication: &'a CurrentReplication,
     /// The changes of the last week.
     pub changes: &'a ChangesReply,
+    /// I/O per backend type over the last hour (PostgreSQL 16+).
+    pub io: &'a [IoTotals],
+}
+
+/// Checkpoints and WAL over the last hour (a chart), and I/O by backend type.
+fn wal_section(target: &str, io: &[IoTotals]) -> Markup {
+    html! {
+        h2 { "Checkpoints, WAL and I/O, last hour" }
+        p.hint { "Requested checkpoints (rather than timed ones) mean max_wal_size is too small for the write load; "
+            "buffers written by backends mean the background writer and checkpoints do not keep up." }
+        div.chart data-wal-url={ "/api/v1/targets/" (target) "/health/wal?range=1h" } data-refresh-seconds="60" {}
+        @if io.is_empty() {
+            p.empty { "No I/O statistics by backend type (pg_stat_io exists from PostgreSQL 16)." }
+        } @else {
+            table.data.io {
+                thead { tr {
+                    th { "Backend type" } th.number { "Reads" } th.number { "Read" } th.number { "Writes" } th.number { "Written" }
+                    th.number { "Extends" } th.number { "Hits" } th.number { "Fsyncs" }
+                } }
+                tbody {
+                    @for totals in io {
+                        tr {
+                            td { (totals.backend_type) }
+                            td.number { (count(totals.reads)) } td.number { (bytes(totals.read_bytes)) }
+                            td.number { (count(totals.writes)) } td.number { (bytes(totals.write_bytes)) }
+                            td.number { (count(totals.extends)) } td.number { (count(totals.hits)) } td.number { (count(totals.fsyncs)) }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// A change as one line: a restart, or what changed from what to what.
@@ -255,6 +287,7 @@ pub fn health_page(view: &HealthView<'_>) -> Markup {
         (running_now(view.running))
         (changes_section(view.changes))
         (replication_section(target, view.replication))
+        (wal_section(target, view.io))
         h2 { "Transaction-ID wraparound" }
         @match reply.databases_collected_at_us {
             None => p.empty { "No database ages have been collected for this target yet." },

@@ -266,6 +266,15 @@
       const series = raw.map((s) => ({ label: s.label + " (" + unit + ")", values: s.values.map((v) => (v === null ? null : v / divisor)) }));
       lineChart(container, xs, series, unit);
     },
+    walUrl: (container, reply) => {
+      const xs = reply.points.map((p) => p.bucket_start_us / 1e6);
+      const mb = (value) => (value === null ? null : value / 1048576);
+      lineChart(container, xs, [
+        { label: "WAL (MB/s)", values: reply.points.map((p) => mb(p.wal_bytes_per_second)) },
+        { label: "checkpoints timed", values: reply.points.map((p) => p.checkpoints_timed), scale: "y2" },
+        { label: "checkpoints requested", values: reply.points.map((p) => p.checkpoints_requested), scale: "y2" },
+      ], "MB/s");
+    },
     locksUrl: (container, reply) => {
       const xs = reply.buckets.map((b) => b.bucket_start_us / 1e6);
       lineChart(container, xs, [{ label: "sessions waiting", values: reply.buckets.map((b) => b.max_waiting_sessions) }], "sessions waiting");

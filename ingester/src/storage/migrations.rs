@@ -51,6 +51,8 @@ pub(crate) const MIGRATIONS: &[(i32, &str)] = &[
     (14, include_str!("../../migrations/014_replication_and_slots.sql")),
     // Settings snapshots (published when something changed): the change timeline.
     (15, include_str!("../../migrations/015_setting_samples.sql")),
+    // Checkpoint, background writer, WAL and archiver counters, and pg_stat_io.
+    (16, include_str!("../../migrations/016_wal_and_io.sql")),
 ];
 
 /// The statement views across all partitions, as the newest migrations define them: a file of
@@ -170,6 +172,10 @@ mod tests {
             (
                 "015_setting_samples.sql",
                 "6658672078aaa0f0bc174e9a7c975063f80c58cdba548ed381963c719b827571",
+            ),
+            (
+                "016_wal_and_io.sql",
+                "0b2bffacd7a9dc7e7b34f4e98bcf0c41b9ac6b1c2c67438593f65760fa55e09c",
             ),
             (
                 "live_statement_views.sql",

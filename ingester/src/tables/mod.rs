@@ -16,6 +16,7 @@ pub(crate) mod replication;
 pub(crate) mod settings;
 pub(crate) mod statements;
 pub(crate) mod status;
+pub(crate) mod wal;
 
 use std::sync::Arc;
 
@@ -169,6 +170,8 @@ pub(crate) const TABLES: &[&Table] = &[
     &replication::REPLICATION_SAMPLES,
     &replication::SLOT_SAMPLES,
     &settings::SETTING_SAMPLES,
+    &wal::WAL_SAMPLES,
+    &wal::IO_SAMPLES,
 ];
 
 /// The table named `name`, if it is one of [`TABLES`].
@@ -394,6 +397,8 @@ mod tests {
         );
         uses_every_field(&replication::SLOT_SAMPLES, row_fields::<pgmon_contract::event::SlotRow>());
         uses_every_field(&settings::SETTING_SAMPLES, row_fields::<pgmon_contract::event::SettingRow>());
+        uses_every_field(&wal::WAL_SAMPLES, row_fields::<pgmon_contract::event::WalRow>());
+        uses_every_field(&wal::IO_SAMPLES, row_fields::<pgmon_contract::event::IoRow>());
         uses_every_field(
             &activity_minutes::ACTIVITY_MINUTES,
             row_fields::<activity_minutes::ActivityMinuteRow>(),
