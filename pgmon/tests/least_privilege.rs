@@ -6,8 +6,8 @@ mod common;
 
 use std::time::Duration;
 
-use common::{collector_config, stream_activity, stream_of_kind, wait_until};
-use pgmon_contract::event::AnySnapshot;
+use common::{collector_config, stream_activity, stream_of_kind, stream_snapshots, wait_until};
+use pgmon_contract::event::{AnySnapshot, SnapshotKind};
 use pgmon_test_support::{TestNats, TestPostgres};
 use tokio_util::sync::CancellationToken;
 
@@ -63,6 +63,19 @@ async fn a_pg_monitor_role_sees_other_sessions_and_their_queries() {
             .any(|row| row.name == "private_orders" && row.dead_tuples == 30 && row.frozen_xid_age > 0)
         },
     )
+    .await;
+    // Every health kind is read with pg_monitor alone (pg_stat_io needs PostgreSQL 16).
+    let health_kinds = [
+        SnapshotKind::Progress,
+        SnapshotKind::Replication,
+        SnapshotKind::Slots,
+        SnapshotKind::Settings,
+        SnapshotKind::Wal,
+    ];
+    wait_until(Duration::from_secs(30), "every health kind", || async {
+        let kinds: Vec<SnapshotKind> = stream_snapshots(&url).await.iter().map(|(_, snapshot)| snapshot.kind()).collect();
+        health_kinds.iter().all(|kind| kinds.contains(kind))
+    })
     .await;
     shutdown.cancel();
     collector.await.unwrap().unwrap();

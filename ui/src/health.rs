@@ -160,6 +160,7 @@ fn wal_section(target: &str, io: &[IoTotals]) -> Markup {
         p.hint { "Requested checkpoints (rather than timed ones) mean max_wal_size is too small for the write load; "
             "buffers written by backends mean the background writer and checkpoints do not keep up." }
         div.chart data-wal-url={ "/api/v1/targets/" (target) "/health/wal?range=1h" } data-refresh-seconds="60" {}
+        div.chart data-buffers-url={ "/api/v1/targets/" (target) "/health/wal?range=1h" } data-refresh-seconds="60" {}
         @if io.is_empty() {
             p.empty { "No I/O statistics by backend type (pg_stat_io exists from PostgreSQL 16)." }
         } @else {

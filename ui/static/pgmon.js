@@ -275,6 +275,14 @@
         { label: "checkpoints requested", values: reply.points.map((p) => p.checkpoints_requested), scale: "y2" },
       ], "MB/s");
     },
+    buffersUrl: (container, reply) => {
+      const xs = reply.points.map((p) => p.bucket_start_us / 1e6);
+      lineChart(container, xs, [
+        { label: "by checkpoints", values: reply.points.map((p) => p.checkpoint_buffers_per_second) },
+        { label: "by the background writer", values: reply.points.map((p) => p.bgwriter_buffers_per_second) },
+        { label: "by backends (before PostgreSQL 17)", values: reply.points.map((p) => p.backend_buffers_per_second) },
+      ], "buffers written per second");
+    },
     locksUrl: (container, reply) => {
       const xs = reply.buckets.map((b) => b.bucket_start_us / 1e6);
       lineChart(container, xs, [{ label: "sessions waiting", values: reply.buckets.map((b) => b.max_waiting_sessions) }], "sessions waiting");
