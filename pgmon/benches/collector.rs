@@ -94,6 +94,10 @@ fn kind_of(query: &str) -> &'static str {
         .any(|marker| query.contains(marker))
     {
         "objects"
+    } else if query.contains("pg_stat_bgwriter") {
+        "wal"
+    } else if query.contains("pg_stat_io") {
+        "io"
     } else if query.contains("pg_stat_progress") {
         "progress"
     } else if query.contains("pg_stat_replication") {
@@ -707,7 +711,7 @@ async fn bench_health(seconds: u64) {
         tables_round_ms,
         tables_round_ms / activity_ms.max(0.001)
     );
-    for kind in ["database", "progress", "replication", "slots", "settings"] {
+    for kind in ["database", "wal", "io", "progress", "replication", "slots", "settings"] {
         let (milliseconds, calls) = per_call(kind);
         println!(
             "{kind} sample: {milliseconds:.3} ms of server time per sample ({calls} samples), {:.1}× one activity sample",

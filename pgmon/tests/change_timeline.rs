@@ -6,29 +6,21 @@ mod common;
 
 use std::time::Duration;
 
-use common::{api_client, now_us, serve_config, spawn_pipeline, wait_until};
-use pgmon_common::access::Role;
+use common::{now_us, spawn_pipeline, wait_until, ServedWeb};
 use pgmon_test_support::{TestNats, TestPostgres};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-async fn changes(http: &reqwest::Client, base: &str) -> Vec<Value> {
-    let reply: Value = http
-        .get(format!("{base}/api/v1/targets/db/changes?range=15m"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+async fn changes(web: &ServedWeb) -> Vec<Value> {
+    let reply = web.json("/api/v1/targets/db/changes?range=15m").await;
     reply["changes"].as_array().cloned().unwrap_or_default()
 }
 
 /// The change of `name` seen after `since_us`, once the API shows it.
-async fn change_of(http: &reqwest::Client, base: &str, name: &str, since_us: i64, what: &str) -> Value {
+async fn change_of(web: &ServedWeb, name: &str, since_us: i64, what: &str) -> Value {
     let mut found = None;
     for _ in 0..60 {
-        found = changes(http, base)
+        found = changes(web)
             .await
             .into_iter()
             .find(|change| change["name"] == name && change["at_us"].as_i64() > Some(since_us));
@@ -47,16 +39,10 @@ async fn a_reloaded_setting_a_pending_restart_and_the_restart_appear_on_the_time
     let data_dir = tempfile::tempdir().unwrap();
     let shutdown = CancellationToken::new();
     let pipeline = spawn_pipeline(&nats.url(), postgres.connection_string("postgres"), data_dir.path(), &shutdown);
-    let server = pgmon_query_api::bind(&serve_config(&nats.url())).await.unwrap();
-    let base = format!("http://{}", server.local_addr());
-    let web = tokio::spawn(server.serve(shutdown.clone()));
-    let http = api_client(&nats.url(), Role::Viewer).await;
+    let web = ServedWeb::start(&nats.url(), &shutdown).await;
     // A first settings snapshot stored: what later ones are compared with.
     wait_until(Duration::from_secs(20), "the first settings snapshot", || async {
-        http.get(format!("{base}/api/v1/targets/db/changes?range=15m"))
-            .send()
-            .await
-            .is_ok_and(|reply| reply.status() == 200)
+        web.json("/api/v1/targets/db/changes?range=15m").await["changes"].is_array()
     })
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -66,7 +52,7 @@ async fn a_reloaded_setting_a_pending_restart_and_the_restart_appear_on_the_time
     // Each its own statement: ALTER SYSTEM cannot run in the implicit transaction of a batch.
     admin.batch_execute("ALTER SYSTEM SET work_mem = '8MB'").await.unwrap();
     admin.batch_execute("SELECT pg_reload_conf()").await.unwrap();
-    let work_mem = change_of(&http, &base, "work_mem", before_reload, "work_mem after a reload").await;
+    let work_mem = change_of(&web, "work_mem", before_reload, "work_mem after a reload").await;
     assert_eq!(work_mem["category"], "setting");
     // Only settings that differ from their defaults are kept: before, work_mem had its default.
     assert_eq!(
@@ -79,7 +65,7 @@ async fn a_reloaded_setting_a_pending_restart_and_the_restart_appear_on_the_time
     let before_pending = now_us();
     admin.batch_execute("ALTER SYSTEM SET shared_buffers = '64MB'").await.unwrap();
     admin.batch_execute("SELECT pg_reload_conf()").await.unwrap();
-    let pending = change_of(&http, &base, "shared_buffers", before_pending, "shared_buffers pending a restart").await;
+    let pending = change_of(&web, "shared_buffers", before_pending, "shared_buffers pending a restart").await;
     assert_eq!(pending["pending_restart"], true, "{pending}");
     assert_eq!(pending["new_value"], "128MB", "the running value until the restart: {pending}");
     drop(admin);
@@ -87,11 +73,10 @@ async fn a_reloaded_setting_a_pending_restart_and_the_restart_appear_on_the_time
     let before_restart = now_us();
     postgres.stop();
     postgres.start_again();
-    let restart = change_of(&http, &base, "start_time", before_restart, "the restart").await;
+    let restart = change_of(&web, "start_time", before_restart, "the restart").await;
     assert_eq!(restart["category"], "server");
     let applied = change_of(
-        &http,
-        &base,
+        &web,
         "shared_buffers",
         restart["at_us"].as_i64().unwrap() - 1,
         "shared_buffers applied",
@@ -107,25 +92,18 @@ async fn a_reloaded_setting_a_pending_restart_and_the_restart_appear_on_the_time
         "{applied}"
     );
 
-    let page = http
-        .get(format!("{base}/targets/db/health"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = web.page("/targets/db/health").await;
     assert!(
         page.contains("Changes, last 7 days") && page.contains("restart") && page.contains("work_mem"),
         "{page}"
     );
-    let activity = http.get(format!("{base}/targets/db")).send().await.unwrap().text().await.unwrap();
+    let activity = web.page("/targets/db").await;
     assert!(
         activity.contains("data-changes-url=\"/api/v1/targets/db/changes?range="),
         "the chart marks changes"
     );
 
     shutdown.cancel();
-    web.await.unwrap().unwrap();
+    web.join().await;
     pipeline.join().await;
 }

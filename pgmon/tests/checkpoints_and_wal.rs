@@ -6,8 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{api_client, serve_config, spawn_pipeline, wait_until};
-use pgmon_common::access::Role;
+use common::{spawn_pipeline, wait_until, ServedWeb};
 use pgmon_test_support::{TestNats, TestPostgres};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -42,19 +41,8 @@ async fn a_requested_checkpoint_is_counted_once_and_writes_show_as_wal_and_io() 
         .get(0);
 
     let pipeline = spawn_pipeline(&nats.url(), postgres.connection_string("postgres"), data_dir.path(), &shutdown);
-    let server = pgmon_query_api::bind(&serve_config(&nats.url())).await.unwrap();
-    let base = format!("http://{}", server.local_addr());
-    let web = tokio::spawn(server.serve(shutdown.clone()));
-    let http = api_client(&nats.url(), Role::Viewer).await;
-    let history = || async {
-        http.get(format!("{base}/api/v1/targets/db/health/wal?range=15m"))
-            .send()
-            .await
-            .unwrap()
-            .json::<Value>()
-            .await
-            .unwrap()
-    };
+    let web = ServedWeb::start(&nats.url(), &shutdown).await;
+    let history = || web.json("/api/v1/targets/db/health/wal?range=15m");
     wait_until(Duration::from_secs(20), "two stored samples (one increase)", || async {
         history().await["points"].as_array().is_some_and(|points| !points.is_empty())
     })
@@ -93,17 +81,10 @@ async fn a_requested_checkpoint_is_counted_once_and_writes_show_as_wal_and_io() 
         assert!(io.is_empty(), "no pg_stat_io before PostgreSQL 16");
     }
 
-    let page = http
-        .get(format!("{base}/targets/db/health"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = web.page("/targets/db/health").await;
     assert!(page.contains("Checkpoints, WAL and I/O") && page.contains("data-wal-url"), "{page}");
 
     shutdown.cancel();
-    web.await.unwrap().unwrap();
+    web.join().await;
     pipeline.join().await;
 }

@@ -7,8 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{api_client, collector_config, ingester_config, serve_config, wait_until};
-use pgmon_common::access::Role;
+use common::{collector_config, ingester_config, wait_until, ServedWeb};
 use pgmon_test_support::{TestNats, TestPostgres};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -16,14 +15,8 @@ use tokio_util::sync::CancellationToken;
 const MIB: i64 = 1 << 20;
 
 /// The replication of `target` as the Health API gives it now.
-async fn replication(http: &reqwest::Client, base: &str, target: &str) -> Value {
-    http.get(format!("{base}/api/v1/targets/{target}/health/replication"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+async fn replication(web: &ServedWeb, target: &str) -> Value {
+    web.json(&format!("/api/v1/targets/{target}/health/replication")).await
 }
 
 /// The replay lag in bytes of the first link of `role` in a reply.
@@ -60,14 +53,11 @@ async fn lag_grows_while_replay_is_paused_and_falls_after_and_an_idle_slot_holds
     );
     let collector = tokio::spawn(pgmon_collector::run(collector, shutdown.clone()));
     let ingester = tokio::spawn(pgmon_ingester::run(ingester_config(&nats.url(), data_dir.path()), shutdown.clone()));
-    let server = pgmon_query_api::bind(&serve_config(&nats.url())).await.unwrap();
-    let base = format!("http://{}", server.local_addr());
-    let web = tokio::spawn(server.serve(shutdown.clone()));
-    let http = api_client(&nats.url(), Role::Viewer).await;
+    let web = ServedWeb::start(&nats.url(), &shutdown).await;
 
     wait_until(Duration::from_secs(30), "the standby streaming, seen from both sides", || async {
-        let on_primary = replication(&http, &base, "primary").await;
-        let on_standby = replication(&http, &base, "standby").await;
+        let on_primary = replication(&web, "primary").await;
+        let on_standby = replication(&web, "standby").await;
         on_primary["links"]
             .as_array()
             .is_some_and(|links| links.iter().any(|link| link["role"] == "standby" && link["state"] == "streaming"))
@@ -76,7 +66,7 @@ async fn lag_grows_while_replay_is_paused_and_falls_after_and_an_idle_slot_holds
                 .is_some_and(|links| links.iter().any(|link| link["role"] == "receiver" && link["state"] == "streaming"))
     })
     .await;
-    let idle_before = retained_of(&replication(&http, &base, "primary").await, "idle_slot").expect("the idle slot reserves WAL");
+    let idle_before = retained_of(&replication(&web, "primary").await, "idle_slot").expect("the idle slot reserves WAL");
 
     standby_admin.batch_execute("SELECT pg_wal_replay_pause()").await.unwrap();
     admin
@@ -84,23 +74,23 @@ async fn lag_grows_while_replay_is_paused_and_falls_after_and_an_idle_slot_holds
         .await
         .unwrap();
     wait_until(Duration::from_secs(30), "lag while replay is paused", || async {
-        let on_primary = replication(&http, &base, "primary").await;
-        let on_standby = replication(&http, &base, "standby").await;
+        let on_primary = replication(&web, "primary").await;
+        let on_standby = replication(&web, "standby").await;
         on_standby["links"][0]["replay_paused"] == true
             && lag_of(&on_primary, "standby").is_some_and(|lag| lag > MIB)
             && lag_of(&on_standby, "receiver").is_some_and(|lag| lag > MIB)
     })
     .await;
-    let first_lag = lag_of(&replication(&http, &base, "primary").await, "standby").unwrap();
+    let first_lag = lag_of(&replication(&web, "primary").await, "standby").unwrap();
     admin
         .batch_execute("INSERT INTO filler SELECT i, md5(i::text) FROM generate_series(1, 100000) i")
         .await
         .unwrap();
     wait_until(Duration::from_secs(30), "the lag to grow with more writes", || async {
-        lag_of(&replication(&http, &base, "primary").await, "standby").is_some_and(|lag| lag > first_lag + MIB)
+        lag_of(&replication(&web, "primary").await, "standby").is_some_and(|lag| lag > first_lag + MIB)
     })
     .await;
-    let on_primary = replication(&http, &base, "primary").await;
+    let on_primary = replication(&web, "primary").await;
     let idle_after = retained_of(&on_primary, "idle_slot").unwrap();
     assert!(
         idle_after > idle_before + MIB,
@@ -109,22 +99,15 @@ async fn lag_grows_while_replay_is_paused_and_falls_after_and_an_idle_slot_holds
 
     standby_admin.batch_execute("SELECT pg_wal_replay_resume()").await.unwrap();
     wait_until(Duration::from_secs(30), "the lag to fall once replay resumes", || async {
-        let on_primary = replication(&http, &base, "primary").await;
-        let on_standby = replication(&http, &base, "standby").await;
+        let on_primary = replication(&web, "primary").await;
+        let on_standby = replication(&web, "standby").await;
         lag_of(&on_primary, "standby").is_some_and(|lag| lag < MIB)
             && lag_of(&on_standby, "receiver").is_some_and(|lag| lag < MIB)
             && on_standby["links"][0]["replay_paused"] == false
     })
     .await;
 
-    let history: Value = http
-        .get(format!("{base}/api/v1/targets/primary/health/replication/history?range=15m"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let history = web.json("/api/v1/targets/primary/health/replication/history?range=15m").await;
     let peak = history["links"][0]["replay_lag_bytes"]
         .as_array()
         .unwrap()
@@ -141,22 +124,15 @@ async fn lag_grows_while_replay_is_paused_and_falls_after_and_an_idle_slot_holds
             .any(|slot| slot["slot_name"] == "idle_slot"),
         "{history}"
     );
-    let fleet: Value = http.get(format!("{base}/api/v1/fleet")).send().await.unwrap().json().await.unwrap();
+    let fleet = web.json("/api/v1/fleet").await;
     let primary_summary = fleet.as_array().unwrap().iter().find(|target| target["name"] == "primary").unwrap();
     assert_eq!(primary_summary["inactive_slots"], 1, "{primary_summary}");
     assert!(primary_summary["replication_lag_bytes"].as_i64().is_some(), "{primary_summary}");
-    let page = http
-        .get(format!("{base}/targets/primary/health"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = web.page("/targets/primary/health").await;
     assert!(page.contains("Replication slots") && page.contains("idle_slot"), "{page}");
 
     shutdown.cancel();
-    web.await.unwrap().unwrap();
+    web.join().await;
     collector.await.unwrap().unwrap();
     ingester.await.unwrap().unwrap();
 }

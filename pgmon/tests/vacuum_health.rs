@@ -6,8 +6,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{api_client, serve_config, spawn_pipeline, wait_until};
-use pgmon_common::access::Role;
+use common::{spawn_pipeline, wait_until, ServedWeb};
 use pgmon_test_support::{TestNats, TestPostgres};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
@@ -44,15 +43,8 @@ async fn truth(client: &tokio_postgres::Client) -> Truth {
 }
 
 /// The same figures as the Health API gives them, with the churn table's place in the lists.
-async fn reported(http: &reqwest::Client, base: &str) -> Option<(Truth, Value)> {
-    let reply: Value = http
-        .get(format!("{base}/api/v1/targets/db/health/vacuum?limit=1000"))
-        .send()
-        .await
-        .ok()?
-        .json()
-        .await
-        .ok()?;
+async fn reported(web: &ServedWeb) -> Option<(Truth, Value)> {
+    let reply = web.json("/api/v1/targets/db/health/vacuum?limit=1000").await;
     let churn = reply["oldest_tables"]
         .as_array()?
         .iter()
@@ -73,11 +65,11 @@ async fn reported(http: &reqwest::Client, base: &str) -> Option<(Truth, Value)> 
 }
 
 /// Waits until the API reports what the server says at the same moment, and returns both.
-async fn agreed(http: &reqwest::Client, base: &str, client: &tokio_postgres::Client, what: &str) -> (Truth, Value) {
+async fn agreed(web: &ServedWeb, client: &tokio_postgres::Client, what: &str) -> (Truth, Value) {
     let mut last = None;
     for _ in 0..60 {
         let server = truth(client).await;
-        if let Some((reported, reply)) = reported(http, base).await {
+        if let Some((reported, reply)) = reported(web).await {
             if reported == server {
                 return (server, reply);
             }
@@ -113,12 +105,9 @@ async fn dead_tuples_and_frozen_ages_equal_the_servers_and_move_after_vacuum_fre
     .await;
 
     let pipeline = spawn_pipeline(&nats.url(), postgres.connection_string("postgres"), data_dir.path(), &shutdown);
-    let server = pgmon_query_api::bind(&serve_config(&nats.url())).await.unwrap();
-    let base = format!("http://{}", server.local_addr());
-    let web = tokio::spawn(server.serve(shutdown.clone()));
-    let http = api_client(&nats.url(), Role::Viewer).await;
+    let web = ServedWeb::start(&nats.url(), &shutdown).await;
 
-    let (before, reply) = agreed(&http, &base, &client, "before the freeze").await;
+    let (before, reply) = agreed(&web, &client, "before the freeze").await;
     assert_eq!(before.dead_tuples, 4000);
     assert!(before.frozen_xid_age >= 300, "{before:?}");
     let overdue = reply["vacuum_overdue"].as_array().unwrap();
@@ -133,16 +122,14 @@ async fn dead_tuples_and_frozen_ages_equal_the_servers_and_move_after_vacuum_fre
     assert!((percent - expected).abs() < 1e-9, "{percent} against {expected}");
     assert_eq!(reply["freeze_max_age"], 200_000_000, "the server's autovacuum_freeze_max_age");
 
-    let page = http.get(format!("{base}/targets/db/health")).send().await.unwrap();
-    assert_eq!(page.status(), 200);
-    let page = page.text().await.unwrap();
+    let page = web.page("/targets/db/health").await;
     assert!(
         page.contains("Transaction-ID wraparound") && page.contains("postgres.public.churn"),
         "the overdue table is listed: {page}"
     );
 
     client.batch_execute("VACUUM (FREEZE) churn").await.unwrap();
-    let (after, reply) = agreed(&http, &base, &client, "after the freeze").await;
+    let (after, reply) = agreed(&web, &client, "after the freeze").await;
     assert!(after.frozen_xid_age < before.frozen_xid_age, "{before:?} then {after:?}");
     assert_eq!(after.dead_tuples, 0, "VACUUM removed them");
     assert!(
@@ -161,12 +148,12 @@ async fn dead_tuples_and_frozen_ages_equal_the_servers_and_move_after_vacuum_fre
         .unwrap();
     assert!(churn["last_vacuum_us"].as_i64().is_some(), "{churn}");
 
-    let fleet: Value = http.get(format!("{base}/api/v1/fleet")).send().await.unwrap().json().await.unwrap();
+    let fleet = web.json("/api/v1/fleet").await;
     let oldest = fleet[0]["oldest_xid_percent"].as_f64().expect("the fleet shows the oldest XID");
     assert!(oldest > 0.0 && oldest < 1.0, "{fleet}");
 
     shutdown.cancel();
-    web.await.unwrap().unwrap();
+    web.join().await;
     pipeline.join().await;
 }
 
@@ -185,19 +172,8 @@ async fn an_index_build_shows_as_running_with_its_phase_until_it_ends() {
     let build = tokio::spawn(async move { builder.batch_execute("CREATE INDEX CONCURRENTLY ledger_id ON ledger (id)").await });
 
     let pipeline = spawn_pipeline(&nats.url(), postgres.connection_string("postgres"), data_dir.path(), &shutdown);
-    let server = pgmon_query_api::bind(&serve_config(&nats.url())).await.unwrap();
-    let base = format!("http://{}", server.local_addr());
-    let web = tokio::spawn(server.serve(shutdown.clone()));
-    let http = api_client(&nats.url(), Role::Viewer).await;
-    let running = || async {
-        http.get(format!("{base}/api/v1/targets/db/health/maintenance"))
-            .send()
-            .await
-            .unwrap()
-            .json::<Value>()
-            .await
-            .unwrap()
-    };
+    let web = ServedWeb::start(&nats.url(), &shutdown).await;
+    let running = || web.json("/api/v1/targets/db/health/maintenance");
 
     let is_building = |reply: &Value| {
         reply["commands"]
@@ -222,14 +198,7 @@ async fn an_index_build_shows_as_running_with_its_phase_until_it_ends() {
         command["phase"].as_str().unwrap().contains("waiting for writers"),
         "held by the open insert: {command}"
     );
-    let page = http
-        .get(format!("{base}/targets/db/health"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let page = web.page("/targets/db/health").await;
     assert!(
         page.contains("Maintenance running now") && page.contains("waiting for writers"),
         "{page}"
@@ -243,6 +212,6 @@ async fn an_index_build_shows_as_running_with_its_phase_until_it_ends() {
     .await;
 
     shutdown.cancel();
-    web.await.unwrap().unwrap();
+    web.join().await;
     pipeline.join().await;
 }

@@ -405,3 +405,46 @@ impl CleartextPasswordTrap {
         self.received.lock().unwrap().clone()
     }
 }
+
+/// The web role serving on a free local port, with a viewer's HTTP client (an API token).
+pub struct ServedWeb {
+    /// `http://127.0.0.1:<port>`.
+    pub base: String,
+    pub http: reqwest::Client,
+    task: tokio::task::JoinHandle<Result<(), pgmon_query_api::ServeError>>,
+}
+
+impl ServedWeb {
+    /// Serves against the test NATS server at `nats_url` until `shutdown`.
+    pub async fn start(nats_url: &str, shutdown: &tokio_util::sync::CancellationToken) -> ServedWeb {
+        let server = pgmon_query_api::bind(&serve_config(nats_url)).await.unwrap();
+        let base = format!("http://{}", server.local_addr());
+        let task = tokio::spawn(server.serve(shutdown.clone()));
+        let http = api_client(nats_url, pgmon_common::access::Role::Viewer).await;
+        ServedWeb { base, http, task }
+    }
+
+    /// The JSON answer to `GET path` (any status).
+    pub async fn json(&self, path: &str) -> serde_json::Value {
+        self.http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// The page at `path`, which must answer 200.
+    pub async fn page(&self, path: &str) -> String {
+        let response = self.http.get(format!("{}{path}", self.base)).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        response.text().await.unwrap()
+    }
+
+    /// Waits for the server to stop (cancel its token first) and checks it ended cleanly.
+    pub async fn join(self) {
+        self.task.await.unwrap().unwrap();
+    }
+}
