@@ -759,17 +759,34 @@ mod tests {
     use crate::storage::store::{BatchMessage, IngestBatch, Store};
     use crate::StorageOptions;
 
+    /// A version-1 golden fixture.
+    fn fixture(name: &str) -> AnySnapshot {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../contract/fixtures/v1")
+            .join(name);
+        decode_snapshot(&std::fs::read(path).unwrap()).unwrap()
+    }
+
+    /// A store in a temporary directory holding `snapshots`, in this order.
+    fn store_of(snapshots: Vec<AnySnapshot>) -> (tempfile::TempDir, Store) {
+        let directory = tempfile::tempdir().unwrap();
+        let mut store = Store::open(directory.path(), "PGMON", StorageOptions::default()).unwrap();
+        let messages = snapshots
+            .into_iter()
+            .enumerate()
+            .map(|(index, snapshot)| BatchMessage {
+                sequence: index as u64 + 1,
+                stored_at_us: snapshot.collected_at_us(),
+                snapshot: Some(snapshot),
+            })
+            .collect();
+        store.apply(&IngestBatch { messages }).unwrap();
+        (directory, store)
+    }
+
     /// Two wal samples 10 s apart (and two io samples): one increase per counter.
     #[test]
     fn wal_series_counts_increases_between_samples() {
-        let directory = tempfile::tempdir().unwrap();
-        let mut store = Store::open(directory.path(), "PGMON", StorageOptions::default()).unwrap();
-        let fixture = |name: &str| {
-            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../contract/fixtures/v1")
-                .join(name);
-            decode_snapshot(&std::fs::read(path).unwrap()).unwrap()
-        };
         let later = |snapshot: AnySnapshot| match snapshot {
             AnySnapshot::Wal(mut wal) => {
                 wal.collected_at_us += 10_000_000;
@@ -784,22 +801,12 @@ mod tests {
             }
             other => other,
         };
-        let snapshots = [
+        let (_directory, store) = store_of(vec![
             fixture("wal.json"),
             fixture("io.json"),
             later(fixture("wal.json")),
             later(fixture("io.json")),
-        ];
-        let messages = snapshots
-            .into_iter()
-            .enumerate()
-            .map(|(index, snapshot)| BatchMessage {
-                sequence: index as u64 + 1,
-                stored_at_us: snapshot.collected_at_us(),
-                snapshot: Some(snapshot),
-            })
-            .collect();
-        store.apply(&IngestBatch { messages }).unwrap();
+        ]);
         let from_us = 1_764_000_300_000_000;
         let request = WalSeriesRequest {
             target: "prod-db1".parse().unwrap(),
@@ -819,27 +826,11 @@ mod tests {
     /// The tables and database fixtures stored, then read back as the Health tab reads them.
     #[test]
     fn vacuum_health_applies_postgresql_thresholds_to_the_newest_round() {
-        let directory = tempfile::tempdir().unwrap();
-        let mut store = Store::open(directory.path(), "PGMON", StorageOptions::default()).unwrap();
-        let fixture = |name: &str| {
-            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../contract/fixtures/v1")
-                .join(name);
-            decode_snapshot(&std::fs::read(path).unwrap()).unwrap()
-        };
-        let messages = ["database.json", "database-with-ages.json", "tables.json"]
-            .into_iter()
-            .enumerate()
-            .map(|(index, name)| {
-                let snapshot = fixture(name);
-                BatchMessage {
-                    sequence: index as u64 + 1,
-                    stored_at_us: snapshot.collected_at_us(),
-                    snapshot: Some(snapshot),
-                }
-            })
-            .collect();
-        store.apply(&IngestBatch { messages }).unwrap();
+        let (_directory, store) = store_of(vec![
+            fixture("database.json"),
+            fixture("database-with-ages.json"),
+            fixture("tables.json"),
+        ]);
         let request = VacuumHealthRequest {
             target: "prod-db1".parse().unwrap(),
             limit: 10,
