@@ -658,7 +658,8 @@ async fn make_tables(admin: &tokio_postgres::Client, count: usize) {
 async fn bench_health(seconds: u64) {
     const TABLES: usize = 50_000;
     println!("\n== 5. server time of the health kinds on a database of {TABLES} tables, beside activity ==");
-    let postgres = TestPostgres::start();
+    // The newest version, which has every kind (pg_stat_io exists from 16).
+    let postgres = TestPostgres::start_version(18);
     let admin = postgres.connect().await;
     admin
         .batch_execute("CREATE EXTENSION pg_stat_statements; CREATE ROLE bench_collector LOGIN IN ROLE pg_monitor")
