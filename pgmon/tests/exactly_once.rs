@@ -26,6 +26,9 @@ const KIND_TABLES: &[(SnapshotKind, &str)] = &[
     (SnapshotKind::Status, "target_status"),
     (SnapshotKind::Statements, "statement_samples"),
     (SnapshotKind::Objects, "object_samples"),
+    (SnapshotKind::Tables, "table_samples"),
+    (SnapshotKind::Settings, "setting_samples"),
+    (SnapshotKind::Wal, "wal_samples"),
 ];
 
 fn start_ingester(nats_url: &str, data_dir: &Path, log: &Path) -> Child {
@@ -161,7 +164,12 @@ async fn killing_the_ingester_neither_loses_nor_duplicates_rows() {
     assert_eq!(count("SELECT count(*) FROM activity_snapshots"), published_activity as i64);
     let split_kinds = published
         .iter()
-        .filter(|(_, snapshot)| matches!(snapshot.kind(), SnapshotKind::Statements | SnapshotKind::Objects))
+        .filter(|(_, snapshot)| {
+            matches!(
+                snapshot.kind(),
+                SnapshotKind::Statements | SnapshotKind::Objects | SnapshotKind::Tables
+            )
+        })
         .count();
     assert_eq!(
         count("SELECT count(DISTINCT stream_sequence) FROM snapshot_parts"),
