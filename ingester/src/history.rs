@@ -438,16 +438,15 @@ pub fn vacuum_health(connection: &Connection, request: &VacuumHealthRequest) -> 
             params![target, collected_at_us],
         )?,
     };
-    let setting = |name: &str| -> duckdb::Result<Option<i64>> {
-        connection.query_row(
-            "SELECT TRY_CAST(json_extract_string(arg_max(settings_json, collected_at), '$.' || $2) AS BIGINT)
-             FROM instance_samples WHERE target = $1",
-            params![target, name],
-            |row| row.get(0),
-        )
-    };
-    let freeze_max_age = setting("autovacuum_freeze_max_age")?;
-    let multixact_freeze_max_age = setting("autovacuum_multixact_freeze_max_age")?;
+    // Both freeze ages from the newest settings reported, in one pass over the instance samples.
+    let (freeze_max_age, multixact_freeze_max_age): (Option<i64>, Option<i64>) = connection.query_row(
+        "WITH newest AS (SELECT arg_max(settings_json, collected_at) AS settings FROM instance_samples WHERE target = $1)
+         SELECT TRY_CAST(json_extract_string(settings, '$.autovacuum_freeze_max_age') AS BIGINT),
+                TRY_CAST(json_extract_string(settings, '$.autovacuum_multixact_freeze_max_age') AS BIGINT)
+         FROM newest",
+        [target],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )?;
     let mut reply = VacuumHealthReply {
         databases_collected_at_us,
         tables_collected_at_us: latest_complete(connection, target, SnapshotKind::Tables)?,

@@ -7,7 +7,10 @@ use async_nats::jetstream;
 use futures::TryStreamExt;
 use pgmon_contract::api::{BlockingNode, CurrentBlocking};
 use pgmon_contract::api::{CurrentReplication, RunningMaintenance, TargetSummary};
-use pgmon_contract::event::{decode_snapshot, join_parts, sample_head, AnySnapshot, SampleHead, SnapshotKind, TargetState};
+use pgmon_contract::event::{
+    decode_snapshot, join_parts, sample_head, AnySnapshot, ProgressRow, ReplicationRow, SampleHead, SlotRow, SnapshotKind, SnapshotRow,
+    TargetState,
+};
 use pgmon_contract::query::{wraparound_percent, ObjectOrder, ObjectsRequest};
 use pgmon_contract::subjects::{parse_snapshot_subject, snapshot_subject, SNAPSHOT_STREAM};
 use pgmon_contract::target::TargetName;
@@ -353,17 +356,22 @@ pub async fn current_blocking(state: &AppState, target: &TargetName) -> Result<C
     })
 }
 
+/// When the newest snapshot of `Row`'s kind of `target` was taken, and its rows (every part);
+/// `None` and no rows when the target never sent one.
+async fn newest_rows<Row: SnapshotRow + Clone>(state: &AppState, target: &TargetName) -> Result<(Option<i64>, Vec<Row>), AppError> {
+    let newest = newest_sample(&state.jetstream, target, Row::KIND).await?;
+    Ok(newest.as_ref().and_then(Row::of).map_or((None, Vec::new()), |snapshot| {
+        (Some(snapshot.collected_at_us), snapshot.rows.clone())
+    }))
+}
+
 /// The maintenance commands running on `target`, from its newest progress snapshot, and its
 /// autovacuum workers from its newest database snapshot.
 pub async fn running_maintenance(state: &AppState, target: &TargetName) -> Result<RunningMaintenance, AppError> {
-    let (progress, database) = tokio::try_join!(
-        newest_sample(&state.jetstream, target, SnapshotKind::Progress),
+    let ((collected_at_us, commands), database) = tokio::try_join!(
+        newest_rows::<ProgressRow>(state, target),
         newest_sample(&state.jetstream, target, SnapshotKind::Database),
     )?;
-    let (collected_at_us, commands) = match progress {
-        Some(AnySnapshot::Progress(snapshot)) => (Some(snapshot.collected_at_us), snapshot.rows),
-        _ => (None, Vec::new()),
-    };
     let autovacuum_max_workers = match database {
         Some(AnySnapshot::Database(snapshot)) => snapshot
             .instance
@@ -380,18 +388,8 @@ pub async fn running_maintenance(state: &AppState, target: &TargetName) -> Resul
 
 /// The replication of `target` now, from its newest replication and slots snapshots.
 pub async fn current_replication(state: &AppState, target: &TargetName) -> Result<CurrentReplication, AppError> {
-    let (links, slots) = tokio::try_join!(
-        newest_sample(&state.jetstream, target, SnapshotKind::Replication),
-        newest_sample(&state.jetstream, target, SnapshotKind::Slots),
-    )?;
-    let (collected_at_us, links) = match links {
-        Some(AnySnapshot::Replication(snapshot)) => (Some(snapshot.collected_at_us), snapshot.rows),
-        _ => (None, Vec::new()),
-    };
-    let (slots_collected_at_us, slots) = match slots {
-        Some(AnySnapshot::Slots(snapshot)) => (Some(snapshot.collected_at_us), snapshot.rows),
-        _ => (None, Vec::new()),
-    };
+    let ((collected_at_us, links), (slots_collected_at_us, slots)) =
+        tokio::try_join!(newest_rows::<ReplicationRow>(state, target), newest_rows::<SlotRow>(state, target),)?;
     Ok(CurrentReplication {
         collected_at_us,
         links,
