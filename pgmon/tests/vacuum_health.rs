@@ -198,6 +198,12 @@ async fn an_index_build_shows_as_running_with_its_phase_until_it_ends() {
         command["phase"].as_str().unwrap().contains("waiting for writers"),
         "held by the open insert: {command}"
     );
+    // The running commands come from the stream, the rest of the tab from the ingester, which
+    // may not answer its first queries yet.
+    wait_until(Duration::from_secs(20), "the ingester to answer the Health tab", || async {
+        web.status("/targets/db/health").await == 200
+    })
+    .await;
     let page = web.page("/targets/db/health").await;
     assert!(
         page.contains("Maintenance running now") && page.contains("waiting for writers"),

@@ -436,6 +436,17 @@ impl ServedWeb {
             .unwrap()
     }
 
+    /// The status `GET path` answers with.
+    pub async fn status(&self, path: &str) -> u16 {
+        self.http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    }
+
     /// The page at `path`, which must answer 200.
     pub async fn page(&self, path: &str) -> String {
         let response = self.http.get(format!("{}{path}", self.base)).send().await.unwrap();
