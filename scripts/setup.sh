@@ -92,7 +92,7 @@ for major in 13 14 15 16 17 18; do
   echo "PostgreSQL $major: $(LD_LIBRARY_PATH=$destination/lib "$destination/bin/postgres" --version)"
 done
 
-step "Python packages of the tests (nats-py, jsonschema, kubernetes-validate, schemathesis; pinned by scripts/requirements-test.txt) into /opt/pgmon/venv"
+step "Python packages of the tests (nats-py, jsonschema, kubernetes-validate, schemathesis, aiosmtpd; pinned by scripts/requirements-test.txt) into /opt/pgmon/venv"
 if ! cmp -s scripts/requirements-test.txt /opt/pgmon/venv/requirements-test.txt 2>/dev/null; then
   # Debian's python3 makes virtual environments only with python3-venv (ensurepip).
   python3 -c 'import ensurepip' 2>/dev/null || as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -q python3-venv

@@ -12,7 +12,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use pgmon_contract::subjects::{
-    API_TOKENS_BUCKET, COLLECTORS_BUCKET, DEAD_LETTER_STREAM, SESSIONS_BUCKET, SNAPSHOT_STREAM, TARGETS_BUCKET, USERS_BUCKET,
+    ALERT_RULES_BUCKET, ALERT_STATE_BUCKET, ALERT_STREAM, API_TOKENS_BUCKET, COLLECTORS_BUCKET, DEAD_LETTER_STREAM, SESSIONS_BUCKET,
+    SNAPSHOT_STREAM, TARGETS_BUCKET, USERS_BUCKET,
 };
 
 /// A NATS identity of pgmon.
@@ -26,6 +27,8 @@ pub enum NatsRole {
     Web,
     /// Reads the snapshot stream, no more: `pgmon replay`, `pgmon rebuild`, the `nats` CLI.
     Reader,
+    /// Follows the snapshot stream; owns the alert stream, the rules and alert-state buckets.
+    Alerter,
     /// Everything on pgmon's streams and buckets: `pgmon targets`, `pgmon users`, operators.
     Admin,
 }
@@ -36,6 +39,7 @@ impl NatsRole {
         NatsRole::Ingester,
         NatsRole::Web,
         NatsRole::Reader,
+        NatsRole::Alerter,
         NatsRole::Admin,
     ];
 
@@ -45,6 +49,7 @@ impl NatsRole {
             NatsRole::Ingester => "ingester",
             NatsRole::Web => "web",
             NatsRole::Reader => "reader",
+            NatsRole::Alerter => "alerter",
             NatsRole::Admin => "admin",
         }
     }
@@ -67,6 +72,7 @@ impl NatsRole {
             NatsRole::Collector => &[COLLECTORS_BUCKET],
             NatsRole::Web => &[TARGETS_BUCKET, USERS_BUCKET, API_TOKENS_BUCKET, SESSIONS_BUCKET],
             NatsRole::Reader => &[],
+            NatsRole::Alerter => &[ALERT_STREAM, ALERT_RULES_BUCKET, ALERT_STATE_BUCKET],
             NatsRole::Admin => &[
                 SNAPSHOT_STREAM,
                 DEAD_LETTER_STREAM,
@@ -75,6 +81,9 @@ impl NatsRole {
                 USERS_BUCKET,
                 API_TOKENS_BUCKET,
                 SESSIONS_BUCKET,
+                ALERT_STREAM,
+                ALERT_RULES_BUCKET,
+                ALERT_STATE_BUCKET,
             ],
         }
     }
@@ -85,6 +94,7 @@ impl NatsRole {
         match self {
             NatsRole::Collector => &[SNAPSHOT_STREAM, TARGETS_BUCKET],
             NatsRole::Web => &[SNAPSHOT_STREAM],
+            NatsRole::Alerter => &[SNAPSHOT_STREAM, TARGETS_BUCKET],
             NatsRole::Ingester | NatsRole::Reader => &[],
             NatsRole::Admin => NatsRole::Admin.owned_streams(),
         }
@@ -133,6 +143,20 @@ impl NatsRole {
                 permissions.publish.extend(stream_consuming(SNAPSHOT_STREAM));
                 permissions.publish.extend(stream_reading_now(SNAPSHOT_STREAM));
             }
+            NatsRole::Alerter => {
+                permissions.publish.extend(stream_consuming(SNAPSHOT_STREAM));
+                // Met missing when the alerter starts first: it may create them, not change them.
+                permissions.publish.push(format!("$JS.API.STREAM.CREATE.{SNAPSHOT_STREAM}"));
+                permissions.publish.push(format!("$JS.API.STREAM.CREATE.KV_{TARGETS_BUCKET}"));
+                permissions.publish.extend(kv_read(TARGETS_BUCKET));
+                permissions.publish.extend(stream_management(ALERT_STREAM));
+                permissions.publish.extend(stream_consuming(ALERT_STREAM));
+                permissions.publish.push("pgmon.alert.>".to_owned());
+                for bucket in [ALERT_RULES_BUCKET, ALERT_STATE_BUCKET] {
+                    permissions.publish.extend(kv_write(bucket));
+                    permissions.publish.extend(stream_management(&format!("KV_{bucket}")));
+                }
+            }
             NatsRole::Admin => {
                 permissions
                     .publish
@@ -154,7 +178,7 @@ impl std::str::FromStr for NatsRole {
             .iter()
             .copied()
             .find(|role| role.as_str() == text)
-            .ok_or_else(|| format!("{text:?} is not a pgmon NATS role (collector, ingester, web, reader, admin)"))
+            .ok_or_else(|| format!("{text:?} is not a pgmon NATS role (collector, ingester, web, reader, alerter, admin)"))
     }
 }
 
@@ -309,9 +333,10 @@ pub fn seed_file(directory: &Path, role: NatsRole) -> PathBuf {
     directory.join(format!("{}.nk", role.as_str()))
 }
 
-/// Writes a new identity for every role into `directory`: `<role>.nk` holding the seed
-/// (readable by its owner only) and `public-keys.env` with each role's public key as the
-/// variables the shipped server configurations read. Returns the public keys.
+/// Writes a new identity for every role without one into `directory`: `<role>.nk` holding the
+/// seed (readable by its owner only), and `public-keys.env` with every role's public key as the
+/// variables the shipped server configurations read. Seeds already there are kept (a role added
+/// by a newer pgmon gets its key beside the others). Returns the public keys.
 pub fn write_identities(directory: &Path) -> std::io::Result<BTreeMap<NatsRole, String>> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
@@ -319,19 +344,27 @@ pub fn write_identities(directory: &Path) -> std::io::Result<BTreeMap<NatsRole, 
     let mut public_keys = BTreeMap::new();
     let mut variables = String::from("# Public keys of pgmon's NATS identities, for the nats-server configuration.\n");
     for role in NatsRole::ALL {
-        let identity = NatsIdentity::generate(*role);
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(seed_file(directory, *role))?;
-        file.write_all(format!("{}\n", identity.seed).as_bytes())?;
-        variables.push_str(&format!("{}={}\n", role.public_key_variable(), identity.public_key));
-        public_keys.insert(*role, identity.public_key);
+        let path = seed_file(directory, *role);
+        let public_key = if path.exists() {
+            let seed = std::fs::read_to_string(&path)?;
+            public_key_of_seed(&seed)
+                .map_err(|reason| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {reason}", path.display())))?
+        } else {
+            let identity = NatsIdentity::generate(*role);
+            let mut file = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&path)?;
+            file.write_all(format!("{}\n", identity.seed).as_bytes())?;
+            identity.public_key
+        };
+        variables.push_str(&format!("{}={}\n", role.public_key_variable(), public_key));
+        public_keys.insert(*role, public_key);
     }
     std::fs::write(directory.join("public-keys.env"), variables)?;
     Ok(public_keys)
+}
+
+/// Whether `directory` lacks the seed of some role.
+pub fn missing_identities(directory: &Path) -> bool {
+    NatsRole::ALL.iter().any(|role| !seed_file(directory, *role).exists())
 }
 
 /// Reads the public keys of the seeds in `directory` (written by [`write_identities`]).

@@ -15,8 +15,8 @@ use clap::Args;
 
 use crate::nats_access::NatsRole;
 use pgmon_contract::subjects::{
-    API_TOKENS_BUCKET, COLLECTORS_BUCKET, DEAD_LETTER_STREAM, DEAD_LETTER_SUBJECTS, SESSIONS_BUCKET, SNAPSHOT_STREAM, SNAPSHOT_SUBJECTS,
-    TARGETS_BUCKET, USERS_BUCKET,
+    ALERT_RULES_BUCKET, ALERT_STATE_BUCKET, ALERT_STREAM, ALERT_SUBJECTS, API_TOKENS_BUCKET, COLLECTORS_BUCKET, DEAD_LETTER_STREAM,
+    DEAD_LETTER_SUBJECTS, SESSIONS_BUCKET, SNAPSHOT_STREAM, SNAPSHOT_SUBJECTS, TARGETS_BUCKET, USERS_BUCKET,
 };
 
 /// The oldest nats-server pgmon works with: 2.10 brought stream compression, which the
@@ -144,6 +144,49 @@ pub fn dead_letter_stream_config(replicas: u8) -> stream::Config {
         // A message dead-lettered again after an ingester crash (same Nats-Msg-Id) is stored once.
         duplicate_window: DUPLICATE_WINDOW,
         compression: Some(stream::Compression::S2),
+        num_replicas: usize::from(replicas),
+        ..Default::default()
+    }
+}
+
+/// The alert stream: transitions, deliveries and undeliverable notifications;
+/// `nats/stream-PGMON_ALERTS.json` holds the same definition.
+pub fn alert_stream_config(replicas: u8) -> stream::Config {
+    stream::Config {
+        name: ALERT_STREAM.to_owned(),
+        description: Some("pgmon alerts: transitions, deliveries and undeliverable notifications".to_owned()),
+        subjects: vec![ALERT_SUBJECTS.to_owned()],
+        storage: stream::StorageType::File,
+        retention: stream::RetentionPolicy::Limits,
+        discard: stream::DiscardPolicy::Old,
+        // The alert history of the Alerts page.
+        max_age: Duration::from_secs(90 * 24 * 3600),
+        // A transition published again after an alerter crash (same Nats-Msg-Id) is stored once.
+        duplicate_window: DUPLICATE_WINDOW,
+        num_replicas: usize::from(replicas),
+        ..Default::default()
+    }
+}
+
+/// The alert rules bucket; `nats/stream-KV_pgmon_alert_rules.json` is its backing stream.
+pub fn alert_rules_bucket_config(replicas: u8) -> kv::Config {
+    kv::Config {
+        bucket: ALERT_RULES_BUCKET.to_owned(),
+        description: "pgmon alert rules (seeded from the alerts file, edited by admins)".to_owned(),
+        history: 10,
+        storage: stream::StorageType::File,
+        num_replicas: usize::from(replicas),
+        ..Default::default()
+    }
+}
+
+/// The alert state bucket; `nats/stream-KV_pgmon_alert_state.json` is its backing stream.
+pub fn alert_state_bucket_config(replicas: u8) -> kv::Config {
+    kv::Config {
+        bucket: ALERT_STATE_BUCKET.to_owned(),
+        description: "pgmon alert state of each rule on each target".to_owned(),
+        history: 1,
+        storage: stream::StorageType::File,
         num_replicas: usize::from(replicas),
         ..Default::default()
     }
@@ -310,6 +353,7 @@ async fn ensure_streams_and_buckets(
     for (stream_name, config) in [
         (SNAPSHOT_STREAM, snapshot_stream_config(nats.stream_max_age, replicas)),
         (DEAD_LETTER_STREAM, dead_letter_stream_config(replicas)),
+        (ALERT_STREAM, alert_stream_config(replicas)),
     ] {
         if !wanted(stream_name) {
             continue;
@@ -341,6 +385,8 @@ async fn ensure_streams_and_buckets(
         (USERS_BUCKET, users_bucket_config(replicas)),
         (API_TOKENS_BUCKET, api_tokens_bucket_config(replicas)),
         (SESSIONS_BUCKET, sessions_bucket_config(replicas)),
+        (ALERT_RULES_BUCKET, alert_rules_bucket_config(replicas)),
+        (ALERT_STATE_BUCKET, alert_state_bucket_config(replicas)),
     ] {
         if !wanted(bucket) {
             continue;

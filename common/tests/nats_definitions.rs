@@ -51,6 +51,9 @@ async fn nats_directory_streams_match_the_server_after_start_up() {
         "KV_pgmon_users",
         "KV_pgmon_api_tokens",
         "KV_pgmon_sessions",
+        "PGMON_ALERTS",
+        "KV_pgmon_alert_rules",
+        "KV_pgmon_alert_state",
     ] {
         let path = directory.join(format!("stream-{name}.json"));
         let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));

@@ -23,6 +23,42 @@ pub const API_TOKENS_BUCKET: &str = "pgmon_api_tokens";
 /// The JetStream KV bucket of signed-in web sessions, keyed by the SHA-256 of the session id;
 /// entries expire after [`crate::nats_setup::SESSION_LIFETIME`].
 pub const SESSIONS_BUCKET: &str = "pgmon_sessions";
+/// The JetStream stream of alerts: transitions (`pgmon.alert.event.<target>.<rule>`), one
+/// delivery per receiver (`pgmon.alert.deliver.<receiver>`) and the deliveries given up on
+/// (`pgmon.alert.undeliverable.<receiver>`).
+pub const ALERT_STREAM: &str = "PGMON_ALERTS";
+/// Subjects captured by [`ALERT_STREAM`].
+pub const ALERT_SUBJECTS: &str = "pgmon.alert.>";
+/// The JetStream KV bucket of alert rules (`<rule>`), seeded from the alerts file.
+pub const ALERT_RULES_BUCKET: &str = "pgmon_alert_rules";
+/// The JetStream KV bucket of where each rule stands on each target (`<rule>.<target>`).
+pub const ALERT_STATE_BUCKET: &str = "pgmon_alert_state";
+/// The durable consumer through which alerters deliver notifications, shared by every alerter
+/// so that each delivery is attempted by one of them.
+pub const NOTIFIER_CONSUMER: &str = "pgmon-notifier";
+/// Header carrying why a delivery was given up.
+pub const UNDELIVERABLE_REASON_HEADER: &str = "Pgmon-Undeliverable-Reason";
+
+/// `pgmon.alert.event.<target>.<rule>`: the transitions of one rule on one target.
+pub fn alert_event_subject(target: &TargetName, rule: &str) -> String {
+    format!("pgmon.alert.event.{target}.{rule}")
+}
+
+/// `pgmon.alert.deliver.<receiver>`: notifications waiting for delivery to one receiver.
+pub fn alert_delivery_subject(receiver: &str) -> String {
+    format!("pgmon.alert.deliver.{receiver}")
+}
+
+/// `pgmon.alert.undeliverable.<receiver>`: notifications one receiver never took.
+pub fn alert_undeliverable_subject(receiver: &str) -> String {
+    format!("pgmon.alert.undeliverable.{receiver}")
+}
+
+/// The key of one rule on one target in [`ALERT_STATE_BUCKET`].
+pub fn alert_state_key(rule: &str, target: &TargetName) -> String {
+    format!("{rule}.{target}")
+}
+
 /// The durable consumer through which ingesters read [`SNAPSHOT_STREAM`].
 pub const INGESTER_CONSUMER: &str = "pgmon-ingester";
 /// Queue group of the ingesters answering named queries, so each request gets one answer.

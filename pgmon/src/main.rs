@@ -1,4 +1,4 @@
-//! The `pgmon` binary: wires the command line to each role's `run` (collect, ingest, serve) or to all of them (up).
+//! The `pgmon` binary: wires the command line to each role's `run` (collect, ingest, serve, alert) or to all of them (up).
 
 mod embedded_nats;
 mod reference;
@@ -11,6 +11,7 @@ use std::net::SocketAddr;
 
 use anyhow::Context;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use pgmon_alerter::{AlerterArgs, AlerterConfig};
 use pgmon_collector::{CollectorArgs, CollectorConfig};
 use pgmon_common::health::serve_health;
 use pgmon_common::nats_setup::NatsArgs;
@@ -62,6 +63,18 @@ enum Command {
         #[arg(long, env = "PGMON_HEALTH_LISTEN", default_value = "127.0.0.1:9102")]
         health_listen: SocketAddr,
     },
+    /// Evaluate alerting rules on the snapshot stream and deliver their notifications.
+    Alert {
+        #[command(subcommand)]
+        command: Option<AlertCommand>,
+        #[command(flatten)]
+        nats: NatsArgs,
+        #[command(flatten)]
+        alerter: AlerterArgs,
+        /// Address of this role's /healthz and /metrics.
+        #[arg(long, env = "PGMON_HEALTH_LISTEN", default_value = "127.0.0.1:9103")]
+        health_listen: SocketAddr,
+    },
     /// Re-ingest the whole snapshot stream into fresh partitions, as the live ingester stores it.
     Rebuild {
         #[command(flatten)]
@@ -109,7 +122,7 @@ enum Command {
         #[command(subcommand)]
         command: NatsCommand,
     },
-    /// Run collector, ingester and web UI in one process; starts a nats-server when none answers.
+    /// Run collector, ingester, alerter and web UI in one process; starts a nats-server when none answers.
     Up {
         #[command(flatten)]
         nats: NatsArgs,
@@ -123,6 +136,18 @@ enum Command {
         ingester: IngesterArgs,
         #[command(flatten)]
         serve: ServeArgs,
+        #[command(flatten)]
+        alerter: AlerterArgs,
+    },
+}
+
+#[derive(Subcommand)]
+enum AlertCommand {
+    /// Checks an alerts file and prints its receivers and rules, or every problem with the
+    /// field it is in (exit status 1).
+    Check {
+        /// The alerts file (TOML).
+        file: std::path::PathBuf,
     },
 }
 
@@ -135,7 +160,8 @@ enum NatsCommand {
         /// The directory to write into.
         #[arg(long, value_name = "DIR")]
         out: std::path::PathBuf,
-        /// Leave keys already in the directory as they are and succeed (a first-start step).
+        /// Leave keys already in the directory as they are, add those of roles without one, and
+        /// succeed (a first-start step, and the step after an upgrade that added a role).
         #[arg(long)]
         keep_existing: bool,
     },
@@ -195,6 +221,39 @@ async fn run(command: Command, nats_url_given: bool) -> anyhow::Result<()> {
             })
             .await
         }
+        Command::Alert {
+            command: Some(AlertCommand::Check { file }),
+            ..
+        } => {
+            let checked = pgmon_alerter::read_alerts_file(&file)?;
+            println!(
+                "{}: {} receivers, {} rules, no problem found",
+                file.display(),
+                checked.receiver.len(),
+                checked.rule.len()
+            );
+            for rule in &checked.rule {
+                println!(
+                    "  rule {}: {} for {}",
+                    rule.name,
+                    rule.when.name(),
+                    humantime::format_duration(rule.for_duration.0)
+                );
+            }
+            Ok(())
+        }
+        Command::Alert {
+            command: None,
+            nats,
+            alerter,
+            health_listen,
+        } => {
+            let config = AlerterConfig::from_args(alerter, nats)?;
+            with_health(health_listen, pgmon_alerter::ROLE, shutdown, |shutdown| {
+                pgmon_alerter::run(config, shutdown)
+            })
+            .await
+        }
         Command::Rebuild { nats, rebuild } => {
             let data_dir = rebuild.data_dir.clone();
             let summary = pgmon_ingester::rebuild(IngesterConfig::for_rebuild(rebuild, nats), shutdown).await?;
@@ -225,7 +284,13 @@ async fn run(command: Command, nats_url_given: bool) -> anyhow::Result<()> {
         } => {
             if pgmon_common::nats_access::seed_file(&out, pgmon_common::nats_access::NatsRole::Collector).exists() {
                 if keep_existing {
-                    println!("{} already holds NATS keys; left as they are", out.display());
+                    if pgmon_common::nats_access::missing_identities(&out) {
+                        pgmon_common::nats_access::write_identities(&out)
+                            .with_context(|| format!("cannot add NATS keys into {}", out.display()))?;
+                        println!("{} already held NATS keys; added a key for each role without one", out.display());
+                    } else {
+                        println!("{} already holds NATS keys; left as they are", out.display());
+                    }
                     return Ok(());
                 }
                 anyhow::bail!(
@@ -249,6 +314,7 @@ async fn run(command: Command, nats_url_given: bool) -> anyhow::Result<()> {
             collector,
             ingester,
             serve,
+            alerter,
         } => {
             up::run(
                 up::UpArgs {
@@ -258,6 +324,7 @@ async fn run(command: Command, nats_url_given: bool) -> anyhow::Result<()> {
                     collector,
                     ingester,
                     serve,
+                    alerter,
                 },
                 shutdown,
             )

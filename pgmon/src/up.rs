@@ -5,6 +5,7 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use pgmon_alerter::{AlerterArgs, AlerterConfig};
 use pgmon_collector::{CollectorArgs, CollectorConfig};
 use pgmon_common::nats_access::{self, NatsRole};
 use pgmon_common::nats_setup::{self, NatsArgs, NatsSetupError};
@@ -24,6 +25,7 @@ pub struct UpArgs {
     pub collector: CollectorArgs,
     pub ingester: IngesterArgs,
     pub serve: ServeArgs,
+    pub alerter: AlerterArgs,
 }
 
 pub async fn run(args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()> {
@@ -72,6 +74,7 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()
         ..collector
     };
     let ingester = IngesterConfig::from_args(args.ingester, as_role(&nats, &keys_dir, NatsRole::Ingester));
+    let alerter = AlerterConfig::from_args(args.alerter, as_role(&nats, &keys_dir, NatsRole::Alerter))?;
     let mut serve_config = ServeConfig::from_args(args.serve, as_role(&nats, &keys_dir, NatsRole::Web), collector.secret_key.clone());
     let password_file = ingester.data_dir.join("initial-admin-password");
     serve_config.generated_admin_password_file = Some(password_file.clone());
@@ -85,7 +88,8 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()
     let roles = shutdown.child_token();
     pgmon_common::health::starting(pgmon_ingester::ROLE);
     pgmon_common::health::starting(pgmon_collector::ROLE);
-    let (ingested, collected, served) = tokio::join!(
+    pgmon_common::health::starting(pgmon_alerter::ROLE);
+    let (ingested, collected, served, alerted) = tokio::join!(
         stop_others_on_exit(&roles, async {
             pgmon_ingester::run(ingester, roles.clone()).await.context("ingester")
         }),
@@ -93,17 +97,20 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()
             pgmon_collector::run(collector, roles.clone()).await.context("collector")
         }),
         stop_others_on_exit(&roles, async { server.serve(roles.clone()).await.context("web server") }),
+        stop_others_on_exit(&roles, async {
+            pgmon_alerter::run(alerter, roles.clone()).await.context("alerter")
+        }),
     );
     if let Some(embedded) = embedded {
         embedded.stop().await;
     }
-    ingested.and(collected).and(served)
+    ingested.and(collected).and(served).and(alerted)
 }
 
 /// The public keys of the roles' keys in `directory`, made first when there are none.
 fn load_or_make_keys(directory: &Path) -> anyhow::Result<std::collections::BTreeMap<NatsRole, String>> {
-    if !nats_access::seed_file(directory, NatsRole::Collector).exists() {
-        tracing::info!(directory = %directory.display(), "making a NATS key for each role");
+    if nats_access::missing_identities(directory) {
+        tracing::info!(directory = %directory.display(), "making a NATS key for each role without one");
         return nats_access::write_identities(directory).with_context(|| format!("cannot write NATS keys into {}", directory.display()));
     }
     nats_access::read_public_keys(directory)

@@ -26,7 +26,7 @@ async fn schemathesis_finds_no_server_error_and_no_undocumented_answer() {
     let base = format!("http://{}", server.local_addr());
     let web = tokio::spawn(server.serve(shutdown.clone()));
     let token = api_token(&nats.url(), Role::Admin).await;
-    let http = reqwest::Client::new();
+    let http = common::http_client_builder().build().unwrap();
     wait_until(std::time::Duration::from_secs(30), "history of the target", || {
         let request = http.get(format!("{base}/api/v1/targets/db/activity?range=1m")).bearer_auth(&token);
         async move { request.send().await.is_ok_and(|response| response.status() == 200) }

@@ -91,7 +91,7 @@ async fn every_role_serves_metrics_that_parse_and_move() {
         format!("--nats-nkey-file={}", nats.key_file(NatsRole::Web).display()),
         format!("--listen=127.0.0.1:{web_port}"),
     ]);
-    let http = reqwest::Client::new();
+    let http = common::http_client_builder().build().unwrap();
     for port in [collector_port, ingester_port, web_port] {
         let url = format!("http://127.0.0.1:{port}/readyz");
         wait_until(Duration::from_secs(30), "every role ready", || {
@@ -207,7 +207,7 @@ async fn web_request_series_stay_bounded_and_can_leave_the_public_port() {
         format!("--listen=127.0.0.1:{web_port}"),
         format!("--metrics-listen=127.0.0.1:{metrics_port}"),
     ]);
-    let http = reqwest::Client::builder()
+    let http = common::http_client_builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap();

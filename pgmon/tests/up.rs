@@ -63,7 +63,7 @@ async fn up_starts_its_own_nats_serves_a_live_chart_and_cleans_up() {
         assert_eq!(mode & 0o777, 0o600, "{}", seed.display());
     }
 
-    let http = reqwest::Client::builder().cookie_store(true).build().unwrap();
+    let http = common::http_client_builder().cookie_store(true).build().unwrap();
     assert_eq!(
         http.get(format!("{base}/healthz")).send().await.unwrap().text().await.unwrap(),
         "ok\n"

@@ -319,7 +319,7 @@ pub async fn api_client(nats_url: &str, role: pgmon_common::access::Role) -> req
         reqwest::header::AUTHORIZATION,
         reqwest::header::HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
     );
-    reqwest::Client::builder().default_headers(headers).build().unwrap()
+    http_client_builder().default_headers(headers).build().unwrap()
 }
 
 /// A server that speaks just enough of the PostgreSQL protocol to ask every client for its
@@ -458,4 +458,16 @@ impl ServedWeb {
     pub async fn join(self) {
         self.task.await.unwrap().unwrap();
     }
+}
+
+/// A builder of HTTP clients for tests. reqwest is built with TLS but without a crypto provider
+/// of its own (pgmon uses ring everywhere, the alerter's client too), so the process's default
+/// provider is installed first.
+pub fn http_client_builder() -> reqwest::ClientBuilder {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        // Another part of the test process may have installed it already.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+    reqwest::Client::builder()
 }
