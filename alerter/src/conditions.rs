@@ -14,6 +14,8 @@ pub struct Measurement {
     pub threshold: f64,
     pub breaching: bool,
     pub summary: String,
+    /// The statement the measurement is about, for a link to its page.
+    pub query_id: Option<i64>,
 }
 
 /// What the alerter remembers of a target between samples, for conditions that need more than
@@ -69,6 +71,7 @@ pub fn measure(condition: &Condition, snapshot: &AnySnapshot, facts: &TargetFact
                 "target is up".to_owned()
             };
             Some(Measurement {
+                query_id: None,
                 value: f64::from(u8::from(down)),
                 threshold: 1.0,
                 breaching: down,
@@ -101,6 +104,7 @@ pub fn measure(condition: &Condition, snapshot: &AnySnapshot, facts: &TargetFact
                 _ => String::new(),
             };
             Some(Measurement {
+                query_id: None,
                 value: average,
                 threshold: *above,
                 breaching: average > *above,
@@ -140,6 +144,7 @@ pub fn measure(condition: &Condition, snapshot: &AnySnapshot, facts: &TargetFact
                 (None, None) => String::new(),
             };
             Some(Measurement {
+                query_id: None,
                 value,
                 threshold,
                 breaching: too_many || too_long,
@@ -157,6 +162,7 @@ pub fn measure(condition: &Condition, snapshot: &AnySnapshot, facts: &TargetFact
             let wanted = sessions.unwrap_or(1);
             let longest = idle_us.iter().max().copied().unwrap_or(0) as f64 / 1e6;
             Some(Measurement {
+                query_id: None,
                 value: idle_us.len() as f64,
                 threshold: f64::from(wanted),
                 breaching: idle_us.len() >= wanted as usize,
@@ -176,6 +182,7 @@ pub fn measure(condition: &Condition, snapshot: &AnySnapshot, facts: &TargetFact
                 .count();
             let percent = connections as f64 * 100.0 / f64::from(max_connections);
             Some(Measurement {
+                query_id: None,
                 value: percent,
                 threshold: *above,
                 breaching: percent > *above,
@@ -199,6 +206,7 @@ pub fn measure(condition: &Condition, snapshot: &AnySnapshot, facts: &TargetFact
                 (None, None) => (worst_bytes as f64, f64::INFINITY),
             };
             Some(Measurement {
+                query_id: None,
                 value,
                 threshold,
                 breaching: too_many_bytes || too_late,
@@ -213,6 +221,7 @@ pub fn measure(condition: &Condition, snapshot: &AnySnapshot, facts: &TargetFact
                 .max();
             let (bytes, slot) = worst.unwrap_or((0, ""));
             Some(Measurement {
+                query_id: None,
                 value: bytes as f64,
                 threshold: *bytes_above as f64,
                 breaching: bytes > i64::try_from(*bytes_above).unwrap_or(i64::MAX),
@@ -235,6 +244,7 @@ pub fn measure(condition: &Condition, snapshot: &AnySnapshot, facts: &TargetFact
             let (age, name) = worst?;
             let percent = age as f64 * 100.0 / 2_147_483_648.0;
             Some(Measurement {
+                query_id: None,
                 value: percent,
                 threshold: *above,
                 breaching: percent > *above,

@@ -15,21 +15,24 @@ use std::time::Duration;
 
 use async_nats::jetstream::{self, consumer::pull, kv};
 use futures::StreamExt;
-use pgmon_contract::alert::{AlertLink, AlertNotification, AlertState, NotificationKind, NOTIFICATION_SCHEMA_VERSION};
+use pgmon_common::named_query;
+use pgmon_contract::alert::{AlertLink, AlertNotification, AlertState, NotificationKind, Silence, NOTIFICATION_SCHEMA_VERSION};
 use pgmon_contract::event::{decode_snapshot_from_subject, join_parts, AnySnapshot, SnapshotKind};
+use pgmon_contract::query::StatementRegressionsRequest;
 use pgmon_contract::subjects::{alert_delivery_subject, alert_event_subject, alert_state_key, SNAPSHOT_STREAM};
 use pgmon_contract::target::TargetName;
 use tokio_util::sync::CancellationToken;
 
 use crate::conditions::{measure, Measurement, TargetFacts, Window};
 use crate::metrics::metrics;
-use crate::rules::Rule;
+use crate::rules::{regression_windows, Condition, Rule};
 use crate::state::{initial_state, step, Timing};
 use crate::AlerterError;
 
 /// The kinds rules read; the alerter's consumer asks for these only.
 pub const KINDS_READ: &[SnapshotKind] = &[
     SnapshotKind::Activity,
+    SnapshotKind::Statements,
     SnapshotKind::Locks,
     SnapshotKind::Database,
     SnapshotKind::Status,
@@ -37,8 +40,16 @@ pub const KINDS_READ: &[SnapshotKind] = &[
     SnapshotKind::Slots,
 ];
 
+/// How often a regression rule asks the ingester at most, in sample time: the history it
+/// compares changes slowly, and each question reads days of statement deltas. A rule with a
+/// short window asks every half window.
+const REGRESSION_CHECK_EVERY_US: i64 = 60_000_000;
+
 /// The rules in force, by name, as the rules bucket holds them.
 pub type RuleSet = Arc<RwLock<BTreeMap<String, Rule>>>;
+
+/// The silences in force and expired, by id, as the silences bucket holds them.
+pub type Silences = Arc<RwLock<BTreeMap<String, Silence>>>;
 
 /// Target labels from the registry, by target name.
 pub type TargetLabels = Arc<RwLock<HashMap<String, BTreeMap<String, String>>>>;
@@ -64,28 +75,66 @@ pub struct Evaluator {
     jetstream: jetstream::Context,
     states: kv::Store,
     rules: RuleSet,
+    silences: Silences,
     labels: TargetLabels,
     web_url: String,
     /// The records this alerter last read or wrote, with their revisions.
     cache: HashMap<String, (AlertState, u64)>,
     facts: HashMap<TargetName, TargetFacts>,
     windows: HashMap<(String, TargetName), Window>,
-    /// Parts of split samples waiting for the rest, by subject and sample time.
-    parts: HashMap<(String, i64), Vec<AnySnapshot>>,
+    /// When each regression rule last asked about each target, in sample time.
+    regression_checks: HashMap<(String, TargetName), i64>,
+    parts: SampleAssembler,
+}
+
+/// Puts split samples back together as their parts arrive in stream order.
+#[derive(Default)]
+pub struct SampleAssembler {
+    /// Parts waiting for the rest, by subject and sample time.
+    waiting: HashMap<(String, i64), Vec<AnySnapshot>>,
+}
+
+impl SampleAssembler {
+    /// The sample a message completes: itself when sent whole, all its parts joined when this
+    /// was the last part missing, `None` while parts are missing.
+    pub fn whole_sample(&mut self, subject: &str, snapshot: AnySnapshot) -> Option<AnySnapshot> {
+        let Some(part) = snapshot.part() else {
+            return Some(snapshot);
+        };
+        let key = (subject.to_owned(), snapshot.collected_at_us());
+        // Parts of older samples of this subject never completed: they never will.
+        self.waiting.retain(|(other, at), _| other != subject || *at >= key.1);
+        let parts = self.waiting.entry(key.clone()).or_default();
+        parts.push(snapshot);
+        if parts.len() < part.count as usize {
+            return None;
+        }
+        let parts = self.waiting.remove(&key).unwrap_or_default();
+        join_parts(parts).ok()
+    }
 }
 
 impl Evaluator {
-    pub fn new(jetstream: jetstream::Context, states: kv::Store, rules: RuleSet, labels: TargetLabels, web_url: String) -> Evaluator {
+    pub fn new(
+        jetstream: jetstream::Context,
+        states: kv::Store,
+        rules: RuleSet,
+        silences: Silences,
+        labels: TargetLabels,
+        web_url: String,
+    ) -> Evaluator {
         Evaluator {
             jetstream,
             states,
             rules,
+            silences,
             labels,
             web_url: web_url.trim_end_matches('/').to_owned(),
             cache: HashMap::new(),
             facts: HashMap::new(),
             windows: HashMap::new(),
-            parts: HashMap::new(),
+            regression_checks: HashMap::new(),
+            parts: SampleAssembler::default(),
         }
     }
 
@@ -122,7 +171,7 @@ impl Evaluator {
             };
             match decode_snapshot_from_subject(message.subject.as_str(), &message.payload) {
                 Ok(snapshot) => {
-                    if let Some(sample) = self.whole_sample(message.subject.as_str(), snapshot) {
+                    if let Some(sample) = self.parts.whole_sample(message.subject.as_str(), snapshot) {
                         self.evaluate(&sample).await;
                     }
                 }
@@ -135,24 +184,6 @@ impl Evaluator {
                 tracing::warn!(error = %error, "cannot acknowledge a snapshot; it will be evaluated again");
             }
         }
-    }
-
-    /// The sample a message completes: itself when sent whole, all its parts joined when this
-    /// was the last part missing, `None` while parts are missing.
-    fn whole_sample(&mut self, subject: &str, snapshot: AnySnapshot) -> Option<AnySnapshot> {
-        let Some(part) = snapshot.part() else {
-            return Some(snapshot);
-        };
-        let key = (subject.to_owned(), snapshot.collected_at_us());
-        // Parts of older samples of this subject never completed: they never will.
-        self.parts.retain(|(other, at), _| other != subject || *at >= key.1);
-        let parts = self.parts.entry(key.clone()).or_default();
-        parts.push(snapshot);
-        if parts.len() < part.count as usize {
-            return None;
-        }
-        let parts = self.parts.remove(&key).unwrap_or_default();
-        join_parts(parts).ok()
     }
 
     async fn evaluate(&mut self, sample: &AnySnapshot) {
@@ -175,9 +206,15 @@ impl Evaluator {
             .cloned()
             .collect();
         for rule in rules {
-            let facts = self.facts.entry(target.clone()).or_default();
-            let window = self.windows.entry((rule.name.clone(), target.clone())).or_default();
-            let Some(measured) = measure(&rule.when, sample, facts, window) else {
+            let measured = match (&rule.when, sample) {
+                (Condition::StatementRegression { .. }, AnySnapshot::Statements(_)) => self.regressions(&rule, &target, at_us).await,
+                _ => {
+                    let facts = self.facts.entry(target.clone()).or_default();
+                    let window = self.windows.entry((rule.name.clone(), target.clone())).or_default();
+                    measure(&rule.when, sample, facts, window)
+                }
+            };
+            let Some(measured) = measured else {
                 continue;
             };
             metrics().evaluations.inc();
@@ -187,6 +224,82 @@ impl Evaluator {
         }
         let lag = (now_us() - at_us) as f64 / 1e6;
         metrics().evaluation_lag_seconds.set(lag.max(0.0));
+    }
+
+    /// Asks the ingester which statements of the target regressed, at most once a minute of
+    /// samples per rule and target; the worst one is the measurement.
+    async fn regressions(&mut self, rule: &Rule, target: &TargetName, at_us: i64) -> Option<Measurement> {
+        let Condition::StatementRegression {
+            factor,
+            window,
+            baseline,
+            min_calls,
+        } = &rule.when
+        else {
+            return None;
+        };
+        let (window, baseline) = regression_windows(window, baseline);
+        let as_us = |duration: Duration| i64::try_from(duration.as_micros()).unwrap_or(i64::MAX);
+        let checked = self
+            .regression_checks
+            .entry((rule.name.clone(), target.clone()))
+            .or_insert(i64::MIN);
+        if at_us.saturating_sub(*checked) < REGRESSION_CHECK_EVERY_US.min(as_us(window) / 2) {
+            return None;
+        }
+        *checked = at_us;
+        let min_calls = i64::from(min_calls.unwrap_or(20));
+        let request = StatementRegressionsRequest {
+            target: target.clone(),
+            baseline_from_us: at_us - as_us(baseline),
+            recent_from_us: at_us - as_us(window),
+            to_us: at_us,
+            min_calls,
+            factor: *factor,
+            limit: 5,
+        };
+        let regressed = match named_query::ask(&self.jetstream.client(), Duration::from_secs(10), &request).await {
+            Ok(regressed) => regressed,
+            Err(error) => {
+                tracing::warn!(rule = %rule.name, target = %target, error = %error, "cannot ask for statement regressions; the next samples try again");
+                return None;
+            }
+        };
+        let shown = |duration: Duration| humantime::format_duration(duration).to_string();
+        Some(match regressed.first() {
+            None => Measurement {
+                value: 0.0,
+                threshold: *factor,
+                breaching: false,
+                summary: format!(
+                    "no statement is {factor}× slower over the last {} than over the {} before",
+                    shown(window),
+                    shown(baseline)
+                ),
+                query_id: None,
+            },
+            Some(worst) => {
+                let text: String = worst.query.as_deref().unwrap_or("(text not recorded)").chars().take(160).collect();
+                Measurement {
+                    value: worst.ratio,
+                    threshold: *factor,
+                    breaching: true,
+                    summary: format!(
+                        "statement {} ({} as {}) takes {:.2} ms on average over the last {} ({} calls), {:.1}× its {:.2} ms over the {} before (rule: {factor}×): {text}",
+                        worst.query_id,
+                        worst.database,
+                        worst.user_name,
+                        worst.recent_mean_ms,
+                        shown(window),
+                        worst.recent_calls,
+                        worst.ratio,
+                        worst.baseline_mean_ms,
+                        shown(baseline)
+                    ),
+                    query_id: Some(worst.query_id),
+                }
+            }
+        })
     }
 
     /// Steps the rule's record on the target and publishes what the step notifies, retrying
@@ -287,8 +400,12 @@ impl Evaluator {
         let notification = self.notification(rule, labels, &state, transition.kind, transition.at_us, threshold);
         let body: bytes::Bytes = serde_json::to_vec(&notification).expect("notifications always serialise").into();
         let mut subjects = vec![(alert_event_subject(&state.target, &rule.name), notification.id.clone())];
-        for receiver in &rule.receivers {
-            subjects.push((alert_delivery_subject(receiver), format!("{}.{receiver}", notification.id)));
+        // A silenced transition is recorded (the Alerts page shows it, and who silenced it) but
+        // goes to no receiver.
+        if notification.silenced_by.is_none() {
+            for receiver in &rule.receivers {
+                subjects.push((alert_delivery_subject(receiver), format!("{}.{receiver}", notification.id)));
+            }
         }
         for (subject, message_id) in subjects {
             let mut headers = async_nats::HeaderMap::new();
@@ -301,7 +418,7 @@ impl Evaluator {
             ack.await
                 .map_err(|e| format!("the {} notification was not stored: {e}", transition.kind.as_str()))?;
         }
-        tracing::info!(rule = %rule.name, target = %state.target, kind = transition.kind.as_str(), id = %notification.id, "notification published");
+        tracing::info!(rule = %rule.name, target = %state.target, kind = transition.kind.as_str(), id = %notification.id, silenced = notification.silenced_by.is_some(), "notification published");
         let cleared = AlertState { outbox: None, ..state };
         match self.write(key, &cleared, revision).await {
             // Someone else cleared it, or stepped on: either way it is published.
@@ -340,11 +457,19 @@ impl Evaluator {
             summary: state.summary.clone(),
             value: state.value,
             threshold,
+            query_id: state.query_id,
             firing_since_us,
             at_us,
             expires_at_us: (kind != NotificationKind::Resolved)
                 .then(|| at_us.saturating_add(rule.repeat_every().as_us().saturating_mul(2))),
-            links: links(&self.web_url, rule, &state.target, firing_since_us, at_us),
+            links: links(&self.web_url, rule, &state.target, state.query_id, firing_since_us, at_us),
+            silenced_by: self
+                .silences
+                .read()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+                .values()
+                .find(|silence| silence.covers(&rule.name, &state.target, at_us))
+                .cloned(),
         }
     }
 }
@@ -356,7 +481,7 @@ enum WriteError {
 
 /// Pages of the web at the alert's moment: activity from a little before it fired to a
 /// little after this transition, and the page of what the rule watches.
-fn links(web_url: &str, rule: &Rule, target: &TargetName, firing_since_us: i64, at_us: i64) -> Vec<AlertLink> {
+fn links(web_url: &str, rule: &Rule, target: &TargetName, query_id: Option<i64>, firing_since_us: i64, at_us: i64) -> Vec<AlertLink> {
     let from = firing_since_us / 1_000_000 - 15 * 60;
     let to = at_us / 1_000_000 + 5 * 60;
     let window = format!("from={from}&to={to}");
@@ -364,11 +489,15 @@ fn links(web_url: &str, rule: &Rule, target: &TargetName, firing_since_us: i64, 
         title: "Activity".to_owned(),
         url: format!("{web_url}/targets/{target}?{window}"),
     }];
+    if let Some(query_id) = query_id {
+        links.push(AlertLink {
+            title: "Statement".to_owned(),
+            url: format!("{web_url}/targets/{target}/statements/{query_id}?{window}"),
+        });
+    }
     let (title, page) = match rule.when {
-        crate::rules::Condition::LockWaits { .. } => ("Locks and blocking", "locks"),
-        crate::rules::Condition::ReplicationLag { .. }
-        | crate::rules::Condition::SlotRetainedWal { .. }
-        | crate::rules::Condition::WraparoundPercent { .. } => ("Health", "health"),
+        Condition::LockWaits { .. } => ("Locks and blocking", "locks"),
+        Condition::ReplicationLag { .. } | Condition::SlotRetainedWal { .. } | Condition::WraparoundPercent { .. } => ("Health", "health"),
         _ => return links,
     };
     links.push(AlertLink {

@@ -5,8 +5,11 @@
 //! - `conditions`: what each condition measures on a sample;
 //! - `state`: the steps pending → firing → resolving → inactive, in sample time;
 //! - `engine`: the stream consumer, the compare-and-set records and the transitions' outbox;
-//! - `notify`: delivery to webhooks and Slack with retries, and undeliverable notifications kept.
+//! - `notify`: delivery to webhooks, Slack, email and Alertmanager with retries, and undeliverable
+//!   notifications kept;
+//! - `check`: the rules replayed over the stream's samples (`pgmon alert check --since`).
 
+pub mod check;
 pub mod conditions;
 pub mod engine;
 mod metrics;
@@ -14,8 +17,9 @@ pub mod notify;
 pub mod rules;
 pub mod state;
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, kv};
@@ -24,13 +28,13 @@ use futures::StreamExt;
 use pgmon_common::nats_access::NatsRole;
 use pgmon_common::nats_setup::{self, NatsArgs, NatsSetupError};
 use pgmon_common::registry::{Registry, RegistryChange};
-use pgmon_contract::subjects::{ALERT_RULES_BUCKET, ALERT_STATE_BUCKET};
+use pgmon_contract::subjects::{ALERT_RULES_BUCKET, ALERT_SILENCES_BUCKET, ALERT_STATE_BUCKET, KNOWN_RECEIVERS_KEY};
 use tokio_util::sync::CancellationToken;
 
 pub use notify::RetryPolicy;
 pub use rules::{read_alerts_file, AlertsFile, Rule, RulesError};
 
-use crate::engine::{Evaluator, RuleSet, TargetLabels};
+use crate::engine::{Evaluator, RuleSet, Silences, TargetLabels};
 use crate::notify::Destinations;
 
 pub const ROLE: &str = "alerter";
@@ -152,19 +156,49 @@ pub async fn run(config: AlerterConfig, shutdown: CancellationToken) -> Result<(
     };
     let rules_bucket = open(ALERT_RULES_BUCKET).await?;
     let states = open(ALERT_STATE_BUCKET).await?;
+    let silences_bucket = open(ALERT_SILENCES_BUCKET).await?;
     seed_rules(&rules_bucket, &file.rule).await?;
+    publish_receiver_names(&rules_bucket, &destinations).await?;
     let rules = RuleSet::default();
+    let silences = Silences::default();
     let labels = TargetLabels::default();
     let tasks = shutdown.child_token();
-    let watching_rules = tokio::spawn(follow_rules(rules_bucket, rules.clone(), tasks.clone()));
+    let watching_rules = tokio::spawn(follow_bucket(rules_bucket, ALERT_RULES_BUCKET, rules.clone(), tasks.clone()));
+    let watching_silences = tokio::spawn(follow_bucket(
+        silences_bucket,
+        ALERT_SILENCES_BUCKET,
+        silences.clone(),
+        tasks.clone(),
+    ));
     let watching_labels = tokio::spawn(follow_labels(jetstream.clone(), labels.clone(), tasks.clone()));
     let delivering = tokio::spawn(notify::deliver(jetstream.clone(), destinations, config.retry, tasks.clone()));
-    let evaluator = Evaluator::new(jetstream, states, rules, labels, config.web_url.clone());
+    let evaluator = Evaluator::new(jetstream, states, rules, silences, labels, config.web_url.clone());
     let evaluated = evaluator.run(&config.alerter_id, tasks.clone()).await;
     tasks.cancel();
     let delivered = delivering.await.unwrap_or(Ok(()));
-    let followed = watching_rules.await.unwrap_or(Ok(())).and(watching_labels.await.unwrap_or(Ok(())));
+    let followed = watching_rules
+        .await
+        .unwrap_or(Ok(()))
+        .and(watching_silences.await.unwrap_or(Ok(())))
+        .and(watching_labels.await.unwrap_or(Ok(())));
     evaluated.and(delivered).and(followed)
+}
+
+/// Lists the receivers this alerter delivers to in the rules bucket, for the web's checks of
+/// rules edited there.
+async fn publish_receiver_names(bucket: &kv::Store, destinations: &Destinations) -> Result<(), AlerterError> {
+    let names: Vec<&str> = destinations.names().collect();
+    bucket
+        .put(
+            KNOWN_RECEIVERS_KEY,
+            serde_json::to_vec(&names).expect("names always serialise").into(),
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| AlerterError::Bucket {
+            bucket: ALERT_RULES_BUCKET,
+            reason: e.to_string(),
+        })
 }
 
 /// Adds the file's rules the bucket does not hold; rules it holds stay as they are there.
@@ -190,39 +224,48 @@ async fn seed_rules(bucket: &kv::Store, rules: &[Rule]) -> Result<(), AlerterErr
     Ok(())
 }
 
-/// Keeps `rules` equal to the rules bucket; an entry that is not a valid rule is left out and
-/// logged.
-async fn follow_rules(bucket: kv::Store, rules: RuleSet, shutdown: CancellationToken) -> Result<(), AlerterError> {
-    let mut entries = bucket.watch_with_history(">").await.map_err(|e| AlerterError::Bucket {
-        bucket: ALERT_RULES_BUCKET,
+/// Keeps `entries` equal to a bucket's entries that read as `Entry` (rules, silences): an
+/// entry that does not is left out and logged. Keys with a dot are not entries (no rule name or
+/// silence id has one).
+async fn follow_bucket<Entry: serde::de::DeserializeOwned>(
+    bucket: kv::Store,
+    bucket_name: &'static str,
+    entries: Arc<RwLock<BTreeMap<String, Entry>>>,
+    shutdown: CancellationToken,
+) -> Result<(), AlerterError> {
+    let mut watched = bucket.watch_with_history(">").await.map_err(|e| AlerterError::Bucket {
+        bucket: bucket_name,
         reason: e.to_string(),
     })?;
     loop {
         let entry = tokio::select! {
             biased;
             () = shutdown.cancelled() => return Ok(()),
-            entry = entries.next() => entry,
+            entry = watched.next() => entry,
         };
         let Some(entry) = entry else {
             return Err(AlerterError::Bucket {
-                bucket: ALERT_RULES_BUCKET,
+                bucket: bucket_name,
                 reason: "the watch ended".to_owned(),
             });
         };
         let Ok(entry) = entry else { continue };
-        let mut rules = rules.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if entry.key.contains('.') {
+            continue;
+        }
+        let mut entries = entries.write().unwrap_or_else(|poisoned| poisoned.into_inner());
         match entry.operation {
-            kv::Operation::Put => match serde_json::from_slice::<Rule>(&entry.value) {
-                Ok(rule) if rule.name == entry.key => {
-                    rules.insert(entry.key, rule);
+            kv::Operation::Put => match serde_json::from_slice::<Entry>(&entry.value) {
+                Ok(value) => {
+                    entries.insert(entry.key, value);
                 }
-                Ok(_) | Err(_) => {
-                    tracing::warn!(rule = %entry.key, "the rules bucket holds an entry that is not a valid rule; it is not evaluated");
-                    rules.remove(&entry.key);
+                Err(error) => {
+                    tracing::warn!(bucket = bucket_name, key = %entry.key, error = %error, "an entry is not valid; it is left out");
+                    entries.remove(&entry.key);
                 }
             },
             kv::Operation::Delete | kv::Operation::Purge => {
-                rules.remove(&entry.key);
+                entries.remove(&entry.key);
             }
         }
     }

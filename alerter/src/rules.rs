@@ -83,6 +83,19 @@ pub enum Condition {
     /// The oldest transaction or multixact ID of a database past `above` percent of the way to
     /// wraparound (2^31).
     WraparoundPercent { above: f64 },
+    /// A statement whose mean time over the last `window` (default 15 minutes) is at least
+    /// `factor` times its own mean over the `baseline` before it (default 7 days), with at least
+    /// `min_calls` calls (default 20) in each. Asked of the ingester's history at most once a
+    /// minute of samples.
+    StatementRegression {
+        factor: f64,
+        #[serde(default)]
+        window: Option<RuleDuration>,
+        #[serde(default)]
+        baseline: Option<RuleDuration>,
+        #[serde(default)]
+        min_calls: Option<u32>,
+    },
 }
 
 impl Condition {
@@ -97,6 +110,7 @@ impl Condition {
             Condition::ReplicationLag { .. } => "replication_lag",
             Condition::SlotRetainedWal { .. } => "slot_retained_wal",
             Condition::WraparoundPercent { .. } => "wraparound_percent",
+            Condition::StatementRegression { .. } => "statement_regression",
         }
     }
 }
@@ -398,6 +412,31 @@ pub fn rule_problems(rule: &Rule, receivers: &BTreeSet<&str>) -> Vec<String> {
             }
         }
         Condition::SlotRetainedWal { .. } => {}
+        Condition::StatementRegression {
+            factor,
+            window,
+            baseline,
+            min_calls,
+        } => {
+            if !(factor.is_finite() && *factor > 1.0) {
+                problems.push(format!(
+                    "{condition}.factor: must be a number above 1 (how many times slower), not {factor}"
+                ));
+            }
+            let (window, baseline) = regression_windows(window, baseline);
+            if window < Duration::from_secs(10) {
+                problems.push(format!("{condition}.window: must be at least 10s"));
+            }
+            if baseline <= window {
+                problems.push(format!("{condition}.baseline: must be longer than the window"));
+            }
+            if baseline > Duration::from_secs(30 * 24 * 3600) {
+                problems.push(format!("{condition}.baseline: must be at most 30 days"));
+            }
+            if *min_calls == Some(0) {
+                problems.push(format!("{condition}.min_calls: must be at least 1"));
+            }
+        }
     }
     if rule.receivers.is_empty() {
         problems.push("receivers: name at least one receiver".to_owned());
@@ -465,6 +504,14 @@ fn receiver_problems(receiver: &Receiver) -> Vec<String> {
         }
     }
     problems
+}
+
+/// The recent window and the baseline of a regression condition, with their defaults.
+pub fn regression_windows(window: &Option<RuleDuration>, baseline: &Option<RuleDuration>) -> (Duration, Duration) {
+    (
+        window.map_or(Duration::from_secs(15 * 60), |window| window.0),
+        baseline.map_or(Duration::from_secs(7 * 24 * 3600), |baseline| baseline.0),
+    )
 }
 
 fn name_problem(name: &str) -> Option<String> {

@@ -38,6 +38,7 @@ pub fn initial_state(rule: &str, target: &TargetName) -> AlertState {
         evaluated_at_us: 0,
         value: 0.0,
         summary: String::new(),
+        query_id: None,
         outbox: None,
     }
 }
@@ -52,6 +53,7 @@ pub fn step(state: &AlertState, measured: &Measurement, at_us: i64, timing: Timi
         evaluated_at_us: at_us,
         value: measured.value,
         summary: measured.summary.clone(),
+        query_id: measured.query_id,
         ..state.clone()
     };
     let enter = |next: &mut AlertState, phase: AlertPhase| {
@@ -124,6 +126,7 @@ mod tests {
             threshold: 1.0,
             breaching,
             summary: String::new(),
+            query_id: None,
         }
     }
 

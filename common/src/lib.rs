@@ -5,6 +5,7 @@
 pub mod access;
 pub mod health;
 pub mod metrics;
+pub mod named_query;
 pub mod nats_access;
 pub mod nats_setup;
 pub mod registry;

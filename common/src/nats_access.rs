@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use pgmon_contract::subjects::{
-    ALERT_RULES_BUCKET, ALERT_STATE_BUCKET, ALERT_STREAM, API_TOKENS_BUCKET, COLLECTORS_BUCKET, DEAD_LETTER_STREAM, SESSIONS_BUCKET,
-    SNAPSHOT_STREAM, TARGETS_BUCKET, USERS_BUCKET,
+    ALERT_RULES_BUCKET, ALERT_SILENCES_BUCKET, ALERT_STATE_BUCKET, ALERT_STREAM, API_TOKENS_BUCKET, COLLECTORS_BUCKET, DEAD_LETTER_STREAM,
+    SESSIONS_BUCKET, SNAPSHOT_STREAM, TARGETS_BUCKET, USERS_BUCKET,
 };
 
 /// A NATS identity of pgmon.
@@ -72,7 +72,7 @@ impl NatsRole {
             NatsRole::Collector => &[COLLECTORS_BUCKET],
             NatsRole::Web => &[TARGETS_BUCKET, USERS_BUCKET, API_TOKENS_BUCKET, SESSIONS_BUCKET],
             NatsRole::Reader => &[],
-            NatsRole::Alerter => &[ALERT_STREAM, ALERT_RULES_BUCKET, ALERT_STATE_BUCKET],
+            NatsRole::Alerter => &[ALERT_STREAM, ALERT_RULES_BUCKET, ALERT_STATE_BUCKET, ALERT_SILENCES_BUCKET],
             NatsRole::Admin => &[
                 SNAPSHOT_STREAM,
                 DEAD_LETTER_STREAM,
@@ -84,6 +84,7 @@ impl NatsRole {
                 ALERT_STREAM,
                 ALERT_RULES_BUCKET,
                 ALERT_STATE_BUCKET,
+                ALERT_SILENCES_BUCKET,
             ],
         }
     }
@@ -93,7 +94,14 @@ impl NatsRole {
     pub fn creates_when_missing(self) -> &'static [&'static str] {
         match self {
             NatsRole::Collector => &[SNAPSHOT_STREAM, TARGETS_BUCKET],
-            NatsRole::Web => &[SNAPSHOT_STREAM],
+            // The Alerts page works before any alerter started.
+            NatsRole::Web => &[
+                SNAPSHOT_STREAM,
+                ALERT_STREAM,
+                ALERT_RULES_BUCKET,
+                ALERT_STATE_BUCKET,
+                ALERT_SILENCES_BUCKET,
+            ],
             NatsRole::Alerter => &[SNAPSHOT_STREAM, TARGETS_BUCKET],
             NatsRole::Ingester | NatsRole::Reader => &[],
             NatsRole::Admin => NatsRole::Admin.owned_streams(),
@@ -138,6 +146,18 @@ impl NatsRole {
                     permissions.publish.extend(kv_write(bucket));
                     permissions.publish.extend(stream_management(&format!("KV_{bucket}")));
                 }
+                // The Alerts page: alert state and history read, rules and silences edited by
+                // admins; created when missing (an alerter owns them).
+                permissions.publish.extend(kv_read(ALERT_STATE_BUCKET));
+                for bucket in [ALERT_RULES_BUCKET, ALERT_SILENCES_BUCKET] {
+                    permissions.publish.extend(kv_write(bucket));
+                }
+                for bucket in [ALERT_RULES_BUCKET, ALERT_STATE_BUCKET, ALERT_SILENCES_BUCKET] {
+                    permissions.publish.push(format!("$JS.API.STREAM.CREATE.KV_{bucket}"));
+                }
+                permissions.publish.push(format!("$JS.API.STREAM.CREATE.{ALERT_STREAM}"));
+                permissions.publish.extend(stream_reading_now(ALERT_STREAM));
+                permissions.publish.extend(ordered_reading(ALERT_STREAM));
             }
             NatsRole::Reader => {
                 permissions.publish.extend(stream_consuming(SNAPSHOT_STREAM));
@@ -156,6 +176,12 @@ impl NatsRole {
                     permissions.publish.extend(kv_write(bucket));
                     permissions.publish.extend(stream_management(&format!("KV_{bucket}")));
                 }
+                permissions.publish.extend(kv_read(ALERT_SILENCES_BUCKET));
+                // Statement regressions are asked of the ingesters' history.
+                permissions.publish.push("pgmon.query.>".to_owned());
+                permissions
+                    .publish
+                    .extend(stream_management(&format!("KV_{ALERT_SILENCES_BUCKET}")));
             }
             NatsRole::Admin => {
                 permissions
@@ -218,6 +244,18 @@ fn stream_consuming(stream: &str) -> Vec<String> {
         format!("$JS.FC.{stream}.>"),
     ]);
     subjects
+}
+
+/// Reading a stream through ordered consumers only (the server names them): no durable one.
+fn ordered_reading(stream: &str) -> Vec<String> {
+    vec![
+        format!("$JS.API.CONSUMER.CREATE.{stream}"),
+        format!("$JS.API.CONSUMER.CREATE.{stream}.>"),
+        format!("$JS.API.CONSUMER.DELETE.{stream}.>"),
+        format!("$JS.API.CONSUMER.INFO.{stream}.>"),
+        format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.>"),
+        format!("$JS.FC.{stream}.>"),
+    ]
 }
 
 /// Reading the newest messages of a stream (direct get) and its subjects.

@@ -15,8 +15,8 @@ use clap::Args;
 
 use crate::nats_access::NatsRole;
 use pgmon_contract::subjects::{
-    ALERT_RULES_BUCKET, ALERT_STATE_BUCKET, ALERT_STREAM, ALERT_SUBJECTS, API_TOKENS_BUCKET, COLLECTORS_BUCKET, DEAD_LETTER_STREAM,
-    DEAD_LETTER_SUBJECTS, SESSIONS_BUCKET, SNAPSHOT_STREAM, SNAPSHOT_SUBJECTS, TARGETS_BUCKET, USERS_BUCKET,
+    ALERT_RULES_BUCKET, ALERT_SILENCES_BUCKET, ALERT_STATE_BUCKET, ALERT_STREAM, ALERT_SUBJECTS, API_TOKENS_BUCKET, COLLECTORS_BUCKET,
+    DEAD_LETTER_STREAM, DEAD_LETTER_SUBJECTS, SESSIONS_BUCKET, SNAPSHOT_STREAM, SNAPSHOT_SUBJECTS, TARGETS_BUCKET, USERS_BUCKET,
 };
 
 /// The oldest nats-server pgmon works with: 2.10 brought stream compression, which the
@@ -185,6 +185,18 @@ pub fn alert_state_bucket_config(replicas: u8) -> kv::Config {
     kv::Config {
         bucket: ALERT_STATE_BUCKET.to_owned(),
         description: "pgmon alert state of each rule on each target".to_owned(),
+        history: 1,
+        storage: stream::StorageType::File,
+        num_replicas: usize::from(replicas),
+        ..Default::default()
+    }
+}
+
+/// The alert silences bucket; `nats/stream-KV_pgmon_alert_silences.json` is its backing stream.
+pub fn alert_silences_bucket_config(replicas: u8) -> kv::Config {
+    kv::Config {
+        bucket: ALERT_SILENCES_BUCKET.to_owned(),
+        description: "pgmon alert silences (who, why, until when)".to_owned(),
         history: 1,
         storage: stream::StorageType::File,
         num_replicas: usize::from(replicas),
@@ -387,6 +399,7 @@ async fn ensure_streams_and_buckets(
         (SESSIONS_BUCKET, sessions_bucket_config(replicas)),
         (ALERT_RULES_BUCKET, alert_rules_bucket_config(replicas)),
         (ALERT_STATE_BUCKET, alert_state_bucket_config(replicas)),
+        (ALERT_SILENCES_BUCKET, alert_silences_bucket_config(replicas)),
     ] {
         if !wanted(bucket) {
             continue;

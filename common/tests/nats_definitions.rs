@@ -54,6 +54,7 @@ async fn nats_directory_streams_match_the_server_after_start_up() {
         "PGMON_ALERTS",
         "KV_pgmon_alert_rules",
         "KV_pgmon_alert_state",
+        "KV_pgmon_alert_silences",
     ] {
         let path = directory.join(format!("stream-{name}.json"));
         let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));

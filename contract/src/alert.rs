@@ -106,6 +106,9 @@ pub struct AlertNotification {
     pub value: f64,
     /// The rule's threshold the value is compared with.
     pub threshold: f64,
+    /// The statement the alert is about (`pg_stat_statements.queryid`), for statement regressions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query_id: Option<i64>,
     /// Since when the alert has been firing (microseconds since the Unix epoch, UTC).
     pub firing_since_us: i64,
     /// When this transition happened, in the time of the samples (microseconds since the Unix epoch, UTC).
@@ -117,6 +120,38 @@ pub struct AlertNotification {
     /// Pages of pgmon at the alert's moment: activity, blocking, the statement.
     #[serde(default)]
     pub links: Vec<AlertLink>,
+    /// The silence that kept this transition from the receivers (it is recorded, not sent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub silenced_by: Option<Silence>,
+}
+
+/// A silence: transitions of a rule (or all rules) on a target (or all targets) are recorded
+/// but not sent until `until_us`. Kept in the silences bucket under its `id`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema, utoipa::ToSchema)]
+pub struct Silence {
+    pub id: String,
+    /// The rule silenced; every rule when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<String>,
+    /// The target silenced; every target when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<TargetName>,
+    /// Until when (microseconds since the Unix epoch, UTC).
+    pub until_us: i64,
+    pub reason: String,
+    /// The user who set it.
+    pub created_by: String,
+    pub created_at_us: i64,
+}
+
+impl Silence {
+    /// Whether this silence keeps a transition of `rule` on `target` at `at_us` from receivers.
+    pub fn covers(&self, rule: &str, target: &TargetName, at_us: i64) -> bool {
+        at_us >= self.created_at_us
+            && at_us < self.until_us
+            && self.rule.as_deref().is_none_or(|silenced| silenced == rule)
+            && self.target.as_ref().is_none_or(|silenced| silenced == target)
+    }
 }
 
 /// The alerter's record of one rule on one target, kept in the alert-state bucket under
@@ -141,6 +176,9 @@ pub struct AlertState {
     pub evaluated_at_us: i64,
     pub value: f64,
     pub summary: String,
+    /// The statement the alert is about (statement regressions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query_id: Option<i64>,
     /// A transition recorded but not yet published: whoever reads the record next publishes
     /// it (the stream drops a repeat by its id) and clears it.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -454,6 +454,51 @@ named_query!(TopStatementsRequest, "top_statements", Vec<StatementTotals>, |requ
     validate_limit(request.limit)
 });
 
+/// Statements whose mean time over the recent window (`recent_from_us` to `to_us`) is at least
+/// `factor` times their own mean over the baseline before it (`baseline_from_us` to
+/// `recent_from_us`), with at least `min_calls` calls in each: what a regression alert watches.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct StatementRegressionsRequest {
+    pub target: TargetName,
+    pub baseline_from_us: i64,
+    pub recent_from_us: i64,
+    pub to_us: i64,
+    pub min_calls: i64,
+    pub factor: f64,
+    pub limit: u32,
+}
+
+/// One statement (query id, database and user) slower than its baseline.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct StatementRegression {
+    pub query_id: i64,
+    pub database: String,
+    pub user_name: String,
+    pub query: Option<String>,
+    pub baseline_calls: i64,
+    pub baseline_mean_ms: f64,
+    pub recent_calls: i64,
+    pub recent_mean_ms: f64,
+    /// `recent_mean_ms / baseline_mean_ms`.
+    pub ratio: f64,
+}
+
+named_query!(
+    StatementRegressionsRequest,
+    "statement_regressions",
+    Vec<StatementRegression>,
+    |request| {
+        validate_range(request.baseline_from_us, request.to_us)?;
+        if !(request.baseline_from_us < request.recent_from_us && request.recent_from_us < request.to_us) {
+            return Err(SeriesRequestError::EmptyRange);
+        }
+        if !(request.factor.is_finite() && request.factor > 0.0) || request.min_calls < 1 {
+            return Err(SeriesRequestError::BadLimit);
+        }
+        validate_limit(request.limit)
+    }
+);
+
 /// One statement (query id) over a range, in buckets.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StatementHistoryRequest {

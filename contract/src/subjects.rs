@@ -31,6 +31,11 @@ pub const ALERT_STREAM: &str = "PGMON_ALERTS";
 pub const ALERT_SUBJECTS: &str = "pgmon.alert.>";
 /// The JetStream KV bucket of alert rules (`<rule>`), seeded from the alerts file.
 pub const ALERT_RULES_BUCKET: &str = "pgmon_alert_rules";
+/// The key of [`ALERT_RULES_BUCKET`] where alerters list the receivers of their alerts files,
+/// so the web can check a rule's receivers; no rule name holds a dot.
+pub const KNOWN_RECEIVERS_KEY: &str = "receivers.known";
+/// The JetStream KV bucket of silences (`<id>`).
+pub const ALERT_SILENCES_BUCKET: &str = "pgmon_alert_silences";
 /// The JetStream KV bucket of where each rule stands on each target (`<rule>.<target>`).
 pub const ALERT_STATE_BUCKET: &str = "pgmon_alert_state";
 /// The durable consumer through which alerters deliver notifications, shared by every alerter

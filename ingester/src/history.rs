@@ -12,8 +12,9 @@ use pgmon_contract::query::{
     BlockingReply, BlockingRequest, Change, ChangesReply, ChangesRequest, DatabaseAge, DatabasePoint, DatabaseSeriesRequest, LagSeries,
     LockHistoryReply, LockHistoryRequest, ObjectGrowthReply, ObjectGrowthRequest, ObjectOrder, ObjectSize, ObjectsReply, ObjectsRequest,
     ReplicationSeriesReply, ReplicationSeriesRequest, RetainedWalSeries, SessionHistoryRequest, SessionSample, SessionSummary,
-    SessionsRequest, StatementHistoryReply, StatementHistoryRequest, StatementOrder, StatementTotals, TableHealth, TopStatementsRequest,
-    VacuumHealthReply, VacuumHealthRequest, WalSeriesReply, WalSeriesRequest, MAX_CHANGES, MAX_REPLICATION_SERIES, WRAPAROUND_HORIZON,
+    SessionsRequest, StatementHistoryReply, StatementHistoryRequest, StatementOrder, StatementRegression, StatementRegressionsRequest,
+    StatementTotals, TableHealth, TopStatementsRequest, VacuumHealthReply, VacuumHealthRequest, WalSeriesReply, WalSeriesRequest,
+    MAX_CHANGES, MAX_REPLICATION_SERIES, WRAPAROUND_HORIZON,
 };
 
 use crate::storage::stale_sizes::SKIPPED_DATABASE_REASON;
@@ -134,6 +135,42 @@ pub fn top_statements(connection: &Connection, request: &TopStatementsRequest) -
         connection,
         &sql,
         params![request.target.as_str(), request.from_us, request.to_us, request.limit],
+    )
+}
+
+/// Statements slower over the recent window than over their baseline, worst first.
+pub fn statement_regressions(connection: &Connection, request: &StatementRegressionsRequest) -> duckdb::Result<Vec<StatementRegression>> {
+    let sql = "WITH per AS (
+             SELECT query_id, database, user_name,
+                    coalesce(sum(calls) FILTER (WHERE collected_at <= make_timestamp($3)), 0) AS baseline_calls,
+                    coalesce(sum(total_exec_time_ms) FILTER (WHERE collected_at <= make_timestamp($3)), 0) AS baseline_ms,
+                    coalesce(sum(calls) FILTER (WHERE collected_at > make_timestamp($3)), 0) AS recent_calls,
+                    coalesce(sum(total_exec_time_ms) FILTER (WHERE collected_at > make_timestamp($3)), 0) AS recent_ms
+             FROM statement_deltas
+             WHERE target = $1 AND collected_at > make_timestamp($2) AND collected_at <= make_timestamp($4)
+             GROUP BY ALL
+         )
+         SELECT p.query_id, p.database, p.user_name, x.query,
+                p.baseline_calls::BIGINT AS baseline_calls, p.baseline_ms / p.baseline_calls AS baseline_mean_ms,
+                p.recent_calls::BIGINT AS recent_calls, p.recent_ms / p.recent_calls AS recent_mean_ms,
+                (p.recent_ms / p.recent_calls) / (p.baseline_ms / p.baseline_calls) AS ratio
+         FROM per p LEFT JOIN statement_texts x ON x.target = $1 AND x.query_id = p.query_id
+         WHERE p.baseline_calls >= $5 AND p.recent_calls >= $5 AND p.baseline_ms > 0
+           AND p.recent_ms / p.recent_calls >= $6 * (p.baseline_ms / p.baseline_calls)
+         ORDER BY ratio DESC, p.query_id
+         LIMIT $7";
+    rows(
+        connection,
+        sql,
+        params![
+            request.target.as_str(),
+            request.baseline_from_us,
+            request.recent_from_us,
+            request.to_us,
+            request.min_calls,
+            request.factor,
+            request.limit
+        ],
     )
 }
 

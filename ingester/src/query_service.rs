@@ -11,8 +11,8 @@ use futures::StreamExt;
 use pgmon_contract::query::{
     reply_messages, ActivitySeriesRequest, BlockingRequest, ChangesRequest, DatabaseSeriesRequest, LockHistoryRequest, NamedQuery,
     ObjectGrowthRequest, ObjectsRequest, QueryReply, ReplicationSeriesRequest, SessionHistoryRequest, SessionsRequest,
-    StatementHistoryRequest, TopStatementsRequest, VacuumHealthRequest, WalSeriesRequest, MAX_QUERY_BUDGET, MAX_REPLY_BYTES,
-    QUERY_BUDGET_HEADER, REPLY_PART_HEADER,
+    StatementHistoryRequest, StatementRegressionsRequest, TopStatementsRequest, VacuumHealthRequest, WalSeriesRequest, MAX_QUERY_BUDGET,
+    MAX_REPLY_BYTES, QUERY_BUDGET_HEADER, REPLY_PART_HEADER,
 };
 use pgmon_contract::subjects::{query_subject, QUERY_QUEUE_GROUP};
 use pgmon_contract::target::TargetName;
@@ -199,6 +199,7 @@ fn answer(query_name: &str, payload: &[u8], reader: &Connection) -> Vec<u8> {
         SessionsRequest::NAME => run(payload, reader, history::sessions),
         SessionHistoryRequest::NAME => run(payload, reader, history::session_history),
         TopStatementsRequest::NAME => run(payload, reader, history::top_statements),
+        StatementRegressionsRequest::NAME => run(payload, reader, history::statement_regressions),
         StatementHistoryRequest::NAME => run(payload, reader, history::statement_history),
         ObjectsRequest::NAME => run(payload, reader, history::objects),
         ObjectGrowthRequest::NAME => run(payload, reader, history::object_growth),

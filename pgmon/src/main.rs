@@ -144,10 +144,16 @@ enum Command {
 #[derive(Subcommand)]
 enum AlertCommand {
     /// Checks an alerts file and prints its receivers and rules, or every problem with the
-    /// field it is in (exit status 1).
+    /// field it is in (exit status 1); with --since, replays the stream's samples of that long
+    /// through the rules and prints when each would have fired and resolved.
     Check {
         /// The alerts file (TOML).
         file: std::path::PathBuf,
+        /// How far back to replay (e.g. "24h"); the stream keeps --stream-max-age.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        since: Option<std::time::Duration>,
+        #[command(flatten)]
+        nats: NatsArgs,
     },
 }
 
@@ -222,26 +228,9 @@ async fn run(command: Command, nats_url_given: bool) -> anyhow::Result<()> {
             .await
         }
         Command::Alert {
-            command: Some(AlertCommand::Check { file }),
+            command: Some(AlertCommand::Check { file, since, nats }),
             ..
-        } => {
-            let checked = pgmon_alerter::read_alerts_file(&file)?;
-            println!(
-                "{}: {} receivers, {} rules, no problem found",
-                file.display(),
-                checked.receiver.len(),
-                checked.rule.len()
-            );
-            for rule in &checked.rule {
-                println!(
-                    "  rule {}: {} for {}",
-                    rule.name,
-                    rule.when.name(),
-                    humantime::format_duration(rule.for_duration.0)
-                );
-            }
-            Ok(())
-        }
+        } => check_alerts_file(&file, since, &nats).await,
         Command::Alert {
             command: None,
             nats,
@@ -331,6 +320,49 @@ async fn run(command: Command, nats_url_given: bool) -> anyhow::Result<()> {
             .await
         }
     }
+}
+
+/// `pgmon alert check`: the file's problems, or its rules; with `since`, what they would have
+/// done over that much of the stream.
+async fn check_alerts_file(file: &std::path::Path, since: Option<std::time::Duration>, nats: &NatsArgs) -> anyhow::Result<()> {
+    let checked = pgmon_alerter::read_alerts_file(file)?;
+    println!(
+        "{}: {} receivers, {} rules, no problem found",
+        file.display(),
+        checked.receiver.len(),
+        checked.rule.len()
+    );
+    for rule in &checked.rule {
+        println!(
+            "  rule {}: {} for {}",
+            rule.name,
+            rule.when.name(),
+            humantime::format_duration(rule.for_duration.0)
+        );
+    }
+    let Some(since) = since else { return Ok(()) };
+    let jetstream = pgmon_common::nats_setup::connect_jetstream_as_tool(nats, pgmon_common::nats_access::NatsRole::Reader).await?;
+    let found = pgmon_alerter::check::replay(&jetstream, &checked.rule, since).await?;
+    println!("over the last {}:", humantime::format_duration(since));
+    if found.is_empty() {
+        println!("  no rule would have fired");
+    }
+    for transition in &found {
+        let verb = match transition.kind {
+            pgmon_contract::alert::NotificationKind::Firing => "fired",
+            pgmon_contract::alert::NotificationKind::Repeat => "repeated",
+            pgmon_contract::alert::NotificationKind::Resolved => "resolved",
+        };
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_micros(u64::try_from(transition.at_us).unwrap_or(0));
+        println!(
+            "  {} on {} would have {verb} at {}: {}",
+            transition.rule,
+            transition.target,
+            humantime::format_rfc3339_seconds(at),
+            transition.summary
+        );
+    }
+    Ok(())
 }
 
 /// Runs a role beside its /healthz server; either failing stops both.

@@ -404,6 +404,19 @@ async fn a_lock_wait_rule_fires_once_and_resolves_once() {
         "a firing alert expires later than it resolved"
     );
 
+    // The same rule replayed over the stream would have fired and resolved once too.
+    let replayed = std::process::Command::new(env!("CARGO_BIN_EXE_pgmon"))
+        .args(["alert", "check"])
+        .arg(&file)
+        .args(["--since", "15m", "--nats-url", &url])
+        .env("PGMON_NATS_NKEY_FILE", pgmon_test_support::key_file_for(&url, NatsRole::Reader))
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&replayed.stdout);
+    assert!(replayed.status.success(), "{printed}{}", String::from_utf8_lossy(&replayed.stderr));
+    assert_eq!(printed.matches("lock-pileup on db would have fired at").count(), 1, "{printed}");
+    assert_eq!(printed.matches("lock-pileup on db would have resolved at").count(), 1, "{printed}");
+
     shutdown.cancel();
     collector.await.unwrap().unwrap();
     alerter.await.unwrap().unwrap();
@@ -515,6 +528,17 @@ async fn a_notification_reaches_a_receiver_that_was_down_once_it_is_back() {
     .await;
     tokio::time::sleep(Duration::from_secs(4)).await;
     assert_eq!(receiver.kinds(), vec![NotificationKind::Firing], "delivered once");
+    // The alerter's /metrics count the failed attempt and the delivery.
+    let metrics = pgmon_common::metrics::encode_text();
+    for series in [
+        "pgmon_alerter_notifications_total{receiver=\"ops\",outcome=\"failed\"}",
+        "pgmon_alerter_notifications_total{receiver=\"ops\",outcome=\"sent\"}",
+        "pgmon_alerter_evaluations_total",
+        "pgmon_alerter_transitions_total",
+        "pgmon_alerter_evaluation_lag_seconds",
+    ] {
+        assert!(metrics.contains(series), "{series} missing from:\n{metrics}");
+    }
 
     pile.release().await;
     shutdown.cancel();
@@ -563,4 +587,281 @@ fn bad_alerts_files_are_refused_field_by_field() {
         assert!(stderr.contains(expected), "expected {expected:?} in:\n{stderr}");
         assert!(stderr.contains(&path.display().to_string()), "names the file: {stderr}");
     }
+}
+
+/// The Alerts page and API: a firing alert shows now and in the history (and on the target's
+/// chart markers), an admin's silence keeps the resolution from the receiver but records it
+/// with who silenced, rules are edited with field-named problems, viewers change nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_alerts_page_and_api_show_alerts_silences_and_rules() {
+    let postgres = TestPostgres::start();
+    let nats = TestNats::start();
+    let url = nats.url();
+    let directory = tempfile::tempdir().unwrap();
+    let port = pgmon_test_support::free_local_port();
+    let receiver = WebhookReceiver::start_on(([127, 0, 0, 1], port).into()).await;
+    let file = alerts_file(directory.path(), port, 1, "2s");
+    let shutdown = CancellationToken::new();
+    let collector = tokio::spawn(pgmon_collector::run(
+        collector_config(&url, &[("db", postgres.connection_string("postgres"))], Duration::from_millis(500)),
+        shutdown.clone(),
+    ));
+    let alerter = tokio::spawn(pgmon_alerter::run(alerter_config(&url, &file, "web"), shutdown.clone()));
+    wait_for_alerter(&url, "web").await;
+    let web = common::ServedWeb::start(&url, &shutdown).await;
+    let admin = common::api_client(&url, pgmon_common::access::Role::Admin).await;
+
+    let pile = pile_up(&postgres, 1).await;
+    wait_until(Duration::from_secs(60), "the alert firing in the API", || async {
+        let now = web.json("/api/v1/alerts").await;
+        now["alerts"]
+            .as_array()
+            .is_some_and(|alerts| alerts.iter().any(|alert| alert["phase"] == "firing"))
+    })
+    .await;
+    let now = web.json("/api/v1/alerts?target=db").await;
+    assert_eq!(now["alerts"][0]["rule"], "lock-pileup");
+    assert!(web.json("/api/v1/alerts?target=other").await["alerts"]
+        .as_array()
+        .unwrap()
+        .is_empty());
+    let page = web.page("/alerts").await;
+    assert!(page.contains("lock-pileup") && page.contains("firing"), "{page}");
+    let markers = web.json("/api/v1/targets/db/alerts?range=15m").await;
+    assert_eq!(markers["events"][0]["kind"], "firing", "{markers}");
+
+    // A viewer may not silence; a bad duration is named; an admin's silence is recorded.
+    let silence = serde_json::json!({ "rule": "lock-pileup", "target": "db", "duration": "1h", "reason": "failover drill" });
+    let refused = web
+        .http
+        .post(format!("{}/api/v1/alerts/silences", web.base))
+        .json(&silence)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+    let bad = serde_json::json!({ "duration": "forever", "reason": "x" });
+    let answer = admin
+        .post(format!("{}/api/v1/alerts/silences", web.base))
+        .json(&bad)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 400);
+    assert_eq!(answer.json::<serde_json::Value>().await.unwrap()["field"], "duration");
+    let answer = admin
+        .post(format!("{}/api/v1/alerts/silences", web.base))
+        .json(&silence)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 201);
+    let silence: serde_json::Value = answer.json().await.unwrap();
+    assert_eq!(silence["created_by"], "test-admin");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    pile.release().await;
+    wait_until(Duration::from_secs(60), "the silenced resolution in the history", || async {
+        let history = web.json("/api/v1/alerts/history?range=15m&target=db").await;
+        history["events"]
+            .as_array()
+            .is_some_and(|events| events.iter().any(|event| event["kind"] == "resolved"))
+    })
+    .await;
+    let history = web.json("/api/v1/alerts/history?range=15m").await;
+    let resolved = history["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|event| event["kind"] == "resolved")
+        .unwrap()
+        .clone();
+    assert_eq!(resolved["silenced_by"]["created_by"], "test-admin");
+    assert_eq!(resolved["silenced_by"]["reason"], "failover drill");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        receiver.kinds(),
+        vec![NotificationKind::Firing],
+        "the silenced resolution went to no receiver"
+    );
+    let page = web.page("/alerts").await;
+    assert!(page.contains("failover drill") && page.contains("test-admin"), "{page}");
+    let ended = admin
+        .delete(format!("{}/api/v1/alerts/silences/{}", web.base, silence["id"].as_str().unwrap()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ended.status(), 204);
+
+    // Rules: a bad one is refused naming its field, a good one stored, listed and deleted.
+    let rule = |sessions: u32, receiver: &str| {
+        serde_json::json!({ "name": "idle-tx", "when": { "idle_in_transaction": { "longer_than": "5m", "sessions": sessions } },
+            "for": "1m", "receivers": [receiver] })
+    };
+    let put = |body: serde_json::Value| admin.put(format!("{}/api/v1/alerts/rules/idle-tx", web.base)).json(&body).send();
+    let answer = put(rule(0, "ops")).await.unwrap();
+    assert_eq!(answer.status(), 400);
+    let message = answer.json::<serde_json::Value>().await.unwrap()["error"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        message.contains("when.idle_in_transaction.sessions: must be at least 1"),
+        "{message}"
+    );
+    let answer = put(rule(1, "pager")).await.unwrap();
+    assert_eq!(answer.status(), 400);
+    let message = answer.json::<serde_json::Value>().await.unwrap()["error"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(message.contains("receivers[0]: no receiver is named \"pager\""), "{message}");
+    assert_eq!(put(rule(1, "ops")).await.unwrap().status(), 200);
+    let viewer_put = web
+        .http
+        .put(format!("{}/api/v1/alerts/rules/idle-tx", web.base))
+        .json(&rule(1, "ops"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(viewer_put.status(), 403);
+    let rules = web.json("/api/v1/alerts/rules").await;
+    let names: Vec<&str> = rules
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|rule| rule["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["idle-tx", "lock-pileup"]);
+    assert_eq!(
+        admin
+            .delete(format!("{}/api/v1/alerts/rules/idle-tx", web.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    assert_eq!(
+        admin
+            .delete(format!("{}/api/v1/alerts/rules/idle-tx", web.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+
+    let openapi = web.json("/api/v1/openapi.json").await;
+    for path in [
+        "/api/v1/alerts",
+        "/api/v1/alerts/history",
+        "/api/v1/alerts/rules/{rule}",
+        "/api/v1/alerts/silences",
+    ] {
+        assert!(openapi["paths"][path].is_object(), "{path} is not in the OpenAPI document");
+    }
+
+    shutdown.cancel();
+    collector.await.unwrap().unwrap();
+    alerter.await.unwrap().unwrap();
+    web.join().await;
+}
+
+/// pgbench against `postgres`'s database `postgres` with `arguments`, ready to run.
+fn pgbench(postgres: &TestPostgres, arguments: &[&str]) -> std::process::Command {
+    let mut command = std::process::Command::new(postgres.binary("pgbench"));
+    command
+        .args(["-h", "127.0.0.1", "-p", &postgres.port().to_string(), "-U", "postgres"])
+        .args(arguments)
+        .arg("postgres");
+    command
+}
+
+/// Runs a pgbench command on a blocking thread, checking it succeeds.
+async fn run_pgbench(mut command: std::process::Command) {
+    let output = tokio::task::spawn_blocking(move || command.output().unwrap()).await.unwrap();
+    assert!(output.status.success(), "pgbench: {}", String::from_utf8_lossy(&output.stderr));
+}
+
+/// A steady pgbench run of two minutes raises no regression alert; the same statement made
+/// slower by far (its index dropped, so every lookup scans the table) raises one, naming its
+/// query id and linking to its page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_made_slower_raises_the_regression_alert_and_a_steady_load_nothing() {
+    let postgres = TestPostgres::start();
+    let nats = TestNats::start();
+    let url = nats.url();
+    let setup = postgres.connect().await;
+    setup.batch_execute("CREATE EXTENSION pg_stat_statements").await.unwrap();
+    run_pgbench(pgbench(&postgres, &["-i", "-s", "1", "-q"])).await;
+    let directory = tempfile::tempdir().unwrap();
+    let port = pgmon_test_support::free_local_port();
+    let receiver = WebhookReceiver::start_on(([127, 0, 0, 1], port).into()).await;
+    let secret = directory.path().join("webhook-secret");
+    std::fs::write(&secret, SIGNING_KEY).unwrap();
+    let file = directory.path().join("alerts.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[[receiver]]\nname = \"ops\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{port}/hook\"\n\n\
+             [[rule]]\nname = \"slower-statement\"\n\
+             when.statement_regression = {{ factor = 5, window = \"20s\", baseline = \"5m\", min_calls = 50 }}\n\
+             resolve_for = \"1m\"\nreceivers = [\"ops\"]\n"
+        ),
+    )
+    .unwrap();
+    let shutdown = CancellationToken::new();
+    let pipeline = common::spawn_pipeline(
+        &url,
+        postgres.connection_string("postgres"),
+        &directory.path().join("data"),
+        &shutdown,
+    );
+    let alerter = tokio::spawn(pgmon_alerter::run(alerter_config(&url, &file, "regressions"), shutdown.clone()));
+    wait_for_alerter(&url, "regressions").await;
+
+    run_pgbench(pgbench(&postgres, &["-S", "-n", "-c", "2", "-T", "120", "-R", "100"])).await;
+    assert!(receiver.notifications().is_empty(), "a steady load raised {:?}", receiver.kinds());
+
+    setup
+        .batch_execute("ALTER TABLE pgbench_accounts DROP CONSTRAINT pgbench_accounts_pkey")
+        .await
+        .unwrap();
+    let slow = tokio::spawn(run_pgbench(pgbench(&postgres, &["-S", "-n", "-c", "1", "-T", "60", "-R", "20"])));
+    wait_until(Duration::from_secs(90), "the regression alert", || async {
+        !receiver.notifications().is_empty()
+    })
+    .await;
+    let alert = receiver.notifications()[0].notification();
+    let query_id: i64 = setup
+        .query_one(
+            "SELECT queryid FROM pg_stat_statements WHERE query LIKE 'SELECT abalance FROM pgbench_accounts WHERE aid = $1%'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(
+        (alert.kind, alert.query_id),
+        (NotificationKind::Firing, Some(query_id)),
+        "{}",
+        alert.summary
+    );
+    assert!(alert.summary.contains(&query_id.to_string()), "{}", alert.summary);
+    assert!(alert.value >= 5.0, "{}", alert.summary);
+    assert!(
+        alert
+            .links
+            .iter()
+            .any(|link| link.url.contains(&format!("/targets/db/statements/{query_id}?"))),
+        "{:?}",
+        alert.links
+    );
+    eprintln!("regression alert: {}", alert.summary);
+    slow.await.unwrap();
+
+    shutdown.cancel();
+    pipeline.join().await;
+    alerter.await.unwrap().unwrap();
 }

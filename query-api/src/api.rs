@@ -15,6 +15,7 @@ use pgmon_contract::query::{
 };
 use utoipa::OpenApi;
 
+use crate::alerts;
 use crate::error::{AppError, ErrorBody};
 use crate::extract::{Params, Target};
 use crate::params::{
@@ -324,12 +325,14 @@ pub async fn wal_history(
 
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "pgmon API", description = "PostgreSQL activity, statements, objects, locks and health over time. Authenticate with a session cookie (sign in at /sign-in) or `Authorization: Bearer <token>` (`pgmon users token`)."),
+    info(title = "pgmon API", description = "PostgreSQL activity, statements, objects, locks and health over time, and alerts. Authenticate with a session cookie (sign in at /sign-in) or `Authorization: Bearer <token>` (`pgmon users token`)."),
     paths(
         fleet, activity, sessions, session, statements, statement, objects, object_growth, current_locks, lock_history, database_stats,
         vacuum_health, running_maintenance, current_replication, replication_history, changes, wal_history,
         connections::list_targets, connections::get_target, connections::create_target, connections::update_target,
         connections::delete_target, connections::test_target,
+        alerts::api_current, alerts::api_history, alerts::api_target_history, alerts::api_rules, alerts::api_put_rule,
+        alerts::api_delete_rule, alerts::api_silences, alerts::api_add_silence, alerts::api_end_silence,
     ),
     modifiers(&BearerSecurity),
     security(("bearer" = [])),

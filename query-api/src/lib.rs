@@ -3,6 +3,7 @@
 //! "Now" views read the newest event per subject straight from JetStream; history comes from
 //! the ingesters' named queries over NATS request/reply. It never opens DuckDB files.
 
+mod alerts;
 mod api;
 mod auth;
 mod connections;
@@ -160,6 +161,11 @@ pub fn router(state: AppState) -> Router {
         .route("/targets/{target}/locks", get(pages::locks))
         .route("/targets/{target}/locks/current", get(pages::current_locks))
         .route("/targets/{target}/health", get(pages::health))
+        .route("/alerts", get(alerts::alerts_page))
+        .route("/alerts/rules", post(alerts::save_rule_form))
+        .route("/alerts/rules/{rule}/delete", post(alerts::delete_rule_form))
+        .route("/alerts/silences", post(alerts::add_silence_form))
+        .route("/alerts/silences/{id}/delete", post(alerts::end_silence_form))
         .route(
             "/connections",
             get(connections::connections_page).post(connections::create_connection),
@@ -205,6 +211,16 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/targets/{target}/health/replication/history", get(api::replication_history))
         .route("/api/v1/targets/{target}/changes", get(api::changes))
         .route("/api/v1/targets/{target}/health/wal", get(api::wal_history))
+        .route("/api/v1/targets/{target}/alerts", get(alerts::api_target_history))
+        .route("/api/v1/alerts", get(alerts::api_current))
+        .route("/api/v1/alerts/history", get(alerts::api_history))
+        .route("/api/v1/alerts/rules", get(alerts::api_rules))
+        .route(
+            "/api/v1/alerts/rules/{rule}",
+            axum::routing::put(alerts::api_put_rule).delete(alerts::api_delete_rule),
+        )
+        .route("/api/v1/alerts/silences", get(alerts::api_silences).post(alerts::api_add_silence))
+        .route("/api/v1/alerts/silences/{id}", axum::routing::delete(alerts::api_end_silence))
         .fallback(api_not_found);
     pages
         .merge(api)

@@ -67,7 +67,8 @@ pub fn activity_page(view: &ActivityView<'_>) -> Markup {
             data-slice-url={ "/targets/" (target) "/slice" }
             data-statement-url={ "/targets/" (target) "/statements/" }
             data-max-connections=[view.max_connections]
-            data-changes-url={ "/api/v1/targets/" (target) "/changes?" (view.time_query()) } {
+            data-changes-url={ "/api/v1/targets/" (target) "/changes?" (view.time_query()) }
+            data-alerts-url={ "/api/v1/targets/" (target) "/alerts?" (view.time_query()) } {
             p.loading { "Loading…" }
         }
         p.hint { "Series data: " a href=(series_url) { "JSON" } }

@@ -46,6 +46,7 @@ pub fn page(viewer: &Viewer, title: &str, body: Markup) -> Markup {
                     a.brand href="/" { "pgmon" }
                     nav {
                         a href="/" { "Fleet" }
+                        a href="/alerts" { "Alerts" }
                         @if viewer.is_admin { a href="/connections" { "Connections" } }
                         a href="/api/v1/openapi.json" { "API" }
                     }

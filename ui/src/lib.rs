@@ -1,6 +1,7 @@
 //! pgmon's user interface pieces: page layout, maud views of every page and the static assets embedded in the binary.
 
 pub mod activity;
+pub mod alerts;
 pub mod assets;
 pub mod components;
 pub mod connections;

@@ -110,8 +110,10 @@
       uSeries.push({ label: "max_connections", stroke: "#1d2433", dash: [6, 4], width: 1, points: { show: false } });
     }
     const step = reply.step_us / 1e6;
-    // Restarts and setting changes as vertical lines, once their list has come.
-    let markers = [];
+    // Restarts, setting changes and alerts as vertical lines, once their lists have come.
+    let changes = [];
+    let alerts = [];
+    const markers = () => changes.concat(alerts);
     const topOfLoad = Math.max(0, ...stacked[stacked.length - 1].filter((v) => v !== null));
     const chart = new uPlot({
       width: chartWidth(container),
@@ -123,7 +125,7 @@
       legend: { live: true },
       cursor: { drag: { x: true, y: false, setScale: false } },
       hooks: {
-        draw: [(u) => drawMarkers(u, markers)],
+        draw: [(u) => drawMarkers(u, markers())],
         setSelect: [(u) => {
           if (u.select.width < 4) return;
           const from = Math.floor(u.posToVal(u.select.left, "x"));
@@ -144,15 +146,29 @@
       statementLegend(container, reply);
     }
     if (container.dataset.changesUrl) {
-      fetchJson(container.dataset.changesUrl).then((changes) => {
-        markers = changes.changes;
+      fetchJson(container.dataset.changesUrl).then((reply) => {
+        changes = reply.changes;
         chart.redraw(false);
-        changeList(container, markers);
+        changeList(container, markers());
+      }).catch(() => {});
+    }
+    if (container.dataset.alertsUrl) {
+      fetchJson(container.dataset.alertsUrl).then((reply) => {
+        alerts = reply.events.map((event) => ({ at_us: event.at_us, alert: event }));
+        chart.redraw(false);
+        changeList(container, markers());
       }).catch(() => {});
     }
   }
 
-  // A vertical line at each change, red for a restart.
+  // The colour of a marker: red for a restart, orange for an alert firing, green for one
+  // resolving, purple for any other change.
+  function markerColour(marker) {
+    if (marker.alert) return marker.alert.kind === "resolved" ? "#27ae60" : "#e67e22";
+    return marker.name === "start_time" ? "#c0392b" : "#8e44ad";
+  }
+
+  // A vertical line at each change and alert.
   function drawMarkers(u, changes) {
     const ctx = u.ctx;
     ctx.save();
@@ -160,7 +176,7 @@
     for (const change of changes) {
       const x = u.valToPos(change.at_us / 1e6, "x", true);
       if (x < u.bbox.left || x > u.bbox.left + u.bbox.width) continue;
-      ctx.strokeStyle = change.name === "start_time" ? "#c0392b" : "#8e44ad";
+      ctx.strokeStyle = markerColour(change);
       ctx.setLineDash([4, 3]);
       ctx.beginPath();
       ctx.moveTo(x, u.bbox.top);
@@ -172,6 +188,7 @@
 
   function describeChange(change) {
     const when = new Date(change.at_us / 1000).toISOString().replace("T", " ").slice(0, 19);
+    if (change.alert) return when + " alert " + change.alert.rule + " " + change.alert.kind + ": " + change.alert.summary;
     if (change.name === "start_time") return when + " restart";
     const absent = { setting: "default", extension: "not installed" }[change.category] || "–";
     const from = change.old_value === null ? absent : change.old_value;
@@ -179,8 +196,9 @@
     return when + " " + change.category + " " + change.name + ": " + from + " → " + to + (change.pending_restart ? " (pending restart)" : "");
   }
 
-  // The changes of the chart's window, listed under it.
-  function changeList(container, changes) {
+  // The changes and alerts of the chart's window, listed under it in time order.
+  function changeList(container, unsorted) {
+    const changes = unsorted.slice().sort((a, b) => a.at_us - b.at_us);
     const existing = container.parentNode.querySelector("ul.changes");
     if (existing) existing.remove();
     if (changes.length === 0) return;
