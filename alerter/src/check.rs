@@ -30,8 +30,8 @@ pub struct WouldHave {
 }
 
 /// Replays the samples of the last `since` through `rules`, oldest first. Rules that select
-/// targets by label see no target (the registry is not read); statement regressions are left
-/// out (they ask the ingester about history as it is now).
+/// targets by label see no target (the registry is not read); statement regressions and size
+/// forecasts are left out (they ask the ingester about history as it is now).
 pub async fn replay(jetstream: &jetstream::Context, rules: &[Rule], since: Duration) -> Result<Vec<WouldHave>, AlerterError> {
     let unavailable = |e: String| AlerterError::Consumer(e);
     let stream = jetstream
@@ -50,7 +50,7 @@ pub async fn replay(jetstream: &jetstream::Context, rules: &[Rule], since: Durat
     let mut messages = consumer.messages().await.map_err(|e| unavailable(e.to_string()))?;
     let rules: Vec<&Rule> = rules
         .iter()
-        .filter(|rule| !matches!(rule.when, Condition::StatementRegression { .. }))
+        .filter(|rule| !matches!(rule.when, Condition::StatementRegression { .. } | Condition::SizeForecast { .. }))
         .collect();
     let no_labels = BTreeMap::new();
     let mut assembler = SampleAssembler::default();

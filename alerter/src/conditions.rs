@@ -251,6 +251,37 @@ pub fn measure(condition: &Condition, snapshot: &AnySnapshot, facts: &TargetFact
                 summary: format!("database {name} is {percent:.1}% of the way to transaction ID wraparound (rule: above {above}%)"),
             })
         }
+        (Condition::DeadTuples { above, overdue }, AnySnapshot::Tables(tables)) => {
+            let overdue = overdue.unwrap_or(true);
+            let worst = tables
+                .rows
+                .iter()
+                .filter(|row| !overdue || row.dead_tuples as f64 > row.autovacuum_dead_tuples_threshold())
+                .max_by_key(|row| row.dead_tuples);
+            let dead = worst.map_or(0, |row| row.dead_tuples);
+            let what = if overdue { " past its autovacuum threshold" } else { "" };
+            Some(Measurement {
+                query_id: None,
+                value: dead as f64,
+                threshold: *above as f64,
+                breaching: dead > i64::try_from(*above).unwrap_or(i64::MAX),
+                summary: match worst {
+                    Some(row) => format!(
+                        "table {}.{} in {} has {dead} dead tuples{what}, last vacuumed {} (rule: above {above})",
+                        row.schema,
+                        row.name,
+                        row.database,
+                        row.last_autovacuum_us
+                            .max(row.last_vacuum_us)
+                            .map_or("never".to_owned(), |at| humantime::format_rfc3339_seconds(
+                                std::time::UNIX_EPOCH + std::time::Duration::from_micros(at.unsigned_abs())
+                            )
+                            .to_string())
+                    ),
+                    None => format!("no table has dead tuples{what}"),
+                },
+            })
+        }
         _ => None,
     }
 }
@@ -272,10 +303,10 @@ mod tests {
     use super::*;
     use pgmon_contract::event::{Snapshot, SnapshotKind};
 
-    fn activity(at_us: i64, rows: Vec<ActivityRow>) -> AnySnapshot {
-        AnySnapshot::Activity(Snapshot {
+    fn sample<Row>(kind: SnapshotKind, at_us: i64, rows: Vec<Row>) -> Snapshot<Row> {
+        Snapshot {
             schema_version: 1,
-            kind: SnapshotKind::Activity,
+            kind,
             target: "db".parse().unwrap(),
             collected_at_us: at_us,
             server: pgmon_contract::event::ServerIdentity {
@@ -289,7 +320,11 @@ mod tests {
             objects_info: None,
             part: None,
             rows,
-        })
+        }
+    }
+
+    fn activity(at_us: i64, rows: Vec<ActivityRow>) -> AnySnapshot {
+        AnySnapshot::Activity(sample(SnapshotKind::Activity, at_us, rows))
     }
 
     fn session(pid: i32, state: &str, wait: Option<&str>) -> ActivityRow {
@@ -350,6 +385,48 @@ mod tests {
         assert_eq!(second.value, 1.0, "the average of 2 and 0");
         let third = measure(&condition, &activity(3_000_000, vec![]), &facts, &mut window).unwrap();
         assert_eq!(third.value, 0.0, "the first sample left the 2 s window");
+    }
+
+    #[test]
+    fn dead_tuples_count_only_tables_past_their_autovacuum_threshold() {
+        use pgmon_contract::event::TableRow;
+        let table = |name: &str, dead: i64, rows: i64| TableRow {
+            database: "app".into(),
+            schema: "public".into(),
+            name: name.into(),
+            dead_tuples: dead,
+            row_estimate: Some(rows),
+            vacuum_threshold: 50,
+            vacuum_scale_factor: 0.2,
+            ..Default::default()
+        };
+        // orders: 300,000 dead of 1,000,000 rows is past 200,050; events: 500,000 of 10,000,000 is not.
+        let snapshot = AnySnapshot::Tables(sample(
+            SnapshotKind::Tables,
+            1,
+            vec![table("orders", 300_000, 1_000_000), table("events", 500_000, 10_000_000)],
+        ));
+        let overdue = Condition::DeadTuples {
+            above: 100_000,
+            overdue: None,
+        };
+        let measured = measure(&overdue, &snapshot, &TargetFacts::default(), &mut Window::new()).unwrap();
+        assert_eq!((measured.value, measured.breaching), (300_000.0, true));
+        assert!(
+            measured
+                .summary
+                .starts_with("table public.orders in app has 300000 dead tuples past its autovacuum threshold"),
+            "{}",
+            measured.summary
+        );
+        let any = Condition::DeadTuples {
+            above: 100_000,
+            overdue: Some(false),
+        };
+        assert_eq!(
+            measure(&any, &snapshot, &TargetFacts::default(), &mut Window::new()).unwrap().value,
+            500_000.0
+        );
     }
 
     #[test]

@@ -18,7 +18,7 @@ use futures::StreamExt;
 use pgmon_common::named_query;
 use pgmon_contract::alert::{AlertLink, AlertNotification, AlertState, NotificationKind, Silence, NOTIFICATION_SCHEMA_VERSION};
 use pgmon_contract::event::{decode_snapshot_from_subject, join_parts, AnySnapshot, SnapshotKind};
-use pgmon_contract::query::StatementRegressionsRequest;
+use pgmon_contract::query::{SizeForecastsRequest, StatementRegressionsRequest};
 use pgmon_contract::subjects::{alert_delivery_subject, alert_event_subject, alert_state_key, SNAPSHOT_STREAM};
 use pgmon_contract::target::TargetName;
 use tokio_util::sync::CancellationToken;
@@ -33,6 +33,8 @@ use crate::AlerterError;
 pub const KINDS_READ: &[SnapshotKind] = &[
     SnapshotKind::Activity,
     SnapshotKind::Statements,
+    SnapshotKind::Tables,
+    SnapshotKind::Objects,
     SnapshotKind::Locks,
     SnapshotKind::Database,
     SnapshotKind::Status,
@@ -208,6 +210,7 @@ impl Evaluator {
         for rule in rules {
             let measured = match (&rule.when, sample) {
                 (Condition::StatementRegression { .. }, AnySnapshot::Statements(_)) => self.regressions(&rule, &target, at_us).await,
+                (Condition::SizeForecast { .. }, AnySnapshot::Objects(_)) => self.size_forecasts(&rule, &target, at_us).await,
                 _ => {
                     let facts = self.facts.entry(target.clone()).or_default();
                     let window = self.windows.entry((rule.name.clone(), target.clone())).or_default();
@@ -224,6 +227,83 @@ impl Evaluator {
         }
         let lag = (now_us() - at_us) as f64 / 1e6;
         metrics().evaluation_lag_seconds.set(lag.max(0.0));
+    }
+
+    /// Asks the ingester which tables or databases of the target head for the rule's size; the
+    /// soonest is the measurement. Objects rounds come minutes apart, so each one asks.
+    async fn size_forecasts(&mut self, rule: &Rule, target: &TargetName, at_us: i64) -> Option<Measurement> {
+        let Condition::SizeForecast {
+            reaches_bytes,
+            within,
+            over,
+            databases,
+        } = &rule.when
+        else {
+            return None;
+        };
+        let over = over.map_or(Duration::from_secs(7 * 24 * 3600), |over| over.0);
+        let databases = databases.unwrap_or(false);
+        let request = SizeForecastsRequest {
+            target: target.clone(),
+            from_us: at_us - i64::try_from(over.as_micros()).unwrap_or(i64::MAX),
+            // The round just taken is stored a moment after it is published.
+            to_us: at_us + 1,
+            reaches_bytes: i64::try_from(*reaches_bytes).unwrap_or(i64::MAX),
+            within_us: within.as_us(),
+            databases,
+            limit: 5,
+        };
+        let forecasts = self.ask_history(rule, target, &request).await?;
+        let within_days = within.0.as_secs_f64() / 86_400.0;
+        let what = if databases { "database" } else { "table" };
+        Some(match forecasts.first() {
+            None => Measurement {
+                value: f64::INFINITY,
+                threshold: within_days,
+                breaching: false,
+                summary: format!(
+                    "no {what} reaches {reaches_bytes} bytes within {}",
+                    humantime::format_duration(within.0)
+                ),
+                query_id: None,
+            },
+            Some(soonest) => {
+                let name = match (&soonest.schema_name, &soonest.name) {
+                    (Some(schema), Some(name)) => format!("table {schema}.{name} in {}", soonest.database),
+                    _ => format!("database {}", soonest.database),
+                };
+                Measurement {
+                    value: soonest.days_to_reach,
+                    threshold: within_days,
+                    breaching: true,
+                    summary: format!(
+                        "{name} is {} bytes, grows {:.0} bytes a day and reaches {reaches_bytes} bytes in {:.1} days (rule: within {})",
+                        soonest.latest_bytes,
+                        soonest.growth_bytes_per_day,
+                        soonest.days_to_reach,
+                        humantime::format_duration(within.0)
+                    ),
+                    query_id: None,
+                }
+            }
+        })
+    }
+
+    /// A named query of the ingester's history for a rule; a failure is logged and the next
+    /// samples ask again.
+    async fn ask_history<Query: pgmon_contract::query::NamedQuery>(
+        &self,
+        rule: &Rule,
+        target: &TargetName,
+        request: &Query,
+    ) -> Option<Query::Reply> {
+        match named_query::ask(&self.jetstream.client(), Duration::from_secs(10), request).await {
+            Ok(reply) => Some(reply),
+            Err(error) => {
+                tracing::warn!(rule = %rule.name, target = %target, query = Query::NAME, error = %error, "cannot ask the ingester's history; the next samples try again");
+                None
+            }
+        }
     }
 
     /// Asks the ingester which statements of the target regressed, at most once a minute of
@@ -258,13 +338,7 @@ impl Evaluator {
             factor: *factor,
             limit: 5,
         };
-        let regressed = match named_query::ask(&self.jetstream.client(), Duration::from_secs(10), &request).await {
-            Ok(regressed) => regressed,
-            Err(error) => {
-                tracing::warn!(rule = %rule.name, target = %target, error = %error, "cannot ask for statement regressions; the next samples try again");
-                return None;
-            }
-        };
+        let regressed = self.ask_history(rule, target, &request).await?;
         let shown = |duration: Duration| humantime::format_duration(duration).to_string();
         Some(match regressed.first() {
             None => Measurement {
@@ -497,7 +571,11 @@ fn links(web_url: &str, rule: &Rule, target: &TargetName, query_id: Option<i64>,
     }
     let (title, page) = match rule.when {
         Condition::LockWaits { .. } => ("Locks and blocking", "locks"),
-        Condition::ReplicationLag { .. } | Condition::SlotRetainedWal { .. } | Condition::WraparoundPercent { .. } => ("Health", "health"),
+        Condition::ReplicationLag { .. }
+        | Condition::SlotRetainedWal { .. }
+        | Condition::WraparoundPercent { .. }
+        | Condition::DeadTuples { .. } => ("Health", "health"),
+        Condition::SizeForecast { .. } => ("Objects", "objects"),
         _ => return links,
     };
     links.push(AlertLink {

@@ -83,6 +83,24 @@ pub enum Condition {
     /// The oldest transaction or multixact ID of a database past `above` percent of the way to
     /// wraparound (2^31).
     WraparoundPercent { above: f64 },
+    /// A table with more than `above` dead tuples; with `overdue` (the default), only one past
+    /// the threshold at which autovacuum should have vacuumed it. Read in the objects round.
+    DeadTuples {
+        above: u64,
+        #[serde(default)]
+        overdue: Option<bool>,
+    },
+    /// A table (or, with `databases = true`, a whole database) that reaches `reaches_bytes`
+    /// within `within`, at the rate it grew over the last `over` (default 7 days, least
+    /// squares), or has reached it. Asked of the ingester's history in the objects round.
+    SizeForecast {
+        reaches_bytes: u64,
+        within: RuleDuration,
+        #[serde(default)]
+        over: Option<RuleDuration>,
+        #[serde(default)]
+        databases: Option<bool>,
+    },
     /// A statement whose mean time over the last `window` (default 15 minutes) is at least
     /// `factor` times its own mean over the `baseline` before it (default 7 days), with at least
     /// `min_calls` calls (default 20) in each. Asked of the ingester's history at most once a
@@ -111,6 +129,8 @@ impl Condition {
             Condition::SlotRetainedWal { .. } => "slot_retained_wal",
             Condition::WraparoundPercent { .. } => "wraparound_percent",
             Condition::StatementRegression { .. } => "statement_regression",
+            Condition::DeadTuples { .. } => "dead_tuples",
+            Condition::SizeForecast { .. } => "size_forecast",
         }
     }
 }
@@ -411,7 +431,23 @@ pub fn rule_problems(rule: &Rule, receivers: &BTreeSet<&str>) -> Vec<String> {
                 problems.extend(positive("seconds_above", *seconds));
             }
         }
-        Condition::SlotRetainedWal { .. } => {}
+        Condition::SlotRetainedWal { .. } | Condition::DeadTuples { .. } => {}
+        Condition::SizeForecast {
+            reaches_bytes,
+            within,
+            over,
+            ..
+        } => {
+            if *reaches_bytes == 0 {
+                problems.push(format!("{condition}.reaches_bytes: must be above 0"));
+            }
+            if within.0 < Duration::from_secs(3600) {
+                problems.push(format!("{condition}.within: must be at least 1h"));
+            }
+            if over.is_some_and(|over| over.0 < Duration::from_secs(60) || over.0 > Duration::from_secs(30 * 24 * 3600)) {
+                problems.push(format!("{condition}.over: must be from 1m to 30 days"));
+            }
+        }
         Condition::StatementRegression {
             factor,
             window,

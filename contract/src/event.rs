@@ -460,6 +460,18 @@ pub struct TableRow {
     pub multixact_freeze_max_age: i64,
 }
 
+impl TableRow {
+    /// The dead tuples past which autovacuum vacuums this table, as PostgreSQL computes it:
+    /// `vacuum_threshold + vacuum_scale_factor × row_estimate`, at most `vacuum_max_threshold`.
+    pub fn autovacuum_dead_tuples_threshold(&self) -> f64 {
+        let scaled = self.vacuum_threshold as f64 + self.vacuum_scale_factor * self.row_estimate.unwrap_or(0).max(0) as f64;
+        match self.vacuum_max_threshold {
+            Some(most) if most >= 0 => scaled.min(most as f64),
+            _ => scaled,
+        }
+    }
+}
+
 /// A maintenance command in progress, from `pg_stat_progress_vacuum`, `_analyze`,
 /// `_create_index` and `_cluster`, with its session from `pg_stat_activity`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema, utoipa::ToSchema)]

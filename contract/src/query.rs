@@ -607,6 +607,40 @@ pub struct ObjectSize {
 
 named_query!(ObjectsRequest, "objects", ObjectsReply, |request| validate_limit(request.limit));
 
+/// Tables (or whole databases) that will reach `reaches_bytes` within `within_us` at the rate
+/// they grew over the range (least squares), or have reached it: what a growth alert watches.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SizeForecastsRequest {
+    pub target: TargetName,
+    pub from_us: i64,
+    pub to_us: i64,
+    pub reaches_bytes: i64,
+    pub within_us: i64,
+    /// Whole databases (the sum of their tables and materialized views) instead of tables.
+    pub databases: bool,
+    pub limit: u32,
+}
+
+/// A table (schema and name given) or a database heading for a size.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SizeForecast {
+    pub database: String,
+    pub schema_name: Option<String>,
+    pub name: Option<String>,
+    pub latest_bytes: i64,
+    pub growth_bytes_per_day: f64,
+    /// 0 when the size is reached already.
+    pub days_to_reach: f64,
+}
+
+named_query!(SizeForecastsRequest, "size_forecasts", Vec<SizeForecast>, |request| {
+    validate_range(request.from_us, request.to_us)?;
+    if request.reaches_bytes < 1 || request.within_us < 1 {
+        return Err(SeriesRequestError::BadLimit);
+    }
+    validate_limit(request.limit)
+});
+
 /// One object's sizes over a range, and its growth per day.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ObjectGrowthRequest {

@@ -12,9 +12,9 @@ use pgmon_contract::query::{
     BlockingReply, BlockingRequest, Change, ChangesReply, ChangesRequest, DatabaseAge, DatabasePoint, DatabaseSeriesRequest, LagSeries,
     LockHistoryReply, LockHistoryRequest, ObjectGrowthReply, ObjectGrowthRequest, ObjectOrder, ObjectSize, ObjectsReply, ObjectsRequest,
     ReplicationSeriesReply, ReplicationSeriesRequest, RetainedWalSeries, SessionHistoryRequest, SessionSample, SessionSummary,
-    SessionsRequest, StatementHistoryReply, StatementHistoryRequest, StatementOrder, StatementRegression, StatementRegressionsRequest,
-    StatementTotals, TableHealth, TopStatementsRequest, VacuumHealthReply, VacuumHealthRequest, WalSeriesReply, WalSeriesRequest,
-    MAX_CHANGES, MAX_REPLICATION_SERIES, WRAPAROUND_HORIZON,
+    SessionsRequest, SizeForecast, SizeForecastsRequest, StatementHistoryReply, StatementHistoryRequest, StatementOrder,
+    StatementRegression, StatementRegressionsRequest, StatementTotals, TableHealth, TopStatementsRequest, VacuumHealthReply,
+    VacuumHealthRequest, WalSeriesReply, WalSeriesRequest, MAX_CHANGES, MAX_REPLICATION_SERIES, WRAPAROUND_HORIZON,
 };
 
 use crate::storage::stale_sizes::SKIPPED_DATABASE_REASON;
@@ -337,6 +337,57 @@ pub fn object_growth(connection: &Connection, request: &ObjectGrowthRequest) -> 
         points,
         growth_bytes_per_day,
     })
+}
+
+/// Tables or databases heading for a size within the forecast's horizon, soonest first.
+pub fn size_forecasts(connection: &Connection, request: &SizeForecastsRequest) -> duckdb::Result<Vec<SizeForecast>> {
+    // A table's total bytes hold its indexes and TOAST; a database's size is the sum of its
+    // tables and materialized views at each round.
+    let sizes = if request.databases {
+        format!(
+            "SELECT database, NULL::VARCHAR AS schema_name, NULL::VARCHAR AS name, collected_at, sum(total_bytes) AS total_bytes
+             FROM object_samples
+             WHERE {IN_RANGE} AND size_stale_reason IS NULL AND kind IN ('table', 'materialized_view')
+             GROUP BY database, collected_at"
+        )
+    } else {
+        format!(
+            "SELECT database, schema_name, name, collected_at, total_bytes
+             FROM object_samples
+             WHERE {IN_RANGE} AND size_stale_reason IS NULL AND kind IN ('table', 'materialized_view')"
+        )
+    };
+    let sql = format!(
+        "WITH sizes AS ({sizes}),
+         per AS (
+             SELECT database, schema_name, name,
+                    regr_slope(total_bytes, epoch(collected_at)) * 86400 AS growth_bytes_per_day,
+                    arg_max(total_bytes, collected_at)::BIGINT AS latest_bytes, count(*) AS samples
+             FROM sizes GROUP BY database, schema_name, name
+         ),
+         forecast AS (
+             SELECT *, CASE WHEN latest_bytes >= $4 THEN 0.0 ELSE ($4 - latest_bytes) / growth_bytes_per_day END AS days_to_reach
+             FROM per
+             WHERE samples >= 2 AND (latest_bytes >= $4 OR growth_bytes_per_day > 0)
+         )
+         SELECT database, schema_name, name, latest_bytes, growth_bytes_per_day, days_to_reach
+         FROM forecast
+         WHERE days_to_reach * 86400000000 <= $5
+         ORDER BY days_to_reach, latest_bytes DESC, database, schema_name, name
+         LIMIT $6"
+    );
+    rows(
+        connection,
+        &sql,
+        params![
+            request.target.as_str(),
+            request.from_us,
+            request.to_us,
+            request.reaches_bytes,
+            request.within_us,
+            request.limit
+        ],
+    )
 }
 
 pub fn lock_history(connection: &Connection, request: &LockHistoryRequest) -> duckdb::Result<LockHistoryReply> {

@@ -11,8 +11,8 @@ use futures::StreamExt;
 use pgmon_contract::query::{
     reply_messages, ActivitySeriesRequest, BlockingRequest, ChangesRequest, DatabaseSeriesRequest, LockHistoryRequest, NamedQuery,
     ObjectGrowthRequest, ObjectsRequest, QueryReply, ReplicationSeriesRequest, SessionHistoryRequest, SessionsRequest,
-    StatementHistoryRequest, StatementRegressionsRequest, TopStatementsRequest, VacuumHealthRequest, WalSeriesRequest, MAX_QUERY_BUDGET,
-    MAX_REPLY_BYTES, QUERY_BUDGET_HEADER, REPLY_PART_HEADER,
+    SizeForecastsRequest, StatementHistoryRequest, StatementRegressionsRequest, TopStatementsRequest, VacuumHealthRequest,
+    WalSeriesRequest, MAX_QUERY_BUDGET, MAX_REPLY_BYTES, QUERY_BUDGET_HEADER, REPLY_PART_HEADER,
 };
 use pgmon_contract::subjects::{query_subject, QUERY_QUEUE_GROUP};
 use pgmon_contract::target::TargetName;
@@ -200,6 +200,7 @@ fn answer(query_name: &str, payload: &[u8], reader: &Connection) -> Vec<u8> {
         SessionHistoryRequest::NAME => run(payload, reader, history::session_history),
         TopStatementsRequest::NAME => run(payload, reader, history::top_statements),
         StatementRegressionsRequest::NAME => run(payload, reader, history::statement_regressions),
+        SizeForecastsRequest::NAME => run(payload, reader, history::size_forecasts),
         StatementHistoryRequest::NAME => run(payload, reader, history::statement_history),
         ObjectsRequest::NAME => run(payload, reader, history::objects),
         ObjectGrowthRequest::NAME => run(payload, reader, history::object_growth),

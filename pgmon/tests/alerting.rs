@@ -865,3 +865,121 @@ async fn a_statement_made_slower_raises_the_regression_alert_and_a_steady_load_n
     pipeline.join().await;
     alerter.await.unwrap().unwrap();
 }
+
+/// A receiver that never answers: after the retries the notification is kept as undeliverable,
+/// with why, and the Alerts page and API show it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notification_never_delivered_is_kept_and_shown() {
+    let postgres = TestPostgres::start();
+    let nats = TestNats::start();
+    let url = nats.url();
+    let directory = tempfile::tempdir().unwrap();
+    let closed_port = pgmon_test_support::free_local_port();
+    let file = alerts_file(directory.path(), closed_port, 1, "1s");
+    let shutdown = CancellationToken::new();
+    let collector = tokio::spawn(pgmon_collector::run(
+        collector_config(&url, &[("db", postgres.connection_string("postgres"))], Duration::from_millis(500)),
+        shutdown.clone(),
+    ));
+    let mut config = alerter_config(&url, &file, "giving-up");
+    config.retry.give_up_after = Duration::from_secs(3);
+    let alerter = tokio::spawn(pgmon_alerter::run(config, shutdown.clone()));
+    wait_for_alerter(&url, "giving-up").await;
+    let web = common::ServedWeb::start(&url, &shutdown).await;
+
+    let pile = pile_up(&postgres, 1).await;
+    wait_until(Duration::from_secs(60), "the notification kept as undeliverable", || async {
+        let kept = web.json("/api/v1/alerts/undeliverable?range=15m").await;
+        kept["notifications"].as_array().is_some_and(|kept| !kept.is_empty())
+    })
+    .await;
+    let kept = web.json("/api/v1/alerts/undeliverable?range=15m").await;
+    let first = &kept["notifications"][0];
+    assert_eq!(
+        (first["receiver"].as_str(), first["notification"]["kind"].as_str()),
+        (Some("ops"), Some("firing"))
+    );
+    assert_eq!(first["reason"], "cannot connect to the receiver");
+    let page = web.page("/alerts").await;
+    assert!(
+        page.contains("Not delivered") && page.contains("cannot connect to the receiver"),
+        "{page}"
+    );
+
+    pile.release().await;
+    shutdown.cancel();
+    collector.await.unwrap().unwrap();
+    alerter.await.unwrap().unwrap();
+    web.join().await;
+}
+
+/// A table growing fast enough to reach a size within the rule's horizon raises the growth
+/// alert; the same table's rows deleted with autovacuum off raise the dead-tuples alert; both
+/// name the table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fast_growing_table_and_its_dead_tuples_raise_their_alerts() {
+    let postgres = TestPostgres::start_with_settings(&[("autovacuum", "off")]);
+    let nats = TestNats::start();
+    let url = nats.url();
+    let setup = postgres.connect().await;
+    setup.batch_execute("CREATE TABLE grow (id int, pad text)").await.unwrap();
+    let directory = tempfile::tempdir().unwrap();
+    let port = pgmon_test_support::free_local_port();
+    let receiver = WebhookReceiver::start_on(([127, 0, 0, 1], port).into()).await;
+    let file = directory.path().join("alerts.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[[receiver]]\nname = \"ops\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{port}/hook\"\n\n\
+             [[rule]]\nname = \"table-growth\"\nwhen.size_forecast = {{ reaches_bytes = 1000000000, within = \"30d\", over = \"1h\" }}\nreceivers = [\"ops\"]\n\n\
+             [[rule]]\nname = \"dead-rows\"\nwhen.dead_tuples = {{ above = 5000 }}\nreceivers = [\"ops\"]\n"
+        ),
+    )
+    .unwrap();
+    let shutdown = CancellationToken::new();
+    let pipeline = common::spawn_pipeline(
+        &url,
+        postgres.connection_string("postgres"),
+        &directory.path().join("data"),
+        &shutdown,
+    );
+    let alerter = tokio::spawn(pgmon_alerter::run(alerter_config(&url, &file, "sizes"), shutdown.clone()));
+    wait_for_alerter(&url, "sizes").await;
+
+    let fired = |rule: &'static str| {
+        let received = receiver.notifications();
+        received
+            .into_iter()
+            .map(|received| received.notification())
+            .find(|notification| notification.rule == rule)
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    while fired("table-growth").is_none() {
+        assert!(std::time::Instant::now() < deadline, "no growth alert; got {:?}", receiver.kinds());
+        setup
+            .batch_execute("INSERT INTO grow SELECT g, repeat('x', 200) FROM generate_series(1, 20000) g")
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let growth = fired("table-growth").unwrap();
+    assert!(
+        growth.summary.starts_with("table public.grow in postgres is "),
+        "{}",
+        growth.summary
+    );
+    assert!(growth.value < 30.0, "{}", growth.summary);
+
+    setup.batch_execute("DELETE FROM grow").await.unwrap();
+    wait_until(Duration::from_secs(60), "the dead-tuples alert", || async {
+        fired("dead-rows").is_some()
+    })
+    .await;
+    let dead = fired("dead-rows").unwrap();
+    assert!(dead.summary.starts_with("table public.grow in postgres has "), "{}", dead.summary);
+    assert!(dead.value > 5000.0, "{}", dead.summary);
+
+    shutdown.cancel();
+    pipeline.join().await;
+    alerter.await.unwrap().unwrap();
+}

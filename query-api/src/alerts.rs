@@ -14,9 +14,11 @@ use futures::{StreamExt, TryStreamExt};
 use maud::Markup;
 use pgmon_alerter::rules::{rule_problems, Rule};
 use pgmon_contract::alert::{AlertNotification, AlertPhase, AlertState, Silence};
-use pgmon_contract::subjects::{ALERT_RULES_BUCKET, ALERT_SILENCES_BUCKET, ALERT_STATE_BUCKET, ALERT_STREAM, KNOWN_RECEIVERS_KEY};
+use pgmon_contract::subjects::{
+    ALERT_RULES_BUCKET, ALERT_SILENCES_BUCKET, ALERT_STATE_BUCKET, ALERT_STREAM, KNOWN_RECEIVERS_KEY, UNDELIVERABLE_REASON_HEADER,
+};
 use pgmon_contract::target::TargetName;
-use pgmon_ui::alerts::{AlertsView, RuleDraft, RuleRow};
+use pgmon_ui::alerts::{AlertsView, RuleDraft, RuleRow, UndeliveredRow};
 use pgmon_ui::layout::page;
 use serde::{Deserialize, Serialize};
 
@@ -85,16 +87,73 @@ pub async fn alert_history(
     from_us: i64,
     to_us: i64,
 ) -> Result<(Vec<AlertNotification>, bool), AppError> {
+    let filter = match target {
+        Some(target) => format!("pgmon.alert.event.{target}.*"),
+        None => "pgmon.alert.event.>".to_owned(),
+    };
+    read_alert_stream(state, filter, from_us, to_us, |message| {
+        serde_json::from_slice(&message.payload).ok()
+    })
+    .await
+}
+
+/// A notification a receiver never took, kept in the alert stream.
+#[derive(Clone, Debug, Serialize, utoipa::ToSchema)]
+pub struct UndeliverableNotification {
+    pub receiver: String,
+    /// Why the last attempt failed.
+    pub reason: String,
+    pub notification: AlertNotification,
+}
+
+/// The notifications given up in the window, oldest first, bounded as the history.
+pub async fn undeliverable(state: &AppState, from_us: i64, to_us: i64) -> Result<(Vec<UndeliverableNotification>, bool), AppError> {
+    read_alert_stream(state, "pgmon.alert.undeliverable.>".to_owned(), from_us, to_us, |message| {
+        Some(UndeliverableNotification {
+            receiver: message.subject.as_str().rsplit('.').next()?.to_owned(),
+            reason: message
+                .headers
+                .as_ref()
+                .and_then(|headers| headers.get(UNDELIVERABLE_REASON_HEADER))
+                .map_or_else(String::new, |reason| reason.as_str().to_owned()),
+            notification: serde_json::from_slice(&message.payload).ok()?,
+        })
+    })
+    .await
+}
+
+/// Something recorded in the alert stream at a moment of sample time.
+trait AtMoment {
+    fn at_us(&self) -> i64;
+}
+
+impl AtMoment for AlertNotification {
+    fn at_us(&self) -> i64 {
+        self.at_us
+    }
+}
+
+impl AtMoment for UndeliverableNotification {
+    fn at_us(&self) -> i64 {
+        self.notification.at_us
+    }
+}
+
+/// The entries of the alert stream on `filter` stored since `from_us` whose moment is in the
+/// window, oldest first, at most [`MOST_HISTORY_EVENTS`] (the newest); whether some were left out.
+async fn read_alert_stream<Entry: AtMoment>(
+    state: &AppState,
+    filter: String,
+    from_us: i64,
+    to_us: i64,
+    decode: impl Fn(&async_nats::jetstream::Message) -> Option<Entry>,
+) -> Result<(Vec<Entry>, bool), AppError> {
     let unavailable = |e: String| AppError::Unavailable(format!("cannot read the alert history: {e}"));
     let stream = state
         .jetstream
         .get_stream(ALERT_STREAM)
         .await
         .map_err(|e| unavailable(e.to_string()))?;
-    let filter = match target {
-        Some(target) => format!("pgmon.alert.event.{target}.*"),
-        None => "pgmon.alert.event.>".to_owned(),
-    };
     let start = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(from_us) * 1000)
         .map_err(|e| AppError::bad_request("from", e.to_string()))?;
     let consumer = stream
@@ -105,31 +164,30 @@ pub async fn alert_history(
         })
         .await
         .map_err(|e| unavailable(e.to_string()))?;
-    let mut events = std::collections::VecDeque::new();
+    let mut entries = std::collections::VecDeque::new();
     let mut truncated = false;
     let mut messages = consumer.messages().await.map_err(|e| unavailable(e.to_string()))?;
     loop {
         // Nothing more within a moment: the end of the stream.
         let next = tokio::time::timeout(Duration::from_millis(200), messages.next()).await;
         let Ok(Some(Ok(message))) = next else { break };
-        let Ok(event) = serde_json::from_slice::<AlertNotification>(&message.payload) else {
-            continue;
-        };
-        if event.at_us > to_us {
-            break;
-        }
-        if event.at_us >= from_us {
-            events.push_back(event);
-            if events.len() > MOST_HISTORY_EVENTS {
-                events.pop_front();
-                truncated = true;
+        if let Some(entry) = decode(&message) {
+            if entry.at_us() > to_us {
+                break;
+            }
+            if entry.at_us() >= from_us {
+                entries.push_back(entry);
+                if entries.len() > MOST_HISTORY_EVENTS {
+                    entries.pop_front();
+                    truncated = true;
+                }
             }
         }
         if message.info().is_ok_and(|info| info.pending == 0) {
             break;
         }
     }
-    Ok((events.into(), truncated))
+    Ok((entries.into(), truncated))
 }
 
 pub async fn rules(state: &AppState) -> Result<Vec<Rule>, AppError> {
@@ -325,6 +383,27 @@ async fn history_reply(state: &AppState, target: Option<&TargetName>, window: &W
     Ok(Json(AlertHistory { events, truncated }))
 }
 
+/// Notifications given up, oldest first.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct UndeliverableList {
+    pub notifications: Vec<UndeliverableNotification>,
+    /// Whether older ones of the window were left out (at most 2,000 are given).
+    pub truncated: bool,
+}
+
+/// `GET /api/v1/alerts/undeliverable`: notifications no receiver took, with why (default the
+/// last hour).
+#[utoipa::path(get, path = "/api/v1/alerts/undeliverable", tag = "alerts", params(WindowParams),
+    responses((status = 200, body = UndeliverableList), (status = 400, body = ErrorBody)))]
+pub async fn api_undeliverable(
+    State(state): State<AppState>,
+    Params(window): Params<WindowParams>,
+) -> Result<Json<UndeliverableList>, AppError> {
+    let window = window.window(SystemTime::now())?;
+    let (notifications, truncated) = undeliverable(&state, window.from_us, window.to_us).await?;
+    Ok(Json(UndeliverableList { notifications, truncated }))
+}
+
 /// `GET /api/v1/alerts/rules`: every rule, as the alerts file writes it (in JSON).
 #[utoipa::path(get, path = "/api/v1/alerts/rules", tag = "alerts",
     responses((status = 200, description = "the rules", body = Vec<Object>)))]
@@ -439,12 +518,22 @@ async fn alerts_markup(
 ) -> Result<Markup, AppError> {
     let now = now_us();
     let week_ago = now - i64::try_from(PAGE_HISTORY.as_micros()).unwrap_or(i64::MAX);
-    let (states, (history, truncated), silences, rules) = tokio::try_join!(
+    let (states, (history, truncated), silences, rules, (undelivered, _)) = tokio::try_join!(
         current_alerts(state, target),
         alert_history(state, target, week_ago, now),
         silences(state),
         rules(state),
+        undeliverable(state, week_ago, now),
     )?;
+    let undelivered: Vec<UndeliveredRow> = undelivered
+        .iter()
+        .filter(|entry| target.is_none_or(|target| &entry.notification.target == target))
+        .map(|entry| UndeliveredRow {
+            receiver: &entry.receiver,
+            reason: &entry.reason,
+            notification: &entry.notification,
+        })
+        .collect();
     let rows: Vec<RuleRow> = rules.iter().map(rule_row).collect();
     let view = AlertsView {
         target: target.map(TargetName::as_str),
@@ -452,6 +541,7 @@ async fn alerts_markup(
         history: &history,
         history_truncated: truncated,
         silences: &silences,
+        undelivered: &undelivered,
         rules: &rows,
         now_us: now,
         draft: extras.draft,

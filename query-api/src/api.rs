@@ -331,7 +331,7 @@ pub async fn wal_history(
         vacuum_health, running_maintenance, current_replication, replication_history, changes, wal_history,
         connections::list_targets, connections::get_target, connections::create_target, connections::update_target,
         connections::delete_target, connections::test_target,
-        alerts::api_current, alerts::api_history, alerts::api_target_history, alerts::api_rules, alerts::api_put_rule,
+        alerts::api_current, alerts::api_history, alerts::api_undeliverable, alerts::api_target_history, alerts::api_rules, alerts::api_put_rule,
         alerts::api_delete_rule, alerts::api_silences, alerts::api_add_silence, alerts::api_end_silence,
     ),
     modifiers(&BearerSecurity),

@@ -214,6 +214,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/targets/{target}/alerts", get(alerts::api_target_history))
         .route("/api/v1/alerts", get(alerts::api_current))
         .route("/api/v1/alerts/history", get(alerts::api_history))
+        .route("/api/v1/alerts/undeliverable", get(alerts::api_undeliverable))
         .route("/api/v1/alerts/rules", get(alerts::api_rules))
         .route(
             "/api/v1/alerts/rules/{rule}",

@@ -335,8 +335,16 @@ pub async fn locks(
     Target(target): Target,
     Params(window): Params<WindowParams>,
 ) -> Result<Markup, PageError> {
-    let range = window.page_range("1h")?;
-    let window = range_window(range)?;
+    // An alert links to its moment with `from` and `to`; the tabs give a named range.
+    let range = if window.is_explicit() {
+        None
+    } else {
+        Some(window.page_range("1h")?)
+    };
+    let window = match range {
+        Some(range) => range_window(range)?,
+        None => window.window(SystemTime::now())?,
+    };
     let request = LockHistoryRequest {
         target: target.clone(),
         from_us: window.from_us,

@@ -20,6 +20,13 @@ pub struct RuleRow {
     pub toml: String,
 }
 
+/// A notification no receiver took.
+pub struct UndeliveredRow<'a> {
+    pub receiver: &'a str,
+    pub reason: &'a str,
+    pub notification: &'a AlertNotification,
+}
+
 /// A rule editor shown again with what was typed and what is wrong with it.
 pub struct RuleDraft<'a> {
     pub toml: &'a str,
@@ -34,6 +41,7 @@ pub struct AlertsView<'a> {
     /// Whether the history was cut at its bound.
     pub history_truncated: bool,
     pub silences: &'a [Silence],
+    pub undelivered: &'a [UndeliveredRow<'a>],
     pub rules: &'a [RuleRow],
     pub now_us: i64,
     pub draft: Option<RuleDraft<'a>>,
@@ -116,6 +124,27 @@ pub fn alerts_page(viewer: &Viewer, view: &AlertsView) -> Markup {
                     }
                 } }
                 @if view.history_truncated { p.note { "Only the newest transitions are shown; narrow the time or the target for the rest." } }
+            }
+        }
+        @if !view.undelivered.is_empty() {
+            section {
+                h2 { "Not delivered" }
+                p.note { "Notifications a receiver did not take after every retry; they are kept in the alert stream." }
+                div.table-scroll { table.data.undelivered {
+                    thead { tr { th { "When" } th { "Receiver" } th { "Rule" } th { "Target" } th { "What" } th { "Why" } } }
+                    tbody {
+                        @for row in view.undelivered.iter().rev() {
+                            tr {
+                                td { (time(row.notification.at_us)) }
+                                td { (row.receiver) }
+                                td { (row.notification.rule) }
+                                td { (row.notification.target) }
+                                td { (row.notification.kind.as_str()) }
+                                td.summary { (row.reason) }
+                            }
+                        }
+                    }
+                } }
             }
         }
         section {

@@ -42,7 +42,19 @@ pub fn current_blocking(target: &str, blocking: &CurrentBlocking) -> Markup {
     }
 }
 
-pub fn locks_page(target: &str, range: &str, blocking: &CurrentBlocking, history: &LockHistoryReply, window_us: (i64, i64)) -> Markup {
+/// The locks page; `range` is the named range shown (none for a window given by its ends, as
+/// an alert's link gives it).
+pub fn locks_page(
+    target: &str,
+    range: Option<&str>,
+    blocking: &CurrentBlocking,
+    history: &LockHistoryReply,
+    window_us: (i64, i64),
+) -> Markup {
+    let chart_window = match range {
+        Some(range) => format!("range={range}"),
+        None => format!("from={}&to={}", window_us.0 / 1_000_000, (window_us.1 + 999_999) / 1_000_000),
+    };
     html! {
         (target_header(target, TargetTab::Locks, "Locks and blocking"))
         h2 { "Blocking now" }
@@ -50,11 +62,11 @@ pub fn locks_page(target: &str, range: &str, blocking: &CurrentBlocking, history
             (current_blocking(target, blocking))
         }
         h2 { "Lock waits over time" }
-        div.controls { (range_picker(range, |range| format!("/targets/{target}/locks?range={range}"))) }
+        div.controls { (range_picker(range.unwrap_or_default(), |range| format!("/targets/{target}/locks?range={range}"))) }
         @if history.buckets.is_empty() {
             p.empty { "No session waited for a lock in this range." }
         } @else {
-            div.chart #locks-chart data-locks-url={ "/api/v1/targets/" (target) "/locks/history?range=" (range) } { p.loading { "Loading…" } }
+            div.chart #locks-chart data-locks-url={ "/api/v1/targets/" (target) "/locks/history?" (chart_window) } { p.loading { "Loading…" } }
             h3 { "Sessions others waited for" }
             table.data {
                 thead { tr { th { "Blocker PID" } th { "Waiting sessions × samples" } th { "First seen (UTC)" } th { "Last seen (UTC)" } th { "Query" } } }
