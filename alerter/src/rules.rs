@@ -48,24 +48,24 @@ pub enum Condition {
     /// waiting on `wait_event_type` (and `wait_event`) when given ("CPU" for those not waiting).
     Aas {
         above: f64,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         wait_event_type: Option<String>,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         wait_event: Option<String>,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         window: Option<RuleDuration>,
     },
     /// At least `sessions` sessions wait for a lock, or one has waited longer than `longest`.
     LockWaits {
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         sessions: Option<u32>,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         longest: Option<RuleDuration>,
     },
     /// At least `sessions` (default 1) sessions idle in a transaction longer than `longer_than`.
     IdleInTransaction {
         longer_than: RuleDuration,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         sessions: Option<u32>,
     },
     /// Connections as a percentage of max_connections above `above`.
@@ -73,9 +73,9 @@ pub enum Condition {
     /// A standby's replay lag above `bytes_above` bytes or `seconds_above` seconds, seen from the
     /// primary or on the standby itself.
     ReplicationLag {
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         bytes_above: Option<u64>,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         seconds_above: Option<f64>,
     },
     /// A replication slot holding back more than `bytes_above` bytes of WAL.
@@ -87,7 +87,7 @@ pub enum Condition {
     /// the threshold at which autovacuum should have vacuumed it. Read in the objects round.
     DeadTuples {
         above: u64,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         overdue: Option<bool>,
     },
     /// A table (or, with `databases = true`, a whole database) that reaches `reaches_bytes`
@@ -96,9 +96,9 @@ pub enum Condition {
     SizeForecast {
         reaches_bytes: u64,
         within: RuleDuration,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         over: Option<RuleDuration>,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         databases: Option<bool>,
     },
     /// A statement whose mean time over the last `window` (default 15 minutes) is at least
@@ -107,16 +107,28 @@ pub enum Condition {
     /// minute of samples.
     StatementRegression {
         factor: f64,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         window: Option<RuleDuration>,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         baseline: Option<RuleDuration>,
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         min_calls: Option<u32>,
     },
 }
 
 impl Condition {
+    /// The condition as the alerts file writes it after `when.`: `lock_waits = { sessions = 3 }`.
+    pub fn as_toml(&self) -> String {
+        match toml::Value::try_from(self) {
+            Ok(toml::Value::Table(table)) => table
+                .iter()
+                .map(|(name, settings)| format!("{name} = {settings}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            _ => self.name().to_owned(),
+        }
+    }
+
     /// The condition's name as written in the file.
     pub fn name(&self) -> &'static str {
         match self {
@@ -611,6 +623,15 @@ targets.labels = { env = "prod" }
         assert_eq!(rule.severity, Severity::Warning);
         assert!(rule.targets.matches("db", &BTreeMap::from([("env".to_owned(), "prod".to_owned())])));
         assert!(!rule.targets.matches("db", &BTreeMap::new()));
+    }
+
+    #[test]
+    fn rules_write_back_as_the_file_writes_them() {
+        let file = parse_alerts_file(GOOD).unwrap();
+        let rule = &file.rule[0];
+        assert_eq!(rule.when.as_toml(), "lock_waits = { sessions = 3 }");
+        let written = toml::to_string(rule).unwrap();
+        assert_eq!(toml::from_str::<Rule>(&written).unwrap(), *rule, "{written}");
     }
 
     #[test]

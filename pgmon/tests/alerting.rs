@@ -752,6 +752,31 @@ async fn the_alerts_page_and_api_show_alerts_silences_and_rules() {
         404
     );
 
+    // The page's editor: a rule with a mistake comes back with it named, a good one is saved.
+    let editor = |text: &str| admin.post(format!("{}/alerts/rules", web.base)).form(&[("toml", text)]).send();
+    let answer = editor("name = \"idle\"\nwhen.idle_in_transaction = { longer_than = \"5m\", sessions = 0 }\nreceivers = [\"ops\"]")
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 400);
+    let page = answer.text().await.unwrap();
+    assert!(page.contains("when.idle_in_transaction.sessions: must be at least 1"), "{page}");
+    let answer = editor("name = \"idle\"\nwhen.idle_in_transaction = { longer_than = \"5m\" }\nreceivers = [\"ops\"]")
+        .await
+        .unwrap();
+    // Saved, the browser is sent back to the page (reqwest follows the redirect).
+    assert_eq!((answer.status().as_u16(), answer.url().path()), (200, "/alerts"));
+    let page = web.page("/alerts").await;
+    assert!(page.contains("idle_in_transaction = { longer_than = &quot;5m&quot; }"), "{page}");
+    assert_eq!(
+        admin
+            .delete(format!("{}/api/v1/alerts/rules/idle", web.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+
     let openapi = web.json("/api/v1/openapi.json").await;
     for path in [
         "/api/v1/alerts",

@@ -1,6 +1,7 @@
 //! The UI in a real browser (Debian's chromium, headless, driven through chromedriver): sign
 //! in, add a target pointing at a test PostgreSQL, see its activity chart draw real data, see a
-//! blocking chain on the locks page and find a new table in the object tree. Each page's
+//! blocking chain on the locks page and the alert it raises, find a new table in the object
+//! tree, and read the pages a notification links to at a phone's width (390 px). Each page's
 //! screenshot is saved under `target/browser-screenshots/`.
 
 mod common;
@@ -165,6 +166,30 @@ async fn a_dba_signs_in_adds_a_target_and_sees_activity_locks_objects_and_health
     collector.secret_key = Some(SecretKey::parse(&key).unwrap());
     let collector = tokio::spawn(pgmon_collector::run(collector, shutdown.clone()));
     let ingester = tokio::spawn(pgmon_ingester::run(ingester_config(&nats.url(), data_dir.path()), shutdown.clone()));
+    // An alerter with one rule: a session waiting for a lock for 2 s (its receiver is nowhere,
+    // the page shows the alert all the same).
+    let alerts_file = data_dir.path().join("alerts.toml");
+    std::fs::write(
+        &alerts_file,
+        "[[receiver]]\nname = \"ops\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:9/hook\"\n\n\
+         [[rule]]\nname = \"lock-wait\"\nwhen.lock_waits = { sessions = 1 }\nfor = \"2s\"\nresolve_for = \"2s\"\nreceivers = [\"ops\"]\n",
+    )
+    .unwrap();
+    let alerter = tokio::spawn(pgmon_alerter::run(
+        pgmon_alerter::AlerterConfig {
+            nats: common::nats_args_as(&nats.url(), pgmon_common::nats_access::NatsRole::Alerter),
+            alerts_file: Some(alerts_file),
+            alerter_id: "browser".to_owned(),
+            web_url: "http://127.0.0.1".to_owned(),
+            retry: pgmon_alerter::RetryPolicy {
+                first_wait: Duration::from_secs(1),
+                longest_wait: Duration::from_secs(5),
+                give_up_after: Duration::from_secs(3600),
+                request_timeout: Duration::from_secs(2),
+            },
+        },
+        shutdown.clone(),
+    ));
     let mut web_config = serve_config(&nats.url());
     web_config.secret_key = Some(SecretKey::parse(&key).unwrap());
     let server = pgmon_query_api::bind(&web_config).await.unwrap();
@@ -243,7 +268,14 @@ async fn a_dba_signs_in_adds_a_target_and_sees_activity_locks_objects_and_health
         "{tree}"
     );
     screenshot(&browser, "locks").await;
+    // The wait raises the alert: the Alerts page shows it firing, the activity chart marks it.
+    browser.goto(&format!("{base}/alerts")).await.unwrap();
+    let alerts = wait_for_text(&browser, "table.alerts-now", "firing", Duration::from_secs(30), true).await;
+    assert!(alerts.contains("lock-wait") && alerts.contains("shop"), "{alerts}");
+    screenshot(&browser, "alerts").await;
     lock_wait.holder.batch_execute("COMMIT").await.unwrap();
+    browser.goto(&format!("{base}/targets/shop?range=15m")).await.unwrap();
+    wait_for_text(&browser, "ul.changes", "alert lock-wait firing", Duration::from_secs(30), true).await;
 
     // A table created by the test is found by searching the object tree.
     postgres
@@ -314,6 +346,45 @@ async fn a_dba_signs_in_adds_a_target_and_sees_activity_locks_objects_and_health
     screenshot(&browser, "health").await;
     drop(standby);
 
+    // At a phone's width the pages a notification links to read line by line: a statement's
+    // text keeps a readable width (the table scrolls sideways), and no page is wider than the
+    // screen.
+    browser.set_window_size(390, 844).await.unwrap();
+    for (name, path, wait_for) in [
+        ("alerts-phone", "/alerts".to_owned(), "main"),
+        ("activity-phone", "/targets/shop?range=15m".to_owned(), "#activity-chart canvas"),
+        ("locks-phone", "/targets/shop/locks".to_owned(), "main"),
+        ("statements-phone", "/targets/shop/statements?range=15m".to_owned(), "td.query"),
+    ] {
+        browser.goto(&format!("{base}{path}")).await.unwrap();
+        browser
+            .wait()
+            .at_most(Duration::from_secs(30))
+            .for_element(Locator::Css(wait_for))
+            .await
+            .unwrap();
+        screenshot(&browser, name).await;
+        let overflow = browser
+            .execute("return document.documentElement.scrollWidth - window.innerWidth", vec![])
+            .await
+            .unwrap();
+        assert!(
+            overflow.as_f64().unwrap_or(f64::MAX) <= 1.0,
+            "{path} is {overflow} px wider than a 390 px screen"
+        );
+    }
+    let query_width = browser
+        .execute(
+            "return Math.min(...[...document.querySelectorAll('td.query')].map((cell) => cell.getBoundingClientRect().width))",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert!(
+        query_width.as_f64().unwrap_or(0.0) >= 200.0,
+        "a statement's text is squeezed to {query_width} px at 390 px"
+    );
+
     browser.close().await.unwrap();
     for sleeper in sleepers {
         let _ = sleeper.await;
@@ -321,5 +392,6 @@ async fn a_dba_signs_in_adds_a_target_and_sees_activity_locks_objects_and_health
     shutdown.cancel();
     collector.await.unwrap().unwrap();
     ingester.await.unwrap().unwrap();
+    alerter.await.unwrap().unwrap();
     web.await.unwrap().unwrap();
 }

@@ -483,14 +483,11 @@ pub async fn api_end_silence(
 
 /// A rule written out for the page.
 fn rule_row(rule: &Rule) -> RuleRow {
-    let toml_of = |value: &serde_json::Value| toml::to_string(value).unwrap_or_default();
-    let when = serde_json::to_value(&rule.when).unwrap_or_default();
-    let when = toml_of(&when).trim().replace('\n', ", ");
     let mut targets: Vec<String> = rule.targets.names.clone();
     targets.extend(rule.targets.labels.iter().map(|(key, value)| format!("{key}={value}")));
     RuleRow {
         name: rule.name.clone(),
-        when,
+        when: rule.when.as_toml(),
         for_duration: humantime::format_duration(rule.for_duration.0).to_string(),
         severity: rule.severity.as_str().to_owned(),
         receivers: rule.receivers.join(", "),
@@ -499,7 +496,6 @@ fn rule_row(rule: &Rule) -> RuleRow {
         } else {
             targets.join(", ")
         },
-        toml: format!("[[rule]]\n{}", toml::to_string(rule).unwrap_or_default()),
     }
 }
 
@@ -535,6 +531,12 @@ async fn alerts_markup(
         })
         .collect();
     let rows: Vec<RuleRow> = rules.iter().map(rule_row).collect();
+    /// The rules as the alerts file's `[[rule]]` tables.
+    #[derive(Serialize)]
+    struct RulesFile<'a> {
+        rule: &'a [Rule],
+    }
+    let rules_toml = toml::to_string(&RulesFile { rule: &rules }).unwrap_or_default();
     let view = AlertsView {
         target: target.map(TargetName::as_str),
         states: &states,
@@ -543,6 +545,7 @@ async fn alerts_markup(
         silences: &silences,
         undelivered: &undelivered,
         rules: &rows,
+        rules_toml: &rules_toml,
         now_us: now,
         draft: extras.draft,
         silence_problem: extras.silence_problem,
@@ -570,6 +573,25 @@ pub struct RuleForm {
     toml: String,
 }
 
+/// The one rule of the editor's text: the rule's own keys, or one `[[rule]]` table as the
+/// alerts file (and "Rules as TOML") writes it.
+fn rule_of_text(text: &str) -> Result<Rule, String> {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct RuleTables {
+        rule: Vec<Rule>,
+    }
+    let syntax = |error: toml::de::Error| error.to_string().trim_end().to_owned();
+    if !text.contains("[[rule]]") {
+        return toml::from_str::<Rule>(text).map_err(syntax);
+    }
+    let mut tables = toml::from_str::<RuleTables>(text).map_err(syntax)?;
+    match tables.rule.len() {
+        1 => Ok(tables.rule.remove(0)),
+        count => Err(format!("give one rule at a time, not {count}")),
+    }
+}
+
 /// The most a rule typed in the editor may weigh.
 const MOST_RULE_BYTES: usize = 16 * 1024;
 
@@ -580,12 +602,11 @@ pub async fn save_rule_form(
     Admin(principal): Admin,
     Form(form): Form<RuleForm>,
 ) -> Result<Response, PageError> {
-    let text = form.toml.trim().strip_prefix("[[rule]]").unwrap_or(form.toml.trim());
     let problems = if form.toml.len() > MOST_RULE_BYTES {
         vec![format!("the rule is over {MOST_RULE_BYTES} bytes")]
     } else {
-        match toml::from_str::<Rule>(text) {
-            Err(e) => vec![e.to_string().trim_end().to_owned()],
+        match rule_of_text(&form.toml) {
+            Err(problem) => vec![problem],
             Ok(rule) => match save_rule(&state, &rule).await {
                 Ok(()) => {
                     tracing::info!(target: "pgmon::audit", user = %principal.user, role = principal.role.as_str(), action = "rule saved", rule = %rule.name, "audit");
@@ -664,4 +685,22 @@ pub async fn end_silence_form(
 ) -> Result<Redirect, PageError> {
     end_silence(&state, &principal, &id).await?;
     Ok(Redirect::to("/alerts"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_editor_takes_a_rule_alone_or_as_one_rule_table() {
+        let alone = "name = \"slow\"\nwhen.aas = { above = 4 }\nreceivers = [\"ops\"]\n";
+        assert_eq!(rule_of_text(alone).unwrap().name, "slow");
+        let written = toml::to_string(&serde_json::json!({ "rule": [rule_of_text(alone).unwrap()] })).unwrap();
+        assert_eq!(rule_of_text(&written).unwrap(), rule_of_text(alone).unwrap(), "{written}");
+        let two = format!("[[rule]]\n{alone}\n[[rule]]\n{}", alone.replace("slow", "slower"));
+        assert_eq!(rule_of_text(&two).unwrap_err(), "give one rule at a time, not 2");
+        assert!(rule_of_text("name = \"x\"\nwhen.aas = { abov = 4 }\nreceivers = []")
+            .unwrap_err()
+            .contains("abov"));
+    }
 }

@@ -16,8 +16,6 @@ pub struct RuleRow {
     pub severity: String,
     pub receivers: String,
     pub targets: String,
-    /// The whole rule as TOML, for the editor.
-    pub toml: String,
 }
 
 /// A notification no receiver took.
@@ -43,6 +41,8 @@ pub struct AlertsView<'a> {
     pub silences: &'a [Silence],
     pub undelivered: &'a [UndeliveredRow<'a>],
     pub rules: &'a [RuleRow],
+    /// Every rule as the alerts file writes them, to copy into one.
+    pub rules_toml: &'a str,
     pub now_us: i64,
     pub draft: Option<RuleDraft<'a>>,
     /// A silence form's problem, shown beside it.
@@ -225,7 +225,7 @@ pub fn alerts_page(viewer: &Viewer, view: &AlertsView) -> Markup {
                     button type="submit" { "Save rule" }
                 }
                 @if !view.rules.is_empty() {
-                    details { summary { "Rules as TOML" } pre { @for rule in view.rules { (rule.toml) "\n" } } }
+                    details { summary { "Rules as TOML" } pre { (view.rules_toml) } }
                 }
             }
         }
