@@ -2,6 +2,7 @@
 //! it breaches, and a sentence for people.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::time::Duration;
 
 use pgmon_contract::event::{ActivityRow, AnySnapshot, TargetState};
 
@@ -61,7 +62,7 @@ const DEFAULT_AAS_WINDOW_US: i64 = 60_000_000;
 pub fn measure(condition: &Condition, snapshot: &AnySnapshot, facts: &TargetFacts, window: &mut Window) -> Option<Measurement> {
     let at_us = snapshot.collected_at_us();
     match (condition, snapshot) {
-        (Condition::TargetDown {}, AnySnapshot::Status(status)) => {
+        (Condition::TargetDown { .. }, AnySnapshot::Status(status)) => {
             let row = status.rows.first()?;
             let down = row.state == TargetState::Down;
             let summary = if down {
@@ -284,6 +285,24 @@ pub fn measure(condition: &Condition, snapshot: &AnySnapshot, facts: &TargetFact
         }
         _ => None,
     }
+}
+
+/// `target_down` of a target that sent nothing since `newest_us`, measured at `now_us` of the
+/// wall clock (no sample carries this time); `None` while it is not silent for long enough.
+pub fn measure_silence(silent_for: Duration, newest_us: i64, now_us: i64) -> Option<Measurement> {
+    let silent_us = now_us - newest_us;
+    let limit_us = i64::try_from(silent_for.as_micros()).unwrap_or(i64::MAX);
+    (silent_us > limit_us).then(|| Measurement {
+        query_id: None,
+        value: 1.0,
+        threshold: 1.0,
+        breaching: true,
+        summary: format!(
+            "no sample from the collector for {} (rule: silent for {}): the collector is gone or cannot publish",
+            humantime::format_duration(Duration::from_secs(silent_us.unsigned_abs() / 1_000_000)),
+            humantime::format_duration(silent_for)
+        ),
+    })
 }
 
 /// Whether an active session counts for an AAS rule: every one without a wait filter; "CPU"

@@ -23,9 +23,9 @@ use pgmon_contract::subjects::{alert_delivery_subject, alert_event_subject, aler
 use pgmon_contract::target::TargetName;
 use tokio_util::sync::CancellationToken;
 
-use crate::conditions::{measure, Measurement, TargetFacts, Window};
+use crate::conditions::{measure, measure_silence, Measurement, TargetFacts, Window};
 use crate::metrics::metrics;
-use crate::rules::{regression_windows, Condition, Rule};
+use crate::rules::{regression_windows, Condition, Rule, DEFAULT_SILENT_FOR};
 use crate::state::{initial_state, step, Timing};
 use crate::AlerterError;
 
@@ -46,6 +46,11 @@ pub const KINDS_READ: &[SnapshotKind] = &[
 /// compares changes slowly, and each question reads days of statement deltas. A rule with a
 /// short window asks every half window.
 const REGRESSION_CHECK_EVERY_US: i64 = 60_000_000;
+
+/// How often targets that sent nothing are looked for.
+const SILENCE_CHECK_EVERY: Duration = Duration::from_secs(15);
+/// At most this many samples not yet read: the alerter is caught up with the stream.
+const CAUGHT_UP_PENDING: u64 = 1000;
 
 /// The rules in force, by name, as the rules bucket holds them.
 pub type RuleSet = Arc<RwLock<BTreeMap<String, Rule>>>;
@@ -84,6 +89,8 @@ pub struct Evaluator {
     cache: HashMap<String, (AlertState, u64)>,
     facts: HashMap<TargetName, TargetFacts>,
     windows: HashMap<(String, TargetName), Window>,
+    /// The time of each target's newest sample read.
+    newest_sample_us: HashMap<TargetName, i64>,
     /// When each regression rule last asked about each target, in sample time.
     regression_checks: HashMap<(String, TargetName), i64>,
     parts: SampleAssembler,
@@ -136,6 +143,7 @@ impl Evaluator {
             facts: HashMap::new(),
             windows: HashMap::new(),
             regression_checks: HashMap::new(),
+            newest_sample_us: HashMap::new(),
             parts: SampleAssembler::default(),
         }
     }
@@ -149,17 +157,28 @@ impl Evaluator {
             .map_err(|e| AlerterError::Consumer(e.to_string()))?;
         let config = evaluator_consumer_config(alerter_id);
         let name = config.durable_name.clone().unwrap_or_default();
-        let consumer = stream
+        let mut consumer: jetstream::consumer::PullConsumer = stream
             .get_or_create_consumer(&name, config)
             .await
             .map_err(|e| AlerterError::Consumer(e.to_string()))?;
         let mut messages = consumer.messages().await.map_err(|e| AlerterError::Consumer(e.to_string()))?;
         pgmon_common::health::ready(crate::ROLE);
         tracing::info!(consumer = %name, "evaluating rules on the snapshot stream");
+        let mut silence_checks = tokio::time::interval(SILENCE_CHECK_EVERY);
+        silence_checks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let message = tokio::select! {
                 biased;
                 () = shutdown.cancelled() => return Ok(()),
+                _ = silence_checks.tick() => {
+                    // Only an alerter that has read the stream up to now can tell silence from
+                    // its own delay.
+                    let caught_up = consumer.info().await.is_ok_and(|info| info.num_pending < CAUGHT_UP_PENDING);
+                    if caught_up {
+                        self.check_silent_targets().await;
+                    }
+                    continue;
+                }
                 message = messages.next() => message,
             };
             let message = match message {
@@ -188,17 +207,52 @@ impl Evaluator {
         }
     }
 
-    async fn evaluate(&mut self, sample: &AnySnapshot) {
-        let target = sample.target().clone();
-        let at_us = sample.collected_at_us();
-        self.facts.entry(target.clone()).or_default().remember(sample);
-        let labels = self
-            .labels
+    /// Takes a target that sent nothing for a `target_down` rule's `silent_for` as down, at the
+    /// wall clock's time.
+    async fn check_silent_targets(&mut self) {
+        let now = now_us();
+        let rules: Vec<(Rule, Duration)> = self
+            .rules
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .values()
+            .filter_map(|rule| match &rule.when {
+                Condition::TargetDown { silent_for } => Some((rule.clone(), silent_for.map_or(DEFAULT_SILENT_FOR, |silent| silent.0))),
+                _ => None,
+            })
+            .collect();
+        let newest: Vec<(TargetName, i64)> = self.newest_sample_us.iter().map(|(target, at)| (target.clone(), *at)).collect();
+        for (rule, silent_for) in rules {
+            for (target, newest_us) in &newest {
+                let labels = self.labels_of(target);
+                if !rule.targets.matches(target.as_str(), &labels) {
+                    continue;
+                }
+                if let Some(measured) = measure_silence(silent_for, *newest_us, now) {
+                    if let Err(error) = self.apply(&rule, target, &labels, &measured, now).await {
+                        tracing::warn!(rule = %rule.name, target = %target, error = %error, "cannot record an alert state; the next check tries again");
+                    }
+                }
+            }
+        }
+    }
+
+    fn labels_of(&self, target: &TargetName) -> BTreeMap<String, String> {
+        self.labels
             .read()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
             .get(target.as_str())
             .cloned()
-            .unwrap_or_default();
+            .unwrap_or_default()
+    }
+
+    async fn evaluate(&mut self, sample: &AnySnapshot) {
+        let target = sample.target().clone();
+        let at_us = sample.collected_at_us();
+        let newest = self.newest_sample_us.entry(target.clone()).or_insert(at_us);
+        *newest = (*newest).max(at_us);
+        self.facts.entry(target.clone()).or_default().remember(sample);
+        let labels = self.labels_of(&target);
         let rules: Vec<Rule> = self
             .rules
             .read()

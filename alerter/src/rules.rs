@@ -42,8 +42,13 @@ impl RuleDuration {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum Condition {
-    /// The collector cannot sample the target (any reason: unreachable, authentication, …).
-    TargetDown {},
+    /// The collector cannot sample the target (any reason: unreachable, authentication, …), or
+    /// no sample of the target arrived for `silent_for` (default 2 minutes: the collector is
+    /// gone or cannot publish).
+    TargetDown {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        silent_for: Option<RuleDuration>,
+    },
     /// Active sessions above `above` on average over `window` (default 1 minute); only those
     /// waiting on `wait_event_type` (and `wait_event`) when given ("CPU" for those not waiting).
     Aas {
@@ -132,7 +137,7 @@ impl Condition {
     /// The condition's name as written in the file.
     pub fn name(&self) -> &'static str {
         match self {
-            Condition::TargetDown {} => "target_down",
+            Condition::TargetDown { .. } => "target_down",
             Condition::Aas { .. } => "aas",
             Condition::LockWaits { .. } => "lock_waits",
             Condition::IdleInTransaction { .. } => "idle_in_transaction",
@@ -395,7 +400,11 @@ pub fn rule_problems(rule: &Rule, receivers: &BTreeSet<&str>) -> Vec<String> {
         (!(value.is_finite() && value > 0.0)).then(|| format!("{condition}.{field}: must be a number above 0, not {value}"))
     };
     match &rule.when {
-        Condition::TargetDown {} => {}
+        Condition::TargetDown { silent_for } => {
+            if silent_for.is_some_and(|silent| silent.0 < Duration::from_secs(10)) {
+                problems.push(format!("{condition}.silent_for: must be at least 10s"));
+            }
+        }
         Condition::Aas {
             above,
             wait_event,
@@ -553,6 +562,9 @@ fn receiver_problems(receiver: &Receiver) -> Vec<String> {
     }
     problems
 }
+
+/// How long a target may send nothing before `target_down` takes it as down, by default.
+pub const DEFAULT_SILENT_FOR: Duration = Duration::from_secs(120);
 
 /// The recent window and the baseline of a regression condition, with their defaults.
 pub fn regression_windows(window: &Option<RuleDuration>, baseline: &Option<RuleDuration>) -> (Duration, Duration) {

@@ -1008,3 +1008,63 @@ async fn a_fast_growing_table_and_its_dead_tuples_raise_their_alerts() {
     pipeline.join().await;
     alerter.await.unwrap().unwrap();
 }
+
+/// `target_down` fires when the collector reports the server unreachable, and when no sample
+/// comes at all (the collector stopped); each resolves when samples say the target is up again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_down_or_silent_raises_target_down() {
+    let mut postgres = TestPostgres::start();
+    let nats = TestNats::start();
+    let url = nats.url();
+    let directory = tempfile::tempdir().unwrap();
+    let port = pgmon_test_support::free_local_port();
+    let receiver = WebhookReceiver::start_on(([127, 0, 0, 1], port).into()).await;
+    let file = directory.path().join("alerts.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[[receiver]]\nname = \"ops\"\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{port}/hook\"\n\n\
+             [[rule]]\nname = \"down\"\nwhen.target_down = {{ silent_for = \"10s\" }}\nresolve_for = \"0s\"\nreceivers = [\"ops\"]\n"
+        ),
+    )
+    .unwrap();
+    let shutdown = CancellationToken::new();
+    let alerter = tokio::spawn(pgmon_alerter::run(alerter_config(&url, &file, "down"), shutdown.clone()));
+    wait_for_alerter(&url, "down").await;
+    let dsn = postgres.connection_string("postgres");
+    let start_collector = |token: CancellationToken| {
+        tokio::spawn(pgmon_collector::run(
+            collector_config(&url, &[("db", dsn.clone())], Duration::from_millis(500)),
+            token,
+        ))
+    };
+    let collecting = shutdown.child_token();
+    let collector = start_collector(collecting.clone());
+    let notified = |count: usize| {
+        let receiver = &receiver;
+        move || async move { receiver.notifications().len() >= count }
+    };
+
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    postgres.stop();
+    wait_until(Duration::from_secs(60), "the down alert", notified(1)).await;
+    let down = receiver.notifications()[0].notification();
+    assert!(down.summary.starts_with("target is down (unreachable)"), "{}", down.summary);
+    postgres.start_again();
+    wait_until(Duration::from_secs(60), "the down alert resolved", notified(2)).await;
+
+    collecting.cancel();
+    collector.await.unwrap().unwrap();
+    wait_until(Duration::from_secs(60), "the silence alert", notified(3)).await;
+    let silent = receiver.notifications()[2].notification();
+    assert!(silent.summary.starts_with("no sample from the collector for"), "{}", silent.summary);
+    let collector = start_collector(shutdown.clone());
+    wait_until(Duration::from_secs(60), "the silence alert resolved", notified(4)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    use NotificationKind::{Firing, Resolved};
+    assert_eq!(receiver.kinds(), vec![Firing, Resolved, Firing, Resolved]);
+
+    shutdown.cancel();
+    collector.await.unwrap().unwrap();
+    alerter.await.unwrap().unwrap();
+}
