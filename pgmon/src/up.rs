@@ -75,6 +75,10 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()
     };
     let ingester = IngesterConfig::from_args(args.ingester, as_role(&nats, &keys_dir, NatsRole::Ingester));
     let alerter = AlerterConfig::from_args(args.alerter, as_role(&nats, &keys_dir, NatsRole::Alerter))?;
+    // A broken alerts file stops the start before any role runs, with every problem named.
+    if let Some(file) = &alerter.alerts_file {
+        pgmon_alerter::read_alerts_file(file)?;
+    }
     let mut serve_config = ServeConfig::from_args(args.serve, as_role(&nats, &keys_dir, NatsRole::Web), collector.secret_key.clone());
     let password_file = ingester.data_dir.join("initial-admin-password");
     serve_config.generated_admin_password_file = Some(password_file.clone());

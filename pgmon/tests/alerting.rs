@@ -236,6 +236,57 @@ async fn wait_for_alerter(nats_url: &str, alerter_id: &str) {
     .await;
 }
 
+/// What every test here starts with: a test PostgreSQL and NATS, a scratch directory, and a
+/// free port for a receiver.
+struct TestBed {
+    postgres: TestPostgres,
+    nats: TestNats,
+    url: String,
+    directory: tempfile::TempDir,
+    port: u16,
+}
+
+impl TestBed {
+    fn start() -> TestBed {
+        let nats = TestNats::start();
+        TestBed {
+            postgres: TestPostgres::start(),
+            url: nats.url(),
+            nats,
+            directory: tempfile::tempdir().unwrap(),
+            port: pgmon_test_support::free_local_port(),
+        }
+    }
+}
+
+/// A collector sampling `postgres` as target `db` every `interval`, and an alerter run with
+/// `config`, until `shutdown`.
+struct Watching {
+    collector: tokio::task::JoinHandle<Result<(), pgmon_collector::CollectorError>>,
+    alerter: tokio::task::JoinHandle<Result<(), pgmon_alerter::AlerterError>>,
+}
+
+impl Watching {
+    /// Starts both and returns once the alerter follows the stream.
+    async fn start(postgres: &TestPostgres, config: AlerterConfig, interval: Duration, shutdown: &CancellationToken) -> Watching {
+        let url = config.nats.url.clone();
+        let alerter_id = config.alerter_id.clone();
+        let collector = tokio::spawn(pgmon_collector::run(
+            collector_config(&url, &[("db", postgres.connection_string("postgres"))], interval),
+            shutdown.clone(),
+        ));
+        let alerter = tokio::spawn(pgmon_alerter::run(config, shutdown.clone()));
+        wait_for_alerter(&url, &alerter_id).await;
+        Watching { collector, alerter }
+    }
+
+    /// Waits for both to stop (cancel their token first) and checks they ended cleanly.
+    async fn join(self) {
+        self.collector.await.unwrap().unwrap();
+        self.alerter.await.unwrap().unwrap();
+    }
+}
+
 /// `count` sessions waiting for a lock on table `contended` that `holder` holds until COMMIT.
 struct LockPileUp {
     holder: tokio_postgres::Client,
@@ -297,11 +348,13 @@ fn check_signature(received: &Received) {
 /// through a real SMTP server over STARTTLS with a password.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lock_wait_rule_fires_once_and_resolves_once() {
-    let postgres = TestPostgres::start();
-    let nats = TestNats::start();
-    let url = nats.url();
-    let directory = tempfile::tempdir().unwrap();
-    let port = pgmon_test_support::free_local_port();
+    let TestBed {
+        postgres,
+        nats: _nats,
+        url,
+        directory,
+        port,
+    } = TestBed::start();
     let receiver = WebhookReceiver::start_on(([127, 0, 0, 1], port).into()).await;
     let smtp_password = "smtp-secret-2f9c";
     let smtp = SmtpServer::start(directory.path(), smtp_password);
@@ -319,12 +372,7 @@ async fn a_lock_wait_rule_fires_once_and_resolves_once() {
     );
     let shutdown = CancellationToken::new();
     let interval = Duration::from_secs(1);
-    let collector = tokio::spawn(pgmon_collector::run(
-        collector_config(&url, &[("db", postgres.connection_string("postgres"))], interval),
-        shutdown.clone(),
-    ));
-    let alerter = tokio::spawn(pgmon_alerter::run(alerter_config(&url, &file, "one"), shutdown.clone()));
-    wait_for_alerter(&url, "one").await;
+    let watching = Watching::start(&postgres, alerter_config(&url, &file, "one"), interval, &shutdown).await;
 
     let began_us = now_us();
     let pile = pile_up(&postgres, 2).await;
@@ -418,8 +466,7 @@ async fn a_lock_wait_rule_fires_once_and_resolves_once() {
     assert_eq!(printed.matches("lock-pileup on db would have resolved at").count(), 1, "{printed}");
 
     shutdown.cancel();
-    collector.await.unwrap().unwrap();
-    alerter.await.unwrap().unwrap();
+    watching.join().await;
 }
 
 fn spawn_alerter_process(nats_url: &str, file: &Path, alerter_id: &str) -> std::process::Child {
@@ -449,11 +496,13 @@ fn spawn_alerter_process(nats_url: &str, file: &Path, alerter_id: &str) -> std::
 /// alert fires: still one firing and one resolved notification.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_alerters_and_a_kill_still_notify_once_per_transition() {
-    let postgres = TestPostgres::start();
-    let nats = TestNats::start();
-    let url = nats.url();
-    let directory = tempfile::tempdir().unwrap();
-    let port = pgmon_test_support::free_local_port();
+    let TestBed {
+        postgres,
+        nats: _nats,
+        url,
+        directory,
+        port,
+    } = TestBed::start();
     let receiver = WebhookReceiver::start_on(([127, 0, 0, 1], port).into()).await;
     let file = alerts_file(directory.path(), port, 1, "5s");
     let shutdown = CancellationToken::new();
@@ -491,19 +540,22 @@ async fn two_alerters_and_a_kill_still_notify_once_per_transition() {
 /// the receiver is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_notification_reaches_a_receiver_that_was_down_once_it_is_back() {
-    let postgres = TestPostgres::start();
-    let nats = TestNats::start();
-    let url = nats.url();
-    let directory = tempfile::tempdir().unwrap();
-    let port = pgmon_test_support::free_local_port();
+    let TestBed {
+        postgres,
+        nats: _nats,
+        url,
+        directory,
+        port,
+    } = TestBed::start();
     let file = alerts_file(directory.path(), port, 1, "2s");
     let shutdown = CancellationToken::new();
-    let collector = tokio::spawn(pgmon_collector::run(
-        collector_config(&url, &[("db", postgres.connection_string("postgres"))], Duration::from_millis(500)),
-        shutdown.clone(),
-    ));
-    let alerter = tokio::spawn(pgmon_alerter::run(alerter_config(&url, &file, "lonely"), shutdown.clone()));
-    wait_for_alerter(&url, "lonely").await;
+    let watching = Watching::start(
+        &postgres,
+        alerter_config(&url, &file, "lonely"),
+        Duration::from_millis(500),
+        &shutdown,
+    )
+    .await;
 
     let pile = pile_up(&postgres, 1).await;
     let jetstream = jetstream::new(pgmon_test_support::connect_as(&url, NatsRole::Admin).await);
@@ -542,8 +594,7 @@ async fn a_notification_reaches_a_receiver_that_was_down_once_it_is_back() {
 
     pile.release().await;
     shutdown.cancel();
-    collector.await.unwrap().unwrap();
-    alerter.await.unwrap().unwrap();
+    watching.join().await;
 }
 
 /// `pgmon alert check` names the field of every problem and exits 1; a good file passes.
@@ -594,22 +645,27 @@ fn bad_alerts_files_are_refused_field_by_field() {
 /// with who silenced, rules are edited with field-named problems, viewers change nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_alerts_page_and_api_show_alerts_silences_and_rules() {
-    let postgres = TestPostgres::start();
-    let nats = TestNats::start();
-    let url = nats.url();
-    let directory = tempfile::tempdir().unwrap();
-    let port = pgmon_test_support::free_local_port();
+    let TestBed {
+        postgres,
+        nats: _nats,
+        url,
+        directory,
+        port,
+    } = TestBed::start();
     let receiver = WebhookReceiver::start_on(([127, 0, 0, 1], port).into()).await;
     let file = alerts_file(directory.path(), port, 1, "2s");
     let shutdown = CancellationToken::new();
-    let collector = tokio::spawn(pgmon_collector::run(
-        collector_config(&url, &[("db", postgres.connection_string("postgres"))], Duration::from_millis(500)),
-        shutdown.clone(),
-    ));
-    let alerter = tokio::spawn(pgmon_alerter::run(alerter_config(&url, &file, "web"), shutdown.clone()));
-    wait_for_alerter(&url, "web").await;
+    let watching = Watching::start(&postgres, alerter_config(&url, &file, "web"), Duration::from_millis(500), &shutdown).await;
     let web = common::ServedWeb::start(&url, &shutdown).await;
     let admin = common::api_client(&url, pgmon_common::access::Role::Admin).await;
+    // An entry of the rules bucket that is no rule (written past the web's checks) is left
+    // out; every other rule goes on.
+    let jetstream = jetstream::new(pgmon_test_support::connect_as(&url, NatsRole::Admin).await);
+    let rules_bucket = jetstream.get_key_value(pgmon_contract::subjects::ALERT_RULES_BUCKET).await.unwrap();
+    rules_bucket
+        .put("broken", "{\"name\": \"broken\", \"when\": {\"sessions\": 1}}".into())
+        .await
+        .unwrap();
 
     let pile = pile_up(&postgres, 1).await;
     wait_until(Duration::from_secs(60), "the alert firing in the API", || async {
@@ -788,8 +844,7 @@ async fn the_alerts_page_and_api_show_alerts_silences_and_rules() {
     }
 
     shutdown.cancel();
-    collector.await.unwrap().unwrap();
-    alerter.await.unwrap().unwrap();
+    watching.join().await;
     web.join().await;
 }
 
@@ -895,21 +950,18 @@ async fn a_statement_made_slower_raises_the_regression_alert_and_a_steady_load_n
 /// with why, and the Alerts page and API show it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_notification_never_delivered_is_kept_and_shown() {
-    let postgres = TestPostgres::start();
-    let nats = TestNats::start();
-    let url = nats.url();
-    let directory = tempfile::tempdir().unwrap();
-    let closed_port = pgmon_test_support::free_local_port();
+    let TestBed {
+        postgres,
+        nats: _nats,
+        url,
+        directory,
+        port: closed_port,
+    } = TestBed::start();
     let file = alerts_file(directory.path(), closed_port, 1, "1s");
     let shutdown = CancellationToken::new();
-    let collector = tokio::spawn(pgmon_collector::run(
-        collector_config(&url, &[("db", postgres.connection_string("postgres"))], Duration::from_millis(500)),
-        shutdown.clone(),
-    ));
     let mut config = alerter_config(&url, &file, "giving-up");
     config.retry.give_up_after = Duration::from_secs(3);
-    let alerter = tokio::spawn(pgmon_alerter::run(config, shutdown.clone()));
-    wait_for_alerter(&url, "giving-up").await;
+    let watching = Watching::start(&postgres, config, Duration::from_millis(500), &shutdown).await;
     let web = common::ServedWeb::start(&url, &shutdown).await;
 
     let pile = pile_up(&postgres, 1).await;
@@ -933,8 +985,7 @@ async fn a_notification_never_delivered_is_kept_and_shown() {
 
     pile.release().await;
     shutdown.cancel();
-    collector.await.unwrap().unwrap();
-    alerter.await.unwrap().unwrap();
+    watching.join().await;
     web.join().await;
 }
 
@@ -1013,11 +1064,13 @@ async fn a_fast_growing_table_and_its_dead_tuples_raise_their_alerts() {
 /// comes at all (the collector stopped); each resolves when samples say the target is up again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_target_down_or_silent_raises_target_down() {
-    let mut postgres = TestPostgres::start();
-    let nats = TestNats::start();
-    let url = nats.url();
-    let directory = tempfile::tempdir().unwrap();
-    let port = pgmon_test_support::free_local_port();
+    let TestBed {
+        mut postgres,
+        nats: _nats,
+        url,
+        directory,
+        port,
+    } = TestBed::start();
     let receiver = WebhookReceiver::start_on(([127, 0, 0, 1], port).into()).await;
     let file = directory.path().join("alerts.toml");
     std::fs::write(

@@ -76,6 +76,15 @@ fn activity_link(target: &str, from_us: i64, to_us: i64) -> String {
     )
 }
 
+/// A button posting to `action`, with the CSRF token.
+fn post_button(viewer: &Viewer, action: &str, label: &str) -> Markup {
+    html! {
+        form method="post" action=(action) {
+            (csrf_field(viewer)) button.link type="submit" { (label) }
+        }
+    }
+}
+
 pub fn alerts_page(viewer: &Viewer, view: &AlertsView) -> Markup {
     let active: Vec<&AlertState> = view.states.iter().filter(|state| state.phase != AlertPhase::Inactive).collect();
     html! {
@@ -163,11 +172,7 @@ pub fn alerts_page(viewer: &Viewer, view: &AlertsView) -> Markup {
                                 td { (time(silence.until_us)) }
                                 td { (silence.reason) }
                                 td { (silence.created_by) }
-                                @if viewer.is_admin {
-                                    td { form method="post" action={ "/alerts/silences/" (silence.id) "/delete" } {
-                                        (csrf_field(viewer)) button.link type="submit" { "End" }
-                                    } }
-                                }
+                                @if viewer.is_admin { td { (post_button(viewer, &format!("/alerts/silences/{}/delete", silence.id), "End")) } }
                             }
                         }
                     }
@@ -201,11 +206,7 @@ pub fn alerts_page(viewer: &Viewer, view: &AlertsView) -> Markup {
                                 td { (rule.severity) }
                                 td { (rule.targets) }
                                 td { (rule.receivers) }
-                                @if viewer.is_admin {
-                                    td { form method="post" action={ "/alerts/rules/" (rule.name) "/delete" } {
-                                        (csrf_field(viewer)) button.link type="submit" { "Delete" }
-                                    } }
-                                }
+                                @if viewer.is_admin { td { (post_button(viewer, &format!("/alerts/rules/{}/delete", rule.name), "Delete")) } }
                             }
                         }
                     }
