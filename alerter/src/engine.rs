@@ -312,7 +312,7 @@ impl Evaluator {
         let what = if databases { "database" } else { "table" };
         Some(match forecasts.first() {
             None => Measurement {
-                value: f64::INFINITY,
+                value: 0.0,
                 threshold: within_days,
                 breaching: false,
                 summary: format!(

@@ -51,7 +51,8 @@ pub fn step(state: &AlertState, measured: &Measurement, at_us: i64, timing: Timi
     }
     let mut next = AlertState {
         evaluated_at_us: at_us,
-        value: measured.value,
+        // JSON has no infinity or NaN: a record holding one could not be read back.
+        value: if measured.value.is_finite() { measured.value } else { 0.0 },
         summary: measured.summary.clone(),
         query_id: measured.query_id,
         ..state.clone()
