@@ -39,6 +39,9 @@ use crate::notify::Destinations;
 
 pub const ROLE: &str = "alerter";
 
+/// Where notifications link to when `--web-url` is not given: the web's default address.
+pub const DEFAULT_WEB_URL: &str = "http://127.0.0.1:8080";
+
 /// The alerter's flags.
 #[derive(Args, Clone, Debug)]
 pub struct AlerterArgs {
@@ -52,9 +55,10 @@ pub struct AlerterArgs {
     #[arg(long, env = "PGMON_ALERTER_ID")]
     pub alerter_id: Option<String>,
 
-    /// The address people open pgmon's web at, for the links in notifications.
-    #[arg(long, env = "PGMON_WEB_URL", default_value = "http://127.0.0.1:8080")]
-    pub web_url: String,
+    /// The address people open pgmon's web at, for the links in notifications (default
+    /// http://127.0.0.1:8080; in `pgmon up`, the address the web listens on).
+    #[arg(long, env = "PGMON_WEB_URL")]
+    pub web_url: Option<String>,
 
     /// The wait before retrying a notification that could not be delivered; each later wait
     /// is three times longer, up to --notify-retry-longest.
@@ -98,7 +102,7 @@ impl AlerterConfig {
             nats,
             alerts_file: args.alerts_file,
             alerter_id,
-            web_url: args.web_url,
+            web_url: args.web_url.unwrap_or_else(|| DEFAULT_WEB_URL.to_owned()),
             retry: RetryPolicy {
                 first_wait: args.notify_retry_first,
                 longest_wait: args.notify_retry_longest,

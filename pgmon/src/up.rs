@@ -74,7 +74,8 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()
         ..collector
     };
     let ingester = IngesterConfig::from_args(args.ingester, as_role(&nats, &keys_dir, NatsRole::Ingester));
-    let alerter = AlerterConfig::from_args(args.alerter, as_role(&nats, &keys_dir, NatsRole::Alerter))?;
+    let web_url_given = args.alerter.web_url.is_some();
+    let mut alerter = AlerterConfig::from_args(args.alerter, as_role(&nats, &keys_dir, NatsRole::Alerter))?;
     // A broken alerts file stops the start before any role runs, with every problem named.
     if let Some(file) = &alerter.alerts_file {
         pgmon_alerter::read_alerts_file(file)?;
@@ -83,6 +84,9 @@ pub async fn run(args: UpArgs, shutdown: CancellationToken) -> anyhow::Result<()
     let password_file = ingester.data_dir.join("initial-admin-password");
     serve_config.generated_admin_password_file = Some(password_file.clone());
     let server = pgmon_query_api::bind(&serve_config).await?;
+    if !web_url_given {
+        alerter.web_url = format!("http://{}", server.local_addr());
+    }
     println!("pgmon is up: open http://{}/ (NATS at {})", server.local_addr(), nats.url);
     if password_file.exists() {
         println!("sign in as admin with the password in {}", password_file.display());

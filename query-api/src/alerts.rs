@@ -75,7 +75,11 @@ pub async fn current_alerts(state: &AppState, target: Option<&TargetName>) -> Re
     let store = bucket(state, ALERT_STATE_BUCKET).await?;
     let suffix = target.map(|target| format!(".{target}"));
     let mut states: Vec<AlertState> = entries(&store, |key| suffix.as_deref().is_none_or(|suffix| key.ends_with(suffix))).await?;
-    states.retain(|state| state.phase != AlertPhase::Inactive && target.is_none_or(|target| &state.target == target));
+    // The record of a rule deleted while it fired stays in the bucket: it fires no more.
+    let rule_names: BTreeSet<String> = rules(state).await?.into_iter().map(|rule| rule.name).collect();
+    states.retain(|alert| {
+        alert.phase != AlertPhase::Inactive && rule_names.contains(&alert.rule) && target.is_none_or(|target| &alert.target == target)
+    });
     Ok(states)
 }
 
