@@ -14,7 +14,7 @@ use pgmon_contract::subjects::SNAPSHOT_STREAM;
 use pgmon_contract::target::TargetName;
 
 use crate::conditions::{measure, TargetFacts, Window};
-use crate::engine::{SampleAssembler, KINDS_READ};
+use crate::engine::{subjects_read, SampleAssembler};
 use crate::rules::{Condition, Rule};
 use crate::state::{initial_state, step, Timing};
 use crate::AlerterError;
@@ -41,7 +41,7 @@ pub async fn replay(jetstream: &jetstream::Context, rules: &[Rule], since: Durat
     let start = time::OffsetDateTime::from(SystemTime::now() - since);
     let consumer = stream
         .create_consumer(consumer::pull::OrderedConfig {
-            filter_subjects: KINDS_READ.iter().map(|kind| format!("pgmon.snap.*.{}", kind.as_str())).collect(),
+            filter_subjects: subjects_read(),
             deliver_policy: consumer::DeliverPolicy::ByStartTime { start_time: start },
             ..Default::default()
         })

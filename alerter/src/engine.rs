@@ -42,6 +42,11 @@ pub const KINDS_READ: &[SnapshotKind] = &[
     SnapshotKind::Slots,
 ];
 
+/// The subjects of [`KINDS_READ`] of every target: what the alerter's consumers ask for.
+pub fn subjects_read() -> Vec<String> {
+    KINDS_READ.iter().map(|kind| format!("pgmon.snap.*.{}", kind.as_str())).collect()
+}
+
 /// How often a regression rule asks the ingester at most, in sample time: the history it
 /// compares changes slowly, and each question reads days of statement deltas. A rule with a
 /// short window asks every half window.
@@ -67,7 +72,7 @@ pub fn evaluator_consumer_config(alerter_id: &str) -> pull::Config {
     pull::Config {
         durable_name: Some(format!("pgmon-alerter-{alerter_id}")),
         description: Some(format!("pgmon alerter {alerter_id} evaluating rules")),
-        filter_subjects: KINDS_READ.iter().map(|kind| format!("pgmon.snap.*.{}", kind.as_str())).collect(),
+        filter_subjects: subjects_read(),
         deliver_policy: jetstream::consumer::DeliverPolicy::New,
         ack_policy: jetstream::consumer::AckPolicy::Explicit,
         ack_wait: Duration::from_secs(30),

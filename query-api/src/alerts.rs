@@ -259,12 +259,6 @@ pub struct SilenceInput {
 /// The longest a silence may last: a forgotten one must not mute a rule for ever.
 const LONGEST_SILENCE: Duration = Duration::from_secs(30 * 24 * 3600);
 
-fn now_us() -> i64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |elapsed| i64::try_from(elapsed.as_micros()).unwrap_or(i64::MAX))
-}
-
 /// Checks a silence and stores it.
 async fn add_silence(state: &AppState, principal: &Principal, input: &SilenceInput) -> Result<Silence, AppError> {
     let given = |value: &Option<String>| value.as_deref().map(str::trim).filter(|value| !value.is_empty()).map(str::to_owned);
@@ -282,7 +276,7 @@ async fn add_silence(state: &AppState, principal: &Principal, input: &SilenceInp
     if reason.is_empty() || reason.len() > 500 {
         return Err(AppError::bad_request("reason", "say why in 1 to 500 characters"));
     }
-    let created_at_us = now_us();
+    let created_at_us = params::now_us();
     let silence = Silence {
         id: format!("{created_at_us:x}{:04x}", rand::random::<u16>()),
         rule,
@@ -516,7 +510,7 @@ async fn alerts_markup(
     target: Option<&TargetName>,
     extras: PageExtras<'_>,
 ) -> Result<Markup, AppError> {
-    let now = now_us();
+    let now = params::now_us();
     let week_ago = now - i64::try_from(PAGE_HISTORY.as_micros()).unwrap_or(i64::MAX);
     let (states, (history, truncated), silences, rules, (undelivered, _)) = tokio::try_join!(
         current_alerts(state, target),
